@@ -1,0 +1,34 @@
+# Two commands: `make demo` and `make test`. Each builds .venv from scratch when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NEXTBEST_HOME ?= .nextbest
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	NEXTBEST_HOME=$(NEXTBEST_HOME) $(BIN)/nextbest demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_baselines.py
+
+clean:
+	rm -rf $(VENV) $(NEXTBEST_HOME) .pytest_cache .mypy_cache .ruff_cache

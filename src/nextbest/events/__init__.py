@@ -1,0 +1,1 @@
+"""Behaviour events and catalog items: the schema, and importers for public formats."""

@@ -1,0 +1,161 @@
+"""One source of truth for behaviour events and catalog items.
+
+Two views of the same schema live here:
+
+* pydantic models (`Event`, `Item`) validate one record at an edge (HTTP, a CLI argument);
+* Polars schemas (`EVENT_SCHEMA`, `ITEM_SCHEMA`) describe the columnar tables that importers
+  produce and that training reads.
+
+Ids are strings everywhere: shops use SKUs, UUIDs and numbers, and a number read as an integer
+silently loses leading zeros.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EventType(StrEnum):
+    VIEW = "view"
+    CLICK = "click"
+    CART = "cart"
+    REMOVE_FROM_CART = "remove-from-cart"
+    PURCHASE = "purchase"
+    SEARCH = "search"
+    KEYWORD_CLICK = "keyword-click"
+    FAVORITE = "favorite"
+    DWELL = "dwell"
+
+
+EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
+
+# Event types that carry no item of their own (a search is about a query).
+ITEMLESS_EVENT_TYPES: frozenset[str] = frozenset({EventType.SEARCH.value})
+
+MAX_ID_LENGTH = 256
+MAX_QUERY_LENGTH = 1024
+
+
+class Event(BaseModel):
+    """One behaviour event, as a shop sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    type: EventType
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    item_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    timestamp: float = Field(description="seconds since the Unix epoch (or a running order number)")
+    query: str | None = Field(default=None, max_length=MAX_QUERY_LENGTH)
+    value: float | None = None
+    placement: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    device: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+
+
+class Item(BaseModel):
+    """One catalog item."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    title: str = ""
+    category_path: tuple[str, ...] = ()
+    brand: str | None = None
+    price: float | None = Field(default=None, ge=0)
+    discount: float | None = Field(default=None, ge=0, le=1, description="fraction off, 0..1")
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    in_stock: bool = True
+
+
+# The columnar training table: one row per event, in this column order.
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "type": pl.String(),
+    "session_id": pl.String(),
+    "item_id": pl.String(),  # null only for item-less events (search)
+    "user_id": pl.String(),  # null for anonymous visitors
+    "timestamp": pl.Float64(),  # seconds since epoch, or a running order number
+    "query": pl.String(),
+    "value": pl.Float64(),  # price paid, dwell seconds, rating...
+    "placement": pl.String(),
+    "device": pl.String(),
+}
+
+# The catalog table. `category_path` is the path joined with CATEGORY_SEPARATOR;
+# `attributes` is a JSON object as text, so any shop's free attributes fit one column.
+CATEGORY_SEPARATOR = " > "
+ITEM_SCHEMA: dict[str, pl.DataType] = {
+    "item_id": pl.String(),
+    "title": pl.String(),
+    "category_path": pl.String(),
+    "brand": pl.String(),
+    "price": pl.Float64(),
+    "discount": pl.Float64(),
+    "attributes": pl.String(),
+    "in_stock": pl.Boolean(),
+}
+
+REQUIRED_EVENT_COLUMNS = ("event_id", "type", "session_id", "timestamp")
+
+
+def empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def conform_events(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return `frame` with exactly the event columns, in order, with their types.
+
+    Missing optional columns are added as nulls; a missing required column, a column of the
+    wrong type that cannot be cast losslessly, or an unknown event type raises ValueError.
+    """
+    missing = [c for c in REQUIRED_EVENT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"event table lacks required column(s) {missing}")
+    columns = []
+    for name, dtype in EVENT_SCHEMA.items():
+        if name in frame.columns:
+            try:
+                columns.append(frame[name].cast(dtype, strict=True))
+            except Exception as exc:
+                raise ValueError(f"event column {name!r} cannot be read as {dtype}: {exc}") from exc
+        else:
+            columns.append(pl.Series(name, [None] * frame.height, dtype=dtype))
+    table = pl.DataFrame(columns)
+    unknown = set(table["type"].drop_nulls().unique().to_list()) - EVENT_TYPES
+    if unknown:
+        raise ValueError(
+            f"unknown event type(s) {sorted(unknown)[:5]}; allowed: {sorted(EVENT_TYPES)}"
+        )
+    for name in REQUIRED_EVENT_COLUMNS:
+        if table[name].null_count():
+            raise ValueError(f"event column {name!r} has {table[name].null_count()} null value(s)")
+    needs_item = ~table["type"].is_in(list(ITEMLESS_EVENT_TYPES))
+    n_itemless = table.filter(needs_item & table["item_id"].is_null()).height
+    if n_itemless:
+        raise ValueError(f"{n_itemless} event(s) of an item type have no item_id")
+    return table
+
+
+def conform_items(frame: pl.DataFrame) -> pl.DataFrame:
+    """Return `frame` with exactly the item columns, in order, with their types."""
+    if "item_id" not in frame.columns:
+        raise ValueError("item table lacks the required column 'item_id'")
+    columns = []
+    for name, dtype in ITEM_SCHEMA.items():
+        if name in frame.columns:
+            try:
+                columns.append(frame[name].cast(dtype, strict=True))
+            except Exception as exc:
+                raise ValueError(f"item column {name!r} cannot be read as {dtype}: {exc}") from exc
+        else:
+            default = True if name == "in_stock" else None
+            columns.append(pl.Series(name, [default] * frame.height, dtype=dtype))
+    table = pl.DataFrame(columns)
+    if table["item_id"].null_count():
+        raise ValueError("item column 'item_id' has null values")
+    return table
