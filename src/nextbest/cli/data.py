@@ -1,0 +1,113 @@
+"""`nextbest data ...`: import public formats, prepare splits, inspect, make the demo shop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nextbest.cli.common import console, friendly_errors, setup_logging
+
+data_app = typer.Typer(no_args_is_help=True, help="Import, prepare and inspect datasets.")
+
+
+@data_app.command("import")
+@friendly_errors
+def import_(
+    path: Annotated[Path, typer.Argument(help="the file to import")],
+    format: Annotated[str, typer.Option("--format", "-f", help="the file's format")],
+    out: Annotated[Path, typer.Option(help="where to write the event table (.parquet)")],
+    skip_bad: Annotated[bool, typer.Option(help="skip malformed rows and count them")] = False,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="generic format: OUR_COLUMN=FILE_COLUMN (repeatable)"),
+    ] = None,
+) -> None:
+    """Import a public dataset file into nextbest's event table."""
+    from nextbest.events.importers import FORMATS, import_file
+
+    setup_logging()
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; choose one of: {', '.join(FORMATS)}")
+    options: dict[str, object] = {}
+    if column:
+        mapping = dict(pair.split("=", 1) for pair in column if "=" in pair)
+        if len(mapping) != len(column):
+            raise ValueError("--column takes OUR_COLUMN=FILE_COLUMN")
+        options["columns"] = mapping
+    with console.status(f"importing {path}"):
+        result = import_file(format, path, on_error="skip" if skip_bad else "raise", **options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.events.write_parquet(out)
+    console.print(f"{result.events.height:,} events -> {out}")
+    if result.items is not None:
+        items_path = out.with_name(out.stem + ".items.parquet")
+        result.items.write_parquet(items_path)
+        console.print(f"{result.items.height:,} items -> {items_path}")
+    if result.report.n_bad:
+        console.print(f"[yellow]skipped {result.report.n_bad:,} malformed row(s)[/], e.g.:")
+        for bad in result.report.bad_rows[:5]:
+            console.print(f"  line {bad.line}: {bad.reason}", highlight=False)
+
+
+@data_app.command()
+@friendly_errors
+def prepare(
+    path: Annotated[Path, typer.Argument(help="events (.parquet or GRU4Rec .tsv)")],
+    out: Annotated[Path, typer.Option(help="folder for train.tsv / test.tsv (/ valid.tsv)")],
+    gap_minutes: Annotated[float, typer.Option(help="inactivity gap that ends a session")] = 30.0,
+    min_item_support: Annotated[int, typer.Option(help="drop rarer items")] = 5,
+    min_session_length: Annotated[int, typer.Option(help="drop shorter sessions")] = 2,
+    test_days: Annotated[float, typer.Option(help="last days that form the test set")] = 1.0,
+    valid_days: Annotated[float | None, typer.Option(help="last training days for tuning")] = None,
+    remove_repeats: Annotated[bool, typer.Option(help="drop consecutive repeats")] = False,
+    sessionize: Annotated[bool, typer.Option(help="re-split sessions by the gap")] = True,
+) -> None:
+    """Sessionize, filter and split events by time, writing GRU4Rec TSV files."""
+    from nextbest.data.prepare import PrepareConfig, write_prepared
+    from nextbest.data.prepare import prepare as run_prepare
+    from nextbest.events.io import read_events
+
+    setup_logging()
+    config = PrepareConfig(
+        gap_seconds=gap_minutes * 60,
+        remove_repeats=remove_repeats,
+        min_item_support=min_item_support,
+        min_session_length=min_session_length,
+        test_days=test_days,
+        valid_days=valid_days,
+        sessionize=sessionize,
+    )
+    events = read_events(path)
+    with console.status("preparing"):
+        prepared = run_prepare(events, config)
+    write_prepared(prepared, out)
+    console.print(f"prepared data written to {out}")
+
+
+@data_app.command()
+@friendly_errors
+def stats(path: Annotated[Path, typer.Argument(help="events (.parquet or GRU4Rec .tsv)")]) -> None:
+    """Print what a dataset holds."""
+    from nextbest.data.stats import dataset_stats
+    from nextbest.events.io import read_events
+
+    console.print(dataset_stats(read_events(path)).to_rich_table())
+
+
+@data_app.command("demo-shop")
+@friendly_errors
+def demo_shop(
+    out: Annotated[Path, typer.Option(help="folder to write the demo shop into")],
+    seed: Annotated[int, typer.Option(help="random seed")] = 7,
+    events: Annotated[int, typer.Option(help="number of events")] = 1_000_000,
+) -> None:
+    """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet."""
+    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
+
+    config = DemoShopConfig(seed=seed, n_events=events)
+    with console.status(f"generating {events:,} events"):
+        shop = generate_demo_shop(config)
+        write_demo_shop(shop, out)
+    console.print(f"demo shop ({shop.events.height:,} events) written to {out}")

@@ -1,0 +1,22 @@
+"""The `nextbest` command."""
+
+from __future__ import annotations
+
+import typer
+
+from nextbest.cli.data import data_app
+from nextbest.cli.demo import demo
+from nextbest.cli.evaluate import evaluate, train
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="nextbest: session-aware recommendations for online shops.",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+app.command()(train)
+app.command()(evaluate)
+app.command()(demo)
+
+if __name__ == "__main__":
+    app()
