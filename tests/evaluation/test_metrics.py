@@ -6,21 +6,21 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from nextbest.evaluation.metrics import mrr_at, ndcg_at, recall_at, target_ranks
 
 # Row 0: target (item 2) scores 0.5; one item higher (0.9), two others equal (0.5).
 # Row 1: target (item 0) is the unique best.
 # Row 2: every item scores 0: a model that knows nothing.
-SCORES = torch.tensor(
+SCORES = np.array(
     [
         [0.9, 0.5, 0.5, 0.5, 0.1],
         [0.8, 0.2, 0.3, 0.1, 0.0],
         [0.0, 0.0, 0.0, 0.0, 0.0],
-    ]
+    ],
+    dtype=np.float32,
 )
-TARGETS = torch.tensor([2, 0, 3])
+TARGETS = np.array([2, 0, 3])
 
 
 def test_conservative_ties_rank_target_below_every_equal_item() -> None:
@@ -42,7 +42,7 @@ def test_unknown_tie_policy_is_refused() -> None:
 
 
 def test_nan_target_score_is_an_error() -> None:
-    scores = SCORES.clone()
+    scores = SCORES.copy()
     scores[0, 2] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         target_ranks(scores, TARGETS, "conservative")

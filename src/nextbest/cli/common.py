@@ -18,6 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from nextbest.models.base import NotFittedError
 
@@ -62,3 +63,10 @@ def progress_bar() -> Progress:
         console=errors,
         transient=True,
     )
+
+
+def results_table(header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(*header, show_edge=False, header_style="bold")
+    for cells in rows:
+        table.add_row(*cells)
+    return table

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from nextbest.cli.common import console, friendly_errors, setup_logging
+from nextbest.cli.common import console, friendly_errors, results_table, setup_logging
 from nextbest.cli.evaluate import config_dict, fit_model, load_train, run_evaluation
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, EvalResult
-from nextbest.evaluation.report import markdown_table, result_record, write_report
+from nextbest.evaluation.report import result_record, summary_rows, write_report
 from nextbest.events.io import read_events
 from nextbest.models.store import nextbest_home, save_version
 
@@ -56,6 +56,6 @@ def demo(
         if record["mrr@20"] > best[0]:
             best = (record["mrr@20"], folder)
     report = write_report("nextbest demo shop", records, results, home / "demo-report")
-    console.print(markdown_table(records, config.cutoffs))
+    console.print(results_table(*summary_rows(records, config.cutoffs)))
     console.print(f"report: {report}")
     console.print(f"best model by MRR@20: {best[1]}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from nextbest.cli.common import console, friendly_errors, progress_bar, setup_logging
+from nextbest.cli.common import console, friendly_errors, progress_bar, results_table, setup_logging
 from nextbest.cli.models import build_model, parse_params
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import TIE_POLICIES
@@ -21,7 +21,7 @@ from nextbest.evaluation.next_event import (
     evaluate_next_event,
     prefix_target_sessions,
 )
-from nextbest.evaluation.report import markdown_table, result_record, write_json, write_report
+from nextbest.evaluation.report import result_record, summary_rows, write_json, write_report
 from nextbest.events.io import read_events
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
@@ -104,9 +104,9 @@ def evaluate(
     train = load_train(train_path, skip_bad)
     count = None
     if protocol == "prefix-target":
-        from nextbest.events.importers.prefix_target import read_prefix_target
+        from nextbest.events.importers import import_prefix_target
 
-        cases = read_prefix_target(test_path, on_error="skip" if skip_bad else "raise")
+        cases = import_prefix_target(test_path, on_error="skip" if skip_bad else "raise")
         test, count = prefix_target_sessions(cases.prefixes, cases.targets, train.item_ids)
     else:
         test_events = read_events(test_path, "skip" if skip_bad else "raise")
@@ -114,7 +114,7 @@ def evaluate(
     model, fit_seconds = fit_model(model_name, params, train)
     result = run_evaluation(model, test, config, train, count)
     record = result_record(model_name, config_dict(model), result, fit_seconds, protocol)
-    console.print(markdown_table([record], config.cutoffs))
+    console.print(results_table(*summary_rows([record], config.cutoffs)))
     if json_path is not None:
         write_json(record, json_path)
         console.print(f"results written to {json_path}")

@@ -14,26 +14,29 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 
 TiePolicy = Literal["conservative", "standard", "median"]
 TIE_POLICIES: tuple[TiePolicy, ...] = ("conservative", "standard", "median")
 
 
-def target_ranks(scores: torch.Tensor, targets: torch.Tensor, ties: TiePolicy) -> torch.Tensor:
-    """Ranks [B] (float64, 1 = best) of `targets` [B] within `scores` [B, n_items]."""
+def target_ranks(scores: np.ndarray, targets: np.ndarray, ties: TiePolicy) -> np.ndarray:
+    """Ranks [B] (float64, 1 = best) of `targets` [B] within `scores` [B, n_items].
+
+    NumPy rather than torch here: counting a boolean mask is several times faster in NumPy on
+    a CPU, and this is the evaluator's hot loop.
+    """
     if ties not in TIE_POLICIES:
         raise ValueError(f"ties must be one of {TIE_POLICIES}, not {ties!r}")
-    target_scores = scores.gather(1, targets.view(-1, 1))  # [B, 1]
-    if torch.isnan(target_scores).any():
+    target_scores = np.take_along_axis(scores, targets.reshape(-1, 1), axis=1)  # [B, 1]
+    if np.isnan(target_scores).any():
         raise ValueError("the model scored a target item as NaN")
-    higher = (scores > target_scores).sum(dim=1).to(torch.float64)  # [B]
+    higher: np.ndarray = (scores > target_scores).sum(axis=1).astype(np.float64)  # [B]
     if ties == "standard":
         return higher + 1
-    equal_others = (scores == target_scores).sum(dim=1).to(torch.float64) - 1  # [B]
-    if ties == "conservative":
-        return higher + equal_others + 1
-    return higher + 0.5 * equal_others + 1
+    equal_others: np.ndarray = (scores == target_scores).sum(axis=1).astype(np.float64) - 1
+    share = 1.0 if ties == "conservative" else 0.5
+    ranks: np.ndarray = higher + share * equal_others + 1
+    return ranks
 
 
 def recall_at(ranks: np.ndarray, k: int) -> float:

@@ -128,7 +128,7 @@ def evaluate_next_event(
     order = np.argsort(-lengths, kind="stable")
     order = order[lengths[order] >= 2]
     stats = _ListStats(model.n_items, config.cutoffs, train_support)
-    ranks: list[torch.Tensor] = []
+    ranks: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     started = time.perf_counter()
     for first in range(0, len(order), config.batch_size):
@@ -136,7 +136,7 @@ def evaluate_next_event(
         _walk_block(model, test, block, count, config, stats, ranks, positions)
         if progress is not None:
             progress(len(block))
-    all_ranks = torch.cat(ranks).numpy() if ranks else np.zeros(0)
+    all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
     return EvalResult(
         ranks=all_ranks,
         positions=np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
@@ -155,7 +155,7 @@ def _walk_block(
     count: np.ndarray,
     config: EvalConfig,
     stats: _ListStats,
-    ranks: list[torch.Tensor],
+    ranks: list[np.ndarray],
     positions: list[np.ndarray],
 ) -> None:
     """Step one block of sessions (sorted by length, longest first) through to their ends."""
@@ -175,14 +175,11 @@ def _walk_block(
         if not len(wanted):
             continue
         scored_state = state if len(wanted) == size else model.select(state, wanted)
-        raw = model.score(scored_state)  # [w, n_items]
-        if isinstance(raw, np.ndarray):  # views (broadcasts) become a writable copy for torch
-            raw = np.require(raw, dtype=np.float32, requirements=["C", "W"])
-        scores = torch.as_tensor(raw)
-        target_items = torch.from_numpy(test.items[targets[wanted]])
-        ranks.append(target_ranks(scores, target_items, config.ties))
+        # views (broadcasts) become a writable contiguous copy, which torch needs
+        scores = np.require(model.score(scored_state), np.float32, ["C", "W"])  # [w, n_items]
+        ranks.append(target_ranks(scores, test.items[targets[wanted]], config.ties))
         positions.append(np.full(len(wanted), t + 1, dtype=np.int64))
-        stats.add(scores)
+        stats.add(torch.from_numpy(scores))
 
 
 def prefix_target_sessions(

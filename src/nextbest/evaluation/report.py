@@ -45,24 +45,34 @@ def write_json(records: Sequence[dict[str, Any]] | dict[str, Any], path: Path) -
     path.write_text(json.dumps(records, indent=2) + "\n")
 
 
-def markdown_table(records: Sequence[dict[str, Any]], cutoffs: Sequence[int]) -> str:
+def summary_rows(
+    records: Sequence[dict[str, Any]], cutoffs: Sequence[int]
+) -> tuple[list[str], list[list[str]]]:
+    """The header and cells of the summary table (shared by Markdown and the terminal)."""
     header = ["model", "cases"]
     for k in cutoffs:
         header += [f"Recall@{k}", f"MRR@{k}"]
-    header += [f"NDCG@{cutoffs[-1]}", f"coverage@{cutoffs[-1]}", "fit s", "eval s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    last = cutoffs[-1]
+    header += [f"NDCG@{last}", f"coverage@{last}", "fit s", "eval s"]
+    rows = []
     for r in records:
         cells = [str(r["model"]), str(r["cases"])]
         for k in cutoffs:
             cells += [f"{r[f'recall@{k}']:.4f}", f"{r[f'mrr@{k}']:.4f}"]
-        last = cutoffs[-1]
         cells += [
             f"{r[f'ndcg@{last}']:.4f}",
             f"{r[f'coverage@{last}']:.3f}",
             f"{r['fit_seconds']:.1f}",
             f"{r['eval_seconds']:.1f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    return header, rows
+
+
+def markdown_table(records: Sequence[dict[str, Any]], cutoffs: Sequence[int]) -> str:
+    header, rows = summary_rows(records, cutoffs)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
 
 

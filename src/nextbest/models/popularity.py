@@ -23,10 +23,10 @@ class PopConfig:
 
 
 @dataclass
-class _Counts:
-    """Per session of the batch, the count of each item seen so far (dense, [B, n_items])."""
+class _Seen:
+    """Per session of the batch, the items seen so far (with repeats)."""
 
-    counts: np.ndarray
+    items: list[np.ndarray]
 
 
 def _normalised_support(train: Sessions) -> np.ndarray:
@@ -74,7 +74,7 @@ class SPopConfig:
     pass
 
 
-class SessionPopular(SessionModel[_Counts, SPopConfig]):
+class SessionPopular(SessionModel[_Seen, SPopConfig]):
     name = "spop"
     config_class = SPopConfig
 
@@ -87,22 +87,22 @@ class SessionPopular(SessionModel[_Counts, SPopConfig]):
         self.popularity = _normalised_support(train)
         return self
 
-    def initial_state(self, n: int) -> _Counts:
-        return _Counts(np.zeros((n, self.n_items), dtype=np.float32))
+    def initial_state(self, n: int) -> _Seen:
+        return _Seen([np.zeros(0, dtype=np.int64) for _ in range(n)])
 
-    def step(self, state: _Counts, items: np.ndarray, times: np.ndarray) -> _Counts:
-        counts = state.counts.copy()
-        counts[np.arange(len(items)), items] += 1.0
-        return _Counts(counts)
+    def step(self, state: _Seen, items: np.ndarray, times: np.ndarray) -> _Seen:
+        return _Seen([np.append(seen, item) for seen, item in zip(state.items, items, strict=True)])
 
-    def select(self, state: _Counts, rows: np.ndarray) -> _Counts:
-        return _Counts(state.counts[rows])
+    def select(self, state: _Seen, rows: np.ndarray) -> _Seen:
+        return _Seen([state.items[int(row)] for row in rows])
 
-    def score(self, state: _Counts) -> np.ndarray:
+    def score(self, state: _Seen) -> np.ndarray:
         if self.popularity is None:
             raise NotFittedError("SessionPopular is not fitted")
+        scores = np.tile(self.popularity, (len(state.items), 1))  # [B, n_items]
+        rows = np.repeat(np.arange(len(state.items)), [len(seen) for seen in state.items])
         # popularity is in [0, 1], so one more in-session view always outranks it
-        scores: np.ndarray = state.counts + self.popularity[None, :]
+        np.add.at(scores, (rows, np.concatenate([*state.items, np.zeros(0, np.int64)])), 1.0)
         return scores
 
     def arrays(self) -> dict[str, np.ndarray]:

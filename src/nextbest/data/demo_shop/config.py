@@ -1,0 +1,54 @@
+"""The demo shop's settings: a few sizes and a seed; the planted structure is in `taxonomy.py`.
+
+The defaults make the embedded dataset every part of nextbest is shown on: one million events
+over 45 days of a shop with 4,000 items and 10,000 registered users (about nine sessions each)
+beside anonymous visitors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# 2024-03-04 00:00 UTC, a Monday: the period starts at a week boundary.
+DEFAULT_START = 1_709_510_400.0
+
+MIN_ITEMS = 500  # enough for a handful of items in each of the ~70 leaf categories
+MAX_USERS = 1_000_000  # users' state is a dense [n_users, n_leaves] float32 table
+
+
+@dataclass(frozen=True)
+class DemoShopConfig:
+    """How big a demo shop to generate, and from which seed.
+
+    The same config always gives the same shop, byte for byte.
+    """
+
+    seed: int = 7
+    n_events: int = 1_000_000  # exactly this many events, searches included
+    n_items: int = 4_000
+    n_users: int = 10_000  # registered users; anonymous visitors come on top
+    days: int = 45  # length of the simulated period
+    test_days: int = 2  # sessions starting in the last `test_days` days form the test split
+    anonymous_share: float = 0.4  # share of sessions without a user_id
+    start: float = DEFAULT_START  # Unix time of the period's first second (UTC)
+
+    def __post_init__(self) -> None:
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("n_events", self.n_events, 1_000, 200_000_000)
+        _check_int("n_items", self.n_items, MIN_ITEMS, 5_000_000)
+        _check_int("n_users", self.n_users, 1, MAX_USERS)
+        _check_int("days", self.days, 2, 3_650)
+        _check_int("test_days", self.test_days, 1, self.days - 1)
+        _check_float("anonymous_share", self.anonymous_share, 0.0, 1.0)
+        _check_float("start", self.start, 0.0, 4_102_444_800.0)  # up to the year 2100
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"DemoShopConfig.{name}={value!r}: must be an integer in [{low}, {high}]")
+
+
+def _check_float(name: str, value: object, low: float, high: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+    if not ok:
+        raise ValueError(f"DemoShopConfig.{name}={value!r}: must be a number in [{low}, {high}]")

@@ -1,0 +1,171 @@
+"""`generate_demo_shop`: draw the catalog, the users and the sessions, and return tables.
+
+Everything comes from one `numpy.random.Generator` seeded with `config.seed`, used in a fixed
+order, so one seed always gives the same shop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nextbest.data.demo_shop.behaviour import PLACEMENTS, TYPES, EventArrays, simulate
+from nextbest.data.demo_shop.catalog import KINDS, Catalog, build_catalog
+from nextbest.data.demo_shop.config import DemoShopConfig
+from nextbest.data.demo_shop.population import DEVICES, SessionPlan, draw_users, plan_sessions
+from nextbest.data.demo_shop.queries import Vocabulary, build_vocabulary
+from nextbest.data.demo_shop.taxonomy import COMPLEMENTS
+from nextbest.events.schema import EVENT_SCHEMA, conform_events, conform_items
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    """A generated shop: its tables, and the planted truth behind them.
+
+    `events` follows EVENT_SCHEMA (time order, searches included) and `items` ITEM_SCHEMA.
+    `queries` has one row per search-result click (session_id, timestamp, user_id, query,
+    clicked_item_id). `categories` is the planted structure: category_path, kind ("durable",
+    "consumable", "regular"), cycle_days (consumables) and complements (a list of paths), the
+    ground truth a complements rule or repurchase model can be checked against.
+    """
+
+    config: DemoShopConfig
+    events: pl.DataFrame
+    items: pl.DataFrame
+    queries: pl.DataFrame
+    categories: pl.DataFrame
+
+
+def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
+    """Generate the demo shop `config` describes (the default shop without one)."""
+    config = config or DemoShopConfig()
+    started = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    catalog = build_catalog(config.n_items, rng)
+    vocabulary = build_vocabulary(catalog)
+    users = draw_users(config.n_users, catalog, rng)
+    plan = plan_sessions(config, users, rng)
+    logger.info(
+        "demo shop: %d items, %d sessions planned (%.1fs)",
+        catalog.n_items,
+        len(plan.start),
+        time.perf_counter() - started,
+    )
+    arrays = simulate(catalog, vocabulary, users, plan, rng)
+    logger.info(
+        "demo shop: %d events simulated (%.1fs)", len(arrays.type), time.perf_counter() - started
+    )
+    events = _event_table(config, catalog, vocabulary, plan, arrays)
+    queries = events.filter((pl.col("type") == "click") & pl.col("query").is_not_null()).select(
+        "session_id",
+        "timestamp",
+        "user_id",
+        "query",
+        pl.col("item_id").alias("clicked_item_id"),
+    )
+    shop = DemoShop(
+        config=config,
+        events=events,
+        items=_item_table(catalog),
+        queries=queries,
+        categories=_category_table(catalog),
+    )
+    logger.info("demo shop: tables built (%.1fs)", time.perf_counter() - started)
+    return shop
+
+
+def _event_table(
+    config: DemoShopConfig,
+    catalog: Catalog,
+    vocabulary: Vocabulary,
+    plan: SessionPlan,
+    arrays: EventArrays,
+) -> pl.DataFrame:
+    session = np.repeat(np.arange(len(plan.start)), plan.length)  # [E] sessions in start order
+    owner = plan.owner[session]  # [E]
+    item_number = np.where(arrays.item >= 0, catalog.item_number[np.maximum(arrays.item, 0)], -1)
+    raw = pl.DataFrame(
+        {
+            "_pos": np.arange(len(session)),
+            "_session": session,
+            "_type": arrays.type,
+            "_item": item_number,
+            "_owner": owner,
+            "_query": arrays.query,
+            "_placement": arrays.placement,
+            "_device": plan.device[session],
+            "timestamp": np.round(config.start + arrays.time, 3),
+            "value": np.round(arrays.value, 2),
+        }
+    )
+    width = len(str(len(plan.start)))
+    table = raw.sort(["timestamp", "_pos"]).select(
+        pl.format(
+            "e{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(len(str(raw.height)))
+        ).alias("event_id"),
+        _lookup("_type", TYPES).alias("type"),
+        pl.format("s{}", pl.col("_session").cast(pl.String).str.zfill(width)).alias("session_id"),
+        _numbered("_item", "i", catalog.id_width).alias("item_id"),
+        _numbered("_owner", "u", 6).alias("user_id"),
+        "timestamp",
+        _lookup("_query", vocabulary.texts).alias("query"),
+        pl.col("value").fill_nan(None),
+        _lookup("_placement", PLACEMENTS).alias("placement"),
+        _lookup("_device", DEVICES).alias("device"),
+    )
+    return conform_events(table.select(list(EVENT_SCHEMA)))
+
+
+def _numbered(column: str, prefix: str, width: int) -> pl.Expr:
+    """`prefix` + the zero-padded number in `column`, null where it is negative."""
+    number = pl.col(column).cast(pl.String).str.zfill(width)
+    return pl.when(pl.col(column) >= 0).then(pl.format(prefix + "{}", number))
+
+
+def _lookup(column: str, names: tuple[str, ...]) -> pl.Expr:
+    """names[column], null where the index is -1."""
+    mapping = dict(enumerate(names))
+    return pl.col(column).replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _item_table(catalog: Catalog) -> pl.DataFrame:
+    paths = [leaf.path for leaf in catalog.leaves]
+    table = pl.DataFrame(
+        {
+            "item_id": catalog.item_ids(),
+            "title": list(catalog.titles),
+            "category_path": [paths[i] for i in catalog.item_leaf.tolist()],
+            "brand": [catalog.brand_names[b] for b in catalog.item_brand.tolist()],
+            "price": catalog.item_price,
+            "discount": catalog.item_discount,
+            "attributes": list(catalog.attributes),
+            "in_stock": catalog.item_in_stock,
+        }
+    )
+    return conform_items(table.sort("item_id"))
+
+
+def _category_table(catalog: Catalog) -> pl.DataFrame:
+    path_of = {leaf.name: leaf.path for leaf in catalog.leaves}
+    return pl.DataFrame(
+        {
+            "category_path": [leaf.path for leaf in catalog.leaves],
+            "kind": [KINDS[k] for k in catalog.leaf_kind.tolist()],
+            "cycle_days": [leaf.cycle_days or None for leaf in catalog.leaves],
+            "complements": [
+                [path_of[c] for c in COMPLEMENTS.get(leaf.name, ())] for leaf in catalog.leaves
+            ],
+        },
+        schema={
+            "category_path": pl.String,
+            "kind": pl.String,
+            "cycle_days": pl.Float64,
+            "complements": pl.List(pl.String),
+        },
+    )

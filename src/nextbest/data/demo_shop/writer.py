@@ -1,0 +1,78 @@
+"""Write a demo shop to a folder: the GRU4Rec train/test split, the catalog, searches, events.
+
+    DIR/train.tsv         SessionId ItemId Time UserId EventType   sessions before the cut
+    DIR/test.tsv          the same columns: sessions starting in the last `test_days` days
+    DIR/items.csv         the catalog (ITEM_SCHEMA columns)
+    DIR/queries.tsv       SessionId Time UserId Query ClickedItemId   one row per result click
+    DIR/categories.tsv    CategoryPath Kind CycleDays Complements    the planted structure
+    DIR/events.parquet    the full event table, searches included
+
+The test split follows the next-event evaluation protocol: events of items never seen in
+training are dropped, then sessions left with fewer than two item events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from nextbest.data.demo_shop.generator import DemoShop
+from nextbest.data.stats import item_events
+from nextbest.data.tsv import write_gru4rec_tsv
+
+DAY = 86_400.0
+
+
+def split_demo_shop(shop: DemoShop) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(train, test) item-event tables: a time split on session starts, test cleaned up."""
+    config = shop.config
+    cut = config.start + (config.days - config.test_days) * DAY
+    # A session's start is its first event of any kind: a search counts.
+    events = shop.events.with_columns(
+        (pl.col("timestamp").min().over("session_id") >= cut).alias("_test")
+    ).filter(item_events())
+    train = events.filter(~pl.col("_test")).drop("_test")
+    test = (
+        events.filter(pl.col("_test"))
+        .drop("_test")
+        .filter(pl.col("item_id").is_in(train["item_id"].unique().implode()))
+        .filter(pl.len().over("session_id") >= 2)
+    )
+    return train, test
+
+
+def write_demo_shop(shop: DemoShop, out_dir: str | Path) -> dict[str, Path]:
+    """Write the files listed in the module docstring into `out_dir` (created if missing)."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        name: folder / name
+        for name in (
+            "train.tsv",
+            "test.tsv",
+            "items.csv",
+            "queries.tsv",
+            "categories.tsv",
+            "events.parquet",
+        )
+    }
+    train, test = split_demo_shop(shop)
+    write_gru4rec_tsv(train, paths["train.tsv"])
+    write_gru4rec_tsv(test, paths["test.tsv"])
+    shop.items.write_csv(paths["items.csv"])
+    shop.queries.select(
+        pl.col("session_id").alias("SessionId"),
+        pl.col("timestamp").alias("Time"),
+        pl.col("user_id").alias("UserId"),
+        pl.col("query").alias("Query"),
+        pl.col("clicked_item_id").alias("ClickedItemId"),
+    ).write_csv(paths["queries.tsv"], separator="\t", null_value="")
+    shop.categories.select(
+        pl.col("category_path").alias("CategoryPath"),
+        pl.col("kind").alias("Kind"),
+        pl.col("cycle_days").alias("CycleDays"),
+        pl.col("complements").list.join("|").alias("Complements"),
+    ).write_csv(paths["categories.tsv"], separator="\t", null_value="")
+    shop.events.write_parquet(paths["events.parquet"])
+    return paths
