@@ -70,6 +70,8 @@ def prepare(
     from nextbest.events.io import read_events
 
     setup_logging()
+    if not gap_minutes > 0:
+        raise ValueError(f"--gap-minutes must be a positive number of minutes, not {gap_minutes}")
     config = PrepareConfig(
         gap_seconds=gap_minutes * 60,
         remove_repeats=remove_repeats,

@@ -1,0 +1,92 @@
+"""`nextbest data ...`: import, prepare, stats and demo-shop from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from nextbest.cli.main import app
+from nextbest.events.importers import import_gru4rec
+
+runner = CliRunner()
+
+# Two visitors; visitor 1 comes back after two hours (a new session by the 30-minute gap).
+HEADER = (
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+)
+REES46 = f"""{HEADER}
+2019-10-01 00:00:00 UTC,view,1,10,sports.shoes,acme,10.5,100,s1
+2019-10-01 00:01:00 UTC,view,2,10,sports.shoes,acme,12.0,100,s1
+2019-10-01 00:02:00 UTC,cart,2,10,sports.shoes,acme,12.0,100,s1
+2019-10-01 02:30:00 UTC,view,1,10,sports.shoes,acme,10.5,100,s1
+2019-10-01 02:31:00 UTC,view,2,10,sports.shoes,acme,12.0,100,s1
+2019-10-01 00:05:00 UTC,view,2,10,sports.shoes,acme,12.0,200,s2
+2019-10-01 00:06:00 UTC,view,1,10,sports.shoes,acme,10.5,200,s2
+2019-10-01 00:07:00 UTC,view,BAD-PRICE-ROW,10,sports.shoes,acme,notaprice,200,s2
+"""
+
+
+def test_import_reports_the_bad_line_or_skips_it(tmp_path: Path) -> None:
+    source = tmp_path / "events.csv"
+    source.write_text(REES46)
+    out = tmp_path / "events.parquet"
+    refused = runner.invoke(app, ["data", "import", str(source), "-f", "rees46", "--out", str(out)])
+    assert refused.exit_code == 2
+    assert "line 9" in refused.output
+    assert not out.exists()
+    result = runner.invoke(
+        app, ["data", "import", str(source), "-f", "rees46", "--out", str(out), "--skip-bad"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 malformed row" in result.output
+    assert pl.read_parquet(out).height == 7
+
+
+def test_prepare_sessionizes_and_splits(tmp_path: Path) -> None:
+    source = tmp_path / "events.csv"
+    source.write_text(REES46)
+    events = tmp_path / "events.parquet"
+    imported = ["data", "import", str(source), "-f", "rees46", "--out", str(events), "--skip-bad"]
+    assert runner.invoke(app, imported).exit_code == 0
+    out = tmp_path / "prepared"
+    args = ["data", "prepare", str(events), "--out", str(out), "--min-item-support", "1"]
+    result = runner.invoke(app, [*args, "--test-days", str(1 / 24)])
+    assert result.exit_code == 0, result.output
+    train = import_gru4rec(out / "train.tsv").events
+    test = import_gru4rec(out / "test.tsv").events
+    # visitor 1's return after two hours is its own session, the only one in the last hour
+    assert test["session_id"].n_unique() == 1
+    assert test.height == 2
+    assert train["session_id"].n_unique() == 2
+    assert train.height == 5
+
+
+def test_prepare_refuses_a_bad_gap(tmp_path: Path) -> None:
+    events = tmp_path / "e.parquet"
+    result = runner.invoke(
+        app, ["data", "prepare", str(events), "--out", "x", "--gap-minutes", "-1"]
+    )
+    assert result.exit_code == 2
+    assert "--gap-minutes" in result.output
+
+
+def test_stats_prints_counts(tmp_path: Path) -> None:
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("SessionId\tItemId\tTime\n1\ta\t1\n1\tb\t2\n2\ta\t3\n")
+    result = runner.invoke(app, ["data", "stats", str(tsv)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "events" in result.output
+    assert "sessions" in result.output
+
+
+def test_demo_shop_writes_the_documented_files(tmp_path: Path) -> None:
+    out = tmp_path / "shop"
+    args = ["data", "demo-shop", "--out", str(out), "--events", "30000", "--seed", "3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("train.tsv", "test.tsv", "items.csv", "queries.tsv", "events.parquet"):
+        assert (out / name).exists(), name
+    header = (out / "train.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["SessionId", "ItemId", "Time", "UserId", "EventType"]
