@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -22,7 +23,8 @@ from rich.table import Table
 
 from nextbest.models.base import NotFittedError
 
-console = Console(stderr=False)
+# Piped output (CI logs, `| tee`) gets room for the results table instead of 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 P = ParamSpec("P")

@@ -18,6 +18,9 @@ from nextbest.models.store import nextbest_home, save_version
 DEMO_MODELS: tuple[tuple[str, dict[str, str]], ...] = (
     ("pop", {}),
     ("spop", {}),
+    ("covisit", {}),
+    ("vsknn", {}),
+    ("stan", {}),
 )
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from nextbest.models.base import SessionModel, parse_config
+from nextbest.models.covisit import CoVisitation
+from nextbest.models.knn.sknn import SKNN
+from nextbest.models.knn.stan import STAN
+from nextbest.models.knn.vsknn import VSKNN
+from nextbest.models.knn.vstan import VSTAN
 from nextbest.models.popularity import MostPopular, SessionPopular
 
 # The CLI is the one place where a model is picked by its name.
 MODELS: dict[str, type[SessionModel[Any, Any]]] = {
-    model.name: model for model in (MostPopular, SessionPopular)
+    model.name: model
+    for model in (MostPopular, SessionPopular, CoVisitation, SKNN, VSKNN, STAN, VSTAN)
 }
 
 
