@@ -27,3 +27,7 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.exists():
         pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+# PostgreSQL and Redis fixtures (`pg_schema`, `redis_prefix`) for the backend test suites.
+pytest_plugins = ["backends"]

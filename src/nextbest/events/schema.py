@@ -13,10 +13,11 @@ silently loses leading zeros.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Self
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class EventType(StrEnum):
@@ -38,6 +39,13 @@ ITEMLESS_EVENT_TYPES: frozenset[str] = frozenset({EventType.SEARCH.value})
 
 MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1024
+MAX_CONTEXT_KEYS = 32
+MAX_CONTEXT_KEY_LENGTH = 64
+MAX_CATEGORY_DEPTH = 16
+
+# Free context values: short strings, numbers or flags (an A/B arm, a page type, a referrer...).
+ContextKey = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT_KEY_LENGTH)]
+ContextValue = Annotated[str, Field(max_length=MAX_ID_LENGTH)] | bool | int | float
 
 
 class Event(BaseModel):
@@ -50,11 +58,35 @@ class Event(BaseModel):
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     item_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
     user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
-    timestamp: float = Field(description="seconds since the Unix epoch (or a running order number)")
+    timestamp: float = Field(
+        ge=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="seconds since the Unix epoch (or a running order number)",
+    )
     query: str | None = Field(default=None, max_length=MAX_QUERY_LENGTH)
-    value: float | None = None
+    value: float | None = Field(default=None, strict=True, allow_inf_nan=False)
     placement: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     device: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    recommendation_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="the recommendation this event followed, for attribution",
+    )
+    context: dict[ContextKey, ContextValue] | None = Field(
+        default=None, max_length=MAX_CONTEXT_KEYS, description="free keys about the event"
+    )
+
+    @model_validator(mode="after")
+    def _item_when_needed(self) -> Self:
+        if self.item_id is None and self.type.value not in ITEMLESS_EVENT_TYPES:
+            # raised as a ValidationError so that the error names the field `item_id`
+            message = f"item_id is required for {self.type.value!r} events"
+            error = PydanticCustomError("item_required", message)
+            details = InitErrorDetails(type=error, loc=("item_id",), input=None)
+            raise ValidationError.from_exception_data("Event", [details])
+        return self
 
 
 class Item(BaseModel):
@@ -63,12 +95,14 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    title: str = ""
-    category_path: tuple[str, ...] = ()
-    brand: str | None = None
-    price: float | None = Field(default=None, ge=0)
+    title: str = Field(default="", max_length=MAX_QUERY_LENGTH)
+    category_path: tuple[Annotated[str, Field(max_length=MAX_ID_LENGTH)], ...] = Field(
+        default=(), max_length=MAX_CATEGORY_DEPTH
+    )
+    brand: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     discount: float | None = Field(default=None, ge=0, le=1, description="fraction off, 0..1")
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[ContextKey, Any] = Field(default_factory=dict, max_length=MAX_CONTEXT_KEYS)
     in_stock: bool = True
 
 
@@ -84,6 +118,13 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "value": pl.Float64(),  # price paid, dwell seconds, rating...
     "placement": pl.String(),
     "device": pl.String(),
+}
+
+# What the event log keeps beyond the training table: attribution and free context (JSON text).
+LOG_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    **EVENT_SCHEMA,
+    "recommendation_id": pl.String(),
+    "context": pl.String(),
 }
 
 # The catalog table. `category_path` is the path joined with CATEGORY_SEPARATOR;
