@@ -1,0 +1,68 @@
+"""Fixtures for the real backends: PostgreSQL and Redis on this machine.
+
+Each test gets a fresh PostgreSQL schema (dropped afterwards) and a fresh Redis key prefix in
+a dedicated database index (its keys deleted afterwards). A server that cannot be reached
+skips the test with a reason naming it, unless NEXTBEST_REQUIRE_BACKENDS=1 (CI), which fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+PG_URL = os.environ.get(
+    "NEXTBEST_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("NEXTBEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def backend_missing(name: str, url: str, error: Exception) -> None:
+    message = f"{name} not reachable at {url}: {type(error).__name__}: {error}"
+    if os.environ.get("NEXTBEST_REQUIRE_BACKENDS") == "1":
+        pytest.fail(f"{message} (NEXTBEST_REQUIRE_BACKENDS=1 forbids skipping)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """(database URL, a fresh schema name); the schema is dropped after the test."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"nextbest_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        engine.dispose()
+        backend_missing("PostgreSQL", PG_URL, exc)
+    try:
+        yield PG_URL, schema
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(Redis URL, a fresh key prefix); every key under the prefix is deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:
+        client.close()
+        backend_missing("Redis", REDIS_URL, exc)
+    prefix = f"nextbest-test-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield REDIS_URL, prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
