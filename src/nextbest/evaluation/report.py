@@ -105,17 +105,20 @@ def write_report(
 
 def _plot(results: Mapping[str, EvalResult], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, result in results.items():
+    for number, (name, result) in enumerate(results.items()):
+        color = f"C{number % 10}"  # one colour per model in both panels
         metrics = result.metrics()
         ks = list(result.cutoffs)
-        left.plot(ks, [metrics[f"recall@{k}"] for k in ks], marker="o", label=f"{name} Recall")
-        left.plot(ks, [metrics[f"mrr@{k}"] for k in ks], marker="x", ls="--", label=f"{name} MRR")
+        recall = [metrics[f"recall@{k}"] for k in ks]
+        left.plot(ks, recall, marker="o", color=color, label=f"{name} Recall")
+        mrr = [metrics[f"mrr@{k}"] for k in ks]
+        left.plot(ks, mrr, marker="x", ls="--", color=color, label=f"{name} MRR")
         buckets = np.minimum(result.positions, MAX_POSITION_BUCKET)
         k = max(result.cutoffs)
         hits = result.ranks <= k
         xs = np.arange(1, MAX_POSITION_BUCKET + 1)
         ys = [hits[buckets == x].mean() if (buckets == x).any() else np.nan for x in xs]
-        right.plot(xs, ys, marker="o", label=name)
+        right.plot(xs, ys, marker="o", color=color, label=name)
     left.set(xlabel="cutoff K", ylabel="score", title="Recall@K and MRR@K")
     right.set(
         xlabel="events seen in the session (10 = 10 or more)",
