@@ -107,7 +107,13 @@ def evaluate(
         from nextbest.events.importers import import_prefix_target
 
         cases = import_prefix_target(test_path, on_error="skip" if skip_bad else "raise")
-        test, count = prefix_target_sessions(cases.prefixes, cases.targets, train.item_ids)
+        # The files' own times need not share the training file's clock (retailrocket's are Unix
+        # times, its training times running numbers), so every case is placed right after the
+        # end of training: time-aware models (STAN) then see sensible recency.
+        after_training = np.full(len(cases.targets), float(train.times.max()) + 1.0)
+        test, count = prefix_target_sessions(
+            cases.prefixes, cases.targets, train.item_ids, times=after_training
+        )
     else:
         test_events = read_events(test_path, "skip" if skip_bad else "raise")
         test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)

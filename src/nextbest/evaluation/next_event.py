@@ -186,7 +186,7 @@ def prefix_target_sessions(
     prefixes: Sequence[Sequence[str]],
     targets: Sequence[str],
     item_ids: np.ndarray,
-    times: Sequence[float] | None = None,
+    times: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[Sessions, np.ndarray]:
     """Turn prefix/target cases into sessions plus the mask of events to count.
 
