@@ -21,6 +21,23 @@ DEMO_MODELS: tuple[tuple[str, dict[str, str]], ...] = (
     ("covisit", {}),
     ("vsknn", {}),
     ("stan", {}),
+    # GRU4Rec with the authors' RSC15 settings (cross-entropy + logQ, shared embedding), but a
+    # batch of 64 and 3 epochs so that the demo stays a few minutes on two cores.
+    (
+        "gru4rec",
+        {
+            "loss": "cross-entropy",
+            "logq": "1",
+            "constrained_embedding": "true",
+            "layers": "100",
+            "batch_size": "64",
+            "dropout_p_hidden": "0.3",
+            "learning_rate": "0.2",
+            "momentum": "0.2",
+            "n_epochs": "3",
+            "threads": "2",
+        },
+    ),
 )
 
 

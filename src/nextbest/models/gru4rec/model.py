@@ -1,0 +1,132 @@
+"""GRU4Rec as a `SessionModel`: train offline, then one GRU step per event.
+
+The state of a batch of sessions is one float32 tensor [B, sum(layers)]: each session's hidden
+states of all layers side by side (for one layer simply [B, H]). A session's row is all it
+needs to continue, so a server can store it after an event and restore it for the next one:
+
+    state = model.initial_state(1)
+    state = model.step(state, np.array([item]), np.array([t]))   # one GRU step
+    top, scores = model.recommend(state, 20)                     # or model.score(state)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Self
+
+import numpy as np
+import torch
+
+from nextbest.data.sessions import Sessions
+from nextbest.models.base import NotFittedError, SessionModel
+from nextbest.models.gru4rec.batching import plan
+from nextbest.models.gru4rec.config import GRU4RecConfig
+from nextbest.models.gru4rec.network import GRU4RecNet
+from nextbest.models.gru4rec.training import EpochStats, Trainer
+
+logger = logging.getLogger(__name__)
+
+Items = np.ndarray | torch.Tensor
+
+
+class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
+    name = "gru4rec"
+    config_class = GRU4RecConfig
+
+    def __init__(self, config: GRU4RecConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: GRU4RecNet | None = None
+        self.history: list[EpochStats] = []  # per epoch of the last fit
+        self.fit_seconds = 0.0
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, train: Sessions) -> Self:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            return self._fit(train)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, train: Sessions) -> Self:
+        started = time.perf_counter()
+        self.item_ids = train.item_ids
+        self.net = GRU4RecNet(train.n_items, self.config)
+        walk = plan(train, self.config.batch_size)
+        if walk.n_batches == 0:
+            raise ValueError("no training session has two or more events: nothing to learn")
+        trainer = Trainer(
+            self.net, self.config, train.item_support(), walk.n_batches * self.config.n_epochs
+        )
+        self.history = []
+        for epoch in range(self.config.n_epochs):
+            stats = trainer.epoch(walk, train.items)
+            self.history.append(stats)
+            logger.info(
+                "gru4rec epoch %d/%d: loss %.4f, %.1fs, %.0f events/s",
+                epoch + 1,
+                self.config.n_epochs,
+                stats.loss,
+                stats.seconds,
+                stats.events / max(stats.seconds, 1e-9),
+            )
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    # -- answering --------------------------------------------------------------------------
+    def initial_state(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, sum(self.config.layers))  # [B, sum(H)]
+
+    @torch.no_grad()
+    def step(self, state: torch.Tensor, items: np.ndarray, times: np.ndarray) -> torch.Tensor:
+        """One GRU step for every session of the batch (items [B]); times are not used."""
+        net = self._fitted()
+        index = torch.as_tensor(items, dtype=torch.int64)
+        rows = net.input_table.index_select(0, index)  # [B, In]
+        hidden = net.encode(rows, list(torch.split(state, list(self.config.layers), dim=1)))
+        return hidden[0] if len(hidden) == 1 else torch.cat(hidden, dim=1)
+
+    def select(self, state: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        return state.index_select(0, torch.as_tensor(rows, dtype=torch.int64))
+
+    @torch.no_grad()
+    def score(self, state: torch.Tensor, items: Items | None = None) -> np.ndarray:
+        """[B, n_items] float32 scores, or [B, len(items)] for just the columns `items`.
+
+        These are the network's raw output scores. BPR-max's final activation (ELU, ...) is
+        monotone, so leaving it out changes no ranking, and keeps apart scores it would
+        saturate into ties.
+        """
+        net = self._fitted()
+        last = state[:, state.shape[1] - self.config.layers[-1] :]  # [B, H_last]
+        index = None if items is None else torch.as_tensor(items, dtype=torch.int64)
+        return net.score(last, index).numpy()
+
+    def recommend(
+        self, state: torch.Tensor, n: int, exclude: list[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`n` item indices [B, n] and scores, best first; `exclude[b]` never returned."""
+        scores = torch.from_numpy(self.score(state))  # [B, n_items]
+        if exclude is not None:
+            for row, banned in enumerate(exclude):
+                scores[row, torch.as_tensor(banned, dtype=torch.int64)] = float("-inf")
+        top = torch.topk(scores, min(n, scores.shape[1]), dim=1)
+        return top.indices.numpy(), top.values.numpy()
+
+    # -- persistence ------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        net = self._fitted()
+        return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        net = GRU4RecNet(self.n_items, self.config)
+        state = {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
+        net.load_state_dict(state)
+        net.eval()
+        self.net = net
+
+    def _fitted(self) -> GRU4RecNet:
+        if self.net is None:
+            raise NotFittedError("GRU4Rec is not fitted: call fit() or load() first")
+        return self.net

@@ -1,0 +1,140 @@
+"""The GRU4Rec network: item rows in, a stack of GRU layers, item scores out.
+
+An item enters the first layer as one row of a table (`input_table`), never as a one-hot
+vector: the shared output item matrix (constrained embedding), a separate embedding, or, with
+neither, the first layer's own input weights (a one-hot input times them is that row).
+
+Every layer is a GRU as the authors draw it in their CIKM 2018 presentation of GRU4Rec v2,
+the reset gate scaling the recurrent term of the candidate (as cuDNN's and PyTorch's GRU do):
+
+    r = sigmoid(W_r x + U_r h + b_r)        z = sigmoid(W_z x + U_z h + b_z)
+    n = tanh(W_n x + r * (U_n h) + b_n)     h' = (1 - z) * h + z * n
+
+(The ICLR 2016 paper writes U_n (r * h); both variants were measured, see docs/gru4rec.md.
+This one needs one [H, 3H] product of h per step instead of two dependent ones.)
+
+Scores of the columns `cols` are `h_last @ item_weights[cols].T + item_bias[cols]`. Training
+gathers the rows it needs itself (see `training.py`), so the same `encode` and `logits` serve
+training, evaluation and serving.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from nextbest.models.gru4rec.config import GRU4RecConfig
+
+Hidden = list[torch.Tensor]  # one [B, H_l] tensor per layer
+
+
+def glorot_(weight: torch.Tensor, blocks: int, generator: torch.Generator) -> None:
+    """Uniform in +-sqrt(6 / (fan_in + fan_out)), computed per gate block of the columns."""
+    fan_in, width = weight.shape
+    fan_out = width // blocks
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        weight.uniform_(-bound, bound, generator=generator)
+
+
+class GRULayer(nn.Module):
+    """One GRU layer; gates are laid out [r | z | n] along the columns."""
+
+    def __init__(self, n_in: int, n_hidden: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.w_input = nn.Parameter(torch.empty(n_in, 3 * n_hidden))  # [In, 3H]
+        self.w_hidden = nn.Parameter(torch.empty(n_hidden, 3 * n_hidden))  # [H, 3H]
+        self.bias = nn.Parameter(torch.zeros(3 * n_hidden))  # [3H]
+        glorot_(self.w_input, 3, generator)
+        glorot_(self.w_hidden, 3, generator)
+
+    def forward(self, gates_x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step from the input's gate pre-activations `gates_x` [B, 3H] (bias included)."""
+        width = 2 * self.n_hidden
+        gates_h = h @ self.w_hidden  # [B, 3H]
+        rz = torch.sigmoid(gates_x[:, :width] + gates_h[:, :width])  # [B, 2H]
+        r, z = rz[:, : self.n_hidden], rz[:, self.n_hidden :]
+        n = torch.tanh(torch.addcmul(gates_x[:, width:], r, gates_h[:, width:]))  # [B, H]
+        return torch.lerp(h, n, z)  # (1 - z) * h + z * n
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.w_input)  # [B, 3H]
+
+
+class GRU4RecNet(nn.Module):
+    def __init__(self, n_items: int, config: GRU4RecConfig) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(config.seed)
+        self.mode = config.input_mode
+        self.sizes = config.layers
+        last = config.layers[-1]
+        self.item_weights = nn.Parameter(torch.empty(n_items, last))  # [N, H_last]
+        self.item_bias = nn.Parameter(torch.zeros(n_items))  # [N]
+        glorot_(self.item_weights, 1, generator)
+        self.embedding: nn.Parameter | None = None
+        if self.mode == "separate":
+            self.embedding = nn.Parameter(torch.empty(n_items, config.embedding))  # [N, E]
+            glorot_(self.embedding, 1, generator)
+        n_in = {"shared": last, "separate": config.embedding, "onehot": n_items}[self.mode]
+        layers = []
+        for size in config.layers:
+            layers.append(GRULayer(n_in, size, generator))
+            n_in = size
+        self.layers = nn.ModuleList(layers)
+
+    @property
+    def input_table(self) -> nn.Parameter:
+        """The table whose row `i` is how item `i` enters the first layer."""
+        if self.mode == "shared":
+            return self.item_weights
+        if self.mode == "separate":
+            assert self.embedding is not None
+            return self.embedding
+        first: GRULayer = self.layers[0]  # type: ignore[assignment]
+        return first.w_input
+
+    def initial_hidden(self, batch: int) -> Hidden:
+        return [torch.zeros(batch, size) for size in self.sizes]
+
+    def encode(
+        self,
+        rows: torch.Tensor,
+        hidden: Hidden,
+        embed_mask: torch.Tensor | None = None,
+        hidden_masks: list[torch.Tensor] | None = None,
+    ) -> Hidden:
+        """Advance every layer one step from the input rows [B, In] of `input_table`.
+
+        The masks are inverted-dropout multipliers (training only): `embed_mask` [B, In] (or
+        [B, 1] for one-hot input: dropping the single active input unit drops the whole row);
+        `hidden_masks[l]` [B, H_l]. A layer's dropped-out output is both the next layer's input
+        and the state it carries to the next event.
+        """
+        if embed_mask is not None:
+            rows = rows * embed_mask
+        out: Hidden = []
+        x = rows
+        for index, layer in enumerate(self.layers):
+            assert isinstance(layer, GRULayer)
+            onehot = index == 0 and self.mode == "onehot"  # rows already are one-hot @ w_input
+            gates = x + layer.bias if onehot else layer.input_gates(x)  # [B, 3H]
+            h = layer(gates, hidden[index])  # [B, H_l]
+            if hidden_masks is not None:
+                h = h * hidden_masks[index]
+            out.append(h)
+            x = h
+        return out
+
+    @staticmethod
+    def logits(h: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Scores [B, C] of the C item columns whose rows are weights [C, H] and bias [C]."""
+        return torch.addmm(bias, h, weights.T)
+
+    def score(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores [B, n_items] (or [B, len(items)]) from the last layer's state h [B, H]."""
+        if items is None:
+            return self.logits(h, self.item_weights, self.item_bias)
+        return self.logits(h, self.item_weights[items], self.item_bias[items])

@@ -1,0 +1,164 @@
+"""One GRU4Rec training epoch: session-parallel mini-batches, sampled loss, indexed updates.
+
+Per mini-batch: the score columns are the slots' targets plus `n_sample` shared extra
+negatives; only those rows of the item tables are gathered (as leaf tensors, so autograd never
+builds an [n_items, H] gradient), the loss is back-propagated through one GRU step (the state
+coming in is detached: no BPTT, as the authors train), and the optimiser updates the dense
+weights and just the gathered item rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from nextbest.models.gru4rec import losses
+from nextbest.models.gru4rec.batching import MiniBatch, Plan
+from nextbest.models.gru4rec.config import GRU4RecConfig
+from nextbest.models.gru4rec.network import GRU4RecNet, Hidden
+from nextbest.models.gru4rec.optimizer import IndexedAdagradM
+from nextbest.models.gru4rec.sampler import NegativeSampler, sampling_probabilities
+
+Leaves = tuple[nn.Parameter, torch.Tensor, tuple[torch.Tensor, ...]]  # table, rows, leaves
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean loss per event
+    events: int
+    seconds: float
+
+
+class Trainer:
+    def __init__(
+        self, net: GRU4RecNet, config: GRU4RecConfig, support: np.ndarray, n_batches: int
+    ) -> None:
+        """`support` [n_items]: training events per item; `n_batches`: all epochs' steps."""
+        self.net = net
+        self.config = config
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.sampler: NegativeSampler | None = None
+        if config.n_sample > 0:
+            self.sampler = NegativeSampler(
+                support,
+                config.n_sample,
+                config.sample_alpha,
+                self.generator,
+                max_batches=n_batches,
+            )
+        self.log_q: torch.Tensor | None = None  # [n_items] logq * log(sampling probability)
+        if config.loss == "cross-entropy" and config.logq > 0.0:
+            q = sampling_probabilities(support, config.sample_alpha)
+            log_q = config.logq * np.log(np.maximum(q, np.finfo(np.float64).tiny))
+            self.log_q = torch.from_numpy(log_q).float()
+        self.activation = config.activation
+        self.tables = [net.item_weights, net.item_bias]
+        if net.mode != "shared":
+            self.tables.append(net.input_table)
+        table_ids = {id(t) for t in self.tables}
+        dense = [p for p in net.parameters() if id(p) not in table_ids]
+        self.optimizer = IndexedAdagradM(dense, self.tables, config.learning_rate, config.momentum)
+
+    def epoch(self, plan: Plan, items: np.ndarray) -> EpochStats:
+        started = time.perf_counter()
+        self.net.train()
+        hidden = self.net.initial_hidden(int(plan.offsets[1]) if plan.n_batches else 0)
+        total = 0.0
+        for batch in plan.batches(items):
+            hidden = _carry(hidden, batch)
+            loss, hidden = self.step(batch.inputs, batch.targets, hidden)
+            total += loss
+        self.net.eval()
+        events = plan.n_events
+        return EpochStats(total / max(events, 1), events, time.perf_counter() - started)
+
+    def step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, hidden: Hidden
+    ) -> tuple[float, Hidden]:
+        """Train on one mini-batch (inputs, targets [B]); returns its loss and the new state."""
+        cols = targets if self.sampler is None else torch.cat([targets, self.sampler()])  # [C]
+        scores, hidden, leaves = self.forward(inputs, cols, hidden, train=True)
+        loss = self._loss(scores, cols)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step_dense()
+        for table, index, parts in leaves:
+            grad = _grad(parts[0]) if len(parts) == 1 else torch.cat([_grad(p) for p in parts])
+            self.optimizer.step_rows(table, index, grad)
+        return loss.item(), [h.detach() for h in hidden]
+
+    def forward(
+        self, inputs: torch.Tensor, cols: torch.Tensor, hidden: Hidden, train: bool
+    ) -> tuple[torch.Tensor, Hidden, list[Leaves]]:
+        """Scores [B, C] of the columns `cols` after one step from `inputs` [B].
+
+        Only the needed rows of the item tables are gathered, as leaf tensors, so autograd
+        never builds an [n_items, H] gradient; the third result lists, per table, the rows used
+        and the leaves holding them, for the indexed update. `train=False`: no dropout.
+        """
+        net = self.net
+        rows = _leaf(net.input_table, inputs)  # [B, In]
+        weights = _leaf(net.item_weights, cols)  # [C, H]
+        bias = _leaf(net.item_bias, cols)  # [C]
+        embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
+        hidden = net.encode(rows, hidden, embed_mask, hidden_masks)
+        scores = net.logits(hidden[-1], weights, bias)  # [B, C]
+        leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
+        if net.mode == "shared":  # one table: a row used as input and column updates once
+            leaves.append((net.item_weights, torch.cat([inputs, cols]), (rows, weights)))
+        else:
+            leaves += [(net.input_table, inputs, (rows,)), (net.item_weights, cols, (weights,))]
+        return scores, hidden, leaves
+
+    def _loss(self, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "cross-entropy":
+            offsets = None if self.log_q is None else self.log_q[cols]  # [C]
+            return losses.cross_entropy(scores, offsets)
+        if self.config.loss == "bpr-max":
+            return losses.fused_bpr_max(scores, self.config.bpreg, *self.activation)
+        return losses.top1_max(losses.activate(scores, *self.activation))
+
+    def _dropout_masks(
+        self, size: int, n_in: int, train: bool
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """Inverted-dropout multipliers for the input rows and every layer's output."""
+        if not train:
+            return None, None
+        p_embed, p_hidden = self.config.dropout_p_embed, self.config.dropout_p_hidden
+        embed_mask = None
+        if p_embed > 0.0:
+            width = 1 if self.net.mode == "onehot" else n_in
+            embed_mask = self._keep_mask((size, width), p_embed)
+        hidden_masks = None
+        if p_hidden > 0.0:
+            hidden_masks = [self._keep_mask((size, h), p_hidden) for h in self.net.sizes]
+        return embed_mask, hidden_masks
+
+    def _keep_mask(self, shape: tuple[int, int], p: float) -> torch.Tensor:
+        """1 / (1 - p) with probability 1 - p, else 0 (uniform draws: faster than bernoulli_)."""
+        mask = torch.rand(shape, generator=self.generator).ge_(p)
+        return mask.div_(1.0 - p)
+
+
+def _carry(hidden: Hidden, batch: MiniBatch) -> Hidden:
+    """The state entering a mini-batch: finished slots dropped, new sessions zeroed."""
+    if batch.keep is not None:
+        hidden = [h.index_select(0, batch.keep) for h in hidden]
+    if batch.reset is not None:
+        for h in hidden:
+            h.index_fill_(0, batch.reset, 0.0)
+    return hidden
+
+
+def _leaf(table: nn.Parameter, index: torch.Tensor) -> torch.Tensor:
+    """The rows `index` of `table` as a new leaf that collects their gradient."""
+    return table.detach().index_select(0, index).requires_grad_()
+
+
+def _grad(leaf: torch.Tensor) -> torch.Tensor:
+    if leaf.grad is None:
+        raise RuntimeError("a gathered item table received no gradient")
+    return leaf.grad
