@@ -150,3 +150,26 @@ def test_last_session_per_user() -> None:
     assert split.test["event_id"].to_list() == ["e2", "e3", "e10", "e11", "e14", "e15"]
     assert split.train.height == table.height - 6
     assert split.cutoff is None
+
+
+def test_split_last_sessions_holds_out_the_latest_starting_sessions() -> None:
+    from nextbest.data.splits import split_last_sessions
+
+    rows = [
+        ("s1", "a", 1.0), ("s1", "b", 2.0),
+        ("s2", "a", 3.0), ("s2", "c", 4.0),
+        ("s3", "b", 5.0), ("s3", "a", 6.0), ("s3", "zz", 7.0),
+        ("s4", "zz", 8.0), ("s4", "a", 9.0),
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows, schema=["session_id", "item_id", "timestamp"], orient="row")
+    events = conform_events(
+        frame.with_columns(
+            pl.format("e{}", pl.int_range(pl.len())).alias("event_id"), pl.lit("view").alias("type")
+        )
+    )
+    split = split_last_sessions(events, share=0.5)
+    assert sorted(split.train["session_id"].unique().to_list()) == ["s1", "s2"]
+    # s3 keeps its two known items; s4 has one known item left and is dropped
+    assert split.test["item_id"].to_list() == ["b", "a"]
+    with pytest.raises(ValueError, match="share"):
+        split_last_sessions(events, share=1.5)

@@ -7,6 +7,7 @@ import typer
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
+from nextbest.cli.tune import tune
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command()(train)
 app.command()(evaluate)
+app.command()(tune)
 app.command()(demo)
 
 if __name__ == "__main__":

@@ -93,6 +93,28 @@ def drop_unseen_items(
     return kept.filter(item_events().sum().over("session_id") >= min_session_length)
 
 
+def split_last_sessions(events: pl.DataFrame, share: float = 0.1) -> Split:
+    """The latest-starting `share` of sessions go to test, whole; the rest stay in train.
+
+    For data whose timestamps are running numbers rather than seconds (the public diginetica
+    and retailrocket splits), where "the last N days" means nothing. Test items unseen in the
+    training part are dropped as the protocol requires.
+    """
+    if isinstance(share, bool) or not 0.0 < share < 1.0:
+        raise ValueError(f"share must be a fraction between 0 and 1, got {share!r}")
+    starts = (
+        events.group_by("session_id")
+        .agg(pl.col("timestamp").min().alias("_start"))
+        .sort(["_start", "session_id"])
+    )
+    n_test = max(1, round(starts.height * share)) if starts.height > 1 else 0
+    test_ids = starts["session_id"].tail(n_test).implode()
+    is_test = pl.col("session_id").is_in(test_ids)
+    train = events.filter(~is_test)
+    test = drop_unseen_items(events.filter(is_test), train)
+    return Split(train=train, test=test)
+
+
 def split_users_last_session(events: pl.DataFrame) -> Split:
     """Each user with at least two sessions gives their last session to test.
 
