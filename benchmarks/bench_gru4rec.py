@@ -23,11 +23,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import torch
 
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
+from nextbest.events.io import read_events
 from nextbest.models.base import parse_config
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 
@@ -105,18 +105,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def load_split(folder: Path, train_file: str) -> tuple[Sessions, Sessions]:
-    def read(path: Path) -> pl.DataFrame:
-        frame = pl.read_csv(
-            path,
-            separator="\t",
-            schema_overrides={"SessionId": pl.String, "ItemId": pl.String, "Time": pl.Float64},
-        )
-        return frame.rename({"SessionId": "session_id", "ItemId": "item_id", "Time": "timestamp"})
-
-    train = Sessions.from_events(read(folder / train_file))
-    test = Sessions.from_events(
-        read(folder / "test.tsv"), item_ids=train.item_ids, min_session_length=2
-    )
+    train = Sessions.from_events(read_events(folder / train_file))
+    test_events = read_events(folder / "test.tsv")
+    test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)
     return train, test
 
 
