@@ -22,6 +22,8 @@ from nextbest.evaluation.next_event import (
     prefix_target_sessions,
 )
 from nextbest.evaluation.report import result_record, summary_rows, write_json, write_report
+from nextbest.evaluation.user_protocol import PROTOCOL as USER_PROTOCOL
+from nextbest.evaluation.user_protocol import UserEvalResult, evaluate_user_last_session
 from nextbest.events.io import read_events
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
@@ -70,6 +72,41 @@ def run_evaluation(
         )
 
 
+def run_user_evaluation(
+    model: SessionModel[Any, Any], test: Sessions, config: EvalConfig, train: Sessions
+) -> UserEvalResult:
+    sessions = int((test.lengths >= 2).sum())
+    with progress_bar() as bar:
+        task = bar.add_task(f"evaluating {model.name} on users' last sessions", total=sessions)
+        return evaluate_user_last_session(
+            model, train, test, config, progress=lambda n: bar.advance(task, n)
+        )
+
+
+def _check_users(train: Sessions, train_path: Path, test: Sessions, test_path: Path) -> None:
+    for sessions, path in ((train, train_path), (test, test_path)):
+        if sessions.user_ids is None:
+            raise ValueError(
+                f"{path} has no user ids: the user-last-session protocol needs a UserId column "
+                "(split with nextbest.data.splits.split_users_last_session)"
+            )
+
+
+def history_rows(
+    users: UserEvalResult, cutoffs: tuple[int, ...]
+) -> tuple[list[str], list[list[str]]]:
+    """The by-history table: one row per bucket of earlier sessions."""
+    header = ["earlier sessions", "sessions", "cases"]
+    header += [f"{m}@{k}" for k in cutoffs for m in ("Recall", "MRR")]
+    rows = []
+    groups = users.by_history()
+    for label, figures in [*groups.items(), ("3+ (all)", users.focus())]:
+        cells = [label, str(int(figures.get("sessions", 0))), str(int(figures["cases"]))]
+        cells += [f"{figures[f'{m}@{k}']:.4f}" for k in cutoffs for m in ("recall", "mrr")]
+        rows.append(cells)
+    return header, rows
+
+
 def config_dict(model: SessionModel[Any, Any]) -> dict[str, Any]:
     return asdict(model.config) if is_dataclass(model.config) else {}  # type: ignore[arg-type]
 
@@ -82,18 +119,26 @@ def evaluate(
     param: ParamOption = None,
     cutoff: Annotated[list[int] | None, typer.Option(help="cutoff K (repeatable)")] = None,
     ties: Annotated[str, typer.Option(help="conservative, standard or median")] = "conservative",
-    protocol: Annotated[str, typer.Option(help="next-event or prefix-target")] = "next-event",
+    protocol: Annotated[
+        str, typer.Option(help="next-event, prefix-target or user-last-session")
+    ] = "next-event",
     json_path: Annotated[Path | None, typer.Option("--json", help="write results here")] = None,
     report: Annotated[Path | None, typer.Option(help="write report.md + plot here")] = None,
     batch_size: Annotated[int, typer.Option(help="sessions scored together")] = 256,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed rows, counting them")] = False,
 ) -> None:
-    """Fit a model on TRAIN and evaluate it on TEST with the next-event protocol."""
+    """Fit a model on TRAIN and evaluate it on TEST with the next-event protocol.
+
+    `--protocol user-last-session`: TEST holds each user's last session and both files have a
+    UserId column; models with user state (hgru4rec) first replay the user's TRAIN sessions.
+    """
     setup_logging()
     if ties not in TIE_POLICIES:
         raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
-    if protocol not in ("next-event", "prefix-target"):
-        raise ValueError(f"--protocol must be next-event or prefix-target, not {protocol!r}")
+    if protocol not in ("next-event", "prefix-target", USER_PROTOCOL):
+        raise ValueError(
+            f"--protocol must be next-event, prefix-target or user-last-session, not {protocol!r}"
+        )
     config = EvalConfig(
         cutoffs=tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS,
         ties=ties,  # type: ignore[arg-type]
@@ -117,10 +162,19 @@ def evaluate(
     else:
         test_events = read_events(test_path, "skip" if skip_bad else "raise")
         test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)
+    if protocol == USER_PROTOCOL:
+        _check_users(train, train_path, test, test_path)
     model, fit_seconds = fit_model(model_name, params, train)
-    result = run_evaluation(model, test, config, train, count)
+    users: UserEvalResult | None = None
+    if protocol == USER_PROTOCOL:
+        users = run_user_evaluation(model, test, config, train)
+        result = users.result
+    else:
+        result = run_evaluation(model, test, config, train, count)
     record = result_record(model_name, config_dict(model), result, fit_seconds, protocol)
     console.print(results_table(*summary_rows([record], config.cutoffs)))
+    if users is not None:
+        console.print(results_table(*history_rows(users, config.cutoffs)))
     if json_path is not None:
         write_json(record, json_path)
         console.print(f"results written to {json_path}")

@@ -7,6 +7,7 @@ from typing import Any
 from nextbest.models.base import SessionModel, parse_config
 from nextbest.models.covisit import CoVisitation
 from nextbest.models.gru4rec import GRU4Rec
+from nextbest.models.hgru4rec import HGRU4Rec
 from nextbest.models.knn.sknn import SKNN
 from nextbest.models.knn.stan import STAN
 from nextbest.models.knn.vsknn import VSKNN
@@ -16,7 +17,17 @@ from nextbest.models.popularity import MostPopular, SessionPopular
 # The CLI is the one place where a model is picked by its name.
 MODELS: dict[str, type[SessionModel[Any, Any]]] = {
     model.name: model
-    for model in (MostPopular, SessionPopular, CoVisitation, SKNN, VSKNN, STAN, VSTAN, GRU4Rec)
+    for model in (
+        MostPopular,
+        SessionPopular,
+        CoVisitation,
+        SKNN,
+        VSKNN,
+        STAN,
+        VSTAN,
+        GRU4Rec,
+        HGRU4Rec,
+    )
 }
 
 

@@ -56,6 +56,7 @@ class EvalResult:
     popularity: dict[int, float]  # mean of pop(item) / max pop over the top-K lists
     eval_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    sessions: np.ndarray | None = None  # [cases] the test session of each case
 
     @property
     def cases(self) -> int:
@@ -109,12 +110,15 @@ def evaluate_next_event(
     count: np.ndarray | None = None,
     train_support: np.ndarray | None = None,
     progress: Callable[[int], None] | None = None,
+    initial: Callable[[np.ndarray], Any] | None = None,
 ) -> EvalResult:
     """Rank every target of `test` (coded in the model's vocabulary) against all items.
 
     `count` [n_events] marks which events are targets (default: all but each session's first);
     `train_support` [n_items] (events per training item) enables the popularity-bias figure;
-    `progress(n)` is called with the number of sessions finished after each block.
+    `progress(n)` is called with the number of sessions finished after each block;
+    `initial(sessions)` gives the state of those test sessions before their first event
+    (default: `model.initial_state`; the user protocol starts from warmed-up user states).
     """
     config = config or EvalConfig()
     if test.n_items != model.n_items or (
@@ -130,10 +134,11 @@ def evaluate_next_event(
     stats = _ListStats(model.n_items, config.cutoffs, train_support)
     ranks: list[np.ndarray] = []
     positions: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
     started = time.perf_counter()
     for first in range(0, len(order), config.batch_size):
         block = order[first : first + config.batch_size]
-        _walk_block(model, test, block, count, config, stats, ranks, positions)
+        _walk_block(model, test, block, count, config, stats, (ranks, positions, owners), initial)
         if progress is not None:
             progress(len(block))
     all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
@@ -145,6 +150,7 @@ def evaluate_next_event(
         coverage=stats.coverage(),
         popularity=stats.popularity(),
         eval_seconds=time.perf_counter() - started,
+        sessions=np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64),
     )
 
 
@@ -155,13 +161,17 @@ def _walk_block(
     count: np.ndarray,
     config: EvalConfig,
     stats: _ListStats,
-    ranks: list[np.ndarray],
-    positions: list[np.ndarray],
+    out: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    initial: Callable[[np.ndarray], Any] | None = None,
 ) -> None:
-    """Step one block of sessions (sorted by length, longest first) through to their ends."""
+    """Step one block of sessions (sorted by length, longest first) through to their ends.
+
+    Appends each case's rank, position and test session to the three lists of `out`.
+    """
+    ranks, positions, owners = out
     starts = test.offsets[block]  # [b]
     lengths = test.lengths[block]  # [b], non-increasing
-    state = model.initial_state(len(block))
+    state = model.initial_state(len(block)) if initial is None else initial(block)
     size = len(block)
     for t in range(int(lengths[0]) - 1):
         running = int(np.searchsorted(-lengths, -(t + 2), side="right"))  # sessions with len > t+1
@@ -179,6 +189,7 @@ def _walk_block(
         scores = np.require(model.score(scored_state), np.float32, ["C", "W"])  # [w, n_items]
         ranks.append(target_ranks(scores, test.items[targets[wanted]], config.ties))
         positions.append(np.full(len(wanted), t + 1, dtype=np.int64))
+        owners.append(block[wanted])
         stats.add(torch.from_numpy(scores))
 
 

@@ -105,13 +105,15 @@ class GRU4RecNet(nn.Module):
         hidden: Hidden,
         embed_mask: torch.Tensor | None = None,
         hidden_masks: list[torch.Tensor] | None = None,
+        extra_gates: torch.Tensor | None = None,
     ) -> Hidden:
         """Advance every layer one step from the input rows [B, In] of `input_table`.
 
         The masks are inverted-dropout multipliers (training only): `embed_mask` [B, In] (or
         [B, 1] for one-hot input: dropping the single active input unit drops the whole row);
         `hidden_masks[l]` [B, H_l]. A layer's dropped-out output is both the next layer's input
-        and the state it carries to the next event.
+        and the state it carries to the next event. `extra_gates` [B, 3H_0] is added to the
+        first layer's input gates (HGRU4Rec feeds its user state in there).
         """
         if embed_mask is not None:
             rows = rows * embed_mask
@@ -121,6 +123,8 @@ class GRU4RecNet(nn.Module):
             assert isinstance(layer, GRULayer)
             onehot = index == 0 and self.mode == "onehot"  # rows already are one-hot @ w_input
             gates = x + layer.bias if onehot else layer.input_gates(x)  # [B, 3H]
+            if index == 0 and extra_gates is not None:
+                gates = gates + extra_gates
             h = layer(gates, hidden[index])  # [B, H_l]
             if hidden_masks is not None:
                 h = h * hidden_masks[index]

@@ -1,0 +1,417 @@
+"""Serving under load, over loopback: `nextbest serve --workers 2`, GRU4Rec (100 units) over the
+Diginetica catalog (43k items), Redis for the shared session state, SQLite for the event log.
+
+    .venv/bin/python benchmarks/bench_serving.py                  # all three measurements
+    .venv/bin/python benchmarks/bench_serving.py --write-docs     # and update docs/benchmarks.md
+
+1. compute alone, in one process: one recommendation's state step, scoring of every item,
+   filtering and top-n (the serving path), beside the plain `SessionModel` path as reference;
+2. recommendations at a fixed arrival rate (300/s), each preceded by one event for its
+   session; latency of each request, end to end on loopback;
+3. events in batches of 100 from 8 connections as fast as they are acknowledged; afterwards the
+   log must hold exactly every acknowledged event.
+
+The model is trained for one epoch on a sample of the Diginetica sessions with the whole
+training vocabulary, which gives the full-size network (and so the full cost) in seconds.
+The load generator is a small asyncio HTTP/1.1 client: it runs on the same two cores as the
+server, so its cost is part of what the numbers pay for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from nextbest.data.sessions import Sessions
+from nextbest.events.log import open_event_log, sqlite_url
+from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.store import save_version
+from nextbest.serving.registry import load_model
+from nextbest.serving.scoring import top_n
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGINETICA = ROOT.parent / "shared" / "datasets" / "diginetica" / "train.tsv"
+KEY = "bench-admin-key-000001"
+BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"
+
+
+# -- the model ---------------------------------------------------------------------------------
+def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
+    frame = pl.read_csv(
+        DIGINETICA,
+        separator="\t",
+        schema_overrides={"SessionId": pl.String, "ItemId": pl.String, "Time": pl.Float64},
+    ).rename({"SessionId": "session_id", "ItemId": "item_id", "Time": "timestamp"})
+    vocabulary = Sessions.from_events(frame).item_ids
+    keep = frame["session_id"].unique(maintain_order=True).head(sample_sessions)
+    sample = Sessions.from_events(
+        frame.filter(pl.col("session_id").is_in(keep.implode())), vocabulary
+    )
+    model = GRU4Rec(GRU4RecConfig(loss="bpr-max", layers=(100,), n_epochs=1, batch_size=128))
+    model.fit(sample)
+    folder = save_version(model, home, {"model": "gru4rec", "note": "bench_serving"})
+    return folder, [str(i) for i in vocabulary]
+
+
+# -- 1. compute alone --------------------------------------------------------------------------
+def compute_alone(folder: Path, iterations: int) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    loaded = load_model(folder, {GRU4Rec.name: GRU4Rec})
+    model = loaded.model
+    rng = np.random.default_rng(0)
+    state = model.initial_state(1)
+    for column in rng.integers(0, loaded.n_items, 5):
+        state = model.step(state, np.array([column]), np.array([0.0]))
+    row = loaded.codec.split(state)[0]
+    bought = rng.integers(0, loaded.n_items, 3)
+    assert model.item_ids is not None
+
+    def serving() -> list[str]:  # what the server does per recommendation
+        stepped = model.step(
+            loaded.codec.join([row]), rng.integers(0, loaded.n_items, 1), np.zeros(1)
+        )
+        loaded.codec.split(stepped)
+        columns, _ = top_n(loaded.score(stepped)[0], 10, bought)
+        return [str(model.item_ids[c]) for c in columns]  # type: ignore[index]
+
+    def reference() -> list[str]:  # the plain SessionModel interface, without the speed-ups
+        stepped = model.step(state, rng.integers(0, loaded.n_items, 1), np.zeros(1))
+        columns, _ = model.recommend(stepped, 10, exclude=[bought])
+        return [str(model.item_ids[c]) for c in columns[0]]  # type: ignore[index]
+
+    return {"serving": _timed(serving, iterations), "reference": _timed(reference, iterations)}
+
+
+def _timed(function: Any, iterations: int) -> dict[str, float]:
+    for _ in range(50):
+        function()
+    seconds = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - started)
+    return _summary(seconds)
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {
+        "n": len(ms),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "mean_ms": round(float(ms.mean()), 3),
+    }
+
+
+# -- the server --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(
+    home: Path, port: int, workers: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "NEXTBEST_HOME": str(home), "NEXTBEST_ADMIN_KEYS": KEY, **env}
+    command = [sys.executable, "-m", "nextbest.cli.serve", "--port", str(port)]
+    command += ["--workers", str(workers), "--log-level", "warning"]
+    log = (home / "server.log").open("ab")
+    process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError((home / "server.log").read_text()[-3000:])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                if b" 200 " in probe.recv(1024):
+                    return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("server did not come up in 120 s")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: the cheapest client Python can be."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {KEY}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+
+async def recommendations_at_rate(
+    port: int, items: list[str], rate: float, seconds: float, warmup: float
+) -> dict[str, Any]:
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(32):
+        pool.put_nowait(await Connection.open(port))
+    rng = random.Random(1)
+    sessions = [f"bench-{uuid.uuid4().hex[:8]}-{k}" for k in range(2000)]
+    timings: list[tuple[float, float]] = []
+    errors: list[str] = []
+    accepted = 0
+
+    async def pair(k: int, record: bool) -> None:
+        nonlocal accepted
+        connection = await pool.get()
+        session = sessions[k % len(sessions)]
+        event = {"event_id": f"r{k}-{session}", "type": "view", "session_id": session,
+                 "item_id": rng.choice(items)}  # fmt: skip
+        started = time.perf_counter()
+        status, body = await connection.request(
+            "POST", "/v1/events", json.dumps({"events": [event]}).encode()
+        )
+        posted = time.perf_counter()
+        status2, body2 = await connection.request(
+            "GET", f"/v1/recommendations?session_id={session}&n=10"
+        )
+        done = time.perf_counter()
+        pool.put_nowait(connection)
+        accepted += json.loads(body)["accepted"] if status == 200 else 0
+        if status != 200 or status2 != 200 or len(json.loads(body2)["items"]) != 10:
+            errors.append(f"{status} {body[:200]!r} {status2} {body2[:200]!r}")
+        if record:
+            timings.append((posted - started, done - posted))
+
+    loop = asyncio.get_running_loop()
+    tasks = []
+    total = int(rate * (warmup + seconds))
+    begin = loop.time()
+    for k in range(total):
+        await asyncio.sleep(max(0.0, begin + k / rate - loop.time()))
+        tasks.append(asyncio.create_task(pair(k, k >= rate * warmup)))
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - begin
+    return {
+        "rate_per_s": rate,
+        "achieved_per_s": round(total / elapsed, 1),
+        "recommendation": _summary([t[1] for t in timings]),
+        "event": _summary([t[0] for t in timings]),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "events_acknowledged": accepted,
+    }
+
+
+async def events_flat_out(
+    port: int, items: list[str], seconds: float, batch: int
+) -> dict[str, Any]:
+    rng = random.Random(2)
+    bodies = []
+    for b in range(int(seconds * 25_000 / batch)):  # prebuilt: the client only sends
+        sessions = [f"ev-{b}-{s}" for s in range(20)]  # 5 events per session and batch
+        events = [
+            {"event_id": f"ev-{b}-{k}", "type": "view", "session_id": sessions[k % 20],
+             "item_id": rng.choice(items)}
+            for k in range(batch)
+        ]  # fmt: skip
+        bodies.append(json.dumps({"events": events}).encode())
+    acknowledged = 0
+    latencies: list[float] = []
+    next_body = 0
+    deadline = time.perf_counter() + seconds
+
+    async def sender() -> None:
+        nonlocal acknowledged, next_body
+        connection = await Connection.open(port)
+        while time.perf_counter() < deadline and next_body < len(bodies):
+            body, next_body = bodies[next_body], next_body + 1
+            started = time.perf_counter()
+            status, reply = await connection.request("POST", "/v1/events", body)
+            latencies.append(time.perf_counter() - started)
+            if status == 200:
+                acknowledged += json.loads(reply)["accepted"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(8)))
+    elapsed = time.perf_counter() - started
+    return {
+        "batch": batch,
+        "events_per_s": round(acknowledged / elapsed),
+        "events_acknowledged": acknowledged,
+        "seconds": round(elapsed, 2),
+        "request": _summary(latencies),
+    }
+
+
+# -- the report --------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    return {
+        "cpu": names[0] if names else platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def markdown(result: dict[str, Any]) -> str:
+    c, r, e, m = result["compute"], result["recommendations"], result["events"], result["machine"]
+    serving, reference = c["serving"], c["reference"]
+    rec, event = r["recommendation"], r["event"]
+    rows = [
+        (
+            "compute of one recommendation (step, score 43k, filter, top-10)",
+            "p50 / p99",
+            f"{serving['p50_ms']} / {serving['p99_ms']} ms",
+            "<= 1 ms",
+            f"{reference['p50_ms']} / {reference['p99_ms']} ms",
+        ),
+        (
+            f"recommendation request at {r['rate_per_s']:.0f}/s, after its event",
+            "p50 / p99",
+            f"{rec['p50_ms']} / {rec['p99_ms']} ms",
+            "<= 3 / 10 ms",
+            "",
+        ),
+        (
+            "the event request before it (1 event, committed)",
+            "p50 / p99",
+            f"{event['p50_ms']} / {event['p99_ms']} ms",
+            "",
+            "",
+        ),
+        (
+            f"events in batches of {e['batch']}, 8 connections",
+            "sustained",
+            f"{e['events_per_s']:,} events/s",
+            ">= 10,000 events/s",
+            "",
+        ),
+    ]
+    lines = [
+        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
+        f"torch {m['torch']}, by",
+        "",
+        f"    {result['command']}",
+        "",
+        f"`nextbest serve --workers 2`, GRU4Rec with 100 units over the {result['items']:,} "
+        "Diginetica items, Redis session state, SQLite event log (WAL, synchronous=FULL). "
+        f"Load average before each part: compute {result['load']['compute']}, recommendations "
+        f"{result['load']['recommendations']}, events {result['load']['events']}. "
+        f"Errors: {r['errors']}; every acknowledged event in the log exactly once: "
+        f"{result['log_check']}. Reference: the same compute through the plain `SessionModel` "
+        "interface (`model.score` + `model.recommend`), in the same run.",
+        "",
+        "| what | statistic | nextbest | target | reference |",
+        "|---|---|---|---|---|",
+        *[f"| {' | '.join(row)} |" for row in rows],
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    current = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in current and END in current:
+        before, rest = current.split(BEGIN, 1)
+        current = before + section + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n## Serving\n\n" + section + "\n"
+    path.write_text(current)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sample-sessions", type=int, default=20_000)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
+    folder, items = train_model(home, args.sample_sessions)
+    result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
+    result["command"] = "python benchmarks/bench_serving.py" + (
+        " --write-docs" if args.write_docs else ""
+    )
+    result["load"]["compute"] = load()
+    result["compute"] = compute_alone(folder, 3000)
+    prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
+    env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
+    port = free_port()
+    server = start_server(home, port, 2, env)
+    try:
+        result["load"]["recommendations"] = load()
+        result["recommendations"] = asyncio.run(
+            recommendations_at_rate(port, items, args.rate, args.seconds, warmup=3.0)
+        )
+        result["load"]["events"] = load()
+        result["events"] = asyncio.run(events_flat_out(port, items, args.seconds, 100))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        _clear_redis(args.redis_url, prefix)
+    log = open_event_log(sqlite_url(home))
+    logged, distinct = log.count(), len({e.event_id for e in log.iter_events()})
+    log.close()
+    expected = (
+        result["recommendations"]["events_acknowledged"] + result["events"]["events_acknowledged"]
+    )
+    result["log_check"] = (
+        "yes" if logged == distinct == expected else f"NO ({logged} vs {expected})"
+    )
+    print(json.dumps(result, indent=2))
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "serving.json").write_text(json.dumps(result, indent=2))
+    if args.write_docs:
+        write_docs(markdown(result))
+
+
+def _clear_redis(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+    client.close()
+
+
+if __name__ == "__main__":
+    main()

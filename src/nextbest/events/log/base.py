@@ -1,0 +1,141 @@
+"""The event log's interface: an append-only, idempotent store of behaviour events.
+
+    result = log.append(events)          # returns after the commit; result.inserted[i] is
+                                         # False where events[i].event_id was already logged
+    log.session_events(["s1"], last=200) # {"s1": [LoggedEvent, ...]} oldest first
+    log.read_after(seq, limit)           # follow the log in `seq` order
+    log.export()                         # every event as a table (LOG_EVENT_SCHEMA)
+
+Every implementation runs the shared suite in `tests/events/test_log.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from nextbest.events.schema import LOG_EVENT_SCHEMA, Event
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One logged event: the event's fields plus its place in the log and arrival time."""
+
+    seq: int
+    event_id: str
+    type: str
+    session_id: str
+    item_id: str | None
+    user_id: str | None
+    timestamp: float
+    query: str | None
+    value: float | None
+    placement: str | None
+    device: str | None
+    recommendation_id: str | None
+    context: str | None  # a JSON object, as text
+    received_at: float
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Per appended event, its `seq` in the log if it was new, or 0 for a duplicate."""
+
+    seqs: tuple[int, ...]
+
+    @property
+    def inserted(self) -> tuple[bool, ...]:
+        """Per appended event, whether it was new (True) or a duplicate of a logged event_id."""
+        return tuple(seq > 0 for seq in self.seqs)
+
+    @property
+    def n_inserted(self) -> int:
+        return sum(seq > 0 for seq in self.seqs)
+
+    @property
+    def n_duplicates(self) -> int:
+        return len(self.inserted) - self.n_inserted
+
+
+def event_row(event: Event, received_at: float) -> dict[str, object]:
+    """The column values of one event as the log stores it."""
+    row = event.model_dump(exclude={"context"})
+    row["type"] = event.type.value
+    row["context"] = json.dumps(event.context, separators=(",", ":")) if event.context else None
+    row["received_at"] = received_at
+    return row
+
+
+class EventLog(ABC):
+    """An append-only event log; appends are idempotent on `event_id`."""
+
+    @abstractmethod
+    def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
+        """Store the events not logged yet, in order, and commit before returning.
+
+        `received_at` (server clock; default now) is stored with each event. An `event_id`
+        already in the log, or earlier in `events`, is not stored again: its entry in the
+        result is 0 instead of the new event's `seq`.
+        """
+
+    @abstractmethod
+    def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
+        """The last `last` events of each session (oldest first); absent sessions are left out."""
+
+    @abstractmethod
+    def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
+        """The item ids of each user's last `last` purchases (oldest first)."""
+
+    @abstractmethod
+    def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
+        """Up to `limit` events with `seq` greater than `seq`, in log order."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """The number of logged events."""
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The highest `seq` in the log (0 when empty)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot be reached (for health checks)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    def iter_events(self, batch_size: int = 10_000) -> Iterator[LoggedEvent]:
+        """Every logged event, in log order, read `batch_size` at a time."""
+        seq = 0
+        while True:
+            batch = self.read_after(seq, batch_size)
+            if not batch:
+                return
+            yield from batch
+            seq = batch[-1].seq
+
+    def export(self, batch_size: int = 10_000) -> pl.DataFrame:
+        """Every logged event as a table with the LOG_EVENT_SCHEMA columns, in log order.
+
+        `conform_events` on the result gives the training table (EVENT_SCHEMA).
+        """
+        frames = []
+        batch: list[LoggedEvent] = []
+        for logged in self.iter_events(batch_size):
+            batch.append(logged)
+            if len(batch) == batch_size:
+                frames.append(_frame(batch))
+                batch = []
+        frames.append(_frame(batch))
+        return pl.concat(frames)
+
+
+def _frame(batch: list[LoggedEvent]) -> pl.DataFrame:
+    columns = {name: [getattr(e, name) for e in batch] for name in LOG_EVENT_SCHEMA}
+    return pl.DataFrame(columns, schema=LOG_EVENT_SCHEMA)

@@ -1,0 +1,88 @@
+"""HGRU4Rec's hyperparameters: GRU4Rec's session settings plus the user level.
+
+The session-level fields are GRU4Rec's, with the same names and meaning (`layers` are the
+session GRU's sizes); they build the `GRU4RecConfig` of the session path (`session_config`),
+so a GRU4Rec "of the same size" is `GRU4Rec(config.session_config())`. The user-level fields
+follow the paper (Quadrana et al., RecSys 2017):
+
+* `user_layer`: units of the user GRU, which steps once per finished session with that
+  session's final (last-layer) hidden state as its input.
+* `user_propagation`: "init" (the user state only sets a new session's initial state,
+  tanh(W_init h_user + b_init)) or "all" (it also enters the session GRU's input at every step).
+* `user_to_output`: the user state, through a learned [user_layer, H_last] map, is added to the
+  session's last-layer state before the item scores, so it moves every score.
+* `dropout_p_user`, `dropout_p_init`: dropout on the user GRU's output and on a new session's
+  initial state; `dropout_p_hidden` / `dropout_p_embed` are the session GRU's, as in GRU4Rec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from nextbest.models.gru4rec.config import GRU4RecConfig, Loss
+
+Propagation = Literal["init", "all"]
+PROPAGATIONS: tuple[str, ...] = ("init", "all")
+
+
+@dataclass(frozen=True)
+class HGRU4RecConfig:
+    # -- the session path: exactly GRU4Rec's parameters ---------------------------------------
+    loss: Loss = "cross-entropy"
+    layers: tuple[int, ...] = (100,)
+    embedding: int = 0
+    constrained_embedding: bool = True
+    n_epochs: int = 10
+    batch_size: int = 64
+    dropout_p_embed: float = 0.0
+    dropout_p_hidden: float = 0.0
+    learning_rate: float = 0.05
+    momentum: float = 0.0
+    n_sample: int = 2048
+    sample_alpha: float = 0.5
+    bpreg: float = 1.0
+    logq: float = 0.0
+    elu_param: float = 0.5
+    final_act: str | None = None
+    seed: int = 42
+    threads: int = 1
+    # -- the user level ----------------------------------------------------------------------
+    user_layer: int = 100
+    user_propagation: Propagation = "init"
+    user_to_output: bool = False
+    dropout_p_user: float = 0.0
+    dropout_p_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
+        try:
+            self.session_config()  # GRU4Rec's own checks, naming the field
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("GRU4Rec parameter", "HGRU4Rec parameter")) from None
+        _check(self.user_layer >= 1, "user_layer", self.user_layer, "an integer >= 1")
+        _check(
+            self.user_propagation in PROPAGATIONS,
+            "user_propagation",
+            self.user_propagation,
+            f"one of {list(PROPAGATIONS)}",
+        )
+        _check(
+            isinstance(self.user_to_output, bool),
+            "user_to_output",
+            self.user_to_output,
+            "True or False",
+        )
+        for name in ("dropout_p_user", "dropout_p_init"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, name, value, "a probability in [0, 1)")
+
+    def session_config(self) -> GRU4RecConfig:
+        """The GRU4Rec config of the session path (same names, same values)."""
+        names = {f.name for f in fields(GRU4RecConfig)}
+        return GRU4RecConfig(**{n: getattr(self, n) for n in names})
+
+
+def _check(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"HGRU4Rec parameter {name}={value!r} is not allowed: must be {allowed}")

@@ -1,0 +1,196 @@
+"""HGRU4Rec as a `SessionModel`: GRU4Rec's per-event step plus a user state per finished session.
+
+    state = model.initial_state(1)                    # anonymous / unknown user: GRU4Rec
+    state = model.step(state, items, times)           # per event: the session part moves
+    scores = model.score(state)                       # [B, n_items]
+    state = model.end_session(state)                  # session over: the user part moves and
+                                                      # the next session starts from it
+    model.warm_up(history, owned)                     # users' states after their past sessions
+
+`as_gru4rec()` is the session path as a plain GRU4Rec: for a zero user state (no user id, an
+unknown user, a user's first session) HGRU4Rec's scores are exactly its scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+import torch
+
+from nextbest.data.sessions import Sessions
+from nextbest.models.base import NotFittedError, SessionModel
+from nextbest.models.gru4rec import GRU4Rec
+from nextbest.models.gru4rec.network import GRU4RecNet
+from nextbest.models.gru4rec.training import EpochStats
+from nextbest.models.hgru4rec.batching import plan_users
+from nextbest.models.hgru4rec.config import HGRU4RecConfig
+from nextbest.models.hgru4rec.network import HGRU4RecNet
+from nextbest.models.hgru4rec.state import HState
+from nextbest.models.hgru4rec.training import HierarchicalTrainer
+
+logger = logging.getLogger(__name__)
+
+WARM_UP_BATCH = 1024  # users whose histories are replayed together
+
+
+class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
+    name = "hgru4rec"
+    config_class = HGRU4RecConfig
+
+    def __init__(self, config: HGRU4RecConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: HGRU4RecNet | None = None
+        self.history: list[EpochStats] = []
+        self.fit_seconds = 0.0
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, train: Sessions) -> Self:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.threads)
+        try:
+            return self._fit(train)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, train: Sessions) -> Self:
+        started = time.perf_counter()
+        if train.n_sessions == 0:
+            raise ValueError("no training session: nothing to learn")
+        self.item_ids = train.item_ids
+        self.net = HGRU4RecNet(train.n_items, self.config)
+        walk = plan_users(train, self.config.batch_size)
+        if walk.n_batches == 0:
+            raise ValueError("no training session has two or more events: nothing to learn")
+        trainer = HierarchicalTrainer(
+            self.net, self.config, train.item_support(), walk.n_batches * self.config.n_epochs
+        )
+        self.history = []
+        for epoch in range(self.config.n_epochs):
+            stats = trainer.epoch_users(walk, train.items)
+            self.history.append(stats)
+            logger.info(
+                "hgru4rec epoch %d/%d: loss %.4f, %.1fs, %.0f events/s",
+                epoch + 1,
+                self.config.n_epochs,
+                stats.loss,
+                stats.seconds,
+                stats.events / max(stats.seconds, 1e-9),
+            )
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    # -- answering --------------------------------------------------------------------------
+    def initial_state(self, n: int) -> HState:
+        """`n` visitors with no known past: anonymous, or users before their first session."""
+        return HState(
+            torch.zeros(n, sum(self.config.layers)),
+            torch.zeros(n, self.config.user_layer),
+            torch.zeros(n, dtype=torch.int64),
+        )
+
+    @torch.no_grad()
+    def step(self, state: HState, items: np.ndarray, times: np.ndarray) -> HState:
+        """One session step per visitor (items [B]); the user part does not move."""
+        net = self._fitted()
+        rows = net.input_table.index_select(0, torch.as_tensor(items, dtype=torch.int64))
+        layers = list(torch.split(state.session, list(self.config.layers), dim=1))
+        hidden = net.encode(rows, layers, extra_gates=net.user_gates(state.user))
+        session = hidden[0] if len(hidden) == 1 else torch.cat(hidden, dim=1)
+        return HState(session, state.user, state.sessions)
+
+    def select(self, state: HState, rows: np.ndarray) -> HState:
+        return state.select(torch.as_tensor(rows, dtype=torch.int64))
+
+    @torch.no_grad()
+    def score(self, state: HState, items: np.ndarray | None = None) -> np.ndarray:
+        """[B, n_items] float32 raw output scores (or [B, len(items)] for `items`)."""
+        net = self._fitted()
+        last = state.session[:, state.session.shape[1] - self.config.layers[-1] :]
+        index = None if items is None else torch.as_tensor(items, dtype=torch.int64)
+        return net.score(net.output(last, state.user), index).numpy()
+
+    @torch.no_grad()
+    def end_session(self, state: HState) -> HState:
+        """Close every session of the batch: the user GRU takes its final state, and a new
+        session begins from the result (for a server: when a session expires or ends)."""
+        net = self._fitted()
+        final = state.session[:, state.session.shape[1] - self.config.layers[-1] :]
+        user = net.user_step(final, state.user)  # [B, U]
+        return self.start_session(HState(state.session, user, state.sessions + 1))
+
+    @torch.no_grad()
+    def start_session(self, state: HState) -> HState:
+        """A fresh session for each user: tanh(W_init h_user + b_init), or zeros when the user
+        has no finished session yet (anonymous, unknown, first visit). The user part is kept."""
+        net = self._fitted()
+        start = torch.cat(net.session_init(state.user), dim=1)  # [B, sum(H)]
+        returning = (state.sessions > 0).unsqueeze(1)  # [B, 1]
+        session = torch.where(returning, start, torch.zeros_like(start))
+        return HState(session, state.user, state.sessions)
+
+    def warm_up(self, history: Sessions, owned: Sequence[np.ndarray]) -> HState:
+        """The states of len(owned) users after their sessions `owned[b]` (indices into
+        `history`, in time order), each ready to start a new session."""
+        parts = [
+            self._warm_block(history, owned[first : first + WARM_UP_BATCH])
+            for first in range(0, len(owned), WARM_UP_BATCH)
+        ]
+        return HState.concat(parts) if parts else self.initial_state(0)
+
+    def _warm_block(self, history: Sessions, owned: Sequence[np.ndarray]) -> HState:
+        """Replay users side by side: per tick each feeds its next event or ends a session."""
+        feeds = []  # per user: event indices, -1 = end of a session
+        for sessions in owned:
+            parts = [
+                np.r_[np.arange(history.offsets[s], history.offsets[s + 1]), -1] for s in sessions
+            ]
+            feeds.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+        width = max((len(f) for f in feeds), default=0)
+        ticks = np.full((len(owned), width), -2, dtype=np.int64)  # -2: nothing left
+        for row, feed in enumerate(feeds):
+            ticks[row, : len(feed)] = feed
+        state = self.initial_state(len(owned))
+        for t in range(width):
+            column = ticks[:, t]
+            if len(rows := np.flatnonzero(column >= 0)):
+                events = column[rows]
+                part = self.step(
+                    self.select(state, rows), history.items[events], history.times[events]
+                )
+                state = state.put(torch.from_numpy(rows), part)
+            if len(rows := np.flatnonzero(column == -1)):
+                part = self.end_session(self.select(state, rows))
+                state = state.put(torch.from_numpy(rows), part)
+        return state
+
+    def as_gru4rec(self) -> GRU4Rec:
+        """The session path alone, as a GRU4Rec sharing these weights."""
+        net = self._fitted()
+        plain = GRU4Rec(self.config.session_config())
+        plain.item_ids = self.item_ids
+        plain.net = GRU4RecNet(self.n_items, plain.config)
+        plain.net.load_state_dict(net.gru4rec_state_dict())
+        plain.net.eval()
+        return plain
+
+    # -- persistence ------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        net = self._fitted()
+        return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        net = HGRU4RecNet(self.n_items, self.config)
+        net.load_state_dict(
+            {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
+        )
+        net.eval()
+        self.net = net
+
+    def _fitted(self) -> HGRU4RecNet:
+        if self.net is None:
+            raise NotFittedError("HGRU4Rec is not fitted: call fit() or load() first")
+        return self.net

@@ -1,0 +1,63 @@
+"""The HTTP API of nextbest (FastAPI). `create_app()` reads the settings from the environment;
+`uvicorn --factory nextbest.serving.app:create_app` or `nextbest serve` runs it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from nextbest.serving.errors import install_error_handlers
+from nextbest.serving.limits import BodySizeLimit
+from nextbest.serving.metrics import MetricsMiddleware
+from nextbest.serving.registry import ModelClasses
+from nextbest.serving.routes import events, health, items, models, recommendations
+from nextbest.serving.routes.demo import default_web_dir, mount_demo
+from nextbest.serving.services import open_services
+from nextbest.serving.settings import ServingSettings
+
+
+def create_app(
+    settings: ServingSettings | None = None, classes: ModelClasses | None = None
+) -> FastAPI:
+    settings = settings or ServingSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = open_services(settings, classes)
+        services.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            services.close()
+
+    app = FastAPI(
+        title="nextbest",
+        version=version("nextbest"),
+        summary="Session-aware next-best product recommendations, live.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
+    install_error_handlers(app)
+    for router in (events.router, recommendations.router, items.router, models.router):
+        app.include_router(router)
+    app.include_router(health.router)
+    if settings.demo:
+        mount_demo(app, settings.web_dir or default_web_dir())
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware)
+    return app

@@ -1,0 +1,104 @@
+"""The server's view of the catalog: which item ids exist, and which are out of stock.
+
+An item exists when the model answering knows it or the shop put it in the catalog
+(`PUT /v1/items`). The cache holds every catalog id and the out-of-stock ones, follows the
+catalog's changes (`refresh`, every few seconds, so other workers' upserts arrive), and
+asks the database before calling an id unknown, so an item added through one worker is
+accepted by every worker at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from nextbest.events.catalog import Catalog
+from nextbest.events.schema import Item
+from nextbest.serving.registry import LoadedModel
+
+# Changes are read again from this far back: clocks of several workers differ a little.
+CLOCK_SLACK_SECONDS = 5.0
+
+
+class CatalogCache:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._ids: set[str] = set()
+        self._out_of_stock: set[str] = set()
+        self._since = 0.0
+        self._generation = 0  # grows with every change; keys the derived caches below
+        self._banned: tuple[bytes, int, np.ndarray] | None = None
+        self._new: tuple[bytes, int, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> int:
+        """Read the catalog's changes since the last refresh; returns how many."""
+        changes = self.catalog.changed_since(max(0.0, self._since - CLOCK_SLACK_SECONDS))
+        with self._lock:
+            changed = self._note((item_id, in_stock) for item_id, in_stock, _ in changes)
+            if changes:
+                self._since = max(self._since, changes[-1][2])
+        return changed
+
+    def upserted(self, items: Sequence[Item]) -> None:
+        """Note items this worker just wrote (before the next refresh sees them)."""
+        with self._lock:
+            self._note((item.item_id, item.in_stock) for item in items)
+
+    def _note(self, changes: Iterable[tuple[str, bool]]) -> int:
+        changed = 0
+        for item_id, in_stock in changes:
+            known, was_out = item_id in self._ids, item_id in self._out_of_stock
+            if known and was_out == (not in_stock):
+                continue
+            self._ids.add(item_id)
+            if in_stock:
+                self._out_of_stock.discard(item_id)
+            else:
+                self._out_of_stock.add(item_id)
+            changed += 1
+        if changed:
+            self._generation += 1
+        return changed
+
+    def unknown(self, item_ids: Iterable[str], model: LoadedModel | None) -> set[str]:
+        """The ids among `item_ids` that neither the model nor the catalog knows."""
+        index = model.index if model is not None else {}
+        missing = {i for i in item_ids if i not in index and i not in self._ids}
+        if missing:
+            found = self.catalog.get(sorted(missing))
+            if found:
+                self.upserted(list(found.values()))
+            missing -= set(found)
+        return missing
+
+    def in_stock(self, item_id: str) -> bool:
+        return item_id not in self._out_of_stock
+
+    def banned_columns(self, model: LoadedModel) -> np.ndarray:
+        """Score columns of the model's items that are out of stock (cached per change)."""
+        with self._lock:
+            cached = self._banned
+            if cached is not None and cached[:2] == (model.tag, self._generation):
+                return cached[2]
+            columns = [model.index[i] for i in self._out_of_stock if i in model.index]
+            banned = np.array(sorted(columns), dtype=np.int64)
+            self._banned = (model.tag, self._generation, banned)
+            return banned
+
+    def new_items(self, model: LoadedModel | None) -> list[str]:
+        """In-stock catalog items the model does not know, in id order (cached per change)."""
+        tag = model.tag if model is not None else b""
+        with self._lock:
+            cached = self._new
+            if cached is not None and cached[:2] == (tag, self._generation):
+                return cached[2]
+            index = model.index if model is not None else {}
+            fresh = sorted(i for i in self._ids - self._out_of_stock if i not in index)
+            self._new = (tag, self._generation, fresh)
+            return fresh
+
+    def __len__(self) -> int:
+        return len(self._ids)

@@ -1,0 +1,82 @@
+"""Serving the demo shop: its API keys, its catalog in the database, then the server.
+
+`nextbest demo` calls `serve_demo(home, port)` after training; the keys it serves with are
+in `$NEXTBEST_HOME/demo-keys.json` as {"write": ..., "read": ..., "admin": ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import polars as pl
+
+from nextbest.events.catalog import SqlCatalog
+from nextbest.events.log.database import open_engine
+from nextbest.events.schema import CATEGORY_SEPARATOR, ITEM_SCHEMA, Item
+from nextbest.serving.auth import ApiKeys, new_keys, read_keys_file, write_keys_file
+from nextbest.serving.settings import ServingSettings
+
+logger = logging.getLogger(__name__)
+
+DEMO_KEYS = "demo-keys.json"
+DEMO_SHOP = "demo-shop"
+
+
+def write_demo_keys(home: Path) -> ApiKeys:
+    """The demo's keys: read from `home/demo-keys.json`, made and written there if missing."""
+    path = home / DEMO_KEYS
+    if path.exists():
+        return read_keys_file(path)
+    keys = new_keys()
+    write_keys_file(keys, path, single=True)
+    return keys
+
+
+def load_demo_catalog(home: Path, settings: ServingSettings) -> int:
+    """Put the demo shop's items.csv into the catalog table (once); returns the items added."""
+    source = home / DEMO_SHOP / "items.csv"
+    if not source.exists():
+        return 0
+    engine = open_engine(settings.database, settings.sqlite_synchronous)
+    try:
+        catalog = SqlCatalog(engine, settings.database_schema)
+        if catalog.count():
+            return 0
+        table = pl.read_csv(source, schema_overrides=ITEM_SCHEMA)
+        items = [_item(row) for row in table.iter_rows(named=True)]
+        for start in range(0, len(items), 5_000):
+            catalog.upsert(items[start : start + 5_000])
+        logger.info("demo catalog: %d items from %s", len(items), source)
+        return len(items)
+    finally:
+        engine.dispose()
+
+
+def _item(row: dict[str, object]) -> Item:
+    path = str(row["category_path"] or "")
+    return Item(
+        item_id=str(row["item_id"]),
+        title=str(row["title"] or ""),
+        category_path=tuple(path.split(CATEGORY_SEPARATOR)) if path else (),
+        brand=row["brand"],  # type: ignore[arg-type]
+        price=row["price"],  # type: ignore[arg-type]
+        discount=row["discount"],  # type: ignore[arg-type]
+        attributes=json.loads(str(row["attributes"])) if row["attributes"] else {},
+        in_stock=bool(row["in_stock"]) if row["in_stock"] is not None else True,
+    )
+
+
+def serve_demo(home: Path, port: int = 8000, host: str = "127.0.0.1") -> None:
+    """Serve the demo shop in `home` (after training) at http://HOST:PORT until interrupted."""
+    from nextbest.serving.server import run
+
+    write_demo_keys(home)
+    os.environ["NEXTBEST_HOME"] = str(home)
+    os.environ["NEXTBEST_KEYS_FILE"] = str(home / DEMO_KEYS)
+    os.environ["NEXTBEST_DEMO"] = "1"
+    load_demo_catalog(home, ServingSettings())
+    logger.info("demo: http://%s:%d (API keys in %s)", host, port, home / DEMO_KEYS)
+    run(host, port, workers=1)

@@ -1,0 +1,133 @@
+"""The model registry: which model version answers, and switching versions without a pause.
+
+The server serves the newest version folder under `$NEXTBEST_HOME/models` (`nextbest train`
+writes one). `refresh()` (the server calls it every few seconds, and on `POST
+/v1/models/reload`) loads a newer version completely beside the one answering, then swaps
+one reference: a request holds the `LoadedModel` it started with to its end, so no request
+sees half a switch and none is dropped. Session states carry the tag of the version that
+made them; a state of another version is rebuilt from the event log when next used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextbest.models.base import MODEL_FILE, SessionModel
+from nextbest.models.store import list_versions
+from nextbest.serving.scoring import Scorer, scorer_for
+from nextbest.serving.state.codec import StateCodec, codec_for
+
+logger = logging.getLogger(__name__)
+
+NO_MODEL_TAG = bytes(8)
+ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
+
+
+def default_classes() -> dict[str, type[SessionModel[Any, Any]]]:
+    """The models the CLI can train (the one place that names them), and GRU4Rec."""
+    from nextbest.cli.models import MODELS
+    from nextbest.models.gru4rec import GRU4Rec
+
+    return {GRU4Rec.name: GRU4Rec, **MODELS}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    version: str
+    model: SessionModel[Any, Any]
+    codec: StateCodec
+    score: Scorer
+    tag: bytes  # 8 bytes naming this version in session states
+    index: dict[str, int]  # item id -> score column
+    initial_row: bytes  # the state row of a session that has seen nothing
+    loaded_at: float
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def n_items(self) -> int:
+        return len(self.index)
+
+
+def version_tag(version: str) -> bytes:
+    return hashlib.sha256(version.encode()).digest()[:8]
+
+
+def load_model(folder: Path, classes: ModelClasses) -> LoadedModel:
+    """Load one version folder and everything serving derives from it."""
+    name = json.loads((folder / MODEL_FILE).read_text()).get("model")
+    if name not in classes:
+        raise ValueError(
+            f"{folder} holds model {name!r}, which this server cannot load; "
+            f"it knows: {', '.join(sorted(classes))}"
+        )
+    started = time.perf_counter()
+    model = classes[name].load(folder)
+    codec = codec_for(model)
+    item_ids = np.asarray(model.item_ids, dtype=object)
+    loaded = LoadedModel(
+        version=folder.name,
+        model=model,
+        codec=codec,
+        score=scorer_for(model),
+        tag=version_tag(folder.name),
+        index={str(item): column for column, item in enumerate(item_ids)},
+        initial_row=codec.split(model.initial_state(1))[0],
+        loaded_at=time.time(),
+    )
+    logger.info(
+        "loaded model %s (%s, %d items) in %.2f s",
+        folder.name, name, loaded.n_items, time.perf_counter() - started,
+    )  # fmt: skip
+    return loaded
+
+
+class ModelRegistry:
+    def __init__(self, home: Path, classes: ModelClasses | None = None) -> None:
+        self.home = home
+        self.classes = dict(classes) if classes is not None else default_classes()
+        self._current: LoadedModel | None = None
+        self._loading = threading.Lock()
+        self._failed: set[str] = set()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model answering now (None before the first version exists)."""
+        return self._current
+
+    def versions(self) -> list[str]:
+        return [folder.name for folder in list_versions(self.home)]
+
+    def refresh(self) -> LoadedModel | None:
+        """Switch to the newest version if it is not the one answering; return it if switched."""
+        with self._loading:  # one load at a time; requests keep using `current` meanwhile
+            folders = list_versions(self.home)
+            if not folders:
+                return None
+            newest = folders[-1]
+            current = self._current
+            if current is not None and current.version == newest.name:
+                return None
+            if newest.name in self._failed:
+                return None
+            try:
+                loaded = load_model(newest, self.classes)
+            except Exception:
+                self._failed.add(newest.name)  # tried once; a newer version is tried again
+                raise
+            self._current = loaded  # the switch: one reference assignment
+            if current is not None:
+                logger.info("switched from model %s to %s", current.version, loaded.version)
+            return loaded

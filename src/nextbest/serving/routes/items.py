@@ -1,0 +1,44 @@
+"""`PUT /v1/items` (catalog upsert) and `GET /v1/items/{item_id}/similar`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from nextbest.events.schema import MAX_ID_LENGTH
+from nextbest.serving.deps import AdminKey, ReadKey, ServicesDep
+from nextbest.serving.errors import ApiError
+from nextbest.serving.routes.recommendations import CountParam, new_recommendation_id, reply_items
+from nextbest.serving.schemas import ItemsIn, ItemsOut, SimilarOut
+
+router = APIRouter(prefix="/v1", tags=["items"])
+
+
+@router.put("/items", response_model=ItemsOut)
+def put_items(batch: ItemsIn, services: ServicesDep, _: AdminKey) -> ItemsOut:
+    """Insert or replace up to 1000 catalog items. New items are recommendable at once (by
+    live co-visitation and popularity); the model learns them at its next training."""
+    upserted = services.catalog.catalog.upsert(batch.items)
+    services.catalog.upserted(batch.items)
+    return ItemsOut(upserted=upserted)
+
+
+@router.get("/items/{item_id}/similar", response_model=SimilarOut)
+async def get_similar(
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+    services: ServicesDep,
+    _: ReadKey,
+    n: CountParam = 10,
+) -> SimilarOut:
+    """Items to show beside `item_id`: what sessions go on to after it."""
+    model = services.model
+    if services.catalog.unknown([item_id], model):
+        raise ApiError(404, "unknown item", "item_id", f"unknown item {item_id!r}")
+    items = services.recommender.similar(model, item_id, n)
+    return SimilarOut(
+        item_id=item_id,
+        recommendation_id=new_recommendation_id(),
+        model_version=model.version if model else None,
+        items=reply_items(items),
+    )

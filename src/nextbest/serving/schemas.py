@@ -1,0 +1,153 @@
+"""The API's request and response bodies (pydantic at the edge).
+
+Events are validated one by one against the event schema (`nextbest.events.schema.Event`),
+so that one bad event in a batch rejects that event only. The API differs from the stored
+event in two conveniences: `timestamp` may be left out (the server's clock is used), and
+`placement` and `device` may travel inside `context`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
+
+from nextbest.events.schema import Event, Item
+from nextbest.serving.errors import detail_of, field_name
+
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_ITEMS = 1000
+MAX_N = 100
+CONTEXT_FIELDS = ("placement", "device")
+
+
+def _event_in_schema() -> dict[str, Any]:
+    """Event's JSON schema as the API takes it: no `timestamp` required, $defs inlined."""
+    schema = copy.deepcopy(Event.model_json_schema())
+    definitions = schema.pop("$defs", {})
+    schema["title"] = "EventIn"
+    schema["required"] = [name for name in schema["required"] if name != "timestamp"]
+    schema["properties"]["timestamp"]["description"] += "; the server's clock when absent"
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    return dict(inline(schema))
+
+
+RawEvent = Annotated[dict[str, Any] | Any, WithJsonSchema(_event_in_schema())]
+
+
+class EventBatchIn(BaseModel):
+    events: list[RawEvent] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Rejected(BaseModel):
+    index: int
+    event_id: str | None
+    field: str
+    message: str
+
+
+class EventsOut(BaseModel):
+    accepted: int = Field(description="events logged now")
+    duplicates: list[str] = Field(description="event ids logged before: accepted once, earlier")
+    rejected: list[Rejected] = Field(description="events not logged, and why")
+    error: str | None = None
+    detail: list[FieldError] = []
+
+
+def parse_event(raw: Any, index: int, now: float) -> Event | list[Rejected]:
+    """One event of a batch, or why it is rejected (fields named as `events[i].field`)."""
+    if not isinstance(raw, dict):
+        return [
+            Rejected(
+                index=index,
+                event_id=None,
+                field=f"events[{index}]",
+                message="must be a JSON object",
+            )
+        ]
+    data = dict(raw)
+    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    if data.get("timestamp") is None:
+        data["timestamp"] = now
+    moved: set[str] = set()
+    context = data.get("context")
+    if isinstance(context, dict):
+        context = dict(context)
+        for name in CONTEXT_FIELDS:
+            if name in context and name not in data:
+                data[name] = context.pop(name)
+                moved.add(name)
+        data["context"] = context or None
+    try:
+        return Event.model_validate(data)
+    except ValidationError as exc:
+        rejected = []
+        for error in exc.errors():
+            location = list(error["loc"])
+            if location and location[0] in moved:
+                location = ["context", *location]
+            detail = detail_of([{**error, "loc": location}], ("events", index))[0]
+            rejected.append(Rejected(index=index, event_id=event_id, **detail))
+        return rejected
+
+
+def unknown_item(index: int, event: Event) -> Rejected:
+    return Rejected(
+        index=index,
+        event_id=event.event_id,
+        field=field_name(("events", index, "item_id")),
+        message=f"unknown item {event.item_id!r}: add it with PUT /v1/items first",
+    )
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    source: str = Field(description="what put the item here: the model's name, covisit, popularity")
+
+
+class RecommendationsOut(BaseModel):
+    recommendation_id: str = Field(description="send it back with the events that follow")
+    model_version: str | None
+    items: list[RecommendedItem]
+
+
+class SimilarOut(RecommendationsOut):
+    item_id: str
+
+
+class ItemsIn(BaseModel):
+    items: list[Item] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+class ItemsOut(BaseModel):
+    upserted: int
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_version: str | None
+    model: str | None
+    problems: list[str] = []
+
+
+class ModelsOut(BaseModel):
+    current: str | None
+    model: str | None
+    versions: list[str]
+    switched: bool = False

@@ -1,0 +1,135 @@
+"""Everything a server process holds, built from the settings, and the loop that keeps it fresh.
+
+services = open_services(ServingSettings())
+services.start()       # load the newest model, then refresh in a background thread
+...
+services.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from nextbest.events.catalog import SqlCatalog
+from nextbest.events.log import EventLog, GroupCommitLog, SqlEventLog
+from nextbest.events.log.database import open_engine
+from nextbest.serving import metrics
+from nextbest.serving.auth import ApiKeys, resolve_keys
+from nextbest.serving.catalog_cache import CatalogCache
+from nextbest.serving.live import LiveState
+from nextbest.serving.recommend import RecommendConfig, Recommender
+from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
+from nextbest.serving.settings import ServingSettings
+from nextbest.serving.state import StateStore, open_state_store
+from nextbest.serving.trends import Trends
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: ServingSettings
+    keys: ApiKeys
+    log: EventLog
+    catalog: CatalogCache
+    store: StateStore
+    registry: ModelRegistry
+    live: LiveState
+    trends: Trends
+    recommender: Recommender
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return self.registry.current
+
+    def start(self) -> None:
+        """Load the newest model and the catalog, then keep them fresh in the background."""
+        self.reload_model()
+        self.trends.start_at_recent()
+        self.trends.refresh()
+        self.catalog.refresh()
+        self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
+        self._thread.start()
+
+    def reload_model(self) -> LoadedModel | None:
+        """Switch to the newest model version if there is a newer one; return it if switched."""
+        before = self.registry.current
+        loaded = self.registry.refresh()
+        if loaded is not None:
+            old = (before.version, before.name) if before is not None else None
+            metrics.model_switched(old, (loaded.version, loaded.name))
+        elif before is None:
+            logger.warning(
+                "no model in %s/models yet: serving live popularity until `nextbest train` "
+                "writes one", self.settings.home,
+            )  # fmt: skip
+        return loaded
+
+    def _loop(self) -> None:
+        next_poll = time.monotonic() + self.settings.model_poll_seconds
+        while not self._stop.wait(self.settings.refresh_seconds):
+            try:
+                self.trends.refresh()
+                self.catalog.refresh()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + self.settings.model_poll_seconds
+                    self.reload_model()
+            except Exception:  # keep serving; the next round tries again
+                logger.exception("background refresh failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.log.close()
+        self.store.close()
+
+
+def init_database(settings: ServingSettings) -> None:
+    """Create the tables once (before worker processes start, so they do not race)."""
+    engine = open_engine(settings.database, settings.sqlite_synchronous)
+    try:
+        SqlEventLog(engine, settings.database_schema)
+    finally:
+        engine.dispose()
+
+
+def open_services(settings: ServingSettings, classes: ModelClasses | None = None) -> Services:
+    torch.set_num_threads(settings.torch_threads)
+    engine = open_engine(settings.database, settings.sqlite_synchronous)
+    log = GroupCommitLog(SqlEventLog(engine, settings.database_schema))
+    catalog = CatalogCache(SqlCatalog(engine, settings.database_schema))
+    store = open_state_store(
+        settings.redis_url,
+        settings.state_ttl_seconds,
+        settings.redis_prefix,
+        settings.state_max_sessions,
+    )
+    keys = resolve_keys(
+        settings.write_keys,
+        settings.read_keys,
+        settings.admin_keys,
+        settings.keys_file,
+        settings.home,
+    )
+    live = LiveState(store, log, settings.rebuild_events)
+    trends = Trends(log, settings.trend_window_events)
+    recommender = Recommender(live, trends, catalog, RecommendConfig(settings.fresh_share))
+    return Services(
+        settings=settings,
+        keys=keys,
+        log=log,
+        catalog=catalog,
+        store=store,
+        registry=ModelRegistry(settings.home, classes),
+        live=live,
+        trends=trends,
+        recommender=recommender,
+    )

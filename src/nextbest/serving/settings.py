@@ -1,0 +1,69 @@
+"""Every setting of the server, read from `NEXTBEST_*` environment variables in one place.
+
+    NEXTBEST_HOME                 data folder: models/, events.db, api-keys.json (./.nextbest)
+    NEXTBEST_DATABASE_URL         postgresql+psycopg://... (default: SQLite file in the home)
+    NEXTBEST_DATABASE_SCHEMA      PostgreSQL schema for the tables (default: the user's default)
+    NEXTBEST_SQLITE_SYNCHRONOUS   FULL (synced to disk before the reply) or NORMAL
+    NEXTBEST_REDIS_URL            redis://host:6379/0 for shared session state (default: in-process)
+    NEXTBEST_REDIS_PREFIX         key prefix in Redis (nextbest:)
+    NEXTBEST_STATE_TTL_SECONDS    idle expiry of a session's live state (1800)
+    NEXTBEST_WRITE_KEYS, NEXTBEST_READ_KEYS, NEXTBEST_ADMIN_KEYS   comma-separated API keys
+    NEXTBEST_KEYS_FILE            JSON {"write": ..., "read": ..., "admin": ...} (string or list)
+    NEXTBEST_CORS_ORIGINS         comma-separated origins allowed to call from a browser
+    NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
+    NEXTBEST_DEMO                 1: serve the demo shop's page at / (with its keys: demo only)
+
+The rest (poll intervals, windows) have defaults that suit a shop; see the fields below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from nextbest.events.log.database import sqlite_url
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class ServingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", frozen=True, extra="ignore")
+
+    home: Path = Path(".nextbest")
+    database_url: str | None = None
+    database_schema: str | None = None
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    redis_url: str | None = None
+    redis_prefix: str = "nextbest:"
+    state_ttl_seconds: float = Field(default=1800.0, gt=0)
+    state_max_sessions: int = Field(default=1_000_000, ge=1)  # in-process store only
+    rebuild_events: int = Field(default=200, ge=1)  # events replayed to rebuild one session
+    write_keys: CommaList = ()
+    read_keys: CommaList = ()
+    admin_keys: CommaList = ()
+    keys_file: Path | None = None
+    cors_origins: CommaList = ()
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    model_poll_seconds: float = Field(default=5.0, gt=0)
+    refresh_seconds: float = Field(default=2.0, gt=0)  # live counts and catalog changes
+    trend_window_events: int = Field(default=200_000, ge=1)
+    fresh_share: float = Field(default=0.2, ge=0, le=1)
+    torch_threads: int = Field(default=1, ge=1)
+    docs: bool = True
+    demo: bool = False  # the demo shop's page at / (hands out the demo's keys: demo only)
+    web_dir: Path | None = None  # web/ (SDK, demo page); default: the source checkout's
+
+    @field_validator("write_keys", "read_keys", "admin_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def database(self) -> str:
+        """The event log's URL: NEXTBEST_DATABASE_URL, or the SQLite file in the home."""
+        return self.database_url or sqlite_url(self.home)

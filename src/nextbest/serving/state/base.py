@@ -1,0 +1,47 @@
+"""The state store's interface: bytes per key, an idle expiry, and atomic read-modify-write.
+
+    store.get_many(["s:abc", "u:42"])            # [bytes | None, ...]
+    store.update(keys, compute)                   # atomically: new = compute(current)
+
+`update` is how every change is made: it reads the keys, calls `compute` with their current
+values, and writes what it returns (None: leave that key as it is), refreshing the expiry of
+what it writes. When another writer (a thread, another worker) changed one of the keys in
+the meantime, the store calls `compute` again on the new values, so `compute` must not have
+side effects. A key not written for `ttl_seconds` expires.
+
+Every implementation runs the shared suite in `tests/serving/test_state_store.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+Compute = Callable[[list[bytes | None]], list[bytes | None]]
+
+
+class StateStore(ABC):
+    ttl_seconds: float
+
+    @abstractmethod
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value of each key, None where absent or expired."""
+
+    @abstractmethod
+    def update(self, keys: Sequence[str], compute: Compute) -> list[bytes | None]:
+        """Atomically replace the values of `keys` by `compute(current values)`.
+
+        Returns the values stored afterwards. `keys` must be distinct.
+        """
+
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> None:
+        """Forget these keys."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot be reached (for health checks)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,124 @@
+"""What the state store keeps per session and per user, as compact bytes.
+
+A session record holds the model state row (see `codec.py`) and what the server needs beside
+it: which model version made the state (a record of another version is rebuilt from the log),
+the log position of the last event applied (an event at or before it is never applied twice),
+its latest item, and the items bought in it. A user record holds the items the user bought,
+so recommendations can leave them out.
+
+    session := "NBS1" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
+               bought:u16 str* state_len:u32 state
+    user    := "NBU1" bought:u16 str*
+    str     := len:u16 utf-8 (len 0xFFFF: none)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+SESSION_MAGIC = b"NBS1"
+USER_MAGIC = b"NBU1"
+MAX_BOUGHT = 100  # per session and per user, the most recent
+_NONE = 0xFFFF
+_HEAD = struct.Struct("<4s8sQIId")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    model_tag: bytes  # 8 bytes naming the model version the state belongs to
+    state: bytes  # the model state row; b"" without a model
+    last_seq: int = 0  # log position of the last event applied
+    n_steps: int = 0  # model steps taken (item events the model knows)
+    n_events: int = 0  # events applied
+    last_time: float = 0.0
+    last_item: str | None = None
+    bought: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    bought: tuple[str, ...] = ()
+
+
+def add_bought(bought: tuple[str, ...], item_id: str) -> tuple[str, ...]:
+    """`bought` with `item_id` as the most recent, at most MAX_BOUGHT long."""
+    kept = (*(item for item in bought if item != item_id), item_id)
+    return kept[-MAX_BOUGHT:]
+
+
+def _pack_str(text: str | None) -> bytes:
+    if text is None:
+        return struct.pack("<H", _NONE)
+    data = text.encode()
+    if len(data) >= _NONE:
+        raise ValueError(f"an id of {len(data)} bytes is too long to store")
+    return struct.pack("<H", len(data)) + data
+
+
+def _unpack_str(data: bytes, offset: int) -> tuple[str | None, int]:
+    (length,) = struct.unpack_from("<H", data, offset)
+    if length == _NONE:
+        return None, offset + 2
+    return data[offset + 2 : offset + 2 + length].decode(), offset + 2 + length
+
+
+def _pack_strs(texts: tuple[str, ...]) -> bytes:
+    return struct.pack("<H", len(texts)) + b"".join(_pack_str(t) for t in texts)
+
+
+def _unpack_strs(data: bytes, offset: int) -> tuple[tuple[str, ...], int]:
+    (count,) = struct.unpack_from("<H", data, offset)
+    offset += 2
+    texts = []
+    for _ in range(count):
+        text, offset = _unpack_str(data, offset)
+        texts.append(text or "")
+    return tuple(texts), offset
+
+
+def encode_session(record: SessionRecord) -> bytes:
+    if len(record.model_tag) != 8:
+        raise ValueError(f"a model tag has 8 bytes, not {len(record.model_tag)}")
+    return b"".join(
+        (
+            _HEAD.pack(
+                SESSION_MAGIC,
+                record.model_tag,
+                record.last_seq,
+                record.n_steps,
+                record.n_events,
+                record.last_time,
+            ),
+            _pack_str(record.last_item),
+            _pack_strs(record.bought),
+            struct.pack("<I", len(record.state)),
+            record.state,
+        )
+    )
+
+
+def session_tag(data: bytes) -> bytes:
+    """The model tag of an encoded session record, without decoding the rest."""
+    return data[4:12]
+
+
+def decode_session(data: bytes) -> SessionRecord:
+    if data[:4] != SESSION_MAGIC or len(data) < _HEAD.size:
+        raise ValueError(f"not a session record (starts with {data[:4]!r})")
+    _, tag, last_seq, n_steps, n_events, last_time = _HEAD.unpack_from(data, 0)
+    last_item, offset = _unpack_str(data, _HEAD.size)
+    bought, offset = _unpack_strs(data, offset)
+    (length,) = struct.unpack_from("<I", data, offset)
+    state = data[offset + 4 : offset + 4 + length]
+    return SessionRecord(tag, state, last_seq, n_steps, n_events, last_time, last_item, bought)
+
+
+def encode_user(record: UserRecord) -> bytes:
+    return USER_MAGIC + _pack_strs(record.bought)
+
+
+def decode_user(data: bytes) -> UserRecord:
+    if data[:4] != USER_MAGIC:
+        raise ValueError(f"not a user record (starts with {data[:4]!r})")
+    return UserRecord(_unpack_strs(data, 4)[0])

@@ -1,0 +1,142 @@
+"""What the shop does right now, read from the event log: popularity and co-visitation.
+
+The trained model knows the items of its training data only. Items added since (and new
+sessions, which have no state yet) are served from two live counts over a sliding window of
+the most recent events of the log:
+
+* popularity: events per item;
+* co-visitation: how often item b came right after item a in a session.
+
+Every worker follows the same log (`refresh`, every few seconds), so all workers converge on
+the same counts whichever of them received the events. The window is a count of events, so
+memory stays bounded however long the server runs.
+
+On PostgreSQL, a `seq` can become visible after a higher one (concurrent transactions commit
+out of order); the follower may then miss that event. These counts are a heuristic for items
+the model does not know yet, so that loss is accepted; the log itself is complete.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+
+from nextbest.events.log import EventLog, LoggedEvent
+from nextbest.serving.registry import LoadedModel
+
+Skip = Callable[[str], bool]
+
+
+class Trends:
+    def __init__(
+        self, log: EventLog, window_events: int = 200_000, max_sessions: int = 100_000
+    ) -> None:
+        if window_events < 1 or max_sessions < 1:
+            raise ValueError(
+                f"window_events and max_sessions must be >= 1, not {window_events}, {max_sessions}"
+            )
+        self.log = log
+        self.window_events = window_events
+        self.max_sessions = max_sessions
+        self.seq = 0  # the last log position read
+        self._views: deque[str] = deque()
+        self._counts: Counter[str] = Counter()
+        self._pairs: deque[tuple[str, str]] = deque()
+        self._followers: dict[str, Counter[str]] = {}
+        self._last_item: OrderedDict[str, str] = OrderedDict()  # session -> latest item
+        self._ranking: list[str] = []  # items by count, most first
+        self._generation = 0  # grows with every new ranking
+        self._unknown: tuple[bytes, int, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def start_at_recent(self) -> None:
+        """Read from the last `window_events` events of the log on (at startup)."""
+        self.seq = max(0, self.log.last_seq() - self.window_events)
+
+    def refresh(self, page: int = 20_000) -> int:
+        """Read the events logged since the last refresh; returns how many were read."""
+        total = 0
+        while True:
+            events = self.log.read_after(self.seq, page)
+            if not events:
+                break
+            with self._lock:
+                for event in events:
+                    self._add(event)
+                self.seq = events[-1].seq
+            total += len(events)
+            if len(events) < page:
+                break
+        if total:
+            with self._lock:
+                self._ranking = [item for item, _ in self._counts.most_common()]
+                self._generation += 1
+        return total
+
+    def _add(self, event: LoggedEvent) -> None:
+        item = event.item_id
+        if item is None:
+            return
+        self._views.append(item)
+        self._counts[item] += 1
+        if len(self._views) > self.window_events:
+            self._forget(self._counts, self._views.popleft())
+        previous = self._last_item.pop(event.session_id, None)
+        self._last_item[event.session_id] = item
+        if len(self._last_item) > self.max_sessions:
+            self._last_item.popitem(last=False)
+        if previous is None or previous == item:
+            return
+        self._pairs.append((previous, item))
+        self._followers.setdefault(previous, Counter())[item] += 1
+        if len(self._pairs) > self.window_events:
+            before, after = self._pairs.popleft()
+            followers = self._followers[before]
+            self._forget(followers, after)
+            if not followers:
+                del self._followers[before]
+
+    @staticmethod
+    def _forget(counter: Counter[str], key: str) -> None:
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
+
+    def popular(
+        self, k: int, skip: Skip, min_count: int = 1, unknown_to: LoadedModel | None = None
+    ) -> list[tuple[str, float]]:
+        """The `k` most frequent recent items that `skip` lets through, with their counts.
+
+        With `unknown_to`, only items that model does not know (new since its training).
+        """
+        found: list[tuple[str, float]] = []
+        with self._lock:
+            ranking, counts = self._ranking, self._counts
+            if unknown_to is not None:
+                ranking = self._unknown_ranking(unknown_to)
+            for item in ranking:
+                count = counts.get(item, 0)
+                if count < min_count:
+                    break
+                if not skip(item):
+                    found.append((item, float(count)))
+                    if len(found) == k:
+                        break
+        return found
+
+    def _unknown_ranking(self, model: LoadedModel) -> list[str]:
+        """The ranking cut to items the model does not know (cached until the next read)."""
+        cached = self._unknown
+        if cached is not None and cached[:2] == (model.tag, self._generation):
+            return cached[2]
+        ranking = [item for item in self._ranking if item not in model.index]
+        self._unknown = (model.tag, self._generation, ranking)
+        return ranking
+
+    def followers(self, item_id: str, k: int, skip: Skip) -> list[tuple[str, float]]:
+        """The items that most often came right after `item_id` recently, with their counts."""
+        with self._lock:
+            counter = self._followers.get(item_id)
+            ranked = counter.most_common() if counter else []
+        return [(item, float(count)) for item, count in ranked if not skip(item)][:k]

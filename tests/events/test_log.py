@@ -1,0 +1,185 @@
+"""The shared suite of the event log and the catalog, run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nextbest.events.catalog import SqlCatalog
+from nextbest.events.log import EventLog, GroupCommitLog, open_event_log, sqlite_url
+from nextbest.events.log.database import open_engine
+from nextbest.events.schema import EVENT_SCHEMA, LOG_EVENT_SCHEMA, Event, Item, conform_events
+
+
+def view(event_id: str, session: str, item: str, t: float = 1.0, **extra: object) -> Event:
+    return Event(
+        event_id=event_id, type="view", session_id=session, item_id=item, timestamp=t, **extra
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(database URL, schema) of a fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path), None
+    url, schema = request.getfixturevalue("pg_schema")
+    return url, schema
+
+
+@pytest.fixture
+def log(backend: tuple[str, str | None]) -> Iterator[EventLog]:
+    opened = open_event_log(*backend)
+    yield opened
+    opened.close()
+
+
+def test_append_is_idempotent_on_event_id(log: EventLog) -> None:
+    first = log.append([view("e1", "s1", "a"), view("e2", "s1", "b"), view("e1", "s1", "zz")])
+    assert first.inserted == (True, True, False)  # the repeat inside the batch is a duplicate
+    again = log.append([view("e2", "s1", "b"), view("e3", "s2", "c")])
+    assert again.inserted == (False, True)
+    assert (again.n_inserted, again.n_duplicates) == (1, 1)
+    assert first.seqs[0] < first.seqs[1] < again.seqs[1] and again.seqs[0] == 0
+    assert log.count() == 3
+    logged = log.session_events(["s1"], last=10)["s1"]
+    assert [e.item_id for e in logged] == ["a", "b"]  # the first "e1" was kept, not the repeat
+
+
+def test_session_events_are_the_last_ones_in_log_order(log: EventLog) -> None:
+    log.append([view(f"e{i}", f"s{i % 3}", f"i{i}", t=float(100 - i)) for i in range(12)])
+    found = log.session_events(["s0", "s2", "nobody"], last=3)
+    assert set(found) == {"s0", "s2"}
+    assert [e.item_id for e in found["s0"]] == ["i3", "i6", "i9"]  # log order, not time order
+    assert [e.item_id for e in found["s2"]] == ["i5", "i8", "i11"]
+    seqs = [e.seq for e in found["s0"]]
+    assert seqs == sorted(seqs)
+
+
+def test_fields_survive_the_round_trip(log: EventLog) -> None:
+    event = Event(
+        event_id="p1", type="purchase", session_id="s1", item_id="sku-007", user_id="u1",
+        timestamp=1700000000.25, value=19.99, placement="cart", device="mobile",
+        recommendation_id="r-42", context={"arm": "b", "page": 3, "first": True},
+    )  # fmt: skip
+    log.append(
+        [
+            event,
+            Event(event_id="q1", type="search", session_id="s1", timestamp=2.0, query="red shoes"),
+        ],
+        received_at=123.5,
+    )
+    stored, search = log.session_events(["s1"], last=5)["s1"]
+    assert (stored.event_id, stored.type, stored.item_id, stored.user_id) == (
+        "p1",
+        "purchase",
+        "sku-007",
+        "u1",
+    )
+    assert (stored.timestamp, stored.value, stored.received_at) == (1700000000.25, 19.99, 123.5)
+    assert (stored.placement, stored.device, stored.recommendation_id) == ("cart", "mobile", "r-42")
+    assert stored.context == '{"arm":"b","page":3,"first":true}'
+    assert (search.item_id, search.query) == (None, "red shoes")
+
+
+def test_user_purchases(log: EventLog) -> None:
+    events = [
+        Event(event_id=f"p{i}", type="purchase", session_id=f"s{i}", item_id=f"i{i}",
+              user_id="u1" if i % 2 else "u2", timestamp=float(i))
+        for i in range(6)
+    ] + [view("v1", "s9", "seen-only", user_id="u1")]  # fmt: skip
+    log.append(events)
+    assert log.user_purchases(["u1", "u2", "u3"], last=2) == {
+        "u1": ["i3", "i5"],
+        "u2": ["i2", "i4"],
+    }
+
+
+def test_read_after_pages_the_whole_log_and_export_conforms(log: EventLog) -> None:
+    log.append([view(f"e{i}", f"s{i % 4}", f"i{i}") for i in range(25)])
+    assert log.last_seq() >= 25
+    page = log.read_after(0, 10)
+    assert len(page) == 10 and log.read_after(page[-1].seq, 100)[0].seq > page[-1].seq
+    assert [e.event_id for e in log.iter_events(batch_size=7)] == [f"e{i}" for i in range(25)]
+    table = log.export(batch_size=7)
+    assert dict(table.schema) == LOG_EVENT_SCHEMA and table.height == 25
+    training = conform_events(table)
+    assert dict(training.schema) == EVENT_SCHEMA
+    assert training["item_id"].to_list() == [f"i{i}" for i in range(25)]
+
+
+def test_empty_log(log: EventLog) -> None:
+    assert (log.count(), log.last_seq(), log.read_after(0, 5)) == (0, 0, [])
+    assert log.export().height == 0 and log.session_events(["s"], last=5) == {}
+    log.ping()
+
+
+def test_committed_events_survive_reopening(backend: tuple[str, str | None]) -> None:
+    first = open_event_log(*backend)
+    first.append([view("e1", "s1", "a"), view("e2", "s1", "b")])
+    first.close()
+    second = open_event_log(*backend)
+    try:
+        assert second.count() == 2
+        assert second.append([view("e2", "s1", "b")]).inserted == (False,)
+    finally:
+        second.close()
+
+
+def test_group_commit_gives_each_caller_its_own_result(log: EventLog) -> None:
+    grouped = GroupCommitLog(log)
+    results: dict[int, tuple[bool, ...]] = {}
+
+    def send(worker: int) -> None:
+        # every worker sends 20 own events and the same 5 shared ids
+        own = [view(f"w{worker}-{i}", f"s{worker}", f"i{i}") for i in range(20)]
+        shared = [view(f"shared-{i}", "s-shared", f"i{i}") for i in range(5)]
+        results[worker] = grouped.append(own + shared).inserted
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(all(flags[:20]) for flags in results.values())
+    for i in range(5):  # each shared id was accepted by exactly one caller
+        assert sum(flags[20 + i] for flags in results.values()) == 1
+    assert grouped.count() == 8 * 20 + 5
+    grouped.close()
+
+
+@pytest.fixture
+def catalog(backend: tuple[str, str | None]) -> Iterator[SqlCatalog]:
+    url, schema = backend
+    engine = open_engine(url)
+    yield SqlCatalog(engine, schema)
+    engine.dispose()
+
+
+def test_catalog_upserts_and_reports_changes(catalog: SqlCatalog) -> None:
+    shoe = Item(item_id="shoe", title="Red shoe", category_path=("Shoes", "Red"), price=50.0,
+                attributes={"size": [40, 41]})  # fmt: skip
+    assert catalog.upsert([shoe, Item(item_id="hat", in_stock=False)]) == 2
+    assert catalog.get(["shoe", "nothing"]) == {"shoe": shoe}
+    changes = catalog.changed_since(0.0)
+    assert sorted((item_id, stock) for item_id, stock, _ in changes) == [
+        ("hat", False),
+        ("shoe", True),
+    ]
+    later = max(when for _, _, when in changes) + 1e-6
+    assert catalog.changed_since(later) == []
+    time.sleep(0.01)
+    catalog.upsert([Item(item_id="hat", title="Hat", in_stock=True)])
+    assert catalog.count() == 2 and catalog.get(["hat"])["hat"].title == "Hat"
+    assert [item.item_id for item in catalog.items(limit=5)] == ["hat", "shoe"]
+    assert [(i, s) for i, s, _ in catalog.changed_since(later)] == [("hat", True)]
+
+
+def test_sqlite_log_refuses_a_schema(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="schema"):
+        open_event_log(sqlite_url(tmp_path), schema="nope")
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        open_event_log("mysql://x")

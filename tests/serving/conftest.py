@@ -1,0 +1,60 @@
+"""Fixtures of the serving tests: a small GRU4Rec that learned "after item j comes j + 1", a
+data folder holding it as a model version, and the app over it (SQLite log, in-process state)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from serving_helpers import CLASSES, TestClient, cyclic_sessions, settings_for
+
+from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.store import save_version
+from nextbest.serving.app import create_app
+
+MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture(scope="session")
+def trained_gru() -> GRU4Rec:
+    config = GRU4RecConfig(layers=(32,), n_epochs=3, batch_size=16, n_sample=0, learning_rate=0.1)
+    return GRU4Rec(config).fit(cyclic_sessions())
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory, trained_gru: GRU4Rec) -> Path:
+    home = tmp_path_factory.mktemp("model-home")
+    save_version(trained_gru, home, {"model": "gru4rec"})
+    return home
+
+
+@pytest.fixture
+def home(tmp_path: Path, model_home: Path) -> Path:
+    """A fresh data folder holding the trained GRU4Rec as its only model version."""
+    folder = tmp_path / "home"
+    shutil.copytree(model_home, folder)
+    return folder
+
+
+@pytest.fixture
+def make_client(home: Path) -> Iterator[MakeClient]:
+    """Start the app (lifespan included) over `home`, with settings overrides."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(settings_for(home, **overrides), CLASSES))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> TestClient:
+    return make_client()

@@ -1,0 +1,85 @@
+"""What the serving tests share: items, keys, sessions that walk in circles, requests."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextbest.data.sessions import Sessions
+from nextbest.models.base import SessionModel
+from nextbest.models.covisit import CoVisitation
+from nextbest.models.gru4rec import GRU4Rec
+from nextbest.models.popularity import MostPopular, SessionPopular
+from nextbest.serving.settings import ServingSettings
+
+with warnings.catch_warnings():  # Starlette would rather see another HTTP client installed
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+N_ITEMS = 30
+WRITE, READ, ADMIN = "test-write-key-0001", "test-read-key-00001", "test-admin-key-0001"
+CLASSES: dict[str, type[SessionModel[Any, Any]]] = {
+    model.name: model for model in (GRU4Rec, MostPopular, SessionPopular, CoVisitation)
+}
+
+
+def item(j: int) -> str:
+    return f"i{j % N_ITEMS:02d}"
+
+
+def cyclic_sessions(n_sessions: int = 400, seed: int = 0) -> Sessions:
+    """Sessions that walk the items in a circle: after item j comes item j + 1."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 8, n_sessions)
+    starts = rng.integers(0, N_ITEMS, n_sessions)
+    walks = [(s + np.arange(n)) % N_ITEMS for s, n in zip(starts, lengths, strict=True)]
+    items = np.concatenate(walks)
+    return Sessions(
+        item_ids=np.array([item(j) for j in range(N_ITEMS)], dtype=object),
+        session_ids=np.array([f"train-{k}" for k in range(n_sessions)], dtype=object),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        items=items.astype(np.int64),
+        times=np.arange(len(items), dtype=np.float64),
+    )
+
+
+def settings_for(home: Path, **overrides: Any) -> ServingSettings:
+    values: dict[str, Any] = {
+        "home": home,
+        "write_keys": (WRITE,),
+        "read_keys": (READ,),
+        "admin_keys": (ADMIN,),
+        "refresh_seconds": 60.0,  # tests refresh explicitly
+        "model_poll_seconds": 60.0,
+    }
+    return ServingSettings(**(values | overrides))
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def view(event_id: str, session: str, item_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "view",
+        "session_id": session,
+        "item_id": item_id,
+        **extra,
+    }
+
+
+def send(client: TestClient, *events: Any) -> Any:
+    return client.post("/v1/events", json={"events": list(events)}, headers=auth(WRITE))
+
+
+def recommend(client: TestClient, **params: Any) -> Any:
+    return client.get("/v1/recommendations", params=params, headers=auth(READ))
+
+
+def top(client: TestClient, **params: Any) -> str:
+    """The first recommended item id."""
+    return str(recommend(client, **params).json()["items"][0]["item_id"])

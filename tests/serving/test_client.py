@@ -1,0 +1,45 @@
+"""The Python client against the app: calls, errors with fields, retries that stay idempotent."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from serving_helpers import ADMIN, READ, WRITE, TestClient, item
+
+from nextbest.client import NextbestClient, NextbestError, new_event_id
+
+
+def test_the_client_sends_and_recommends(client: TestClient) -> None:
+    writer = NextbestClient("http://testserver", WRITE, http=client)
+    events = [{"event_id": new_event_id(), "type": "view", "session_id": "s1", "item_id": item(3)}]
+    assert writer.send_events(events)["accepted"] == 1
+    assert writer.send_events(events)["duplicates"] == [events[0]["event_id"]]
+    reader = NextbestClient("http://testserver", READ, http=client)
+    assert reader.recommendations(session_id="s1", n=2)["items"][0]["item_id"] == item(4)
+    assert reader.similar(item(9), n=1)["items"][0]["item_id"] == item(10)
+    assert NextbestClient("http://testserver", ADMIN, http=client).put_items(
+        [{"item_id": "x"}]
+    ) == {"upserted": 1}
+    with pytest.raises(NextbestError, match=r"403.*Authorization") as refused:
+        writer.recommendations(session_id="s1")
+    assert refused.value.status == 403
+    with pytest.raises(NextbestError, match=r"events\[0\]\.type"):
+        writer.send_events([{"event_id": "x", "type": "nope", "session_id": "s"}])
+
+
+def test_the_client_retries_server_errors_then_succeeds() -> None:
+    calls: list[int] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) < 3:
+            return httpx.Response(503, json={"error": "busy", "detail": []})
+        return httpx.Response(200, json={"accepted": 1, "duplicates": [], "rejected": []})
+
+    http = httpx.Client(base_url="http://x", transport=httpx.MockTransport(flaky))
+    nb = NextbestClient("http://x", WRITE, backoff=0.0, http=http)
+    assert nb.send_events([{"event_id": "e"}])["accepted"] == 1 and len(calls) == 3
+    calls.clear()
+    with pytest.raises(NextbestError, match="503"):
+        NextbestClient("http://x", WRITE, retries=1, backoff=0.0, http=http).send_events([])
+    assert len(calls) == 2

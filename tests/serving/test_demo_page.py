@@ -1,0 +1,141 @@
+"""The demo page and the browser SDK in headless Chromium (Debian's, driven by Playwright).
+
+Chromium comes from the system (`make browser-deps`); Playwright never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from server_process import Server, free_port
+from serving_helpers import ADMIN, N_ITEMS, WRITE, auth, item
+
+from nextbest.events.log import open_event_log, sqlite_url
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"Chromium not found at {CHROMIUM}: run `make browser-deps`"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the playwright package is not installed"
+    if reason:
+        if os.environ.get("NEXTBEST_REQUIRE_BACKENDS") == "1":
+            pytest.fail(f"{reason} (NEXTBEST_REQUIRE_BACKENDS=1 forbids skipping)")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def demo(home: Path) -> Iterator[Server]:
+    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
+    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things"]}
+             for j in range(N_ITEMS)]  # fmt: skip
+    server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
+    yield server
+    server.stop()
+
+
+def recommended(page: Any) -> list[str]:
+    return list(
+        page.locator("#recommendations li").evaluate_all("ls => ls.map(l => l.dataset.itemId)")
+    )
+
+
+def click_and_wait(page: Any, selector: str) -> None:
+    updates = int(page.locator("body").get_attribute("data-updates") or 0)
+    page.click(selector)
+    page.wait_for_function(f"Number(document.body.dataset.updates || 0) > {updates}")
+
+
+def test_recommendations_follow_every_click(browser: Any, demo: Server, home: Path) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/")
+    page.wait_for_selector("#products li")
+    page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1")
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")
+    assert recommended(page)[0] == item(6)
+    click_and_wait(page, "#buy")  # buying the product on screen
+    assert item(5) not in recommended(page)
+    first = recommended(page)[0]
+    click_and_wait(page, "#recommendations li:first-child")
+    assert recommended(page)[0] == item(int(first[1:]) + 1)
+    assert page.locator("#history li").count() == 3
+    session = page.locator("#session").text_content()
+    log = open_event_log(sqlite_url(home))
+    try:
+        events = log.session_events([session or ""], last=10)[session or ""]
+    finally:
+        log.close()
+    assert [(e.type, e.item_id) for e in events] == [
+        ("view", item(5)),
+        ("purchase", item(5)),
+        ("view", first),
+    ]
+    assert events[2].recommendation_id and events[0].placement == "demo"
+
+
+def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    sent: list[str] = []
+
+    def flaky(route: Any) -> None:
+        sent.append(route.request.post_data)
+        if len(sent) < 3:
+            route.fulfill(status=503, body="{}")
+        else:
+            route.continue_()
+
+    page.route("**/v1/events", flaky)
+    page.evaluate(
+        """key => {
+            window.nb = Nextbest.init({writeKey: key, flushInterval: 50, retryBase: 20});
+            nb.track("view", {item_id: "i03"});
+            nb.track("cart", {item_id: "i03"});
+        }""",
+        WRITE,
+    )
+    page.wait_for_function("nb.queue.length === 0 && !nb.sending", timeout=10_000)
+    assert len(sent) == 3 and sent[0] == sent[1] == sent[2]  # the same events, ids and all
+    page.unroute("**/v1/events")
+    page.evaluate(
+        """() => {
+            window.later = Nextbest.init({writeKey: nb.options.writeKey, flushInterval: 600000});
+            later.track("view", {item_id: "i07"});
+            window.dispatchEvent(new Event("pagehide"));
+        }"""
+    )
+    page.wait_for_function("later.queue.length === 0 && !later.sending", timeout=10_000)
+    session = page.evaluate("nb.sessionId()")
+    log = open_event_log(sqlite_url(home))
+    try:
+        events = log.session_events([session], last=10)[session]
+    finally:
+        log.close()
+    assert [(e.type, e.item_id) for e in events] == [
+        ("view", "i03"),
+        ("cart", "i03"),
+        ("view", "i07"),
+    ]

@@ -1,0 +1,105 @@
+"""The shared suite of the state stores, run against the in-process store and Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from nextbest.serving.state import MemoryStateStore, StateStore, open_state_store
+
+MakeStore = Callable[..., StateStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
+    """A factory of fresh stores of each kind, given a TTL; closed afterwards."""
+    opened: list[StateStore] = []
+
+    def make(ttl_seconds: float = 60.0) -> StateStore:
+        if request.param == "memory":
+            store = open_state_store(None, ttl_seconds)
+        else:
+            url, prefix = request.getfixturevalue("redis_prefix")
+            store = open_state_store(url, ttl_seconds, prefix)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def put(store: StateStore, values: dict[str, bytes]) -> None:
+    store.update(list(values), lambda current: list(values.values()))
+
+
+def test_values_round_trip_and_absent_keys_are_none(make_store: MakeStore) -> None:
+    store = make_store()
+    put(store, {"s:a": b"\x00\x01binary\xff", "u:b": b""})
+    assert store.get_many(["s:a", "missing", "u:b"]) == [b"\x00\x01binary\xff", None, b""]
+    assert store.get_many([]) == []
+    store.delete(["s:a"])
+    assert store.get_many(["s:a", "u:b"]) == [None, b""]
+    store.ping()
+
+
+def test_update_sees_current_values_and_none_keeps_a_value(make_store: MakeStore) -> None:
+    store = make_store()
+    put(store, {"a": b"1", "b": b"2"})
+    seen: list[list[bytes | None]] = []
+
+    def compute(current: list[bytes | None]) -> list[bytes | None]:
+        seen.append(current)
+        return [b"10", None, b"new"]
+
+    assert store.update(["a", "b", "c"], compute) == [b"10", b"2", b"new"]
+    assert seen[-1] == [b"1", b"2", None]
+    assert store.get_many(["a", "b", "c"]) == [b"10", b"2", b"new"]
+
+
+def test_idle_keys_expire(make_store: MakeStore) -> None:
+    store = make_store(ttl_seconds=0.3)
+    put(store, {"old": b"x", "kept": b"y"})
+    time.sleep(0.2)
+    put(store, {"kept": b"y2"})  # a write refreshes the expiry
+    time.sleep(0.2)
+    assert store.get_many(["old", "kept"]) == [None, b"y2"]
+
+
+def test_concurrent_updates_lose_nothing(make_store: MakeStore) -> None:
+    """Four threads each add 25 to one counter: read-modify-write must not lose an increment."""
+    store = make_store()
+    put(store, {"counter": b"0"})
+
+    def add() -> None:
+        for _ in range(25):
+            store.update(["counter"], lambda current: [str(int(current[0] or b"0") + 1).encode()])
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.get_many(["counter"]) == [b"100"]
+
+
+def test_memory_store_drops_the_least_recently_written_when_full() -> None:
+    now = [0.0]
+    store = MemoryStateStore(ttl_seconds=10.0, max_entries=3, clock=lambda: now[0])
+    for key in "abcd":
+        now[0] += 1
+        put(store, {key: key.encode()})
+    assert store.get_many(list("abcd")) == [None, b"b", b"c", b"d"] and len(store) == 3
+    now[0] = 12.5  # a (gone), b written at 2 and c at 3 expire at 12 and 13
+    put(store, {"e": b"e"})
+    assert store.get_many(list("bcde")) == [None, b"c", b"d", b"e"]
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="ttl_seconds"):
+        MemoryStateStore(ttl_seconds=0)
+    with pytest.raises(ValueError, match="NEXTBEST_REDIS_URL"):
+        open_state_store("http://localhost", 10.0)

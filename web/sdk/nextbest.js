@@ -1,0 +1,160 @@
+/*
+ * nextbest browser SDK: no dependencies, one file.
+ *
+ *   const nb = Nextbest.init({ endpoint: "https://reco.shop.example", writeKey: "nbw_..." });
+ *   nb.track("view", { item_id: "sku-1", context: { placement: "product" } });
+ *   nb.track("purchase", { item_id: "sku-1", value: 19.9, user_id: "u-42" });
+ *   const reply = await nb.recommend({ n: 8, item_id: "sku-1" });   // needs readKey
+ *
+ * - The session id lives in a first-party cookie (default "nb_sid") that expires after 30
+ *   minutes without an event, the usual session gap.
+ * - Events wait in a queue and leave in batches (every `flushInterval` ms, or at `batchSize`).
+ * - A failed send (network, 429, 5xx) is retried with exponential backoff and jitter; every
+ *   event has its own id, so a retry is never logged twice.
+ * - When the page is hidden or left, the queue is flushed with `keepalive`, so it survives.
+ * - A batch the server partly rejects (422) keeps its good events; the bad ones are dropped
+ *   and reported through `onError`.
+ */
+(function (root) {
+  "use strict";
+
+  var DEFAULTS = {
+    endpoint: "",
+    writeKey: "",
+    readKey: "",
+    cookieName: "nb_sid",
+    sessionMinutes: 30,
+    batchSize: 20,
+    flushInterval: 1000,
+    maxRetries: 6,
+    retryBase: 500,
+    maxQueue: 1000,
+    onError: function (error) { if (root.console) root.console.warn("nextbest:", error); },
+  };
+  var MAX_BATCH = 500;
+
+  function randomId() {
+    if (root.crypto && root.crypto.randomUUID) return root.crypto.randomUUID().replace(/-/g, "");
+    var bytes = new Uint8Array(16);
+    root.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+  }
+
+  function readCookie(name) {
+    var found = document.cookie.split("; ").filter(function (c) { return c.indexOf(name + "=") === 0; })[0];
+    return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
+  }
+
+  function writeCookie(name, value, minutes) {
+    var expires = new Date(Date.now() + minutes * 60000).toUTCString();
+    var secure = root.location && root.location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = name + "=" + encodeURIComponent(value) + "; expires=" + expires + "; path=/; SameSite=Lax" + secure;
+  }
+
+  function Client(options) {
+    this.options = {};
+    for (var key in DEFAULTS) this.options[key] = key in options ? options[key] : DEFAULTS[key];
+    this.options.endpoint = String(this.options.endpoint).replace(/\/$/, "");
+    this.queue = [];
+    this.sending = false;
+    this.attempt = 0;
+    this.timer = null;
+    var self = this;
+    this.interval = root.setInterval(function () { self.flush(); }, this.options.flushInterval);
+    var onHide = function () { self.flush({ keepalive: true }); };
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "hidden") onHide();
+    });
+    root.addEventListener("pagehide", onHide);
+  }
+
+  /** The session id: the cookie's, or a new one; each call keeps the session alive. */
+  Client.prototype.sessionId = function () {
+    var id = readCookie(this.options.cookieName) || randomId();
+    writeCookie(this.options.cookieName, id, this.options.sessionMinutes);
+    return id;
+  };
+
+  /** Forget the session (the next event starts a new one). */
+  Client.prototype.resetSession = function () {
+    writeCookie(this.options.cookieName, "", -1);
+  };
+
+  /** Queue one event: type is view, click, cart, remove-from-cart, purchase, search, ... */
+  Client.prototype.track = function (type, fields) {
+    var event = { event_id: randomId(), type: type, session_id: this.sessionId(), timestamp: Date.now() / 1000 };
+    for (var key in fields || {}) if (fields[key] !== undefined && fields[key] !== null) event[key] = fields[key];
+    if (this.queue.length >= this.options.maxQueue) this.queue.shift();  // the oldest goes first
+    this.queue.push(event);
+    if (this.queue.length >= this.options.batchSize) this.flush();
+    return event.event_id;
+  };
+
+  /** Send what is queued; resolves when the server has it (or it is given up). */
+  Client.prototype.flush = function (how) {
+    var self = this;
+    if (this.sending || !this.queue.length || this.timer) return this.pending || Promise.resolve();
+    var batch = this.queue.slice(0, MAX_BATCH);
+    this.sending = true;
+    this.pending = root.fetch(this.options.endpoint + "/v1/events", {
+      method: "POST",
+      keepalive: !!(how && how.keepalive) && JSON.stringify(batch).length < 60000,
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + this.options.writeKey },
+      body: JSON.stringify({ events: batch }),
+    }).then(function (reply) {
+      if (reply.status === 429 || reply.status >= 500) throw new Error("server busy: " + reply.status);
+      self.queue.splice(0, batch.length);  // sent: accepted, duplicate, or refused for good
+      self.attempt = 0;
+      if (!reply.ok) {
+        return reply.json().then(function (body) { self.options.onError(body); }, function () {
+          self.options.onError({ error: "HTTP " + reply.status });
+        });
+      }
+    }).catch(function (error) {
+      self.attempt += 1;
+      if (self.attempt > self.options.maxRetries) {
+        self.queue.splice(0, batch.length);
+        self.attempt = 0;
+        self.options.onError({ error: "events dropped after retries: " + error.message });
+        return;
+      }
+      var wait = self.options.retryBase * Math.pow(2, self.attempt - 1) * (0.5 + Math.random());
+      self.timer = root.setTimeout(function () { self.timer = null; self.flush(); }, wait);
+    }).then(function () {
+      self.sending = false;
+      self.pending = null;
+      if (self.queue.length >= self.options.batchSize) return self.flush();
+    });
+    return this.pending;
+  };
+
+  /** Send everything queued (unless the server is failing and a retry is scheduled). */
+  Client.prototype.drain = function () {
+    var self = this;
+    return this.flush().then(function () {
+      if (self.queue.length && !self.timer) return self.drain();
+    });
+  };
+
+  /** Recommendations for this session now: {recommendation_id, items: [{item_id, score, source}]}. */
+  Client.prototype.recommend = function (params) {
+    var self = this;
+    var query = { session_id: this.sessionId(), n: 10 };
+    for (var key in params || {}) if (params[key] !== undefined && params[key] !== null) query[key] = params[key];
+    var search = Object.keys(query).map(function (k) {
+      return encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);
+    }).join("&");
+    return this.drain().then(function () {
+      return root.fetch(self.options.endpoint + "/v1/recommendations?" + search, {
+        headers: { "Authorization": "Bearer " + self.options.readKey },
+      });
+    }).then(function (reply) {
+      return reply.json().then(function (body) {
+        if (!reply.ok) throw Object.assign(new Error(body.error || "HTTP " + reply.status), body);
+        return body;
+      });
+    });
+  };
+
+  root.Nextbest = { init: function (options) { return new Client(options || {}); }, Client: Client };
+})(typeof window !== "undefined" ? window : this);
