@@ -32,7 +32,14 @@ def serve_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, home: Path, port: int, env: dict[str, str], log_name: str) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        env: dict[str, str],
+        log_name: str,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.output = (home / log_name).open("ab")
         environment = {
@@ -43,7 +50,7 @@ class Server:
             "NEXTBEST_ADMIN_KEYS": ADMIN,
             **env,
         }
-        command = [*serve_command(), "--port", str(port), "--log-level", "warning"]
+        command = [*serve_command(), "--port", str(port), "--log-level", "warning", *args]
         self.process = subprocess.Popen(
             command, env=environment, stdout=self.output, stderr=self.output
         )

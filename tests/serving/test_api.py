@@ -210,6 +210,8 @@ def test_health_metrics_docs(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     paths = {"/v1/events", "/v1/recommendations", "/v1/items", "/v1/items/{item_id}/similar"}
     assert paths <= set(schema["paths"])
+    assert schema["paths"]["/v1/events"]["post"]["security"] == [{"apiKey": []}]
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert client.get("/docs").status_code == 200
 
 

@@ -3,6 +3,7 @@ servers sharing Redis answer the same whichever of them received a session's eve
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -99,3 +100,31 @@ def test_two_servers_behind_redis_agree(
     ]
     assert all(answer == answers[0] for answer in answers)
     assert answers[0][0][0] == item(22)
+
+
+def test_two_workers_share_one_port_and_stop_together(
+    home: Path, servers: list[Server], redis_prefix: tuple[str, str]
+) -> None:
+    url, prefix = redis_prefix
+    env = {"NEXTBEST_REDIS_URL": url, "NEXTBEST_REDIS_PREFIX": prefix}
+    port = free_port()
+    server = Server(home, port, env, "workers.log", ("--workers", "2"))
+    servers.append(server)
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(8)]
+    for k, client in enumerate(clients):  # eight connections, spread over both workers
+        event = view(f"e{k}", "shared", item(k + 1))
+        assert (
+            client.post("/v1/events", json={"events": [event]}, headers=auth(WRITE)).status_code
+            == 200
+        )
+    answers = {tuple(server.recommend("shared")) for _ in range(6)}
+    assert len(answers) == 1 and next(iter(answers))[0][0] == item(9)
+    metrics = clients[0].get("/metrics").text  # the sum over both workers
+    assert 'nextbest_events_total{outcome="accepted"} 8.0' in metrics
+    for client in clients:
+        client.close()
+    server.stop()
+    assert server.process.returncode == 0
+    with socket.socket() as probe:  # no worker is left holding the port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))

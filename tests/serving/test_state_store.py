@@ -60,6 +60,20 @@ def test_update_sees_current_values_and_none_keeps_a_value(make_store: MakeStore
     assert store.get_many(["a", "b", "c"]) == [b"10", b"2", b"new"]
 
 
+def test_update_starts_over_when_the_callers_values_are_stale(make_store: MakeStore) -> None:
+    store = make_store()
+    put(store, {"k": b"written by another worker"})
+    seen: list[list[bytes | None]] = []
+
+    def compute(current: list[bytes | None]) -> list[bytes | None]:
+        seen.append(current)
+        return [b"mine"]
+
+    assert store.update(["k"], compute, current=[b"what I read earlier"]) == [b"mine"]
+    assert seen[-1] == [b"written by another worker"]
+    assert store.get_many(["k"]) == [b"mine"]
+
+
 def test_idle_keys_expire(make_store: MakeStore) -> None:
     store = make_store(ttl_seconds=0.3)
     put(store, {"old": b"x", "kept": b"y"})

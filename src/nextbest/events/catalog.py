@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, func, select
 from sqlalchemy.schema import CreateSchema
 
-from nextbest.events.log.database import upsert_statement
+from nextbest.events.log.database import upsert_statement, write_lock
 from nextbest.events.log.tables import log_tables
 from nextbest.events.schema import CATEGORY_SEPARATOR, Item
 
@@ -63,7 +63,7 @@ class SqlCatalog(Catalog):
         insert = upsert_statement(self.engine, self.table)
         replace = {name: insert.excluded[name] for name in rows[0] if name != "item_id"}
         statement = insert.on_conflict_do_update(index_elements=["item_id"], set_=replace)
-        with self.engine.begin() as connection:
+        with write_lock(self.engine), self.engine.begin() as connection:
             for start in range(0, len(rows), SQL_CHUNK):
                 connection.execute(statement, rows[start : start + SQL_CHUNK])
         return len(rows)

@@ -1,41 +1,37 @@
-"""Dependencies of the routes, as `Annotated` aliases."""
+"""Dependencies of the routes, as `Annotated` aliases.
+
+A route that needs a key takes `services: ReadAccess` (or `WriteAccess`, `AdminAccess`): one
+dependency that checks the key and hands over the services. One dependency, not a chain of
+them, because FastAPI's dependency resolution costs tens of microseconds per dependency and
+request. All are `async def`: FastAPI runs a plain `def` dependency in its thread pool.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
 from nextbest.serving.auth import Scope
 from nextbest.serving.services import Services
 
-# Declared for the OpenAPI page (its "Authorize" button); `ApiKeys.check` reads the header.
-bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer KEY")
 
-
-# Dependencies are `async def` because they never block: FastAPI runs a plain `def` dependency
-# in its thread pool, which costs a thread switch per dependency and request.
 async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-def _require(scope: Scope) -> Callable[..., Awaitable[None]]:
-    async def check(
-        request: Request,
-        services: ServicesDep,
-        _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    ) -> None:
+def _require(scope: Scope) -> Callable[[Request], Awaitable[Services]]:
+    async def authorized(request: Request) -> Services:
+        services: Services = request.app.state.services
         services.keys.check(request.headers.get("authorization"), scope)
+        return services
 
-    return check
+    return authorized
 
 
-WriteKey = Annotated[None, Depends(_require(Scope.WRITE))]
-ReadKey = Annotated[None, Depends(_require(Scope.READ))]
-AdminKey = Annotated[None, Depends(_require(Scope.ADMIN))]
+ServicesDep = Annotated[Services, Depends(get_services)]  # no key needed
+WriteAccess = Annotated[Services, Depends(_require(Scope.WRITE))]
+ReadAccess = Annotated[Services, Depends(_require(Scope.READ))]
+AdminAccess = Annotated[Services, Depends(_require(Scope.ADMIN))]

@@ -143,11 +143,8 @@ class LiveState:
             by_session[event.session_id].append(Applied.of(event, seq))
         sessions = list(by_session)
         keys = [SESSION_KEY + session for session in sessions]
-        stale = [
-            session
-            for session, value in zip(sessions, self.store.get_many(keys), strict=True)
-            if not _usable(value, model)
-        ]
+        values = self.store.get_many(keys)
+        stale = [s for s, v in zip(sessions, values, strict=True) if not _usable(v, model)]
         rebuilt = self._rebuild(model, stale)  # the log already holds these events
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
@@ -162,7 +159,7 @@ class LiveState:
                 pending.append(by_session[session])
             return [encode_session(record) for record in advance(model, records, pending)]
 
-        self.store.update(keys, compute)
+        self.store.update(keys, compute, values)
         purchases = [e for e in events if e.type == PURCHASE and e.user_id and e.item_id]
         if purchases:
             self._apply_purchases(purchases)
@@ -170,7 +167,8 @@ class LiveState:
     def _apply_purchases(self, purchases: list[Event]) -> None:
         users = list(dict.fromkeys(str(e.user_id) for e in purchases))
         keys = [USER_KEY + user for user in users]
-        missing = [u for u, v in zip(users, self.store.get_many(keys), strict=True) if v is None]
+        values = self.store.get_many(keys)
+        missing = [u for u, v in zip(users, values, strict=True) if v is None]
         history = self.log.user_purchases(missing, MAX_BOUGHT) if missing else {}
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
@@ -186,7 +184,7 @@ class LiveState:
                 out.append(encode_user(UserRecord(bought)))
             return out
 
-        self.store.update(keys, compute)
+        self.store.update(keys, compute, values)
 
     def forget(self, sessions: Iterable[str]) -> None:
         """Drop these sessions' states (best effort), so they are rebuilt from the log."""
@@ -209,7 +207,7 @@ class LiveState:
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             return [None] if _usable(current[0], model) else [encoded]
 
-        stored = self.store.update([key], compute)[0]
+        stored = self.store.update([key], compute, [value])[0]
         return decode_session(stored) if stored is not None else record
 
     def user(self, user_id: str) -> UserRecord:
@@ -220,7 +218,9 @@ class LiveState:
             return decode_user(value)
         record = _user_record(self.log.user_purchases([user_id], MAX_BOUGHT).get(user_id, []))
         encoded = encode_user(record)
-        self.store.update([key], lambda current: [None if current[0] is not None else encoded])
+        self.store.update(
+            [key], lambda current: [None if current[0] is not None else encoded], [value]
+        )
         return record
 
     def state_of(self, model: LoadedModel, record: SessionRecord) -> object:

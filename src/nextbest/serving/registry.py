@@ -30,6 +30,7 @@ from nextbest.serving.state.codec import StateCodec, codec_for
 logger = logging.getLogger(__name__)
 
 NO_MODEL_TAG = bytes(8)
+CACHE_DIR = ".serving-cache"  # under the data folder: arrays derived from a version
 ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
 
@@ -65,8 +66,9 @@ def version_tag(version: str) -> bytes:
     return hashlib.sha256(version.encode()).digest()[:8]
 
 
-def load_model(folder: Path, classes: ModelClasses) -> LoadedModel:
-    """Load one version folder and everything serving derives from it."""
+def load_model(folder: Path, classes: ModelClasses, cache: Path | None = None) -> LoadedModel:
+    """Load one version folder and everything serving derives from it (`cache`: a folder for
+    derived arrays that worker processes share; version folders stay as training wrote them)."""
     name = json.loads((folder / MODEL_FILE).read_text()).get("model")
     if name not in classes:
         raise ValueError(
@@ -81,7 +83,7 @@ def load_model(folder: Path, classes: ModelClasses) -> LoadedModel:
         version=folder.name,
         model=model,
         codec=codec,
-        score=scorer_for(model),
+        score=scorer_for(model, cache),
         tag=version_tag(folder.name),
         index={str(item): column for column, item in enumerate(item_ids)},
         initial_row=codec.split(model.initial_state(1))[0],
@@ -123,7 +125,7 @@ class ModelRegistry:
             if newest.name in self._failed:
                 return None
             try:
-                loaded = load_model(newest, self.classes)
+                loaded = load_model(newest, self.classes, self.home / CACHE_DIR / newest.name)
             except Exception:
                 self._failed.add(newest.name)  # tried once; a newer version is tried again
                 raise

@@ -4,13 +4,23 @@ Before workers start, the parent process creates the tables and settles the API 
 that workers neither race to create them nor make different keys. Several workers must
 share session state, so they need Redis (NEXTBEST_REDIS_URL); their Prometheus numbers are
 summed through a folder under the data folder.
+
+Each worker listens on the port itself (SO_REUSEPORT), so the kernel spreads connections
+evenly over the workers. With one shared listening socket (uvicorn's own `--workers`), the
+worker that waited last takes the next connection, and long-lived client connections pile
+up on one worker while the other idles. The parent restarts a worker that dies.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
+import threading
+import time
 from typing import Any
 
 import uvicorn
@@ -76,14 +86,68 @@ def run(host: str, port: int, workers: int = 1, log_level: str = "info") -> None
     """Serve the API until interrupted (settings from the NEXTBEST_* environment)."""
     settings = ServingSettings()
     prepare(settings, workers)
-    uvicorn.run(
+    if workers == 1:
+        serve_worker(host, port, log_level, reuse_port=False)
+        return
+    supervise(host, port, workers, log_level)
+
+
+def serve_worker(host: str, port: int, log_level: str, reuse_port: bool = True) -> None:
+    """One server process on its own listening socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    config = uvicorn.Config(
         "nextbest.serving.app:create_app",
         factory=True,
-        host=host,
-        port=port,
-        workers=workers,
         log_config=log_config(log_level),
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
     )
+    if reuse_port:  # a worker of `supervise`: stop when the parent is gone
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    logger.warning("the supervising process %d is gone: shutting down", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def supervise(host: str, port: int, workers: int, log_level: str) -> None:
+    """Start `workers` processes, restart any that dies, stop them all on SIGTERM/SIGINT."""
+    context = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=serve_worker, args=(host, port, log_level), daemon=False)
+        process.start()
+        return process
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    processes = [start() for _ in range(workers)]
+    logger.info("serving on http://%s:%d with %d workers", host, port, workers)
+    while not stopping.wait(0.5):
+        for index, process in enumerate(processes):
+            if not process.is_alive():
+                logger.error(
+                    "worker %s exited (code %s): starting another", process.pid, process.exitcode
+                )
+                processes[index] = start()
+    for process in processes:
+        process.terminate()  # uvicorn's graceful shutdown
+    for process in processes:
+        process.join(timeout=15)
+        if process.is_alive():
+            process.kill()

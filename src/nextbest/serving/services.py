@@ -8,6 +8,7 @@ services.close()
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from nextbest.events.catalog import SqlCatalog
-from nextbest.events.log import EventLog, GroupCommitLog, SqlEventLog
+from nextbest.events.log import GroupCommitLog, SqlEventLog
 from nextbest.events.log.database import open_engine
 from nextbest.serving import metrics
 from nextbest.serving.auth import ApiKeys, resolve_keys
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 class Services:
     settings: ServingSettings
     keys: ApiKeys
-    log: EventLog
+    log: GroupCommitLog
     catalog: CatalogCache
     store: StateStore
     registry: ModelRegistry
@@ -57,6 +58,10 @@ class Services:
         self.catalog.refresh()
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
         self._thread.start()
+        # Everything loaded so far lives as long as the process: keep the garbage collector
+        # from walking it again and again (long pauses show up as slow requests).
+        gc.collect()
+        gc.freeze()
 
     def reload_model(self) -> LoadedModel | None:
         """Switch to the newest model version if there is a newer one; return it if switched."""

@@ -40,13 +40,23 @@ class GroupCommitLog(EventLog):
         self._writer.start()
 
     def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
+        return self.submit(events, received_at).result()
+
+    def submit(
+        self, events: Sequence[Event], received_at: float | None = None
+    ) -> Future[AppendResult]:
+        """Queue an append; the future resolves after the commit that holds these events.
+
+        An asyncio caller awaits it with `asyncio.wrap_future`, without blocking its loop.
+        """
         if self._closed.is_set():
             raise RuntimeError("the event log is closed")
-        if not events:
-            return AppendResult(())
         done: Future[AppendResult] = Future()
+        if not events:
+            done.set_result(AppendResult(()))
+            return done
         self._queue.put((list(events), received_at, done))
-        return done.result()
+        return done
 
     def _run(self) -> None:
         while True:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Engine, Row, func, select, text
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Engine,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.schema import CreateSchema
 
 from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, event_row
-from nextbest.events.log.database import upsert_statement
+from nextbest.events.log.database import upsert_statement, write_lock
 from nextbest.events.log.tables import log_tables
 from nextbest.events.schema import Event
 
@@ -34,6 +46,18 @@ class SqlEventLog(EventLog):
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
             self.metadata.create_all(connection)
+        # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
+        # more than running them).
+        table = self.events
+        self._sessions = _last_per_key(table, table.c.session_id, None)
+        self._one_session = (
+            select(table)
+            .where(table.c.session_id == bindparam("key"))
+            .order_by(table.c.seq.desc())
+            .limit(bindparam("last"))
+        )
+        purchases = (self.events.c.type == "purchase") & self.events.c.user_id.is_not(None)
+        self._purchase_query = _last_per_key(self.events, self.events.c.user_id, purchases)
 
     def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
         now = time.time() if received_at is None else received_at
@@ -49,7 +73,7 @@ class SqlEventLog(EventLog):
                 .on_conflict_do_nothing(index_elements=[table.c.event_id])
                 .returning(table.c.event_id, table.c.seq)
             )
-            with self.engine.begin() as connection:
+            with write_lock(self.engine), self.engine.begin() as connection:
                 for start in range(0, len(rows), SQL_CHUNK):
                     chunk = rows[start : start + SQL_CHUNK]
                     for event_id, seq in connection.execute(statement, chunk):
@@ -61,50 +85,25 @@ class SqlEventLog(EventLog):
         return AppendResult(seqs)
 
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
-        table = self.events
         found: dict[str, list[LoggedEvent]] = {}
-        for start in range(0, len(session_ids), SQL_CHUNK):
-            chunk = list(dict.fromkeys(session_ids[start : start + SQL_CHUNK]))
-            rank = (
-                func.row_number()
-                .over(partition_by=table.c.session_id, order_by=table.c.seq.desc())
-                .label("rank")
-            )
-            ranked = select(table, rank).where(table.c.session_id.in_(chunk)).subquery()
-            query = (
-                select(*[ranked.c[column.name] for column in table.columns])
-                .where(ranked.c.rank <= last)
-                .order_by(ranked.c.session_id, ranked.c.seq)
-            )
+        for chunk in _chunks(session_ids):
             with self.engine.connect() as connection:
-                for row in connection.execute(query):
+                if len(chunk) == 1:  # the common case (one new session), on the plain index
+                    parameters = {"key": chunk[0], "last": last}
+                    rows = reversed(list(connection.execute(self._one_session, parameters)))
+                else:
+                    rows = connection.execute(self._sessions, {"keys": chunk, "last": last})
+                for row in rows:
                     found.setdefault(row.session_id, []).append(_logged(row))
         return found
 
     def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
-        table = self.events
         found: dict[str, list[str]] = {}
-        for start in range(0, len(user_ids), SQL_CHUNK):
-            chunk = list(dict.fromkeys(user_ids[start : start + SQL_CHUNK]))
-            purchases = (table.c.type == "purchase") & table.c.user_id.is_not(None)
-            rank = (
-                func.row_number()
-                .over(partition_by=table.c.user_id, order_by=table.c.seq.desc())
-                .label("rank")
-            )
-            ranked = (
-                select(table.c.user_id, table.c.item_id, table.c.seq, rank)
-                .where(purchases & table.c.user_id.in_(chunk))
-                .subquery()
-            )
-            query = (
-                select(ranked.c.user_id, ranked.c.item_id)
-                .where(ranked.c.rank <= last)
-                .order_by(ranked.c.user_id, ranked.c.seq)
-            )
+        for chunk in _chunks(user_ids):
             with self.engine.connect() as connection:
-                for user_id, item_id in connection.execute(query):
-                    found.setdefault(user_id, []).append(item_id)
+                rows = connection.execute(self._purchase_query, {"keys": chunk, "last": last})
+                for row in rows:
+                    found.setdefault(row.user_id, []).append(row.item_id)
         return found
 
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
@@ -135,3 +134,22 @@ class SqlEventLog(EventLog):
 
 def _logged(row: Row[tuple[object, ...]]) -> LoggedEvent:
     return LoggedEvent(**row._asdict())
+
+
+def _chunks(keys: Sequence[str]) -> list[list[str]]:
+    distinct = list(dict.fromkeys(keys))
+    return [distinct[start : start + SQL_CHUNK] for start in range(0, len(distinct), SQL_CHUNK)]
+
+
+def _last_per_key(table: Table, key: Column[str], where: ColumnElement[bool] | None) -> Select[Any]:
+    """The last `:last` rows (by seq) of each of the `:keys`, oldest first, grouped by key."""
+    rank = func.row_number().over(partition_by=key, order_by=table.c.seq.desc()).label("rank")
+    condition: ColumnElement[bool] = key.in_(bindparam("keys", expanding=True))
+    if where is not None:
+        condition = condition & where
+    ranked = select(table, rank).where(condition).subquery()
+    return (
+        select(*[ranked.c[column.name] for column in table.columns])
+        .where(ranked.c.rank <= bindparam("last"))
+        .order_by(ranked.c[key.name], ranked.c.seq)
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from nextbest.events.schema import MAX_ID_LENGTH
-from nextbest.serving.deps import AdminKey, ReadKey, ServicesDep
+from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.routes.recommendations import CountParam, new_recommendation_id, reply_items
 from nextbest.serving.schemas import ItemsIn, ItemsOut, SimilarOut
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["items"])
 
 
 @router.put("/items", response_model=ItemsOut)
-def put_items(batch: ItemsIn, services: ServicesDep, _: AdminKey) -> ItemsOut:
+def put_items(batch: ItemsIn, services: AdminAccess) -> ItemsOut:
     """Insert or replace up to 1000 catalog items. New items are recommendable at once (by
     live co-visitation and popularity); the model learns them at its next training."""
     upserted = services.catalog.catalog.upsert(batch.items)
@@ -27,8 +27,7 @@ def put_items(batch: ItemsIn, services: ServicesDep, _: AdminKey) -> ItemsOut:
 @router.get("/items/{item_id}/similar", response_model=SimilarOut)
 async def get_similar(
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
-    services: ServicesDep,
-    _: ReadKey,
+    services: ReadAccess,
     n: CountParam = 10,
 ) -> SimilarOut:
     """Items to show beside `item_id`: what sessions go on to after it."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nextbest.serving.deps import AdminKey, ServicesDep
+from nextbest.serving.deps import AdminAccess
 from nextbest.serving.schemas import ModelsOut
+from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
-def _models(services: ServicesDep, switched: bool = False) -> ModelsOut:
+def _models(services: Services, switched: bool = False) -> ModelsOut:
     model = services.model
     return ModelsOut(
         current=model.version if model else None,
@@ -21,13 +22,13 @@ def _models(services: ServicesDep, switched: bool = False) -> ModelsOut:
 
 
 @router.get("/models", response_model=ModelsOut)
-def get_models(services: ServicesDep, _: AdminKey) -> ModelsOut:
+def get_models(services: AdminAccess) -> ModelsOut:
     """The version answering now and the versions on disk."""
     return _models(services)
 
 
 @router.post("/models/reload", response_model=ModelsOut)
-def reload_models(services: ServicesDep, _: AdminKey) -> ModelsOut:
+def reload_models(services: AdminAccess) -> ModelsOut:
     """Switch to the newest version now (the server also checks every few seconds).
 
     With several workers, this worker switches at once and the others at their next check."""

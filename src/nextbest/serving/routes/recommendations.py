@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.serving import metrics
-from nextbest.serving.deps import ReadKey, ServicesDep
+from nextbest.serving.deps import ReadAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.recommend import Recommended
 from nextbest.serving.schemas import MAX_N, RecommendationsOut, RecommendedItem
@@ -39,8 +39,7 @@ def new_recommendation_id() -> str:
 
 @router.get("/recommendations", response_model=RecommendationsOut)
 async def get_recommendations(
-    services: ServicesDep,
-    _: ReadKey,
+    services: ReadAccess,
     session_id: IdParam = None,
     user_id: IdParam = None,
     placement: IdParam = None,

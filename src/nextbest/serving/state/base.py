@@ -28,10 +28,14 @@ class StateStore(ABC):
         """The value of each key, None where absent or expired."""
 
     @abstractmethod
-    def update(self, keys: Sequence[str], compute: Compute) -> list[bytes | None]:
+    def update(
+        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+    ) -> list[bytes | None]:
         """Atomically replace the values of `keys` by `compute(current values)`.
 
-        Returns the values stored afterwards. `keys` must be distinct.
+        Returns the values stored afterwards. `keys` must be distinct. `current`: the values
+        the caller has just read, to start from (a store may use them to save a read; compute
+        still only ever sees the values the keys hold).
         """
 
     @abstractmethod

@@ -43,10 +43,12 @@ class MemoryStateStore(StateStore):
             return None
         return entry[1]
 
-    def update(self, keys: Sequence[str], compute: Compute) -> list[bytes | None]:
+    def update(
+        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+    ) -> list[bytes | None]:
         with self._lock:  # nobody else can write meanwhile: compute runs once
             now = self._clock()
-            current = [self._get(key, now) for key in keys]
+            current = [self._get(key, now) for key in keys]  # the caller's may be stale
             new = compute(list(current))
             if len(new) != len(keys):
                 raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")

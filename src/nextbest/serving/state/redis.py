@@ -1,8 +1,10 @@
 """The shared state store: Redis, for several workers or hosts serving the same sessions.
 
 Values are plain Redis strings under `prefix + key`, written with an expiry (`PX`). `update`
-is optimistic: WATCH the keys, read them, compute, then write in MULTI/EXEC; if another
-worker wrote one of them in between, EXEC fails and the update starts again on the new values.
+is optimistic compare-and-set: read the keys (or take the values the caller just read),
+compute, then one Lua script checks that every key still holds what was read and writes the
+new values, atomically. If another worker wrote one of them in between, nothing is written
+and the update starts again on the new values. Two round trips in the common case.
 """
 
 from __future__ import annotations
@@ -15,6 +17,29 @@ from nextbest.serving.state.base import Compute, StateStore
 
 MAX_RETRIES = 50
 
+# KEYS: the keys. ARGV[1]: expiry in ms; then per key an expected value and a new value,
+# each "0" (expected: absent; new: leave as is) or "1" followed by the bytes.
+COMPARE_AND_SET = """
+for i, key in ipairs(KEYS) do
+  local expected = ARGV[2 * i]
+  local current = redis.call("GET", key)
+  if expected == "0" then
+    if current then return i end
+  elseif current ~= string.sub(expected, 2) then
+    return i
+  end
+end
+for i, key in ipairs(KEYS) do
+  local new = ARGV[2 * i + 1]
+  if new ~= "0" then redis.call("SET", key, string.sub(new, 2), "PX", ARGV[1]) end
+end
+return 0
+"""
+
+
+def _tagged(value: bytes | None) -> bytes:
+    return b"0" if value is None else b"1" + value
+
 
 class RedisStateStore(StateStore):
     def __init__(self, url: str, prefix: str = "nextbest:", ttl_seconds: float = 1800.0) -> None:
@@ -26,6 +51,7 @@ class RedisStateStore(StateStore):
         self.client = redis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
+        self._compare_and_set = self.client.register_script(COMPARE_AND_SET)
 
     def _keys(self, keys: Sequence[str]) -> list[str]:
         return [self.prefix + key for key in keys]
@@ -35,26 +61,23 @@ class RedisStateStore(StateStore):
             return []
         return _as_bytes(self.client.mget(self._keys(keys)))
 
-    def update(self, keys: Sequence[str], compute: Compute) -> list[bytes | None]:
+    def update(
+        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+    ) -> list[bytes | None]:
         if not keys:
             return []
         full = self._keys(keys)
-        with self.client.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_RETRIES):
-                try:
-                    pipe.watch(*full)  # type: ignore[no-untyped-call]
-                    current = _as_bytes(pipe.mget(full))
-                    new = compute(list(current))
-                    if len(new) != len(keys):
-                        raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
-                    pipe.multi()
-                    for key, value in zip(full, new, strict=True):
-                        if value is not None:
-                            pipe.set(key, value, px=self._ttl_ms)
-                    pipe.execute()
-                    return [n if n is not None else c for n, c in zip(new, current, strict=True)]
-                except redis.WatchError:
-                    continue
+        seen = list(current) if current is not None else self.get_many(keys)
+        for _ in range(MAX_RETRIES):
+            new = compute(list(seen))
+            if len(new) != len(keys):
+                raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
+            arguments: list[bytes | int] = [self._ttl_ms]
+            for before, after in zip(seen, new, strict=True):
+                arguments += [_tagged(before), _tagged(after)]
+            if self._compare_and_set(keys=full, args=arguments) == 0:
+                return [n if n is not None else c for n, c in zip(new, seen, strict=True)]
+            seen = self.get_many(keys)  # another writer came first: start from what it wrote
         raise RuntimeError(
             f"{len(keys)} state key(s) kept changing: gave up after {MAX_RETRIES} tries"
         )
