@@ -7,6 +7,7 @@ import typer
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
+from nextbest.cli.serve import serve
 from nextbest.cli.tune import tune
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app.add_typer(data_app, name="data")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)
+app.command()(serve)
 app.command()(demo)
 
 if __name__ == "__main__":
