@@ -23,7 +23,7 @@ from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.network import GRU4RecNet
-from nextbest.models.gru4rec.training import EpochStats, Trainer
+from nextbest.models.gru4rec.training import EpochStats, Trainer, run_epochs
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +59,9 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         trainer = Trainer(
             self.net, self.config, train.item_support(), walk.n_batches * self.config.n_epochs
         )
-        self.history = []
-        for epoch in range(self.config.n_epochs):
-            stats = trainer.epoch(walk, train.items)
-            self.history.append(stats)
-            logger.info(
-                "gru4rec epoch %d/%d: loss %.4f, %.1fs, %.0f events/s",
-                epoch + 1,
-                self.config.n_epochs,
-                stats.loss,
-                stats.seconds,
-                stats.events / max(stats.seconds, 1e-9),
-            )
+        self.history = run_epochs(
+            "gru4rec", self.config.n_epochs, lambda: trainer.epoch(walk, train.items)
+        )
         self.fit_seconds = time.perf_counter() - started
         return self
 

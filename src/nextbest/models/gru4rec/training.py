@@ -9,7 +9,9 @@ weights and just the gathered item rows.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,3 +164,24 @@ def _grad(leaf: torch.Tensor) -> torch.Tensor:
     if leaf.grad is None:
         raise RuntimeError("a gathered item table received no gradient")
     return leaf.grad
+
+
+_epoch_logger = logging.getLogger("nextbest.models")
+
+
+def run_epochs(name: str, n_epochs: int, one_epoch: Callable[[], EpochStats]) -> list[EpochStats]:
+    """Run `one_epoch` n_epochs times, logging each; shared by GRU4Rec and HGRU4Rec."""
+    history = []
+    for epoch in range(n_epochs):
+        stats = one_epoch()
+        history.append(stats)
+        _epoch_logger.info(
+            "%s epoch %d/%d: loss %.4f, %.1fs, %.0f events/s",
+            name,
+            epoch + 1,
+            n_epochs,
+            stats.loss,
+            stats.seconds,
+            stats.events / max(stats.seconds, 1e-9),
+        )
+    return history

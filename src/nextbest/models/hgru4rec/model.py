@@ -25,7 +25,7 @@ from nextbest.data.sessions import Sessions
 from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.gru4rec.network import GRU4RecNet
-from nextbest.models.gru4rec.training import EpochStats
+from nextbest.models.gru4rec.training import EpochStats, run_epochs
 from nextbest.models.hgru4rec.batching import plan_users
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
 from nextbest.models.hgru4rec.network import HGRU4RecNet
@@ -68,18 +68,9 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         trainer = HierarchicalTrainer(
             self.net, self.config, train.item_support(), walk.n_batches * self.config.n_epochs
         )
-        self.history = []
-        for epoch in range(self.config.n_epochs):
-            stats = trainer.epoch_users(walk, train.items)
-            self.history.append(stats)
-            logger.info(
-                "hgru4rec epoch %d/%d: loss %.4f, %.1fs, %.0f events/s",
-                epoch + 1,
-                self.config.n_epochs,
-                stats.loss,
-                stats.seconds,
-                stats.events / max(stats.seconds, 1e-9),
-            )
+        self.history = run_epochs(
+            "hgru4rec", self.config.n_epochs, lambda: trainer.epoch_users(walk, train.items)
+        )
         self.fit_seconds = time.perf_counter() - started
         return self
 
