@@ -60,6 +60,12 @@ class NextbestClient:
         """Log events (at most 500 per call); the reply counts accepted and duplicate ones."""
         return self._call("POST", "/v1/events", json={"events": list(events)})
 
+    def identify(self, session_id: str, user_id: str) -> dict[str, Any]:
+        """Log in: the session belongs to the user from now on (its earlier events too)."""
+        return self._call(
+            "POST", "/v1/identify", json={"session_id": session_id, "user_id": user_id}
+        )
+
     def recommendations(
         self,
         session_id: str | None = None,

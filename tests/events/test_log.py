@@ -98,6 +98,52 @@ def test_user_purchases(log: EventLog) -> None:
     }
 
 
+def purchase(event_id: str, session: str, item: str, **extra: object) -> Event:
+    return Event(
+        event_id=event_id, type="purchase", session_id=session, item_id=item, timestamp=1.0,
+        **extra,
+    )  # fmt: skip
+
+
+def test_a_sessions_first_user_owns_it(log: EventLog) -> None:
+    log.append([view("e1", "s1", "a"), view("e2", "s1", "b", user_id="u1")])
+    log.append([view("e3", "s1", "c", user_id="u2"), view("e4", "s2", "d")])
+    assert log.session_owners(["s1", "s2", "nobody"]) == {"s1": "u1"}  # first user wins
+    assert log.link("s1", "u2") == "u1"  # a session keeps its owner
+    assert log.link("s2", "u2", at=5.0) == "u2"  # an anonymous session logs in
+    assert log.link("s2", "u2") == "u2"  # again: nothing changes
+    assert log.session_owners(["s1", "s2"]) == {"s1": "u1", "s2": "u2"}
+
+
+def test_stitched_purchases_count_for_the_user_exactly_once(log: EventLog) -> None:
+    log.append([purchase("p1", "s1", "before-login"), view("v1", "s1", "x")])
+    assert log.user_purchases(["u1"], last=10) == {}
+    log.link("s1", "u1")
+    log.append([purchase("p2", "s1", "after-login"), purchase("p3", "s1", "named", user_id="u1")])
+    log.append([purchase("p4", "s2", "other-session", user_id="u1")])
+    log.link("s1", "u1")  # a repeated login counts nothing twice
+    assert log.user_purchases(["u1"], last=10) == {
+        "u1": ["before-login", "after-login", "named", "other-session"]
+    }
+    assert log.user_purchases(["u1"], last=2) == {"u1": ["named", "other-session"]}
+
+
+def test_user_sessions_in_link_order(log: EventLog) -> None:
+    for number, session in enumerate(["a", "b", "c", "d"]):
+        log.link(session, "u1", at=float(number))
+    log.link("x", "u2", at=0.5)
+    assert log.user_sessions(["u1", "u2", "u3"], last=3) == {"u1": ["b", "c", "d"], "u2": ["x"]}
+
+
+def test_export_gives_stitched_events_their_owner(log: EventLog) -> None:
+    log.append([view("e1", "s1", "a"), view("e2", "s2", "b", user_id="u9")])
+    log.link("s1", "u1")
+    log.append([view("e3", "s1", "c")])
+    table = log.export()
+    assert table["user_id"].to_list() == ["u1", "u9", "u1"]
+    assert table["event_id"].to_list() == ["e1", "e2", "e3"]
+
+
 def test_read_after_pages_the_whole_log_and_export_conforms(log: EventLog) -> None:
     log.append([view(f"e{i}", f"s{i % 4}", f"i{i}") for i in range(25)])
     assert log.last_seq() >= 25

@@ -156,9 +156,13 @@ def test_exactly_n_items_and_bought_items_are_left_out(client: TestClient) -> No
     ids = [entry["item_id"] for entry in everything]
     assert len(ids) == 28 and len(set(ids)) == 28  # 30 items, two bought
     assert item(4) not in ids and item(5) not in ids
-    # without the user, only the session's purchase is left out
+    # s1 belongs to u1 (its purchase named u1): u1's purchases stay out without the user too
+    alone = [e["item_id"] for e in recommend(client, session_id="s1", n=30).json()["items"]]
+    assert item(4) not in alone and item(5) not in alone
+    # an anonymous session leaves out only its own purchase
+    send(client, view("e4", "s2", item(3)))
     assert item(5) in [
-        e["item_id"] for e in recommend(client, session_id="s1", n=29).json()["items"]
+        e["item_id"] for e in recommend(client, session_id="s2", n=29).json()["items"]
     ]
 
 

@@ -25,6 +25,10 @@ def test_the_client_sends_and_recommends(client: TestClient) -> None:
     assert refused.value.status == 403
     with pytest.raises(NextbestError, match=r"events\[0\]\.type"):
         writer.send_events([{"event_id": "x", "type": "nope", "session_id": "s"}])
+    assert writer.identify("s1", "u1") == {"session_id": "s1", "user_id": "u1", "events": 1}
+    with pytest.raises(NextbestError, match="409") as taken:
+        writer.identify("s1", "u2")
+    assert taken.value.status == 409
 
 
 def test_the_client_retries_server_errors_then_succeeds() -> None:

@@ -83,6 +83,18 @@ def test_idle_keys_expire(make_store: MakeStore) -> None:
     assert store.get_many(["old", "kept"]) == [None, b"y2"]
 
 
+def test_lasting_keys_do_not_expire(make_store: MakeStore) -> None:
+    store = make_store(ttl_seconds=0.3)
+    store.update(["u:1"], lambda _: [b"user"], lasting=True)
+    store.update(["s:1"], lambda _: [b"session"])
+    time.sleep(0.5)
+    assert store.get_many(["u:1", "s:1"]) == [b"user", None]
+    store.update(["u:1"], lambda current: [current[0] + b"!"], lasting=True)  # type: ignore[operator]
+    assert store.get_many(["u:1"]) == [b"user!"]
+    store.delete(["u:1"])
+    assert store.get_many(["u:1"]) == [None]
+
+
 def test_concurrent_updates_lose_nothing(make_store: MakeStore) -> None:
     """Four threads each add 25 to one counter: read-modify-write must not lose an increment."""
     store = make_store()

@@ -5,6 +5,8 @@
  *   nb.track("view", { item_id: "sku-1", context: { placement: "product" } });
  *   nb.track("purchase", { item_id: "sku-1", value: 19.9, user_id: "u-42" });
  *   const reply = await nb.recommend({ n: 8, item_id: "sku-1" });   // needs readKey
+ *   nb.identify("u-42");   // after a login: this session (its earlier events too) is u-42's
+ *   nb.logout();           // the next event starts a new, anonymous session
  *
  * - The session id lives in a first-party cookie (default "nb_sid") that expires after 30
  *   minutes without an event, the usual session gap.
@@ -14,6 +16,9 @@
  * - When the page is hidden or left, the queue is flushed with `keepalive`, so it survives.
  * - A batch the server partly rejects (422) keeps its good events; the bad ones are dropped
  *   and reported through `onError`.
+ * - `identify(userId)` stitches the session to the user (POST /v1/identify, retried like
+ *   events); from then on events and recommendation requests carry `user_id`. Pass `userId`
+ *   to `init` on pages of a logged-in user. `logout()` forgets the user and the session.
  */
 (function (root) {
   "use strict";
@@ -22,6 +27,7 @@
     endpoint: "",
     writeKey: "",
     readKey: "",
+    userId: "",
     cookieName: "nb_sid",
     sessionMinutes: 30,
     batchSize: 20,
@@ -80,9 +86,47 @@
     writeCookie(this.options.cookieName, "", -1);
   };
 
+  /** A login: the session (its earlier events too) belongs to `userId` from now on.
+   *  Resolves with the server's reply ({session_id, user_id, events}). */
+  Client.prototype.identify = function (userId) {
+    var self = this;
+    this.options.userId = String(userId);
+    var body = JSON.stringify({ session_id: this.sessionId(), user_id: this.options.userId });
+    var attempt = 0;
+    var send = function () {
+      return root.fetch(self.options.endpoint + "/v1/identify", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + self.options.writeKey },
+        body: body,
+      }).then(function (reply) {
+        if (reply.status === 429 || reply.status >= 500) throw new Error("server busy: " + reply.status);
+        return reply.json().then(function (answer) {
+          if (!reply.ok) { self.options.onError(answer); throw Object.assign(new Error(answer.error), answer); }
+          return answer;
+        });
+      }, function (error) { throw error; }).catch(function (error) {
+        attempt += 1;
+        if (error.detail || attempt > self.options.maxRetries) throw error;  // refused, or gave up
+        var wait = self.options.retryBase * Math.pow(2, attempt - 1) * (0.5 + Math.random());
+        return new Promise(function (resolve) { root.setTimeout(resolve, wait); }).then(send);
+      });
+    };
+    return this.drain().then(send);  // events sent before the login stay in this session
+  };
+
+  /** A logout: forget the user, and start a new anonymous session with the next event. */
+  Client.prototype.logout = function () {
+    var self = this;
+    return this.drain().then(function () {
+      self.options.userId = "";
+      self.resetSession();
+    });
+  };
+
   /** Queue one event: type is view, click, cart, remove-from-cart, purchase, search, ... */
   Client.prototype.track = function (type, fields) {
     var event = { event_id: randomId(), type: type, session_id: this.sessionId(), timestamp: Date.now() / 1000 };
+    if (this.options.userId) event.user_id = this.options.userId;
     for (var key in fields || {}) if (fields[key] !== undefined && fields[key] !== null) event[key] = fields[key];
     if (this.queue.length >= this.options.maxQueue) this.queue.shift();  // the oldest goes first
     this.queue.push(event);
@@ -140,6 +184,7 @@
   Client.prototype.recommend = function (params) {
     var self = this;
     var query = { session_id: this.sessionId(), n: 10 };
+    if (this.options.userId) query.user_id = this.options.userId;
     for (var key in params || {}) if (params[key] !== undefined && params[key] !== null) query[key] = params[key];
     var search = Object.keys(query).map(function (k) {
       return encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);

@@ -48,7 +48,8 @@ class SqlCatalog(Catalog):
         if schema is not None and engine.dialect.name != "postgresql":
             raise ValueError(f"a database schema ({schema!r}) needs PostgreSQL; SQLite has none")
         self.engine = engine
-        self.metadata, _, self.table = log_tables(schema)
+        tables = log_tables(schema)
+        self.metadata, self.table = tables.metadata, tables.items
         with engine.begin() as connection:
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))

@@ -24,11 +24,13 @@ from typing import (
     ClassVar,
     Generic,
     Literal,
+    Protocol,
     Self,
     TypeVar,
     get_args,
     get_origin,
     get_type_hints,
+    runtime_checkable,
 )
 
 import numpy as np
@@ -44,6 +46,15 @@ ARRAYS_FILE = "arrays.npz"
 
 class NotFittedError(RuntimeError):
     pass
+
+
+@runtime_checkable
+class RemembersUsers(Protocol):
+    """A model with a user state beside the session state (HGRU4Rec): a server closes a
+    user's session with `end_session`, and the result is where the user's next session
+    starts (its user part carries the user's history)."""
+
+    def end_session(self, state: Any) -> Any: ...
 
 
 class SessionModel(ABC, Generic[StateT, ConfigT]):

@@ -16,7 +16,7 @@ from nextbest.serving.errors import install_error_handlers
 from nextbest.serving.limits import BodySizeLimit
 from nextbest.serving.metrics import MetricsMiddleware
 from nextbest.serving.registry import ModelClasses
-from nextbest.serving.routes import events, health, items, models, recommendations
+from nextbest.serving.routes import events, health, identity, items, models, recommendations
 from nextbest.serving.routes.demo import default_web_dir, mount_demo
 from nextbest.serving.services import open_services
 from nextbest.serving.settings import ServingSettings
@@ -47,7 +47,13 @@ def create_app(
         openapi_url="/openapi.json" if settings.docs else None,
     )
     install_error_handlers(app)
-    for router in (events.router, recommendations.router, items.router, models.router):
+    for router in (
+        events.router,
+        identity.router,
+        recommendations.router,
+        items.router,
+        models.router,
+    ):
         app.include_router(router)
     app.include_router(health.router)
     if settings.demo:

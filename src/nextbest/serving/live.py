@@ -10,6 +10,16 @@ of its last event, so no event is applied twice, even when a rebuild and an even
     live.apply(model, events, seqs)              # after log.append(events) committed them
     record = live.session(model, "s-1")          # current record, rebuilt if needed
     state = live.state_of(model, record)         # the model's batch state of that session
+    live.identify(model, "s-1", "u-7")           # login: the session belongs to u-7 from now
+
+Users. A session belongs to the user of its first event with a `user_id`, or to the user it
+logs in as (`identify`); the event log keeps that link. For a model that remembers users
+(HGRU4Rec) a user record, kept without the idle expiry, holds the state the user's open
+session started from. When a session of the user starts (or an anonymous one logs in and is
+rebuilt), the session open before it is closed: `end_session` on its state moves the user
+state one step, and the new session starts from the result. So the user state moves once
+per finished session, and only then. A user record of another model version, or a lost one,
+is rebuilt from the user's last `USER_SESSIONS` sessions in the log.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import numpy as np
 
 from nextbest.events.log import EventLog, LoggedEvent
 from nextbest.events.schema import Event, EventType
+from nextbest.models.base import RemembersUsers
 from nextbest.serving.registry import NO_MODEL_TAG, LoadedModel
 from nextbest.serving.state import StateStore
 from nextbest.serving.state.records import (
@@ -34,6 +45,7 @@ from nextbest.serving.state.records import (
     decode_user,
     encode_session,
     encode_user,
+    is_session_record,
     session_tag,
 )
 
@@ -41,6 +53,15 @@ logger = logging.getLogger(__name__)
 
 SESSION_KEY, USER_KEY = "s:", "u:"
 PURCHASE = EventType.PURCHASE.value
+USER_SESSIONS = 20  # a lost user state is rebuilt from this many of the user's last sessions
+
+
+class OwnedByAnother(ValueError):
+    """A login names a user, but the session already belongs to another one."""
+
+    def __init__(self, session_id: str, owner: str) -> None:
+        super().__init__(f"session {session_id!r} already belongs to another user")
+        self.session_id, self.owner = session_id, owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +72,24 @@ class Applied:
     type: str
     item_id: str | None
     timestamp: float
+    user_id: str | None
 
     @classmethod
     def of(cls, event: Event | LoggedEvent, seq: int) -> Applied:
-        return cls(seq, str(event.type), event.item_id, event.timestamp)
+        return cls(seq, str(event.type), event.item_id, event.timestamp, event.user_id)
 
 
-def fresh_record(model: LoadedModel | None) -> SessionRecord:
+def fresh_record(
+    model: LoadedModel | None, user_id: str | None = None, start: bytes | None = None
+) -> SessionRecord:
+    """A session before its first event (`start`: the state row it starts from)."""
     if model is None:
-        return SessionRecord(NO_MODEL_TAG, b"")
-    return SessionRecord(model.tag, model.initial_row)
+        return SessionRecord(NO_MODEL_TAG, b"", user_id=user_id)
+    return SessionRecord(model.tag, model.initial_row if start is None else start, user_id=user_id)
+
+
+def remembers_users(model: LoadedModel | None) -> bool:
+    return model is not None and isinstance(model.model, RemembersUsers)
 
 
 def advance(
@@ -74,11 +103,12 @@ def advance(
     for record, events in zip(records, pending, strict=True):
         todo: list[tuple[int, float]] = []
         bought, last_item, last_seq = record.bought, record.last_item, record.last_seq
-        n_events, last_time = record.n_events, record.last_time
+        n_events, last_time, user_id = record.n_events, record.last_time, record.user_id
         for event in events:
             if event.seq <= last_seq:
                 continue  # already in this record
             last_seq, n_events, last_time = event.seq, n_events + 1, event.timestamp
+            user_id = user_id or event.user_id
             if event.item_id is None:
                 continue
             last_item = event.item_id
@@ -97,6 +127,7 @@ def advance(
                 last_time=last_time,
                 last_item=last_item,
                 bought=bought,
+                user_id=user_id,
             )
         )
     if model is not None:
@@ -144,47 +175,89 @@ class LiveState:
         sessions = list(by_session)
         keys = [SESSION_KEY + session for session in sessions]
         values = self.store.get_many(keys)
-        stale = [s for s, v in zip(sessions, values, strict=True) if not _usable(v, model)]
+        personal = remembers_users(model)
+
+        def needs_rebuild(session: str, value: bytes | None) -> bool:
+            if not _usable(value, model):
+                return True
+            # an anonymous session whose events now name a user has logged in: for a model
+            # that remembers users it restarts from the user's state (the log has its events)
+            assert value is not None
+            logs_in = any(applied.user_id for applied in by_session[session])
+            return personal and logs_in and decode_session(value).user_id is None
+
+        stale = [s for s, v in zip(sessions, values, strict=True) if needs_rebuild(s, v)]
         rebuilt = self._rebuild(model, stale)  # the log already holds these events
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             records, pending = [], []
             for session, value in zip(sessions, current, strict=True):
-                if _usable(value, model):
+                if session in rebuilt:
+                    records.append(rebuilt[session])
+                elif _usable(value, model):
                     assert value is not None
                     records.append(decode_session(value))
-                else:  # rebuilt before, or (rarely) gone since: rebuild now
-                    found = rebuilt.get(session) or self._rebuild(model, [session])[session]
-                    records.append(found)
+                else:  # (rarely) gone since it was read: rebuild now
+                    records.append(self._rebuild(model, [session])[session])
                 pending.append(by_session[session])
             return [encode_session(record) for record in advance(model, records, pending)]
 
-        self.store.update(keys, compute, values)
-        purchases = [e for e in events if e.type == PURCHASE and e.user_id and e.item_id]
+        stored = self.store.update(keys, compute, values)
+        purchases: dict[str, list[str]] = defaultdict(list)  # user -> items bought
+        for session, value in zip(sessions, stored, strict=True):
+            owner = decode_session(value).user_id if value is not None else None
+            for applied in by_session[session]:
+                user = owner or applied.user_id
+                if applied.type == PURCHASE and user and applied.item_id:
+                    purchases[user].append(applied.item_id)
         if purchases:
             self._apply_purchases(purchases)
 
-    def _apply_purchases(self, purchases: list[Event]) -> None:
-        users = list(dict.fromkeys(str(e.user_id) for e in purchases))
+    def _apply_purchases(self, purchases: dict[str, list[str]]) -> None:
+        users = list(purchases)
         keys = [USER_KEY + user for user in users]
         values = self.store.get_many(keys)
-        missing = [u for u, v in zip(users, values, strict=True) if v is None]
+        missing = [u for u, v in zip(users, values, strict=True) if _user(v) is None]
         history = self.log.user_purchases(missing, MAX_BOUGHT) if missing else {}
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             out: list[bytes | None] = []
             for user, value in zip(users, current, strict=True):
-                if value is None:  # the log's history already holds this batch's purchases
+                record = _user(value)
+                if record is None:  # the log's history already holds this batch's purchases
                     out.append(encode_user(_user_record(history.get(user, []))))
                     continue
-                bought = decode_user(value).bought
-                for event in purchases:
-                    if event.user_id == user and event.item_id is not None:
-                        bought = add_bought(bought, event.item_id)
-                out.append(encode_user(UserRecord(bought)))
+                bought = record.bought
+                for item in purchases[user]:
+                    bought = add_bought(bought, item)
+                out.append(encode_user(replace(record, bought=bought)))
             return out
 
-        self.store.update(keys, compute, values)
+        self.store.update(keys, compute, values, lasting=True)
+
+    def identify(self, model: LoadedModel | None, session_id: str, user_id: str) -> SessionRecord:
+        """Log in: the session belongs to `user_id` from now on, its earlier events too.
+
+        The link is committed in the log before this returns; repeating it changes nothing.
+        The session is rebuilt from the log, so a model that remembers users continues it
+        from the user's state, and what it bought counts for the user. Raises
+        `OwnedByAnother` if the session already belongs to another user.
+        """
+        owner = self.log.link(session_id, user_id)
+        if owner != user_id:
+            raise OwnedByAnother(session_id, owner)
+        key = SESSION_KEY + session_id
+        value = self.store.get_many([key])[0]
+        if _usable(value, model) and value is not None:
+            record = decode_session(value)
+            if record.user_id == user_id:
+                return record  # logged in already: nothing moves twice
+        record = self._rebuild(model, [session_id])[session_id]
+        encoded = encode_session(record)
+        self.store.update([key], lambda current: [encoded], [value])
+        if record.bought:
+            self._apply_purchases({user_id: list(record.bought)})
+        return record
 
     def forget(self, sessions: Iterable[str]) -> None:
         """Drop these sessions' states (best effort), so they are rebuilt from the log."""
@@ -214,14 +287,27 @@ class LiveState:
         """The user's record (items bought), from the log when not in the store."""
         key = USER_KEY + user_id
         value = self.store.get_many([key])[0]
-        if value is not None:
-            return decode_user(value)
+        record = _user(value)
+        if record is not None:
+            return record
         record = _user_record(self.log.user_purchases([user_id], MAX_BOUGHT).get(user_id, []))
         encoded = encode_user(record)
         self.store.update(
-            [key], lambda current: [None if current[0] is not None else encoded], [value]
+            [key],
+            lambda current: [None if _user(current[0]) is not None else encoded],
+            [value],
+            lasting=True,
         )
         return record
+
+    def user_start(self, model: LoadedModel, user_id: str) -> bytes:
+        """The state row a new session of the user would start from now (read only: the
+        user's open session is closed in the copy, not in the store). For an unknown user,
+        or a model that does not remember users, the anonymous start."""
+        if not remembers_users(model):
+            return model.initial_row
+        record = self._user_state(model, user_id, None)
+        return self._closed(model, record)
 
     def state_of(self, model: LoadedModel, record: SessionRecord) -> object:
         """The model's batch state (of one session) held by `record`."""
@@ -230,20 +316,100 @@ class LiveState:
     def _rebuild(
         self, model: LoadedModel | None, sessions: Iterable[str]
     ) -> dict[str, SessionRecord]:
-        """Records rebuilt from each session's last `rebuild_events` logged events."""
+        """Records rebuilt from each session's last `rebuild_events` logged events; a
+        session of a user starts from the user's state (for a model that remembers users)."""
         wanted = list(sessions)
         if not wanted:
             return {}
         logged = self.log.session_events(wanted, self.rebuild_events)
+        owners = self.log.session_owners(wanted)
+        starts = []
+        for session in wanted:
+            owner = owners.get(session)
+            start = None
+            if owner is not None and model is not None and remembers_users(model):
+                start = self._session_start(model, owner, session)
+            starts.append(fresh_record(model, owner, start))
         pending = [[Applied.of(e, e.seq) for e in logged.get(s, [])] for s in wanted]
-        records = advance(model, [fresh_record(model)] * len(wanted), pending)
+        records = advance(model, starts, pending)
         return dict(zip(wanted, records, strict=True))
+
+    def _session_start(self, model: LoadedModel, user_id: str, session_id: str) -> bytes:
+        """The state row `session_id` of the user starts from; the user's session open
+        before it is closed (the user state moves) and this one becomes the open one."""
+        key = USER_KEY + user_id
+        value = self.store.get_many([key])[0]
+        record = self._user_state(model, user_id, session_id, value)
+        opened_here = record.open_session == session_id
+        start = record.state if opened_here else self._closed(model, record)
+        opened = replace(record, state=start, open_session=session_id)
+
+        def compute(current: list[bytes | None]) -> list[bytes | None]:
+            now = _user(current[0])
+            if now is not None and now.model_tag == model.tag and now.open_session == session_id:
+                return [None]  # another request opened it first
+            bought = now.bought if now is not None else record.bought
+            return [encode_user(replace(opened, bought=bought))]
+
+        stored = _user(self.store.update([key], compute, [value], lasting=True)[0])
+        return stored.state if stored is not None else start
+
+    def _user_state(
+        self,
+        model: LoadedModel,
+        user_id: str,
+        session_id: str | None,
+        value: bytes | None = None,
+    ) -> UserRecord:
+        """The user's record for `model`; rebuilt from the log (not stored) when missing or
+        of another version: the user's sessions before `session_id`, each closed in turn."""
+        if value is None:
+            value = self.store.get_many([USER_KEY + user_id])[0]
+        found = _user(value)
+        if found is not None and found.model_tag == model.tag:
+            return found
+        if found is not None:
+            bought = found.bought
+        else:
+            bought = _user_record(
+                self.log.user_purchases([user_id], MAX_BOUGHT).get(user_id, [])
+            ).bought
+        history = self.log.user_sessions([user_id], USER_SESSIONS + 1).get(user_id, [])
+        earlier = [s for s in history if s != session_id][-USER_SESSIONS:]
+        logged = self.log.session_events(earlier, self.rebuild_events) if earlier else {}
+        state = model.initial_row
+        for session in earlier:
+            events = [Applied.of(e, e.seq) for e in logged.get(session, [])]
+            record = advance(model, [SessionRecord(model.tag, state)], [events])[0]
+            state = self._end(model, record.state)
+        return UserRecord(bought, model.tag, state, None)
+
+    def _closed(self, model: LoadedModel, record: UserRecord) -> bytes:
+        """Where the user's next session starts: after closing the open session, if any."""
+        if record.open_session is None:
+            return record.state
+        value = self.store.get_many([SESSION_KEY + record.open_session])[0]
+        if _usable(value, model) and value is not None:
+            final = decode_session(value).state
+        else:  # expired: replay it from the state it started from
+            logged = self.log.session_events([record.open_session], self.rebuild_events)
+            events = [Applied.of(e, e.seq) for e in logged.get(record.open_session, [])]
+            final = advance(model, [SessionRecord(model.tag, record.state)], [events])[0].state
+        return self._end(model, final)
+
+    def _end(self, model: LoadedModel, row: bytes) -> bytes:
+        assert isinstance(model.model, RemembersUsers)
+        return model.codec.split(model.model.end_session(model.codec.join([row])))[0]
 
 
 def _usable(value: bytes | None, model: LoadedModel | None) -> bool:
     """A stored record that belongs to the model answering now."""
     tag = model.tag if model is not None else NO_MODEL_TAG
-    return value is not None and session_tag(value) == tag
+    return value is not None and is_session_record(value) and session_tag(value) == tag
+
+
+def _user(value: bytes | None) -> UserRecord | None:
+    return decode_user(value) if value is not None else None
 
 
 def _user_record(items: list[str]) -> UserRecord:

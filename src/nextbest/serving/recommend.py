@@ -16,7 +16,7 @@ scores compare only within one source.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -92,6 +92,11 @@ class Recommender:
     ) -> list[Recommended]:
         """The next-best `n` items for the session now (`item_id`: the item on screen)."""
         record = self.live.session(model, session_id) if session_id else fresh_record(model)
+        user_id = record.user_id or user_id  # a session that logged in speaks for its user
+        if user_id and model is not None and record.n_events == 0:
+            # a returning user's first request of a new session (the home page): the state
+            # a session of theirs starts from; an unknown user gets the anonymous start
+            record = replace(record, state=self.live.user_start(model, user_id))
         banned = set(record.bought)
         if user_id:
             banned.update(self.live.user(user_id).bought)
@@ -124,7 +129,8 @@ class Recommender:
     ) -> list[tuple[str, float]]:
         if model is None:
             return []
-        state = model.codec.join([record.state]) if record.n_steps else None
+        personal = record.n_steps > 0 or record.state != model.initial_row
+        state = model.codec.join([record.state]) if personal else None
         column = model.index.get(item_id) if item_id else None
         if column is not None and item_id != record.last_item:
             # the item on screen moves a copy of the state one step; the stored state moves

@@ -11,9 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from nextbest.events.schema import Event, Item
+from nextbest.events.schema import MAX_ID_LENGTH, Event, Item
 from nextbest.serving.errors import detail_of, field_name
 
 MAX_BATCH_EVENTS = 500
@@ -113,6 +113,20 @@ def unknown_item(index: int, event: Event) -> Rejected:
         field=field_name(("events", index, "item_id")),
         message=f"unknown item {event.item_id!r}: add it with PUT /v1/items first",
     )
+
+
+class IdentifyIn(BaseModel):
+    """A login: from now on the session belongs to the user (its earlier events too)."""
+
+    model_config = ConfigDict(extra="forbid")
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+
+
+class IdentifyOut(BaseModel):
+    session_id: str
+    user_id: str
+    events: int  # the session's events so far, all of which now count for the user
 
 
 class RecommendedItem(BaseModel):

@@ -3,6 +3,8 @@
     result = log.append(events)          # returns after the commit; result.inserted[i] is
                                          # False where events[i].event_id was already logged
     log.session_events(["s1"], last=200) # {"s1": [LoggedEvent, ...]} oldest first
+    log.link("s1", "u1")                 # the session belongs to u1 (login); returns its owner
+    log.user_sessions(["u1"], last=20)   # {"u1": ["s0", "s1"]} oldest first
     log.read_after(seq, limit)           # follow the log in `seq` order
     log.export()                         # every event as a table (LOG_EVENT_SCHEMA)
 
@@ -88,7 +90,26 @@ class EventLog(ABC):
 
     @abstractmethod
     def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
-        """The item ids of each user's last `last` purchases (oldest first)."""
+        """The item ids of each user's last `last` purchases (oldest first), counting every
+        purchase in the sessions that belong to the user (see `link`)."""
+
+    @abstractmethod
+    def link(self, session_id: str, user_id: str, at: float | None = None) -> str:
+        """Make `user_id` the owner of the session unless it has one; return its owner.
+
+        Committed before returning. `append` links a session to the `user_id` of its first
+        event that has one, in the same transaction as the events. A session has one owner
+        for good: the first link wins, and every event of the session counts for that user,
+        those logged before the link too, each exactly once.
+        """
+
+    @abstractmethod
+    def session_owners(self, session_ids: Sequence[str]) -> dict[str, str]:
+        """The user each of these sessions belongs to; anonymous sessions are left out."""
+
+    @abstractmethod
+    def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
+        """Each user's last `last` sessions, oldest first (in the order they were linked)."""
 
     @abstractmethod
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:

@@ -18,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+import polars as pl
+
 from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent
 from nextbest.events.schema import Event
 
@@ -97,8 +99,20 @@ class GroupCommitLog(EventLog):
     def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
         return self.log.user_purchases(user_ids, last)
 
+    def link(self, session_id: str, user_id: str, at: float | None = None) -> str:
+        return self.log.link(session_id, user_id, at)
+
+    def session_owners(self, session_ids: Sequence[str]) -> dict[str, str]:
+        return self.log.session_owners(session_ids)
+
+    def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
+        return self.log.user_sessions(user_ids, last)
+
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
         return self.log.read_after(seq, limit)
+
+    def export(self, batch_size: int = 10_000) -> pl.DataFrame:
+        return self.log.export(batch_size)
 
     def count(self) -> int:
         return self.log.count()

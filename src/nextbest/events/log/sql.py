@@ -3,6 +3,8 @@
 An append is one transaction: `INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id`
 tells, in one round trip, which events were new; the call returns after the commit, so a
 caller that acknowledges an event only after `append` returns never acknowledges a lost one.
+The same transaction links each session to the user of its first event that names one
+(`identities`, first link wins), so an event and its session's owner are committed together.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import polars as pl
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -41,7 +44,12 @@ class SqlEventLog(EventLog):
         if schema is not None and engine.dialect.name != "postgresql":
             raise ValueError(f"a database schema ({schema!r}) needs PostgreSQL; SQLite has none")
         self.engine = engine
-        self.metadata, self.events, _ = log_tables(schema)
+        tables = log_tables(schema)
+        self.metadata, self.events, self.identities = (
+            tables.metadata,
+            tables.events,
+            tables.identities,
+        )
         with engine.begin() as connection:
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
@@ -49,15 +57,35 @@ class SqlEventLog(EventLog):
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
-        self._sessions = _last_per_key(table, table.c.session_id, None)
+        self._sessions = _last_per_key(table, table.c.session_id, table.c.seq, None)
         self._one_session = (
             select(table)
             .where(table.c.session_id == bindparam("key"))
             .order_by(table.c.seq.desc())
             .limit(bindparam("last"))
         )
-        purchases = (self.events.c.type == "purchase") & self.events.c.user_id.is_not(None)
-        self._purchase_query = _last_per_key(self.events, self.events.c.user_id, purchases)
+        links = self.identities
+        self._link = upsert_statement(engine, links).on_conflict_do_nothing(
+            index_elements=[links.c.session_id]
+        )
+        self._user_sessions = _last_per_key(links, links.c.user_id, links.c.linked_at, None)
+        # A purchase counts for the owner of its session (the join gives each event one owner).
+        owned = select(table, links.c.user_id.label("owner")).join(
+            links, links.c.session_id == table.c.session_id
+        )
+        rank = func.row_number().over(partition_by=links.c.user_id, order_by=table.c.seq.desc())
+        ranked = (
+            owned.add_columns(rank.label("rank"))
+            .where(links.c.user_id.in_(bindparam("keys", expanding=True)))
+            .where(table.c.type == "purchase")
+            .where(table.c.item_id.is_not(None))
+            .subquery()
+        )
+        self._purchase_query = (
+            select(ranked.c.owner, ranked.c.item_id)
+            .where(ranked.c.rank <= bindparam("last"))
+            .order_by(ranked.c.owner, ranked.c.seq)
+        )
 
     def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
         now = time.time() if received_at is None else received_at
@@ -78,6 +106,9 @@ class SqlEventLog(EventLog):
                     chunk = rows[start : start + SQL_CHUNK]
                     for event_id, seq in connection.execute(statement, chunk):
                         new[event_id] = seq
+                links = _first_users(events, now)
+                for start in range(0, len(links), SQL_CHUNK):
+                    connection.execute(self._link, links[start : start + SQL_CHUNK])
         seqs = tuple(
             new.get(event.event_id, 0) if first[event.event_id] == position else 0
             for position, event in enumerate(events)
@@ -103,8 +134,52 @@ class SqlEventLog(EventLog):
             with self.engine.connect() as connection:
                 rows = connection.execute(self._purchase_query, {"keys": chunk, "last": last})
                 for row in rows:
-                    found.setdefault(row.user_id, []).append(row.item_id)
+                    found.setdefault(row.owner, []).append(row.item_id)
         return found
+
+    def link(self, session_id: str, user_id: str, at: float | None = None) -> str:
+        row = {"session_id": session_id, "user_id": user_id, "linked_at": _now(at)}
+        with write_lock(self.engine), self.engine.begin() as connection:
+            connection.execute(self._link, [row])
+            owner = connection.execute(
+                select(self.identities.c.user_id).where(self.identities.c.session_id == session_id)
+            ).scalar_one()
+        return str(owner)
+
+    def session_owners(self, session_ids: Sequence[str]) -> dict[str, str]:
+        links = self.identities
+        found: dict[str, str] = {}
+        for chunk in _chunks(session_ids):
+            query = select(links.c.session_id, links.c.user_id).where(links.c.session_id.in_(chunk))
+            with self.engine.connect() as connection:
+                found.update({row.session_id: row.user_id for row in connection.execute(query)})
+        return found
+
+    def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(user_ids):
+            with self.engine.connect() as connection:
+                rows = connection.execute(self._user_sessions, {"keys": chunk, "last": last})
+                for row in rows:
+                    found.setdefault(row.user_id, []).append(row.session_id)
+        return found
+
+    def export(self, batch_size: int = 10_000) -> pl.DataFrame:
+        """As `EventLog.export`, with `user_id` the owner of each event's session where it
+        has one: events logged before a login count for the user who logged in."""
+        table = super().export(batch_size)
+        links = self.identities
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(links.c.session_id, links.c.user_id)).all()
+        owners = pl.DataFrame(
+            {"session_id": [r.session_id for r in rows], "owner": [r.user_id for r in rows]},
+            schema={"session_id": pl.String, "owner": pl.String},
+        )
+        return (
+            table.join(owners, on="session_id", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("owner", "user_id").alias("user_id"))
+            .drop("owner")
+        )
 
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
         table = self.events
@@ -136,14 +211,31 @@ def _logged(row: Row[tuple[object, ...]]) -> LoggedEvent:
     return LoggedEvent(**row._asdict())
 
 
+def _now(at: float | None) -> float:
+    return time.time() if at is None else at
+
+
+def _first_users(events: Sequence[Event], at: float) -> list[dict[str, object]]:
+    """One link per session: the user of its first event in `events` that names one."""
+    first: dict[str, str] = {}
+    for event in events:
+        if event.user_id:
+            first.setdefault(event.session_id, event.user_id)
+    return [
+        {"session_id": session, "user_id": user, "linked_at": at} for session, user in first.items()
+    ]
+
+
 def _chunks(keys: Sequence[str]) -> list[list[str]]:
     distinct = list(dict.fromkeys(keys))
     return [distinct[start : start + SQL_CHUNK] for start in range(0, len(distinct), SQL_CHUNK)]
 
 
-def _last_per_key(table: Table, key: Column[str], where: ColumnElement[bool] | None) -> Select[Any]:
-    """The last `:last` rows (by seq) of each of the `:keys`, oldest first, grouped by key."""
-    rank = func.row_number().over(partition_by=key, order_by=table.c.seq.desc()).label("rank")
+def _last_per_key(
+    table: Table, key: Column[str], order: Column[Any], where: ColumnElement[bool] | None
+) -> Select[Any]:
+    """The last `:last` rows (by `order`) of each of the `:keys`, oldest first, by key."""
+    rank = func.row_number().over(partition_by=key, order_by=order.desc()).label("rank")
     condition: ColumnElement[bool] = key.in_(bindparam("keys", expanding=True))
     if where is not None:
         condition = condition & where
@@ -151,5 +243,5 @@ def _last_per_key(table: Table, key: Column[str], where: ColumnElement[bool] | N
     return (
         select(*[ranked.c[column.name] for column in table.columns])
         .where(ranked.c.rank <= bindparam("last"))
-        .order_by(ranked.c[key.name], ranked.c.seq)
+        .order_by(ranked.c[key.name], ranked.c[order.name])
     )

@@ -2,9 +2,16 @@
 
 `events.seq` is the log's order: an integer that only grows (SQLite's rowid, a PostgreSQL
 identity). Readers that follow the log (live statistics, training export) page by `seq`.
+
+`identities` says which user a session belongs to: a row is written (first wins) when the
+session's first event with a `user_id` is logged, or when the session logs in (`link`). Every
+event of the session counts for that user, those before the login too, and exactly once: an
+event row joins to at most one identity row.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -25,8 +32,15 @@ from nextbest.events.schema import MAX_ID_LENGTH
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def log_tables(schema: str | None = None) -> tuple[MetaData, Table, Table]:
-    """(metadata, events, items) for tables in `schema` (PostgreSQL only; None = default)."""
+class LogTables(NamedTuple):
+    metadata: MetaData
+    events: Table
+    items: Table
+    identities: Table
+
+
+def log_tables(schema: str | None = None) -> LogTables:
+    """The tables in `schema` (PostgreSQL only; None = default)."""
     metadata = MetaData(schema=schema)
     events = Table(
         "events",
@@ -47,14 +61,6 @@ def log_tables(schema: str | None = None) -> tuple[MetaData, Table, Table]:
         Column("received_at", Float, nullable=False),  # server clock, seconds since epoch
     )
     Index("ix_events_session", events.c.session_id, events.c.seq)
-    purchase = (events.c.type == "purchase") & events.c.user_id.is_not(None)
-    Index(
-        "ix_events_user_purchases",
-        events.c.user_id,
-        events.c.seq,
-        sqlite_where=purchase,
-        postgresql_where=purchase,
-    )
     items = Table(
         "items",
         metadata,
@@ -68,4 +74,12 @@ def log_tables(schema: str | None = None) -> tuple[MetaData, Table, Table]:
         Column("in_stock", Boolean, nullable=False),
         Column("updated_at", Float, nullable=False, index=True),
     )
-    return metadata, events, items
+    identities = Table(
+        "identities",
+        metadata,
+        Column("session_id", String(MAX_ID_LENGTH), primary_key=True),
+        Column("user_id", String(MAX_ID_LENGTH), nullable=False),
+        Column("linked_at", Float, nullable=False),  # server clock, seconds since epoch
+    )
+    Index("ix_identities_user", identities.c.user_id, identities.c.linked_at)
+    return LogTables(metadata, events, items, identities)

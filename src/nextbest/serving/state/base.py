@@ -7,7 +7,8 @@
 values, and writes what it returns (None: leave that key as it is), refreshing the expiry of
 what it writes. When another writer (a thread, another worker) changed one of the keys in
 the meantime, the store calls `compute` again on the new values, so `compute` must not have
-side effects. A key not written for `ttl_seconds` expires.
+side effects. A key not written for `ttl_seconds` expires, unless it was written with
+`lasting=True` (user states: a user comes back after weeks).
 
 Every implementation runs the shared suite in `tests/serving/test_state_store.py`.
 """
@@ -29,13 +30,18 @@ class StateStore(ABC):
 
     @abstractmethod
     def update(
-        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+        self,
+        keys: Sequence[str],
+        compute: Compute,
+        current: list[bytes | None] | None = None,
+        lasting: bool = False,
     ) -> list[bytes | None]:
         """Atomically replace the values of `keys` by `compute(current values)`.
 
         Returns the values stored afterwards. `keys` must be distinct. `current`: the values
         the caller has just read, to start from (a store may use them to save a read; compute
-        still only ever sees the values the keys hold).
+        still only ever sees the values the keys hold). `lasting`: the written values do not
+        expire (a bounded store may still drop the least recently written).
         """
 
     @abstractmethod

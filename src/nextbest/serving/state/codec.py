@@ -128,11 +128,12 @@ class CountCodec(StateCodec):
         return len(rows)
 
 
-_BATCH_AXIS, _PER_SESSION = 0, 1
+_BATCH_AXIS, _PER_SESSION, _TENSOR = 0, 1, 2
 
 
 class DataclassCodec(StateCodec):
-    """A dataclass whose fields are arrays [B, ...] or lists of B per-session arrays."""
+    """A dataclass whose fields are arrays or tensors [B, ...], or lists of B per-session
+    arrays (HGRU4Rec's session and user parts are tensors)."""
 
     def __init__(self, state_class: type[Any]) -> None:
         self.state_class = state_class
@@ -140,12 +141,19 @@ class DataclassCodec(StateCodec):
 
     def split(self, state: Any) -> list[bytes]:
         values = [getattr(state, name) for name in self.names]
+        values = [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for v in values]
+        kinds = [
+            _TENSOR if isinstance(getattr(state, name), torch.Tensor) else None
+            for name in self.names
+        ]
         size = len(values[0])
         rows = []
         for b in range(size):
             parts = []
-            for name, value in zip(self.names, values, strict=True):
-                if isinstance(value, np.ndarray):
+            for name, value, tensor in zip(self.names, values, kinds, strict=True):
+                if tensor is not None:
+                    kind = tensor
+                elif isinstance(value, np.ndarray):
                     kind = _BATCH_AXIS
                 elif isinstance(value, list):
                     kind = _PER_SESSION
@@ -174,11 +182,14 @@ class DataclassCodec(StateCodec):
         for position, name in enumerate(self.names):
             arrays = [fields[position][1] for fields in decoded]
             kind = decoded[0][position][0] if decoded else _BATCH_AXIS
-            values[name] = np.stack(arrays) if kind == _BATCH_AXIS else arrays
+            if kind == _TENSOR:
+                values[name] = torch.from_numpy(np.stack(arrays))
+            else:
+                values[name] = np.stack(arrays) if kind == _BATCH_AXIS else arrays
         return self.state_class(**values)
 
     def group_key(self, row: bytes) -> Hashable:
-        return tuple(array.shape for kind, array in self._fields(row) if kind == _BATCH_AXIS)
+        return tuple(array.shape for kind, array in self._fields(row) if kind != _PER_SESSION)
 
 
 def codec_for(model: SessionModel[Any, Any]) -> StateCodec:

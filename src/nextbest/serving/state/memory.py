@@ -2,7 +2,9 @@
 
 Entries are kept in write order, so the oldest write is always first: expiry pops from the
 front (amortised O(1) per write), and when the store is full the least recently written
-session is dropped (it is rebuilt from the event log if it comes back).
+session is dropped (it is rebuilt from the event log if it comes back). Lasting entries (user
+states) live in a second table without expiry, bounded by the same size, dropped least
+recently written first.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class MemoryStateStore(StateStore):
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # key: (expiry, value)
+        self._lasting: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -38,13 +41,20 @@ class MemoryStateStore(StateStore):
             return [self._get(key, now) for key in keys]
 
     def _get(self, key: str, now: float) -> bytes | None:
+        lasting = self._lasting.get(key)
+        if lasting is not None:
+            return lasting
         entry = self._entries.get(key)
         if entry is None or entry[0] <= now:
             return None
         return entry[1]
 
     def update(
-        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+        self,
+        keys: Sequence[str],
+        compute: Compute,
+        current: list[bytes | None] | None = None,
+        lasting: bool = False,
     ) -> list[bytes | None]:
         with self._lock:  # nobody else can write meanwhile: compute runs once
             now = self._clock()
@@ -54,10 +64,19 @@ class MemoryStateStore(StateStore):
                 raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
             expiry = now + self.ttl_seconds
             for key, value in zip(keys, new, strict=True):
-                if value is not None:
+                if value is None:
+                    continue
+                if lasting:
+                    self._entries.pop(key, None)
+                    self._lasting[key] = value
+                    self._lasting.move_to_end(key)
+                else:
+                    self._lasting.pop(key, None)
                     self._entries[key] = (expiry, value)
                     self._entries.move_to_end(key)
             self._evict(now)
+            while len(self._lasting) > self.max_entries:
+                self._lasting.popitem(last=False)
             return [n if n is not None else c for n, c in zip(new, current, strict=True)]
 
     def _evict(self, now: float) -> None:
@@ -72,9 +91,10 @@ class MemoryStateStore(StateStore):
         with self._lock:
             for key in keys:
                 self._entries.pop(key, None)
+                self._lasting.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._lasting)
 
     def ping(self) -> None:
         return None
@@ -82,3 +102,4 @@ class MemoryStateStore(StateStore):
     def close(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._lasting.clear()

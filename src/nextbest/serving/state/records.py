@@ -3,12 +3,14 @@
 A session record holds the model state row (see `codec.py`) and what the server needs beside
 it: which model version made the state (a record of another version is rebuilt from the log),
 the log position of the last event applied (an event at or before it is never applied twice),
-its latest item, and the items bought in it. A user record holds the items the user bought,
-so recommendations can leave them out.
+its latest item, the items bought in it, and the user it belongs to (none: anonymous). A
+user record holds the items the user bought, so recommendations can leave them out, and for
+a model that remembers users (HGRU4Rec) the state a new session of the user starts from and
+the session open now (its end moves the user state).
 
-    session := "NBS1" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
-               bought:u16 str* state_len:u32 state
-    user    := "NBU1" bought:u16 str*
+    session := "NBS2" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
+               user:str bought:u16 str* state_len:u32 state
+    user    := "NBU2" tag[8] open_session:str bought:u16 str* state_len:u32 state
     str     := len:u16 utf-8 (len 0xFFFF: none)
 """
 
@@ -17,8 +19,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-SESSION_MAGIC = b"NBS1"
-USER_MAGIC = b"NBU1"
+SESSION_MAGIC = b"NBS2"
+USER_MAGIC = b"NBU2"
+NO_TAG = bytes(8)
 MAX_BOUGHT = 100  # per session and per user, the most recent
 _NONE = 0xFFFF
 _HEAD = struct.Struct("<4s8sQIId")
@@ -34,11 +37,15 @@ class SessionRecord:
     last_time: float = 0.0
     last_item: str | None = None
     bought: tuple[str, ...] = field(default=())
+    user_id: str | None = None  # the user the session belongs to
 
 
 @dataclass(frozen=True)
 class UserRecord:
     bought: tuple[str, ...] = ()
+    model_tag: bytes = NO_TAG  # the model version `state` belongs to
+    state: bytes = b""  # the state row the user's next (or open) session starts from
+    open_session: str | None = None  # the session that started from `state`
 
 
 def add_bought(bought: tuple[str, ...], item_id: str) -> tuple[str, ...]:
@@ -91,6 +98,7 @@ def encode_session(record: SessionRecord) -> bytes:
                 record.last_time,
             ),
             _pack_str(record.last_item),
+            _pack_str(record.user_id),
             _pack_strs(record.bought),
             struct.pack("<I", len(record.state)),
             record.state,
@@ -108,17 +116,41 @@ def decode_session(data: bytes) -> SessionRecord:
         raise ValueError(f"not a session record (starts with {data[:4]!r})")
     _, tag, last_seq, n_steps, n_events, last_time = _HEAD.unpack_from(data, 0)
     last_item, offset = _unpack_str(data, _HEAD.size)
+    user_id, offset = _unpack_str(data, offset)
     bought, offset = _unpack_strs(data, offset)
     (length,) = struct.unpack_from("<I", data, offset)
     state = data[offset + 4 : offset + 4 + length]
-    return SessionRecord(tag, state, last_seq, n_steps, n_events, last_time, last_item, bought)
+    return SessionRecord(
+        tag, state, last_seq, n_steps, n_events, last_time, last_item, bought, user_id
+    )
+
+
+def is_session_record(data: bytes) -> bool:
+    """Written in this format (a record of an older format is rebuilt, not read)."""
+    return data[:4] == SESSION_MAGIC
 
 
 def encode_user(record: UserRecord) -> bytes:
-    return USER_MAGIC + _pack_strs(record.bought)
+    if len(record.model_tag) != 8:
+        raise ValueError(f"a model tag has 8 bytes, not {len(record.model_tag)}")
+    return b"".join(
+        (
+            USER_MAGIC,
+            record.model_tag,
+            _pack_str(record.open_session),
+            _pack_strs(record.bought),
+            struct.pack("<I", len(record.state)),
+            record.state,
+        )
+    )
 
 
-def decode_user(data: bytes) -> UserRecord:
+def decode_user(data: bytes) -> UserRecord | None:
+    """The record, or None for a record of an older format (rebuilt from the log)."""
     if data[:4] != USER_MAGIC:
-        raise ValueError(f"not a user record (starts with {data[:4]!r})")
-    return UserRecord(_unpack_strs(data, 4)[0])
+        return None
+    tag = data[4:12]
+    open_session, offset = _unpack_str(data, 12)
+    bought, offset = _unpack_strs(data, offset)
+    (length,) = struct.unpack_from("<I", data, offset)
+    return UserRecord(bought, tag, data[offset + 4 : offset + 4 + length], open_session)

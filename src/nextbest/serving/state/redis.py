@@ -1,6 +1,7 @@
 """The shared state store: Redis, for several workers or hosts serving the same sessions.
 
-Values are plain Redis strings under `prefix + key`, written with an expiry (`PX`). `update`
+Values are plain Redis strings under `prefix + key`, written with an expiry (`PX`), or none
+for lasting values (user states). `update`
 is optimistic compare-and-set: read the keys (or take the values the caller just read),
 compute, then one Lua script checks that every key still holds what was read and writes the
 new values, atomically. If another worker wrote one of them in between, nothing is written
@@ -17,7 +18,7 @@ from nextbest.serving.state.base import Compute, StateStore
 
 MAX_RETRIES = 50
 
-# KEYS: the keys. ARGV[1]: expiry in ms; then per key an expected value and a new value,
+# KEYS: the keys. ARGV[1]: expiry in ms ("0": none); then per key an expected value and a new value,
 # each "0" (expected: absent; new: leave as is) or "1" followed by the bytes.
 COMPARE_AND_SET = """
 for i, key in ipairs(KEYS) do
@@ -31,7 +32,13 @@ for i, key in ipairs(KEYS) do
 end
 for i, key in ipairs(KEYS) do
   local new = ARGV[2 * i + 1]
-  if new ~= "0" then redis.call("SET", key, string.sub(new, 2), "PX", ARGV[1]) end
+  if new ~= "0" then
+    if ARGV[1] == "0" then
+      redis.call("SET", key, string.sub(new, 2))
+    else
+      redis.call("SET", key, string.sub(new, 2), "PX", ARGV[1])
+    end
+  end
 end
 return 0
 """
@@ -62,7 +69,11 @@ class RedisStateStore(StateStore):
         return _as_bytes(self.client.mget(self._keys(keys)))
 
     def update(
-        self, keys: Sequence[str], compute: Compute, current: list[bytes | None] | None = None
+        self,
+        keys: Sequence[str],
+        compute: Compute,
+        current: list[bytes | None] | None = None,
+        lasting: bool = False,
     ) -> list[bytes | None]:
         if not keys:
             return []
@@ -72,7 +83,7 @@ class RedisStateStore(StateStore):
             new = compute(list(seen))
             if len(new) != len(keys):
                 raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
-            arguments: list[bytes | int] = [self._ttl_ms]
+            arguments: list[bytes | int] = [0 if lasting else self._ttl_ms]
             for before, after in zip(seen, new, strict=True):
                 arguments += [_tagged(before), _tagged(after)]
             if self._compare_and_set(keys=full, args=arguments) == 0:
