@@ -1,5 +1,6 @@
 """Fixtures of the serving tests: a small GRU4Rec that learned "after item j comes j + 1", a
-data folder holding it as a model version, and the app over it (SQLite log, in-process state)."""
+data folder holding it as a model version, and the app over it (SQLite log, in-process state);
+an empty event log, and each state store (in-process and Redis)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from serving_helpers import CLASSES, TestClient, cyclic_sessions, settings_for
 
+from nextbest.events.log import EventLog, open_event_log, sqlite_url
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version
 from nextbest.serving.app import create_app
+from nextbest.serving.state import StateStore, open_state_store
 
 MakeClient = Callable[..., TestClient]
 
@@ -58,3 +61,21 @@ def make_client(home: Path) -> Iterator[MakeClient]:
 @pytest.fixture
 def client(make_client: MakeClient) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    if request.param == "memory":
+        opened = open_state_store(None, 60.0)
+    else:
+        url, prefix = request.getfixturevalue("redis_prefix")
+        opened = open_state_store(url, 60.0, prefix)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Iterator[EventLog]:
+    opened = open_event_log(sqlite_url(tmp_path))
+    yield opened
+    opened.close()

@@ -15,7 +15,7 @@ import pytest
 from serving_helpers import ADMIN, READ, WRITE, TestClient, auth, settings_for
 
 from nextbest.data.sessions import Sessions
-from nextbest.events.log import EventLog, open_event_log, sqlite_url
+from nextbest.events.log import EventLog
 from nextbest.events.schema import Event
 from nextbest.models.hgru4rec import HGRU4Rec, HGRU4RecConfig
 from nextbest.models.store import latest_version, save_version
@@ -67,24 +67,6 @@ def model(hgru_home: Path) -> LoadedModel:
     folder = latest_version(hgru_home)
     assert folder is not None
     return load_model(folder, CLASSES)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
-    if request.param == "memory":
-        opened = open_state_store(None, 60.0)
-    else:
-        url, prefix = request.getfixturevalue("redis_prefix")
-        opened = open_state_store(url, 60.0, prefix)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[EventLog]:
-    opened = open_event_log(sqlite_url(tmp_path))
-    yield opened
-    opened.close()
 
 
 def ev(event_id: str, session: str, j: int, kind: str = "view", **extra: Any) -> Event:

@@ -4,7 +4,6 @@ Runs against both state stores (in-process and Redis)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,31 +12,13 @@ import pytest
 import torch
 from serving_helpers import CLASSES, item
 
-from nextbest.events.log import EventLog, open_event_log, sqlite_url
+from nextbest.events.log import EventLog
 from nextbest.events.schema import Event
 from nextbest.models.store import latest_version
 from nextbest.serving.live import LiveState
 from nextbest.serving.registry import LoadedModel, load_model
-from nextbest.serving.state import StateStore, open_state_store
+from nextbest.serving.state import StateStore
 from nextbest.serving.state.records import SessionRecord, encode_session
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
-    if request.param == "memory":
-        opened = open_state_store(None, 60.0)
-    else:
-        url, prefix = request.getfixturevalue("redis_prefix")
-        opened = open_state_store(url, 60.0, prefix)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[EventLog]:
-    opened = open_event_log(sqlite_url(tmp_path))
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
