@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from serving_helpers import ADMIN, TestClient, auth, item, recommend, send, view
 
 from nextbest.events.log import open_event_log, sqlite_url
@@ -72,4 +73,26 @@ def test_trends_forget_what_left_the_window(tmp_path: Path) -> None:
     assert trends.followers("c", 5, lambda i: i == "d") == []
     trends.start_at_recent()
     assert trends.seq == 4
+    log.close()
+
+
+def test_trends_count_an_event_that_commits_after_a_later_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL can make seq 2 visible after seq 3: the next refresh still counts it."""
+    log = open_event_log(sqlite_url(tmp_path))
+    trends = Trends(log)
+    log.append(
+        [Event(event_id=f"e{k}", type="view", session_id=f"s{k}", item_id=i, timestamp=1.0)
+         for k, i in enumerate(["a", "late", "b"])]
+    )  # fmt: skip
+    read_after = log.read_after
+    monkeypatch.setattr(
+        log, "read_after", lambda seq, limit: [e for e in read_after(seq, limit) if e.seq != 2]
+    )
+    assert trends.refresh() == 2  # "late" is not visible yet
+    monkeypatch.setattr(log, "read_after", read_after)
+    assert trends.refresh() == 1  # now it is; nothing else is counted twice
+    assert dict(trends.popular(10, lambda i: False)) == {"a": 1.0, "late": 1.0, "b": 1.0}
+    assert trends.refresh() == 0
     log.close()

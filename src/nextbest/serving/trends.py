@@ -12,8 +12,9 @@ the same counts whichever of them received the events. The window is a count of 
 memory stays bounded however long the server runs.
 
 On PostgreSQL, a `seq` can become visible after a higher one (concurrent transactions commit
-out of order); the follower may then miss that event. These counts are a heuristic for items
-the model does not know yet, so that loss is accepted; the log itself is complete.
+out of order). So each refresh reads again from `LOOKBACK` positions behind the last one read
+and takes only the events it has not seen: an event that commits late is counted, unless more
+than `LOOKBACK` events committed meanwhile (commits take milliseconds; that is a large margin).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from nextbest.events.log import EventLog, LoggedEvent
 from nextbest.serving.registry import LoadedModel
 
 Skip = Callable[[str], bool]
+LOOKBACK = 1_000  # log positions read again at each refresh, for late commits
 
 
 class Trends:
@@ -39,7 +41,9 @@ class Trends:
         self.log = log
         self.window_events = window_events
         self.max_sessions = max_sessions
-        self.seq = 0  # the last log position read
+        self.seq = 0  # the highest log position read
+        self._recent: deque[int] = deque()  # positions read within LOOKBACK of `seq`, in order
+        self._recent_set: set[int] = set()
         self._views: deque[str] = deque()
         self._counts: Counter[str] = Counter()
         self._pairs: deque[tuple[str, str]] = deque()
@@ -55,17 +59,21 @@ class Trends:
         self.seq = max(0, self.log.last_seq() - self.window_events)
 
     def refresh(self, page: int = 20_000) -> int:
-        """Read the events logged since the last refresh; returns how many were read."""
+        """Read the events logged since the last refresh; returns how many were new."""
         total = 0
+        cursor = max(0, self.seq - LOOKBACK)
         while True:
-            events = self.log.read_after(self.seq, page)
+            events = self.log.read_after(cursor, page)
             if not events:
                 break
             with self._lock:
                 for event in events:
+                    if event.seq in self._recent_set or event.seq <= self.seq - LOOKBACK:
+                        continue  # read before (or too late to matter)
                     self._add(event)
-                self.seq = events[-1].seq
-            total += len(events)
+                    self._remember(event.seq)
+                    total += 1
+            cursor = events[-1].seq
             if len(events) < page:
                 break
         if total:
@@ -73,6 +81,13 @@ class Trends:
                 self._ranking = [item for item, _ in self._counts.most_common()]
                 self._generation += 1
         return total
+
+    def _remember(self, seq: int) -> None:
+        self.seq = max(self.seq, seq)
+        self._recent.append(seq)
+        self._recent_set.add(seq)
+        while self._recent and self._recent[0] <= self.seq - LOOKBACK:
+            self._recent_set.discard(self._recent.popleft())
 
     def _add(self, event: LoggedEvent) -> None:
         item = event.item_id
