@@ -105,6 +105,21 @@ def test_a_lost_state_is_rebuilt_from_the_log_on_first_use(
     )
 
 
+def test_a_state_left_behind_by_a_crash_is_repaired_at_startup(
+    store: StateStore, log: EventLog, model: LoadedModel
+) -> None:
+    live = LiveState(store, log)
+    log_and_apply(live, model, [event("e1", "s1", 3), event("e2", "s2", 7)])
+    log.append([event("e3", "s1", 4)])  # committed, then the server died before the state
+    assert live.session(model, "s1").n_events == 1  # behind the log
+    restarted = LiveState(store, log)
+    assert restarted.repair() == 1  # only s1 missed an event
+    repaired = restarted.session(model, "s1")
+    assert repaired.n_events == 2
+    torch.testing.assert_close(restarted.state_of(model, repaired), reference_state(model, [3, 4]))
+    assert restarted.repair() == 0
+
+
 def test_an_event_is_never_applied_twice(
     store: StateStore, log: EventLog, model: LoadedModel
 ) -> None:

@@ -259,6 +259,33 @@ class LiveState:
             self._apply_purchases({user_id: list(record.bought)})
         return record
 
+    def repair(self, recent: int = 10_000) -> int:
+        """At startup: drop the stored states that miss one of the last `recent` logged events
+        of their session (a server that died between an event's commit and its state
+        update leaves such a state behind); they are rebuilt from the log when next used.
+        Returns how many were dropped."""
+        last: dict[str, int] = {}
+        for event in self.log.read_after(max(0, self.log.last_seq() - recent), recent):
+            last[event.session_id] = event.seq
+        sessions = list(last)
+        behind = []
+        for start in range(0, len(sessions), 1_000):
+            chunk = sessions[start : start + 1_000]
+            values = self.store.get_many([SESSION_KEY + session for session in chunk])
+            behind += [
+                session
+                for session, value in zip(chunk, values, strict=True)
+                if value is not None
+                and is_session_record(value)
+                and decode_session(value).last_seq < last[session]
+            ]
+        if behind:
+            logger.warning(
+                "%d session state(s) missed logged events: rebuilt on next use", len(behind)
+            )
+            self.forget(behind)
+        return len(behind)
+
     def forget(self, sessions: Iterable[str]) -> None:
         """Drop these sessions' states (best effort), so they are rebuilt from the log."""
         try:

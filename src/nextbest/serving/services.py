@@ -53,6 +53,7 @@ class Services:
     def start(self) -> None:
         """Load the newest model and the catalog, then keep them fresh in the background."""
         self.reload_model()
+        self.live.repair()  # states a crash left behind their logged events
         self.trends.start_at_recent()
         self.trends.refresh()
         self.catalog.refresh()
