@@ -22,7 +22,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -33,9 +33,24 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) $(NEXTBEST_HOME) .pytest_cache .mypy_cache .ruff_cache
 
-# Debian's Chromium for the demo page test (Playwright drives it; it never downloads a browser).
+# Debian's Chromium for the demo page test (tests/serving/test_demo_page.py): Playwright drives
+# it and never downloads a browser of its own. Installed with apt-get when missing (root, or sudo).
+CHROMIUM := /usr/bin/chromium
+
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends chromium; }
+	@test -x $(CHROMIUM) || { \
+		fail() { echo "browser-deps: $$1" >&2; exit 1; }; \
+		command -v apt-get >/dev/null 2>&1 || \
+			fail "no apt-get on this machine: install Chromium at $(CHROMIUM) yourself"; \
+		SUDO=""; \
+		if [ "$$(id -u)" != 0 ]; then \
+			command -v sudo >/dev/null 2>&1 || \
+				fail "installing Chromium needs root: run 'apt-get install chromium' as root"; \
+			SUDO=sudo; \
+		fi; \
+		echo "browser-deps: installing Debian's chromium (apt-get)"; \
+		$$SUDO apt-get -qq update || fail "'apt-get update' failed (network? apt sources?)"; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get -q install -y --no-install-recommends \
+			chromium >/dev/null || fail "'apt-get install chromium' failed (see the lines above)"; \
+		test -x $(CHROMIUM) || fail "chromium was installed but $(CHROMIUM) is missing"; \
+	}

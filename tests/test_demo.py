@@ -1,8 +1,10 @@
-"""`nextbest demo` end to end on a small shop: models trained, report written, summary shown."""
+"""`nextbest demo` end to end on a small shop: models trained, report written, summary shown,
+the model to serve saved last (the server serves the newest version), then the shop served."""
 
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,22 +12,96 @@ from typer.testing import CliRunner
 
 from nextbest.cli.demo import DEMO_MODELS
 from nextbest.cli.main import app
-from nextbest.models.store import list_versions
+from nextbest.models.store import META_FILE, latest_version, list_versions
+from nextbest.serving import demo as serving_demo
+from nextbest.serving.auth import read_keys_file
+
+
+def served_model(home: Path) -> str:
+    newest = latest_version(home)
+    assert newest is not None
+    return str(json.loads((newest / META_FILE).read_text())["model"])
+
+
+def never_serve(home: Path, port: int, host: str = "127.0.0.1") -> None:
+    raise AssertionError("the demo served")
 
 
 @pytest.mark.slow
 def test_demo_trains_evaluates_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
-    result = CliRunner().invoke(app, ["demo", "--events", "60000"], terminal_width=200)
+    monkeypatch.setattr(serving_demo, "serve_demo", never_serve)
+    args = ["demo", "--events", "60000", "--no-serve"]
+    result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "demo-report" / "results.json").read_text())
     assert [r["model"] for r in records] == [name for name, _ in DEMO_MODELS]
     assert (tmp_path / "demo-report" / "report.png").stat().st_size > 10_000
     assert "Recall@20" in (tmp_path / "demo-report" / "report.md").read_text()
     assert len(list_versions(tmp_path)) == len(DEMO_MODELS)
+    # the default --serve-model is the newest version, the one the server would serve
+    assert served_model(tmp_path) == "gru4rec"
     by_name = {r["model"]: r for r in records}
     # the demo shop plants sequential structure: every session model beats popularity
     for name, record in by_name.items():
         if name != "pop":
             assert record["mrr@20"] > 2 * by_name["pop"]["mrr@20"], name
     assert "best model by MRR@20" in result.output
+    assert not (tmp_path / "demo-keys.json").exists()
+
+
+@pytest.mark.slow
+def test_demo_saves_the_served_model_last_then_serves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    calls: list[tuple[Path, int, str]] = []
+    monkeypatch.setattr(serving_demo, "serve_demo", lambda *args: calls.append(args))
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # covisit trains in well under a second, so it is usually saved in the second of gru4rec (saved
+    # before it), and its name sorts before "gru4rec": the demo must still make it the newest
+    args = ["demo", "--events", "20000", "--serve-model", "covisit", "--port", str(port)]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "demo-report" / "results.json").read_text())
+    others = [name for name, _ in DEMO_MODELS if name != "covisit"]
+    assert [r["model"] for r in records] == [*others, "covisit"]
+    versions = list_versions(tmp_path)
+    assert len(versions) == len(DEMO_MODELS) and served_model(tmp_path) == "covisit"
+    assert calls == [(tmp_path, port, "127.0.0.1")]
+    keys = read_keys_file(tmp_path / "demo-keys.json")  # written before serving, to be shown
+    assert keys.read and keys.write and keys.admin
+    output = " ".join(result.output.split())
+    assert f"http://127.0.0.1:{port}/demo/" in output
+    assert str(tmp_path / "demo-keys.json") in output and versions[-1].name in output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--serve-model", "nope"], "--serve-model must be one of pop, spop"),
+        (["--port", "0"], "--port must be between 1 and 65535"),
+    ],
+)
+def test_bad_demo_options_fail_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["demo", *extra], terminal_width=200)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "demo-shop").exists()
+
+
+def test_a_port_in_use_is_named_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["demo", "--port", str(port)], terminal_width=200)
+    assert result.exit_code == 2 and f"cannot serve on 127.0.0.1:{port}" in result.output
+    assert "--no-serve" in result.output and not (tmp_path / "demo-shop").exists()

@@ -5,16 +5,23 @@ Chromium comes from the system (`make browser-deps`); Playwright never downloads
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import polars as pl
 import pytest
 from server_process import Server, free_port
-from serving_helpers import ADMIN, N_ITEMS, WRITE, auth, item
+from serving_helpers import ADMIN, N_ITEMS, READ, WRITE, auth, item
 
 from nextbest.events.log import open_event_log, sqlite_url
+from nextbest.events.schema import ITEM_SCHEMA
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -139,3 +146,76 @@ def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
         ("cart", "i03"),
         ("view", "i07"),
     ]
+
+
+# what `nextbest demo` runs once the models are trained (tests/test_demo.py checks that it does)
+SERVE_DEMO = (
+    "import sys, pathlib, nextbest.serving.demo as demo; "
+    "demo.serve_demo(pathlib.Path(sys.argv[1]), int(sys.argv[2]))"
+)
+KEY_SETTINGS = {
+    "NEXTBEST_WRITE_KEYS",
+    "NEXTBEST_READ_KEYS",
+    "NEXTBEST_ADMIN_KEYS",
+    "NEXTBEST_KEYS_FILE",
+}
+
+
+@pytest.fixture
+def served_demo(home: Path) -> Iterator[str]:
+    """`serve_demo` over the test model and a demo shop catalog, in a child process; no key in
+    its environment, so it serves with the ones it writes to demo-keys.json."""
+    shop = home / "demo-shop"
+    shop.mkdir()
+    rows: dict[str, list[Any]] = {name: [None] * N_ITEMS for name in ITEM_SCHEMA}
+    rows["item_id"] = [item(j) for j in range(N_ITEMS)]
+    rows["title"] = [f"Demo product {item(j)}" for j in range(N_ITEMS)]
+    pl.DataFrame(rows, schema=ITEM_SCHEMA).write_csv(shop / "items.csv")
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in KEY_SETTINGS}
+    with (home / "served-demo.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE_DEMO, str(home), str(port)],
+            env=environment, stdout=log, stderr=log,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError((home / "served-demo.log").read_text()[-2000:])
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_the_served_demo_page_works_with_the_keys_in_demo_keys_json(
+    browser: Any, served_demo: str, home: Path
+) -> None:
+    keys = json.loads((home / "demo-keys.json").read_text())
+    config = httpx.get(served_demo + "/demo/config.json").json()
+    assert config == {"writeKey": keys["write"], "readKey": keys["read"]}
+    page = browser.new_page()
+    page.goto(served_demo + "/")  # redirected to /demo/
+    assert page.url == served_demo + "/demo/"
+    page.wait_for_selector("#products li")
+    page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1")
+    assert page.locator(f"#products li[data-item-id='{item(5)}']").text_content() == (
+        f"Demo product {item(5)}"
+    )  # the catalog comes from the demo shop's items.csv
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")
+    assert recommended(page)[0] == item(6)
+    session = page.locator("#session").text_content() or ""
+    params = {"session_id": session, "n": 3}
+    reply = httpx.get(
+        served_demo + "/v1/recommendations", params=params, headers=auth(keys["read"])
+    )
+    assert reply.status_code == 200 and reply.json()["items"][0]["item_id"] == item(6)
+    refused = httpx.get(served_demo + "/v1/recommendations", params=params, headers=auth(READ))
+    assert refused.status_code == 401  # only the demo's own keys are served

@@ -45,12 +45,42 @@ DEMO_MODELS: tuple[tuple[str, dict[str, str]], ...] = (
 def demo(
     events: Annotated[int, typer.Option(help="size of the generated demo shop")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="demo shop seed")] = 7,
+    serve_model: Annotated[
+        str, typer.Option(help="the model to serve: trained and saved last, so it is the newest")
+    ] = "gru4rec",
+    host: Annotated[
+        str, typer.Option(help="address to serve on (the page hands out the demo's keys)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8000,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="serve the demo shop after training")
+    ] = True,
 ) -> None:
-    """Generate the demo shop, train the models, evaluate them and report."""
-    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
+    """Generate the demo shop, train the models, evaluate them, report, then serve the shop."""
+    from nextbest.serving.demo import DEMO_KEYS, check_port, serve_demo, write_demo_keys
 
     setup_logging()
+    names = [name for name, _ in DEMO_MODELS]
+    if serve_model not in names:
+        raise ValueError(f"--serve-model must be one of {', '.join(names)}, not {serve_model!r}")
+    if serve:
+        check_port(host, port)  # now rather than after minutes of training
     home = nextbest_home()
+    served = train_demo_models(home, make_demo_shop(home, events, seed), serve_model)
+    if not serve:
+        return
+    write_demo_keys(home)
+    console.print(f"serving {serve_model} (version {served.name})")
+    address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    console.print(f"demo page: http://{address}:{port}/demo/  (Ctrl+C stops the server)")
+    console.print(f"API keys: {home / DEMO_KEYS}")
+    serve_demo(home, port, host)
+
+
+def make_demo_shop(home: Path, events: int, seed: int) -> Path:
+    """The demo shop's folder under `home`, generated only if it is not there yet."""
+    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
+
     shop_dir = home / "demo-shop"
     if not (shop_dir / "train.tsv").exists():
         with console.status(f"generating the demo shop ({events:,} events)"):
@@ -58,6 +88,11 @@ def demo(
                 generate_demo_shop(DemoShopConfig(seed=seed, n_events=events)), shop_dir
             )
     console.print(f"demo shop: {shop_dir}")
+    return shop_dir
+
+
+def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
+    """Train, evaluate and save every demo model, `serve_model` last; report; return its folder."""
     train = load_train(shop_dir / "train.tsv", skip_bad=False)
     test = Sessions.from_events(
         read_events(shop_dir / "test.tsv"), item_ids=train.item_ids, min_session_length=2
@@ -66,12 +101,14 @@ def demo(
     results: dict[str, EvalResult] = {}
     config = EvalConfig()
     best: tuple[float, Path | None] = (-1.0, None)
-    for name, params in DEMO_MODELS:
+    ordered = sorted(DEMO_MODELS, key=lambda entry: entry[0] == serve_model)  # stable: it goes last
+    for name, params in ordered:
         model, fit_seconds = fit_model(name, params, train)
         result = run_evaluation(model, test, config, train)
         record = result_record(name, config_dict(model), result, fit_seconds)
         records.append(record)
         results[name] = result
+        # the newest version is the one served: serve_model comes last
         folder = save_version(model, home, {"model": name, "metrics": record})
         if record["mrr@20"] > best[0]:
             best = (record["mrr@20"], folder)
@@ -79,3 +116,4 @@ def demo(
     console.print(results_table(*summary_rows(records, config.cutoffs)))
     console.print(f"report: {report}")
     console.print(f"best model by MRR@20: {best[1]}")
+    return folder  # the last saved: serve_model's

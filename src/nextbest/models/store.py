@@ -1,14 +1,18 @@
 """Versioned model folders under `$NEXTBEST_HOME/models/`: train writes, serving reads.
 
-A version is a folder named by its UTC creation time (sortable), written under a temporary
-name and renamed into place, so a reader never sees half a model.
+A version is a folder named by its UTC creation time to the microsecond, then the model name
+("20261122T141503.207114-gru4rec"), written under a temporary name and renamed into place, so
+a reader never sees half a model. A new version always sorts after every existing one, even
+when two are saved within one clock tick or the clock stepped back: the newest saved is the
+one the server serves.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,7 @@ def save_version(model: SessionModel[Any, Any], home: Path, meta: dict[str, Any]
     """Write `model` as a new version folder and return its path."""
     root = home / "models"
     root.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    version = f"{stamp}-{model.name}"
-    suffix = 0
-    while (root / version).exists():
-        suffix += 1
-        version = f"{stamp}.{suffix}-{model.name}"
+    version = f"{_next_stamp(root)}-{model.name}"
     staging = root / f".{version}.tmp"
     model.save(staging)
     (staging / META_FILE).write_text(json.dumps({"version": version, **meta}, indent=2))
@@ -38,11 +37,42 @@ def save_version(model: SessionModel[Any, Any], home: Path, meta: dict[str, Any]
     return root / version
 
 
+STAMP = "%Y%m%dT%H%M%S.%f"
+_STAMP_PATTERN = re.compile(r"^(\d{8}T\d{6})(?:\.(\d+))?-")
+
+
+def _next_stamp(root: Path) -> str:
+    """Now, or just after the newest existing version if that is not earlier."""
+    now = datetime.now(UTC)
+    newest = max((_stamp_of(p.name) for p in root.iterdir()), default=None, key=_key)
+    if newest is not None and newest >= now:
+        now = newest + timedelta(microseconds=1)
+    return now.strftime(STAMP)
+
+
+def _stamp_of(name: str) -> datetime | None:
+    match = _STAMP_PATTERN.match(name)
+    if match is None:
+        return None
+    when = datetime.strptime(match[1], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    fraction = match[2]
+    if fraction is None:
+        return when
+    if len(fraction) == 6:
+        return when + timedelta(microseconds=int(fraction))
+    return when + timedelta(seconds=1)  # an older ".N" suffix: N-th version of that second
+
+
+def _key(stamp: datetime | None) -> datetime:
+    return stamp or datetime.min.replace(tzinfo=UTC)
+
+
 def list_versions(home: Path) -> list[Path]:
     root = home / "models"
     if not root.exists():
         return []
-    return sorted(p for p in root.iterdir() if (p / MODEL_FILE).exists() and p.name[0] != ".")
+    folders = [p for p in root.iterdir() if (p / MODEL_FILE).exists() and p.name[0] != "."]
+    return sorted(folders, key=lambda p: (_key(_stamp_of(p.name)), p.name))
 
 
 def latest_version(home: Path) -> Path | None:

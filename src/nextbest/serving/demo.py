@@ -1,7 +1,9 @@
 """Serving the demo shop: its API keys, its catalog in the database, then the server.
 
-`nextbest demo` calls `serve_demo(home, port)` after training; the keys it serves with are
-in `$NEXTBEST_HOME/demo-keys.json` as {"write": ..., "read": ..., "admin": ...}.
+`nextbest demo` trains, saves the model to serve last (the server serves the newest version),
+then calls `serve_demo(home, port, host)`; the keys it serves with are in
+`$NEXTBEST_HOME/demo-keys.json` as {"write": ..., "read": ..., "admin": ...}, and the page is
+at http://HOST:PORT/demo/ (`/` redirects there).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 import polars as pl
@@ -67,6 +70,22 @@ def _item(row: dict[str, object]) -> Item:
         attributes=json.loads(str(row["attributes"])) if row["attributes"] else {},
         in_stock=bool(row["in_stock"]) if row["in_stock"] is not None else True,
     )
+
+
+def check_port(host: str, port: int) -> None:
+    """ValueError, saying what to do, unless `host:port` can be listened on now."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, not {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot serve on {host}:{port} ({exc.strerror}): pass another --port or --host, "
+                "or --no-serve to train and report only"
+            ) from None
 
 
 def serve_demo(home: Path, port: int = 8000, host: str = "127.0.0.1") -> None:

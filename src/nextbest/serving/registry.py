@@ -35,11 +35,10 @@ ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
 
 def default_classes() -> dict[str, type[SessionModel[Any, Any]]]:
-    """The models the CLI can train (the one place that names them), and GRU4Rec."""
+    """The models the CLI can train: `nextbest.cli.models.MODELS`, the one place naming them."""
     from nextbest.cli.models import MODELS
-    from nextbest.models.gru4rec import GRU4Rec
 
-    return {GRU4Rec.name: GRU4Rec, **MODELS}
+    return dict(MODELS)
 
 
 @dataclass(frozen=True, eq=False)
