@@ -148,6 +148,39 @@ def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
     ]
 
 
+def test_the_sdk_logs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    reply = page.evaluate(
+        """async key => {
+            window.nb = Nextbest.init({writeKey: key, flushInterval: 50});
+            nb.track("view", {item_id: "i03"});  // anonymous, then the login
+            const answer = await nb.identify("u-browser");
+            nb.track("view", {item_id: "i04"});
+            await nb.drain();
+            window.before = nb.sessionId();
+            await nb.logout();
+            nb.track("view", {item_id: "i05"});
+            await nb.drain();
+            return answer;
+        }""",
+        WRITE,
+    )
+    assert reply == {"session_id": page.evaluate("before"), "user_id": "u-browser", "events": 1}
+    before, after = page.evaluate("before"), page.evaluate("nb.sessionId()")
+    assert before != after  # a logout starts a new session
+    log = open_event_log(sqlite_url(home))
+    try:
+        owners = log.session_owners([before, after])
+        events = log.session_events([before, after], last=10)
+    finally:
+        log.close()
+    assert owners == {before: "u-browser"}  # the new session is anonymous
+    assert [(e.item_id, e.user_id) for e in events[before]] == [("i03", None), ("i04", "u-browser")]
+    assert [(e.item_id, e.user_id) for e in events[after]] == [("i05", None)]
+
+
 # what `nextbest demo` runs once the models are trained (tests/test_demo.py checks that it does)
 SERVE_DEMO = (
     "import sys, pathlib, nextbest.serving.demo as demo; "
