@@ -229,3 +229,10 @@ def test_sqlite_log_refuses_a_schema(tmp_path: Path) -> None:
         open_event_log(sqlite_url(tmp_path), schema="nope")
     with pytest.raises(ValueError, match="unsupported database URL"):
         open_event_log("mysql://x")
+
+
+def test_only_sqlite_promises_commits_in_seq_order(
+    log: EventLog, backend: tuple[str, str | None]
+) -> None:
+    assert log.commits_in_seq_order == backend[0].startswith("sqlite")
+    assert GroupCommitLog(log).commits_in_seq_order == log.commits_in_seq_order

@@ -9,7 +9,7 @@ from serving_helpers import ADMIN, TestClient, auth, item, recommend, send, view
 
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import Event
-from nextbest.serving.trends import Trends
+from nextbest.serving.trends import LOOKBACK, Trends
 
 
 def add_new_items(client: TestClient, *ids: str) -> None:
@@ -81,7 +81,8 @@ def test_trends_count_an_event_that_commits_after_a_later_one(
 ) -> None:
     """PostgreSQL can make seq 2 visible after seq 3: the next refresh still counts it."""
     log = open_event_log(sqlite_url(tmp_path))
-    trends = Trends(log)
+    assert Trends(log).lookback == 0  # SQLite commits in order: no need to look back
+    trends = Trends(log, lookback=LOOKBACK)
     log.append(
         [Event(event_id=f"e{k}", type="view", session_id=f"s{k}", item_id=i, timestamp=1.0)
          for k, i in enumerate(["a", "late", "b"])]

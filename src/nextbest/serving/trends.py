@@ -15,6 +15,7 @@ On PostgreSQL, a `seq` can become visible after a higher one (concurrent transac
 out of order). So each refresh reads again from `LOOKBACK` positions behind the last one read
 and takes only the events it has not seen: an event that commits late is counted, unless more
 than `LOOKBACK` events committed meanwhile (commits take milliseconds; that is a large margin).
+SQLite has one writer at a time, so there it reads only what is new.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ LOOKBACK = 1_000  # log positions read again at each refresh, for late commits
 
 class Trends:
     def __init__(
-        self, log: EventLog, window_events: int = 200_000, max_sessions: int = 100_000
+        self,
+        log: EventLog,
+        window_events: int = 200_000,
+        max_sessions: int = 100_000,
+        lookback: int | None = None,
     ) -> None:
         if window_events < 1 or max_sessions < 1:
             raise ValueError(
@@ -41,6 +46,9 @@ class Trends:
         self.log = log
         self.window_events = window_events
         self.max_sessions = max_sessions
+        self.lookback = (
+            lookback if lookback is not None else (0 if log.commits_in_seq_order else LOOKBACK)
+        )
         self.seq = 0  # the highest log position read
         self._recent: deque[int] = deque()  # positions read within LOOKBACK of `seq`, in order
         self._recent_set: set[int] = set()
@@ -61,14 +69,14 @@ class Trends:
     def refresh(self, page: int = 20_000) -> int:
         """Read the events logged since the last refresh; returns how many were new."""
         total = 0
-        cursor = max(0, self.seq - LOOKBACK)
+        cursor = max(0, self.seq - self.lookback)
         while True:
             events = self.log.read_after(cursor, page)
             if not events:
                 break
             with self._lock:
                 for event in events:
-                    if event.seq in self._recent_set or event.seq <= self.seq - LOOKBACK:
+                    if event.seq in self._recent_set or event.seq <= self.seq - self.lookback:
                         continue  # read before (or too late to matter)
                     self._add(event)
                     self._remember(event.seq)
@@ -86,7 +94,7 @@ class Trends:
         self.seq = max(self.seq, seq)
         self._recent.append(seq)
         self._recent_set.add(seq)
-        while self._recent and self._recent[0] <= self.seq - LOOKBACK:
+        while self._recent and self._recent[0] <= self.seq - self.lookback:
             self._recent_set.discard(self._recent.popleft())
 
     def _add(self, event: LoggedEvent) -> None:

@@ -75,6 +75,10 @@ def event_row(event: Event, received_at: float) -> dict[str, object]:
 class EventLog(ABC):
     """An append-only event log; appends are idempotent on `event_id`."""
 
+    # True where an event never becomes visible after one with a higher `seq` (one writer at
+    # a time, as SQLite); followers of the log then need not look back for late commits.
+    commits_in_seq_order: bool = False
+
     @abstractmethod
     def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
         """Store the events not logged yet, in order, and commit before returning.

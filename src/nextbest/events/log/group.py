@@ -34,6 +34,7 @@ class GroupCommitLog(EventLog):
         if max_group_events < 1:
             raise ValueError(f"max_group_events must be >= 1, not {max_group_events}")
         self.log = log
+        self.commits_in_seq_order = log.commits_in_seq_order
         self.max_group_events = max_group_events
         self._queue: queue.SimpleQueue[tuple[list[Event], float | None, Future[AppendResult]]]
         self._queue = queue.SimpleQueue()

@@ -44,6 +44,7 @@ class SqlEventLog(EventLog):
         if schema is not None and engine.dialect.name != "postgresql":
             raise ValueError(f"a database schema ({schema!r}) needs PostgreSQL; SQLite has none")
         self.engine = engine
+        self.commits_in_seq_order = engine.dialect.name == "sqlite"  # one writer at a time
         tables = log_tables(schema)
         self.metadata, self.events, self.identities = (
             tables.metadata,
