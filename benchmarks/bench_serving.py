@@ -328,15 +328,24 @@ def cpu_seconds(pids: set[int]) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def others_cpu(result: dict[str, Any], name: str, pids: set[int]) -> Iterator[None]:
-    """Note the load average, and the CPU that processes other than ours used meanwhile."""
+def others_cpu(
+    result: dict[str, Any], name: str, pids: set[int], server: int | None = None
+) -> Iterator[None]:
+    """Note the load average, and the CPU that processes other than ours used meanwhile; and
+    the CPU seconds of the server (`server`: its pid, workers included), which depend far
+    less on what else runs than latencies do."""
     result["load"][name] = load()
     busy, ours = cpu_seconds(pids)
+    server_before = cpu_seconds({server})[1] if server else 0.0
     started = time.perf_counter()
     yield
     busy2, ours2 = cpu_seconds(pids)
     elapsed = time.perf_counter() - started
     result["other_cpu"][name] = round(max(0.0, (busy2 - busy) - (ours2 - ours)) / elapsed, 2)
+    if server:
+        result.setdefault("server_cpu_s", {})[name] = round(
+            cpu_seconds({server})[1] - server_before, 2
+        )
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -448,7 +457,8 @@ def main() -> None:
         ours = {os.getpid(), server.pid}
         runs = []
         for run in range(args.runs):  # this VM's speed drifts: one run can mislead
-            with others_cpu(result, f"recommendations #{run + 1}", ours), quiet_collector():
+            name = f"recommendations #{run + 1}"
+            with others_cpu(result, name, ours, server.pid), quiet_collector():
                 runs.append(
                     asyncio.run(
                         recommendations_at_rate(port, items, args.rate, args.seconds, warmup=3.0)
@@ -457,7 +467,7 @@ def main() -> None:
         result["recommendation_runs"] = runs
         by_p99 = sorted(runs, key=lambda r: r["recommendation"]["p99_ms"])
         result["recommendations"] = by_p99[len(by_p99) // 2]  # the median run
-        with others_cpu(result, "events", ours), quiet_collector():
+        with others_cpu(result, "events", ours, server.pid), quiet_collector():
             result["events"] = asyncio.run(events_flat_out(port, items, args.seconds, 100))
     finally:
         server.send_signal(signal.SIGTERM)

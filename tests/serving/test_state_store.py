@@ -129,3 +129,30 @@ def test_bad_settings_are_refused() -> None:
         MemoryStateStore(ttl_seconds=0)
     with pytest.raises(ValueError, match="NEXTBEST_REDIS_URL"):
         open_state_store("http://localhost", 10.0)
+
+
+def test_an_update_from_a_stale_guess_sees_the_other_workers_value(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    mine, theirs = open_state_store(url, 60.0, prefix), open_state_store(url, 60.0, prefix)
+    try:
+        put(mine, {"s": b"1"})
+        assert mine.guess_many(["s"]) == [b"1"]  # from this process's copy
+        put(theirs, {"s": b"2"})  # another worker writes meanwhile
+        guess = mine.guess_many(["s"])
+        assert guess == [b"1"]  # stale, and that is allowed
+        seen: list[list[bytes | None]] = []
+
+        def append(current: list[bytes | None]) -> list[bytes | None]:
+            seen.append(current)
+            return [(current[0] or b"") + b"+"]
+
+        assert mine.update(["s"], append, guess) == [b"2+"]
+        assert seen == [[b"1"], [b"2"]]  # tried the guess, then the real value
+        assert theirs.get_many(["s"]) == [b"2+"]
+        mine.delete(["s"])
+        assert mine.guess_many(["s"]) == [None]  # forgotten here too, and absent there
+    finally:
+        mine.close()
+        theirs.close()

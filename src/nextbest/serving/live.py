@@ -174,7 +174,7 @@ class LiveState:
             by_session[event.session_id].append(Applied.of(event, seq))
         sessions = list(by_session)
         keys = [SESSION_KEY + session for session in sessions]
-        values = self.store.get_many(keys)
+        values = self.store.guess_many(keys)  # `update` corrects a stale guess
         personal = remembers_users(model)
 
         def needs_rebuild(session: str, value: bytes | None) -> bool:
@@ -192,8 +192,13 @@ class LiveState:
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             records, pending = [], []
             for session, value in zip(sessions, current, strict=True):
-                if session in rebuilt:
-                    records.append(rebuilt[session])
+                fresh = rebuilt.get(session)
+                if fresh is not None and _usable(value, model):
+                    assert value is not None
+                    if decode_session(value).last_seq > fresh.last_seq:
+                        fresh = None  # another writer got further since the rebuild
+                if fresh is not None:
+                    records.append(fresh)
                 elif _usable(value, model):
                     assert value is not None
                     records.append(decode_session(value))

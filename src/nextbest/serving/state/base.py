@@ -44,6 +44,12 @@ class StateStore(ABC):
         expire (a bounded store may still drop the least recently written).
         """
 
+    def guess_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values to start an `update` from: what this process saw last, which may be stale
+        (`update` then reads and computes again). A store with a network round trip per read
+        keeps such a copy to save it; by default, the current values."""
+        return self.get_many(keys)
+
     @abstractmethod
     def delete(self, keys: Sequence[str]) -> None:
         """Forget these keys."""

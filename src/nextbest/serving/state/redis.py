@@ -5,11 +5,16 @@ for lasting values (user states). `update`
 is optimistic compare-and-set: read the keys (or take the values the caller just read),
 compute, then one Lua script checks that every key still holds what was read and writes the
 new values, atomically. If another worker wrote one of them in between, nothing is written
-and the update starts again on the new values. Two round trips in the common case.
+and the update starts again on the new values. Two round trips in the common case, one when
+the caller starts from `guess_many`: the values this process last read or wrote, kept for the
+most recent `LOCAL_COPIES` keys (a session's events usually reach the worker that handled its
+previous ones; when another worker wrote in between, the compare fails and costs a read).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import redis
@@ -17,6 +22,7 @@ import redis
 from nextbest.serving.state.base import Compute, StateStore
 
 MAX_RETRIES = 50
+LOCAL_COPIES = 50_000  # keys whose last seen value this process keeps (see guess_many)
 
 # KEYS: the keys. ARGV[1]: expiry in ms ("0": none); then per key an expected value and a new value,
 # each "0" (expected: absent; new: leave as is) or "1" followed by the bytes.
@@ -59,6 +65,26 @@ class RedisStateStore(StateStore):
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
         )
         self._compare_and_set = self.client.register_script(COMPARE_AND_SET)
+        self._seen: OrderedDict[str, bytes] = OrderedDict()  # key -> last value read/written
+        self._seen_lock = threading.Lock()
+
+    def _note(self, keys: Sequence[str], values: Sequence[bytes | None]) -> None:
+        with self._seen_lock:
+            for key, value in zip(keys, values, strict=True):
+                if value is None:
+                    self._seen.pop(key, None)
+                else:
+                    self._seen[key] = value
+                    self._seen.move_to_end(key)
+            while len(self._seen) > LOCAL_COPIES:
+                self._seen.popitem(last=False)
+
+    def guess_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._seen_lock:
+            guesses = [self._seen.get(key) for key in keys]
+        if all(guess is not None for guess in guesses):
+            return guesses
+        return self.get_many(keys)  # a key never seen here: ask (it may well exist)
 
     def _keys(self, keys: Sequence[str]) -> list[str]:
         return [self.prefix + key for key in keys]
@@ -66,7 +92,9 @@ class RedisStateStore(StateStore):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return _as_bytes(self.client.mget(self._keys(keys)))
+        values = _as_bytes(self.client.mget(self._keys(keys)))
+        self._note(keys, values)
+        return values
 
     def update(
         self,
@@ -87,7 +115,9 @@ class RedisStateStore(StateStore):
             for before, after in zip(seen, new, strict=True):
                 arguments += [_tagged(before), _tagged(after)]
             if self._compare_and_set(keys=full, args=arguments) == 0:
-                return [n if n is not None else c for n, c in zip(new, seen, strict=True)]
+                stored = [n if n is not None else c for n, c in zip(new, seen, strict=True)]
+                self._note(keys, stored)
+                return stored
             seen = self.get_many(keys)  # another writer came first: start from what it wrote
         raise RuntimeError(
             f"{len(keys)} state key(s) kept changing: gave up after {MAX_RETRIES} tries"
@@ -95,12 +125,15 @@ class RedisStateStore(StateStore):
 
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
+            self._note(keys, [None] * len(keys))
             self.client.delete(*self._keys(keys))
 
     def ping(self) -> None:
         self.client.ping()
 
     def close(self) -> None:
+        with self._seen_lock:
+            self._seen.clear()
         self.client.close()
 
 
