@@ -90,3 +90,27 @@ def test_demo_shop_writes_the_documented_files(tmp_path: Path) -> None:
         assert (out / name).exists(), name
     header = (out / "train.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["SessionId", "ItemId", "Time", "UserId", "EventType"]
+
+
+def test_generic_import_with_a_separator_and_a_null_value(tmp_path: Path) -> None:
+    source = tmp_path / "views.csv"
+    source.write_text(
+        "session_id;user_id;item_id;timeframe\n1;NA;81766;526\n1;NA;31331;1031\n2;u7;81766;40\n"
+    )
+    out = tmp_path / "events.parquet"
+    args = ["data", "import", str(source), "-f", "generic", "--out", str(out), "--separator", ";",
+            "--null-value", "NA", "--time-format", "ms", "--column", "session_id=session_id",
+            "--column", "user_id=user_id", "--column", "item_id=item_id",
+            "--column", "timestamp=timeframe"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    events = pl.read_parquet(out).sort("timestamp")
+    assert events["user_id"].to_list() == ["u7", None, None]  # "NA" is an anonymous visitor
+    assert events["timestamp"].to_list() == [0.04, 0.526, 1.031]
+    refused = runner.invoke(
+        app,
+        ["data", "import", str(source), "-f", "rees46", "--out", str(out), "--null-value", "NA"],
+    )
+    assert (
+        refused.exit_code == 2 and "--null-value only apply to --format generic" in refused.output
+    )

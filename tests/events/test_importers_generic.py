@@ -58,6 +58,27 @@ def test_user_column_without_sessions(tmp_path: Path) -> None:
     ]
 
 
+def test_null_values_mean_missing(tmp_path: Path) -> None:
+    """`NA` for an anonymous visitor is a null user; in a required column it is malformed."""
+    path = write(tmp_path, "s;u;i;t;p\n1;NA;7;10;NA\n1; NA ;8;11;2.5\n2;u9;NA;12;1\n3;NAB;9;13;1\n")
+    columns = {"session_id": "s", "user_id": "u", "item_id": "i", "timestamp": "t", "value": "p"}
+    result = import_generic(
+        path, columns=columns, separator=";", null_values=["NA"], on_error="skip"
+    )
+    assert result.events.select("session_id", "user_id", "item_id", "value").rows() == [
+        ("1", None, "7", None),
+        ("1", None, "8", 2.5),
+        ("3", "NAB", "9", 1.0),
+    ]
+    assert [bad.reason for bad in result.report.bad_rows] == ["column 'i' is empty"]
+    # Without the option "NA" is a user id like any other, and a value that is not a number.
+    plain = import_generic(path, columns=columns, separator=";", on_error="skip")
+    assert plain.events["user_id"].to_list() == [" NA ", "u9", "NAB"]
+    # A single string is one null value, not a set of characters.
+    one = import_generic(path, columns=columns, separator=";", null_values="NA", on_error="skip")
+    assert one.events.equals(result.events)
+
+
 def test_strptime_format_and_constant_type(tmp_path: Path) -> None:
     path = write(tmp_path, "s,i,t\n1,2,01/10/2019 00:00:10\n")
     columns = {"session_id": "s", "item_id": "i", "timestamp": "t"}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from nextbest.events.importers import (
     import_diginetica,
+    import_generic,
     import_gru4rec,
     import_movielens,
     import_otto,
@@ -73,6 +75,41 @@ def test_retailrocket_raw_sample() -> None:
     ).events
     assert events.height == 10_080
     assert set(events["type"]) == {"view"}
+
+
+def test_generic_importer_reads_the_user_samples() -> None:
+    """Any file with a user column: the samples through the generic importer, with their users."""
+    views = SHARED / "diginetica_raw_sample" / "sample_train-item-views.csv"
+    diginetica = import_generic(
+        views,
+        columns={
+            "session_id": "session_id",
+            "user_id": "user_id",
+            "item_id": "item_id",
+            "timestamp": "timeframe",
+        },
+        time_format="ms",
+        separator=";",
+        null_values=["NA"],
+    ).events
+    expected = import_diginetica(views).events
+    assert diginetica.height == expected.height == 12_391
+    assert diginetica["user_id"].to_list() == expected["user_id"].to_list()
+    assert 0 < diginetica["user_id"].null_count() < diginetica.height
+    retailrocket = import_generic(
+        SHARED / "retailrocket_raw_sample" / "sample_retailrocket.csv",
+        columns={
+            "session_id": "session_id",
+            "user_id": "user_id",
+            "item_id": "item_id",
+            "timestamp": "timestamp",
+        },
+        separator="\t",
+    ).events
+    assert retailrocket.height == 10_080
+    assert retailrocket["user_id"].null_count() == 0
+    per_user = retailrocket.group_by("user_id").agg(pl.col("session_id").n_unique())
+    assert (per_user["session_id"] >= 2).sum() > 200  # returning users for the user protocol
 
 
 def test_rees46_sample() -> None:

@@ -23,6 +23,17 @@ def import_(
         list[str] | None,
         typer.Option(help="generic format: OUR_COLUMN=FILE_COLUMN (repeatable)"),
     ] = None,
+    null_value: Annotated[
+        list[str] | None,
+        typer.Option(help='generic format: a cell text meaning "missing", e.g. NA (repeatable)'),
+    ] = None,
+    separator: Annotated[
+        str | None, typer.Option(help="generic format: the CSV separator (default ,)")
+    ] = None,
+    time_format: Annotated[
+        str | None,
+        typer.Option(help="generic format: s, ms, iso or a strftime pattern (default s)"),
+    ] = None,
 ) -> None:
     """Import a public dataset file into nextbest's event table."""
     from nextbest.events.importers import FORMATS, import_file
@@ -36,6 +47,12 @@ def import_(
         if len(mapping) != len(column):
             raise ValueError("--column takes OUR_COLUMN=FILE_COLUMN")
         options["columns"] = mapping
+    generic_only = {"null_values": null_value, "separator": separator, "time_format": time_format}
+    given = {key: value for key, value in generic_only.items() if value}
+    if given and format != "generic":
+        names = ", ".join("--" + key.replace("_", "-").removesuffix("s") for key in given)
+        raise ValueError(f"{names} only apply to --format generic")
+    options.update(given)
     with console.status(f"importing {path}"):
         result = import_file(format, path, on_error="skip" if skip_bad else "raise", **options)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@
     write_demo_shop(shop, "demo-shop/")
 
 What it plants (category tree, complements, durables and consumables, users' tastes, session
-intents, searches, a day/night rhythm) is described in docs/demo-shop.md; the fixed world is
-in `taxonomy.py`.
+intents, searches, a day/night rhythm, and returning users who come back to what they compared)
+is described in docs/demo-shop.md; the fixed world is in `taxonomy.py`.
 """
 
 from nextbest.data.demo_shop.config import DemoShopConfig

@@ -1,8 +1,10 @@
-"""The demo shop's settings: a few sizes and a seed; the planted structure is in `taxonomy.py`.
+"""The demo shop's settings: a few sizes, a seed, and how strongly shoppers' habits show.
 
 The defaults make the embedded dataset every part of nextbest is shown on: one million events
 over 45 days of a shop with 4,000 items and 10,000 registered users (about nine sessions each)
-beside anonymous visitors.
+beside anonymous visitors. The fixed world (categories, complements, brands) is in
+`taxonomy.py`; the habits below are the cross-session behaviour a single session cannot show,
+each one a knob so its effect can be measured by turning it off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ class DemoShopConfig:
     test_days: int = 2  # sessions starting in the last `test_days` days form the test split
     anonymous_share: float = 0.4  # share of sessions without a user_id
     start: float = DEFAULT_START  # Unix time of the period's first second (UTC)
+    # A returning user whose last visit researched a leaf category without buying goes back to
+    # it with this probability (times a factor by kind: durables are researched longest).
+    research_share: float = 0.7
+    # ... and there, this share of the views reopens items compared on earlier visits.
+    research_revisit: float = 0.5
+    # Bonus (a log-odds scale) for a user's favourite brands when choosing among items; the
+    # brand of the item just seen gets 1.2, so above that a user's brand outlasts the session.
+    brand_loyalty: float = 2.0
+    # Share of sessions that open on a bestseller or a deal of the day from the home page
+    # before their intent shows.
+    teaser_share: float = 0.2
 
     def __post_init__(self) -> None:
         _check_int("seed", self.seed, 0, 2**63 - 1)
@@ -41,6 +54,10 @@ class DemoShopConfig:
         _check_int("test_days", self.test_days, 1, self.days - 1)
         _check_float("anonymous_share", self.anonymous_share, 0.0, 1.0)
         _check_float("start", self.start, 0.0, 4_102_444_800.0)  # up to the year 2100
+        _check_float("research_share", self.research_share, 0.0, 1.0)
+        _check_float("research_revisit", self.research_revisit, 0.0, 1.0)
+        _check_float("brand_loyalty", self.brand_loyalty, 0.0, 10.0)
+        _check_float("teaser_share", self.teaser_share, 0.0, 1.0)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

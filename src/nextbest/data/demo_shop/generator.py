@@ -57,7 +57,7 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
         len(plan.start),
         time.perf_counter() - started,
     )
-    arrays = simulate(catalog, vocabulary, users, plan, rng)
+    arrays = simulate(catalog, vocabulary, users, plan, config, rng)
     logger.info(
         "demo shop: %d events simulated (%.1fs)", len(arrays.type), time.perf_counter() - started
     )

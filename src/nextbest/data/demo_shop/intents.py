@@ -1,10 +1,11 @@
 """Where a shopper's interest goes: a leaf category per step, for every active session at once.
 
 A session starts with an intent (a registered user's favourite, a consumable that is due, a
-complement of something just bought, or any popular leaf) and drifts from it: mostly it stays,
-sometimes it moves to a complement, a sibling under the same parent, back to where the session
-began, or to another taste. A leaf whose durable the user already bought is blocked; interest
-headed there moves on to that leaf's complements instead.
+complement of something just bought, the leaf of an unfinished research, or any popular leaf)
+and drifts from it: mostly it stays, sometimes it moves to a complement, a sibling under the
+same parent, back to where the session began, or to another taste. A leaf whose durable the
+user already bought is blocked; interest headed there moves on to that leaf's complements
+instead.
 """
 
 from __future__ import annotations
@@ -144,12 +145,17 @@ def start_intents(
     state: UserState,
     rows: IntArray,
     favourites: IntArray,
+    back: IntArray,
     t: FloatArray,
     rng: np.random.Generator,
 ) -> tuple[IntArray, IntArray]:
-    """[n] each new session's first leaf, and [n] the consumable it came to rebuy (-1 if not)."""
+    """[n] each new session's first leaf, and [n] the consumable it came to rebuy (-1 if not).
+
+    `back` is the leaf of a research the session goes back to (-1 if none, see `research.py`).
+    """
     n = len(rows)
     leaf = taste_leaf(catalog, favourites, rng)
+    leaf = np.where(back >= 0, back, leaf)
     recent = (
         (state.durable_leaf[rows] >= 0)
         & (t - state.durable_time[rows] < AFTER_DURABLE)

@@ -1,8 +1,9 @@
 """Which item a shopper opens within a leaf category, for every deciding session at once.
 
 A pick draws a few candidates by the leaf's (long-tailed) popularity and keeps the one the
-shopper likes best: the brand of the item they just saw, a favourite brand, a price near their
-band (and near the last item's price), plus Gumbel noise so the choice stays random. Drawing
+shopper likes best: the brand of the item they just saw, a favourite brand (by the shop's
+`brand_loyalty`), a price near their band (and near the last item's price), plus Gumbel noise
+so the choice stays random. Drawing
 by popularity and then choosing by score samples roughly from popularity x exp(affinity),
 without a per-session distribution over the whole leaf.
 """
@@ -18,7 +19,6 @@ from nextbest.data.demo_shop.sampling import FloatArray, IntArray, best_of, samp
 CANDIDATES = 8  # items weighed per browsing step
 CLICK_CANDIDATES = 12  # search results weighed per click (more, so the query's brand shows up)
 SAME_BRAND = 1.2  # bonus for the brand of the item just seen
-FAVOURITE_BRAND = 0.8  # bonus for one of the user's favourite brands
 PRICE_WIDTH = 0.4  # how far (in log price) from the wanted band an item still appeals
 QUERY_BRAND = 4.0  # a result of the brand the query names
 QUERY_COLOUR = 3.0  # a result of the colour the query names
@@ -31,12 +31,14 @@ def pick_in_leaf(
     last: IntArray,
     price_level: FloatArray,
     favourite_brands: IntArray,
+    brand_loyalty: float,
     rng: np.random.Generator,
     k: int = CANDIDATES,
 ) -> IntArray:
     """[n] an item of each leaf.
 
-    `last` is the previous item (-1 if none); `favourite_brands` is [n, 2].
+    `last` is the previous item (-1 if none); `favourite_brands` is [n, 2], and an item of one
+    of them gets `brand_loyalty` added to its score.
     """
     candidates = sample_blocks(
         catalog.item_cum, catalog.leaf_start[leaves], catalog.leaf_end[leaves], k, rng
@@ -47,7 +49,7 @@ def pick_in_leaf(
     last_brand = np.where(has_last, catalog.item_brand[safe_last], NO_BRAND)  # [n]
     score = rng.gumbel(size=candidates.shape)  # [n, k]
     score += SAME_BRAND * (brand == last_brand[:, None])
-    score += FAVOURITE_BRAND * (brand[:, :, None] == favourite_brands[:, None, :]).any(axis=2)
+    score += brand_loyalty * (brand[:, :, None] == favourite_brands[:, None, :]).any(axis=2)
     # Near the user's band, and near the last item's price when it is of the same leaf.
     near_last = has_last & (catalog.item_leaf[safe_last] == leaves)
     target = np.where(
@@ -63,6 +65,7 @@ def pick_result(
     queries: IntArray,
     price_level: FloatArray,
     favourite_brands: IntArray,
+    brand_loyalty: float,
     rng: np.random.Generator,
 ) -> IntArray:
     """[n] the search result clicked for each query: of its leaf, its brand and its colour."""
@@ -82,7 +85,7 @@ def pick_result(
     score += QUERY_COLOUR * (
         (catalog.item_colour[candidates] == colour[:, None]) & (colour >= 0)[:, None]
     )
-    score += FAVOURITE_BRAND * (
+    score += brand_loyalty * (
         catalog.item_brand[candidates][:, :, None] == favourite_brands[:, None, :]
     ).any(axis=2)
     score -= (catalog.item_rel_price[candidates] - price_level[:, None]) ** 2 / (2 * PRICE_WIDTH**2)

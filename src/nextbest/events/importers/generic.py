@@ -10,11 +10,16 @@ whose values are our type names or are translated by `type_map`.
 `time_format` is "s" or "ms" (epoch numbers), "iso" (ISO 8601 text; without an offset it is
 UTC), or a strptime format such as "%d/%m/%Y %H:%M". Parquet integer columns become exact
 string ids; a float id column is refused, because a float id may already have lost digits.
+
+An empty cell is a missing value. `null_values` names more cell texts that mean "missing",
+such as `NA` for an anonymous visitor's user id: such a user_id, value, query, placement or
+device becomes null, and such a session id, item id (of an event that needs one) or time is a
+malformed row, as an empty one is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -71,8 +76,11 @@ def _epoch_seconds(time_format: str) -> pl.Expr:
     return seconds(moment.dt.epoch("us"), 1_000_000)
 
 
-def _or_null(name: str) -> pl.Expr:
-    return pl.when(blank(name)).then(None).otherwise(pl.col(name))
+def _missing(name: str, null_values: Collection[str]) -> pl.Expr:
+    """True where a field is empty or one of the texts that mean "missing"."""
+    if not null_values:
+        return blank(name)
+    return blank(name) | pl.col(name).str.strip_chars().is_in(list(null_values))
 
 
 def _plan(
@@ -81,9 +89,17 @@ def _plan(
     event_type: str,
     type_map: Mapping[str, str],
     stem: str,
+    null_values: Collection[str] = (),
 ) -> tuple[list[pl.Expr], list[pl.Expr]]:
     """The checks and the output columns, over string columns named by our fields."""
     label = dict(columns)
+
+    def or_null(name: str) -> pl.Expr:
+        return pl.when(_missing(name, null_values)).then(None).otherwise(pl.col(name))
+
+    def present(name: str) -> pl.Expr:
+        return pl.when(_missing(name, null_values)).then(pl.lit(f"column {label[name]!r} is empty"))
+
     kind = pl.lit(event_type)
     checks = []
     if "type" in columns:
@@ -92,11 +108,11 @@ def _plan(
         # default=None: the checks see unknown values too; they never reach the output
         kind = pl.col("type").replace_strict(dict(allowed), default=None, return_dtype=pl.String)
     session = "session_id" if "session_id" in columns else "user_id"
-    checks.append(non_empty(session, label[session]))
+    checks.append(present(session))
     if "event_id" in columns:
         checks.append(non_empty("event_id", label["event_id"]))
     needs_item = ~kind.is_in(list(ITEMLESS_EVENT_TYPES))
-    checks.append(pl.when(needs_item).then(non_empty("item_id", label["item_id"])))
+    checks.append(pl.when(needs_item).then(present("item_id")))
     bad_time = pl.concat_str(
         [
             pl.lit(f"column {label['timestamp']!r} is not a time ({time_format}): '"),
@@ -106,18 +122,19 @@ def _plan(
     )
     checks.append(pl.when(_epoch_seconds(time_format).is_null()).then(bad_time))
     if "value" in columns:
-        checks.append(number("value", label["value"], optional=True))
+        value_check = number("value", label["value"], optional=True)
+        checks.append(pl.when(~_missing("value", null_values)).then(value_check))
     select = [
         pl.col("event_id") if "event_id" in columns else event_ids(stem),
         kind.alias("type"),
         pl.col(session).alias("session_id"),
-        _or_null("item_id").alias("item_id"),
-        (_or_null("user_id") if "user_id" in columns else pl.lit(None)).alias("user_id"),
+        or_null("item_id").alias("item_id"),
+        (or_null("user_id") if "user_id" in columns else pl.lit(None)).alias("user_id"),
         _epoch_seconds(time_format).alias("timestamp"),
     ]
     if "value" in columns:
-        select.append(_or_null("value").cast(pl.Float64).alias("value"))
-    select += [_or_null(name).alias(name) for name in _OPTIONAL_TEXT if name in columns]
+        select.append(or_null("value").cast(pl.Float64).alias("value"))
+    select += [or_null(name).alias(name) for name in _OPTIONAL_TEXT if name in columns]
     return checks, select
 
 
@@ -158,17 +175,24 @@ def import_generic(
     type_map: Mapping[str, str] | None = None,
     separator: str = ",",
     quote_char: str | None = '"',
+    null_values: Collection[str] = (),
     on_error: OnError = "raise",
 ) -> ImportResult:
-    """Import a CSV (any single-character `separator`) or a Parquet file (by its suffix)."""
+    """Import a CSV (any single-character `separator`) or a Parquet file (by its suffix).
+
+    `null_values`: cell texts that mean "missing" besides an empty cell, e.g. `("NA",)`.
+    """
     path = Path(path)
     type_map = dict(type_map or {})
+    if isinstance(null_values, str):  # "NA" would otherwise mean {"N", "A"}
+        null_values = (null_values,)
+    null_values = tuple(null_values)
     _check_options(columns, time_format, event_type, type_map)
     if path.suffix.lower() in PARQUET_SUFFIXES:
         rows = RowFilter(path, on_error, unit="row")
         table, epoch = _parquet_as_text(path, columns)
         checks, select = _plan(
-            columns, "s" if epoch else time_format, event_type, type_map, path.stem
+            columns, "s" if epoch else time_format, event_type, type_map, path.stem, null_values
         )
         rows.rows_read = table.height
         events = rows.keep(table, checks).select(select)
@@ -178,7 +202,7 @@ def import_generic(
     rows = RowFilter(path, on_error)
     header = read_header(path, rows, separator, quote_char)
     fields = locate_columns(rows, header, columns)
-    checks, select = _plan(columns, time_format, event_type, type_map, path.stem)
+    checks, select = _plan(columns, time_format, event_type, type_map, path.stem, null_values)
     events = read_table(
         path,
         rows,
