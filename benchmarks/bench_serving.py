@@ -239,6 +239,7 @@ async def recommendations_at_rate(
     elapsed = loop.time() - begin
     return {
         "rate_per_s": rate,
+        "seconds_with_warmup": warmup + seconds,
         "achieved_per_s": round(total / elapsed, 1),
         "recommendation": _summary([t[1] for t in timings]),
         "event": _summary([t[0] for t in timings]),
@@ -374,6 +375,21 @@ def markdown(result: dict[str, Any]) -> str:
             ", ".join(
                 f"{run['recommendation']['p50_ms']} / {run['recommendation']['p99_ms']}"
                 for run in result["recommendation_runs"]
+            )
+            + " ms",
+            "",
+            "",
+        ),
+        (
+            "server CPU (both workers) per event + recommendation pair, per run",
+            "mean",
+            ", ".join(
+                f"{1000 * seconds / (r['rate_per_s'] * run['seconds_with_warmup']):.2f}"
+                for seconds, run in zip(
+                    [v for k, v in result.get("server_cpu_s", {}).items() if k != "events"],
+                    result["recommendation_runs"],
+                    strict=False,
+                )
             )
             + " ms",
             "",
