@@ -20,33 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from nextbest.models.gru4rec.config import GRU4RecConfig, Loss
+from nextbest.models.gru4rec.config import GRU4RecConfig
 
 Propagation = Literal["init", "all"]
 PROPAGATIONS: tuple[str, ...] = ("init", "all")
 
 
 @dataclass(frozen=True)
-class HGRU4RecConfig:
-    # -- the session path: exactly GRU4Rec's parameters ---------------------------------------
-    loss: Loss = "cross-entropy"
-    layers: tuple[int, ...] = (100,)
-    embedding: int = 0
-    constrained_embedding: bool = True
-    n_epochs: int = 10
-    batch_size: int = 64
-    dropout_p_embed: float = 0.0
-    dropout_p_hidden: float = 0.0
-    learning_rate: float = 0.05
-    momentum: float = 0.0
-    n_sample: int = 2048
-    sample_alpha: float = 0.5
-    bpreg: float = 1.0
-    logq: float = 0.0
-    elu_param: float = 0.5
-    final_act: str | None = None
-    seed: int = 42
-    threads: int = 1
+class HGRU4RecConfig(GRU4RecConfig):
+    """GRU4Rec's fields (the session path, inherited) and the user level's."""
+
     # -- the user level ----------------------------------------------------------------------
     user_layer: int = 100
     user_propagation: Propagation = "init"
@@ -55,9 +38,8 @@ class HGRU4RecConfig:
     dropout_p_init: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
         try:
-            self.session_config()  # GRU4Rec's own checks, naming the field
+            super().__post_init__()  # GRU4Rec's own checks, naming the field
         except ValueError as exc:
             raise ValueError(str(exc).replace("GRU4Rec parameter", "HGRU4Rec parameter")) from None
         _check(self.user_layer >= 1, "user_layer", self.user_layer, "an integer >= 1")
