@@ -61,15 +61,26 @@ class Plan:
 
 def plan(sessions: Sessions, batch_size: int) -> Plan:
     """Lay out the session-parallel walk over `sessions` in their stored (time) order."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     starts = sessions.offsets[:-1]
     ends = sessions.offsets[1:]
     queue = np.flatnonzero(ends - starts >= 2)  # sessions with at least one target
-    width = min(batch_size, len(queue))
-    position = starts[queue[:width]].copy()  # [B] current event of each slot
-    end = ends[queue[:width]].copy()  # [B] one past each slot's session
-    waiting = width  # next session of the queue to hand out
+    # a slot feeds a session's events that have a next one: [start, end - 1)
+    return Plan(*walk_slots(starts[queue], ends[queue] - 1, batch_size))
+
+
+def walk_slots(
+    starts: np.ndarray, ends: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None], list[np.ndarray | None]]:
+    """`batch_size` slots walk the ranges [starts[k], ends[k]) in order of k, one position per
+    mini-batch; a slot whose range is done takes the next range (a reset), and is removed
+    when none is left (the batch shrinks). Returns (positions, offsets, keeps, resets) as
+    `Plan` holds them. Shared by the session-parallel and the user-parallel walks."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    width = min(batch_size, len(starts))
+    position = starts[:width].copy()  # [B] current position of each slot
+    end = ends[:width].copy()  # [B] one past each slot's range
+    waiting = width  # next range to hand out
     chunks: list[np.ndarray] = []
     keeps: list[np.ndarray | None] = []
     resets: list[np.ndarray | None] = []
@@ -80,16 +91,15 @@ def plan(sessions: Sessions, batch_size: int) -> Plan:
         keeps.append(keep)
         resets.append(reset)
         position += 1
-        done = np.flatnonzero(position + 1 >= end)  # slots whose session has no target left
+        done = np.flatnonzero(position >= end)
         keep, reset = None, None
         if not len(done):
             continue
-        refill = done[: max(0, min(len(done), len(queue) - waiting))]
+        refill = done[: max(0, min(len(done), len(starts) - waiting))]
         if len(refill):
-            fresh = queue[waiting : waiting + len(refill)]
+            position[refill] = starts[waiting : waiting + len(refill)]
+            end[refill] = ends[waiting : waiting + len(refill)]
             waiting += len(refill)
-            position[refill] = starts[fresh]
-            end[refill] = ends[fresh]
         gone = done[len(refill) :]
         if len(gone):
             kept = np.setdiff1d(np.arange(len(position)), gone)
@@ -100,4 +110,4 @@ def plan(sessions: Sessions, batch_size: int) -> Plan:
     offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in chunks])
     positions = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    return Plan(positions.astype(np.int64), offsets, keeps, resets)
+    return positions.astype(np.int64), offsets, keeps, resets

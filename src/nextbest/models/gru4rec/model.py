@@ -23,7 +23,7 @@ from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.network import GRU4RecNet
-from nextbest.models.gru4rec.training import EpochStats, Trainer, run_epochs
+from nextbest.models.gru4rec.training import EpochStats, Trainer, run_epochs, torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,8 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: Sessions) -> Self:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads)
-        try:
+        with torch_threads(self.config.threads):
             return self._fit(train)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train: Sessions) -> Self:
         started = time.perf_counter()

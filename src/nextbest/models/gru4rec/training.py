@@ -9,9 +9,10 @@ weights and just the gathered item rows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,3 +186,14 @@ def run_epochs(name: str, n_epochs: int, one_epoch: Callable[[], EpochStats]) ->
             stats.events / max(stats.seconds, 1e-9),
         )
     return history
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to `n` for the block (a fit), then put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nextbest.data.sessions import Sessions
+from nextbest.models.gru4rec.batching import walk_slots
 
 
 @dataclass(frozen=True)
@@ -132,40 +133,6 @@ def tracks(sessions: Sessions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 def plan_users(sessions: Sessions, batch_size: int) -> UserPlan:
     """Lay out the user-parallel walk over `sessions` (users in order of their first session)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     feeds, targets, opens, bounds = tracks(sessions)
-    starts, ends = bounds[0], bounds[1]
-    width = min(batch_size, len(starts))
-    position, end = starts[:width].copy(), ends[:width].copy()  # [B] current feed, track end
-    waiting = width
-    chunks: list[np.ndarray] = []
-    keeps: list[np.ndarray | None] = []
-    resets: list[np.ndarray | None] = []
-    keep: np.ndarray | None = None
-    reset: np.ndarray | None = None
-    while len(position):
-        chunks.append(position.copy())
-        keeps.append(keep)
-        resets.append(reset)
-        position += 1
-        done = np.flatnonzero(position >= end)
-        keep, reset = None, None
-        if not len(done):
-            continue
-        refill = done[: max(0, min(len(done), len(starts) - waiting))]
-        if len(refill):
-            position[refill] = starts[waiting : waiting + len(refill)]
-            end[refill] = ends[waiting : waiting + len(refill)]
-            waiting += len(refill)
-        gone = done[len(refill) :]
-        if len(gone):
-            kept = np.setdiff1d(np.arange(len(position)), gone)
-            position, end = position[kept], end[kept]
-            keep = kept
-            refill = np.searchsorted(kept, refill)
-        reset = refill if len(refill) else None
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(c) for c in chunks])
-    order = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    return UserPlan(feeds, targets, opens, order.astype(np.int64), offsets, keeps, resets)
+    order, offsets, keeps, resets = walk_slots(bounds[0], bounds[1], batch_size)
+    return UserPlan(feeds, targets, opens, order, offsets, keeps, resets)

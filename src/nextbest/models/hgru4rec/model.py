@@ -25,7 +25,7 @@ from nextbest.data.sessions import Sessions
 from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.gru4rec.network import GRU4RecNet
-from nextbest.models.gru4rec.training import EpochStats, run_epochs
+from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
 from nextbest.models.hgru4rec.batching import plan_users
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
 from nextbest.models.hgru4rec.network import HGRU4RecNet
@@ -49,12 +49,8 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: Sessions) -> Self:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.threads)
-        try:
+        with torch_threads(self.config.threads):
             return self._fit(train)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train: Sessions) -> Self:
         started = time.perf_counter()
