@@ -170,6 +170,11 @@ def test_a_lost_user_state_is_rebuilt_from_the_log(
     kept = live.user_start(model, "u0")
     fresh = LiveState(open_state_store(None, 60.0), log)  # a restart: nothing in the store
     rebuilt = fresh.user_start(model, "u0")
+    assert user_row(fresh, "u0")[1] is None  # stored: the next request does not replay the log
+    log_reads = log.user_sessions
+    log.user_sessions = lambda *args: pytest.fail("read the log again")  # type: ignore[method-assign]
+    assert fresh.user_start(model, "u0") == rebuilt
+    log.user_sessions = log_reads  # type: ignore[method-assign]
     assert np.allclose(model.codec.join([rebuilt]).user, model.codec.join([kept]).user, atol=1e-6)
     assert int(model.codec.join([rebuilt]).sessions[0]) == 3
 

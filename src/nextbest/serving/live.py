@@ -338,7 +338,7 @@ class LiveState:
         or a model that does not remember users, the anonymous start."""
         if not remembers_users(model):
             return model.initial_row
-        record = self._user_state(model, user_id, None)
+        record, _ = self._user_state(model, user_id, None)
         return self._closed(model, record)
 
     def state_of(self, model: LoadedModel, record: SessionRecord) -> object:
@@ -370,8 +370,7 @@ class LiveState:
         """The state row `session_id` of the user starts from; the user's session open
         before it is closed (the user state moves) and this one becomes the open one."""
         key = USER_KEY + user_id
-        value = self.store.get_many([key])[0]
-        record = self._user_state(model, user_id, session_id, value)
+        record, value = self._user_state(model, user_id, session_id)
         opened_here = record.open_session == session_id
         start = record.state if opened_here else self._closed(model, record)
         opened = replace(record, state=start, open_session=session_id)
@@ -387,19 +386,16 @@ class LiveState:
         return stored.state if stored is not None else start
 
     def _user_state(
-        self,
-        model: LoadedModel,
-        user_id: str,
-        session_id: str | None,
-        value: bytes | None = None,
-    ) -> UserRecord:
-        """The user's record for `model`; rebuilt from the log (not stored) when missing or
-        of another version: the user's sessions before `session_id`, each closed in turn."""
-        if value is None:
-            value = self.store.get_many([USER_KEY + user_id])[0]
+        self, model: LoadedModel, user_id: str, session_id: str | None
+    ) -> tuple[UserRecord, bytes | None]:
+        """The user's record for `model`, and the stored value it came from. A record that is
+        missing or of another version is rebuilt from the log (the user's sessions before
+        `session_id`, each closed in turn) and stored, so later requests find it."""
+        key = USER_KEY + user_id
+        value = self.store.get_many([key])[0]
         found = _user(value)
         if found is not None and found.model_tag == model.tag:
-            return found
+            return found, value
         if found is not None:
             bought = found.bought
         else:
@@ -414,7 +410,13 @@ class LiveState:
             events = [Applied.of(e, e.seq) for e in logged.get(session, [])]
             record = advance(model, [SessionRecord(model.tag, state)], [events])[0]
             state = self._end(model, record.state)
-        return UserRecord(bought, model.tag, state, None)
+        rebuilt = UserRecord(bought, model.tag, state, None)
+        encoded = encode_user(rebuilt)
+        stored = self.store.update(
+            [key], lambda current: [encoded if current[0] == value else None], [value], lasting=True
+        )[0]
+        kept = _user(stored)  # another writer may have come first
+        return (kept if kept is not None and kept.model_tag == model.tag else rebuilt), stored
 
     def _closed(self, model: LoadedModel, record: UserRecord) -> bytes:
         """Where the user's next session starts: after closing the open session, if any."""
