@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from session_builders import make_sessions
 
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import evaluate_next_event
@@ -19,18 +20,6 @@ from nextbest.models.gru4rec.network import GRU4RecNet
 from nextbest.models.gru4rec.optimizer import IndexedAdagradM
 from nextbest.models.gru4rec.sampler import NegativeSampler
 from nextbest.models.gru4rec.training import Trainer, _carry
-
-
-def make_sessions(sessions: list[list[int]], n_items: int) -> Sessions:
-    items = np.array([i for s in sessions for i in s], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sessions])]).astype(np.int64)
-    return Sessions(
-        item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
-        session_ids=np.array([str(i) for i in range(len(sessions))], dtype=object),
-        offsets=offsets,
-        items=items,
-        times=np.arange(len(items), dtype=np.float64),
-    )
 
 
 def random_sessions(n_sessions: int, n_items: int, seed: int) -> Sessions:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from session_builders import make_sessions
 
 from nextbest.data.sessions import Sessions
 from nextbest.models.base import parse_config
@@ -17,21 +18,6 @@ from nextbest.models.hgru4rec.batching import plan_users
 
 TINY = dict(layers=(8,), user_layer=6, batch_size=4, n_sample=6, n_epochs=2)
 FULL = dict(user_propagation="all", user_to_output=True, dropout_p_user=0.1, dropout_p_init=0.1)
-
-
-def make_sessions(
-    sessions: list[list[int]], n_items: int, users: list[str | None] | None = None
-) -> Sessions:
-    items = np.array([i for s in sessions for i in s], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sessions])]).astype(np.int64)
-    return Sessions(
-        item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
-        session_ids=np.array([str(i) for i in range(len(sessions))], dtype=object),
-        offsets=offsets,
-        items=items,
-        times=np.arange(len(items), dtype=np.float64),
-        user_ids=None if users is None else np.array(users, dtype=object),
-    )
 
 
 def random_sessions(n_sessions: int, n_items: int, seed: int, anonymous: float = 0.3) -> Sessions:

@@ -262,7 +262,7 @@ def test_identify_answers_bad_requests_clearly(api: TestClient) -> None:
     )
     assert forbidden.status_code == 403
     assert api.post("/v1/identify", json={"session_id": "s1", "user_id": "u5"}).status_code == 401
-    assert ADMIN  # the admin key may do everything the write key may
+    # the admin key may do everything the write key may
     assert (
         api.post(
             "/v1/identify", json={"session_id": "s1", "user_id": "u5"}, headers=auth(ADMIN)
