@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,36 @@ def test_committed_events_survive_reopening(backend: tuple[str, str | None]) -> 
         assert second.append([view("e2", "s1", "b")]).inserted == (False,)
     finally:
         second.close()
+
+
+def test_append_names_the_sessions_it_starts(log: EventLog) -> None:
+    first = log.append([view("e1", "s1", "a"), view("e2", "s1", "b"), view("e3", "s2", "c")])
+    assert first.new_sessions == {"s1", "s2"}
+    again = log.append([view("e4", "s1", "d"), view("e5", "s3", "e"), view("e1", "s4", "x")])
+    assert again.new_sessions == {"s3"}  # s1 had a past; s4 got only a duplicate
+    assert log.link("s5", "u1") == "u1"  # an owner, before any event: not new
+    assert log.append([view("e6", "s5", "f")]).new_sessions == frozenset()
+    named = log.append([view("e7", "s6", "g", user_id="u2"), view("e8", "s6", "h")])
+    assert named.new_sessions == {"s6"}  # new, and linked to u2 by this append
+    assert log.session_owners(["s6"]) == {"s6": "u2"}
+    assert log.append([view("e7", "s6", "g")]).new_sessions == frozenset()
+
+
+def test_group_commit_names_a_new_session_only_to_its_one_caller(log: EventLog) -> None:
+    grouped = GroupCommitLog(log)
+    alone, shared_a, shared_b = Future(), Future(), Future()  # type: ignore[var-annotated]
+    grouped._commit(  # one group, as the writer thread forms it from waiting callers
+        [
+            ([view("a1", "only-a", "x"), view("a2", "both", "y")], None, alone),
+            ([view("b1", "both", "z")], None, shared_a),
+            ([view("c1", "only-c", "z"), view("c2", "only-c", "x")], None, shared_b),
+        ]
+    )
+    assert alone.result().new_sessions == {"only-a"}  # "both" would miss the other's event
+    assert shared_a.result().new_sessions == frozenset()
+    assert shared_b.result().new_sessions == {"only-c"}
+    assert [r.result().n_inserted for r in (alone, shared_a, shared_b)] == [2, 1, 2]
+    grouped.close()
 
 
 def test_group_commit_gives_each_caller_its_own_result(log: EventLog) -> None:

@@ -48,9 +48,18 @@ def event(event_id: str, session: str, j: int, kind: str = "view", **extra: Any)
     )
 
 
-def log_and_apply(live: LiveState, model: LoadedModel | None, events: list[Event]) -> None:
-    seqs = live.log.append(events).seqs
-    live.apply(model, [e for e, s in zip(events, seqs, strict=True) if s], [s for s in seqs if s])
+def log_and_apply(
+    live: LiveState, model: LoadedModel | None, events: list[Event], tell_new: bool = True
+) -> None:
+    """As the server does (`tell_new=False`: as if the log could not name new sessions)."""
+    result = live.log.append(events)
+    seqs = result.seqs
+    live.apply(
+        model,
+        [e for e, s in zip(events, seqs, strict=True) if s],
+        [s for s in seqs if s],
+        result.new_sessions if tell_new else frozenset(),
+    )
 
 
 def reference_state(model: LoadedModel, items: list[int]) -> torch.Tensor:
@@ -73,17 +82,54 @@ def test_each_event_moves_its_session_one_step(
     torch.testing.assert_close(state, reference_state(model, [0, 1, 2, 3, 4]))
 
 
+def test_a_new_session_starts_without_reading_the_log(
+    store: StateStore, log: EventLog, model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    for name in ("session_events", "session_owners"):
+        original = getattr(log, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            reads.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(log, name, counted)
+    live = LiveState(store, log)
+    batch = [event("a1", "new", 1), event("a2", "new", 2), event("b1", "old", 3)]
+    log.append([event("b0", "old", 4)])  # "old" has a past in the log, but no state
+    log_and_apply(live, model, batch)
+    assert reads == ["session_events", "session_owners"]  # for "old" only
+    assert live.session(model, "new").n_events == 2
+    # the same as rebuilding the new session from the log
+    rebuilt = LiveState(store, log)
+    rebuilt.forget(["new"])
+    assert reads == ["session_events", "session_owners"]
+    reference = rebuilt.session(model, "new")
+    assert len(reads) == 4
+    log_and_apply(live, model, [event("a3", "new", 5)])
+    log_and_apply(rebuilt, model, [event("c1", "twin", 1), event("c2", "twin", 2)], False)
+    log_and_apply(rebuilt, model, [event("c3", "twin", 5)])
+    assert reference.n_events == 2
+    torch.testing.assert_close(
+        live.state_of(model, live.session(model, "new")),
+        live.state_of(model, live.session(model, "twin")),
+    )
+
+
+@pytest.mark.parametrize("tell_new", [True, False])
 def test_a_batch_steps_its_sessions_together(
-    store: StateStore, log: EventLog, model: LoadedModel, steps: list[int]
+    store: StateStore, log: EventLog, model: LoadedModel, steps: list[int], tell_new: bool
 ) -> None:
     live = LiveState(store, log)
     log_and_apply(live, model, [event("warm", "c", 9)])  # "c" has a state before the batch
     steps.clear()
     batch = [event("a1", "a", 1), event("c1", "c", 10), event("a2", "a", 2), event("c2", "c", 11)]
     batch += [event("b1", "b", 5), event("c3", "c", 12)]
-    log_and_apply(live, model, batch)
-    # "a" and "b" were new: rebuilt from the log (which holds them) in rounds, then "c" stepped
-    assert sum(steps) == 3 + 3 and max(steps) <= 2
+    log_and_apply(live, model, batch, tell_new)
+    if tell_new:  # "a" and "b" are new: they start fresh and step in rounds with "c"
+        assert steps == [3, 2, 1]
+    else:  # "a" and "b" are rebuilt from the log (which holds them) in rounds, then "c" steps
+        assert sum(steps) == 3 + 3 and max(steps) <= 2
     for session, items in (("a", [1, 2]), ("b", [5]), ("c", [9, 10, 11, 12])):
         state = live.state_of(model, live.session(model, session))
         torch.testing.assert_close(state, reference_state(model, items))

@@ -7,7 +7,7 @@ the in-process store, an expiry) or was made by another model version is rebuilt
 its last events in the log, then stepped live again. Each record remembers the log position
 of its last event, so no event is applied twice, even when a rebuild and an event race.
 
-    live.apply(model, events, seqs)              # after log.append(events) committed them
+    live.apply(model, events, seqs, new)         # after log.append(events) committed them
     record = live.session(model, "s-1")          # current record, rebuilt if needed
     state = live.state_of(model, record)         # the model's batch state of that session
     live.identify(model, "s-1", "u-7")           # login: the session belongs to u-7 from now
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -166,9 +166,18 @@ class LiveState:
 
     # -- events in ------------------------------------------------------------------------
     def apply(
-        self, model: LoadedModel | None, events: Sequence[Event], seqs: Sequence[int]
+        self,
+        model: LoadedModel | None,
+        events: Sequence[Event],
+        seqs: Sequence[int],
+        new_sessions: Collection[str] = frozenset(),
     ) -> None:
-        """Advance sessions and users by these newly logged events (`seqs`: their log seqs)."""
+        """Advance sessions and users by these newly logged events (`seqs`: their log seqs).
+
+        `new_sessions`: sessions these events started (`AppendResult.new_sessions`). Their
+        past is these events, so they start fresh instead of being rebuilt from the log: the
+        first event of a session costs no log read on the request's path.
+        """
         by_session: dict[str, list[Applied]] = defaultdict(list)
         for event, seq in zip(events, seqs, strict=True):
             by_session[event.session_id].append(Applied.of(event, seq))
@@ -187,7 +196,12 @@ class LiveState:
             return personal and logs_in and decode_session(value).user_id is None
 
         stale = [s for s, v in zip(sessions, values, strict=True) if needs_rebuild(s, v)]
-        rebuilt = self._rebuild(model, stale)  # the log already holds these events
+        starting = {s for s, v in zip(sessions, values, strict=True) if v is None} & set(
+            new_sessions
+        )
+        # the log already holds these events; a session they started has no more past
+        rebuilt = self._rebuild(model, [s for s in stale if s not in starting])
+        rebuilt.update(self._start(model, {s: by_session[s] for s in stale if s in starting}))
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             records, pending = [], []
@@ -365,6 +379,20 @@ class LiveState:
         pending = [[Applied.of(e, e.seq) for e in logged.get(s, [])] for s in wanted]
         records = advance(model, starts, pending)
         return dict(zip(wanted, records, strict=True))
+
+    def _start(
+        self, model: LoadedModel | None, sessions: dict[str, list[Applied]]
+    ) -> dict[str, SessionRecord]:
+        """Records of sessions with no logged past before `sessions[s]` (their first events):
+        owned by the first user those events name, which the log links them to."""
+        records = {}
+        for session, applied in sessions.items():
+            owner = next((a.user_id for a in applied if a.user_id), None)
+            start = None
+            if owner is not None and model is not None and remembers_users(model):
+                start = self._session_start(model, owner, session)
+            records[session] = fresh_record(model, owner, start)
+        return records
 
     def _session_start(self, model: LoadedModel, user_id: str, session_id: str) -> bytes:
         """The state row `session_id` of the user starts from; the user's session open

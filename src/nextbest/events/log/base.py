@@ -45,9 +45,17 @@ class LoggedEvent:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Per appended event, its `seq` in the log if it was new, or 0 for a duplicate."""
+    """Per appended event, its `seq` in the log if it was new, or 0 for a duplicate; and the
+    sessions this append started.
+
+    `new_sessions`: sessions that had no logged event and no owner before this append, and
+    have one now. Whoever serves them needs not read the log to learn their past: it is
+    exactly the events just appended. An implementation may leave out sessions it cannot
+    tell about (never include one that had a past): callers then read the log, as always.
+    """
 
     seqs: tuple[int, ...]
+    new_sessions: frozenset[str] = frozenset()
 
     @property
     def inserted(self) -> tuple[bool, ...]:
@@ -85,7 +93,8 @@ class EventLog(ABC):
 
         `received_at` (server clock; default now) is stored with each event. An `event_id`
         already in the log, or earlier in `events`, is not stored again: its entry in the
-        result is 0 instead of the new event's `seq`.
+        result is 0 instead of the new event's `seq`. The result names the sessions the
+        append started (`AppendResult.new_sessions`).
         """
 
     @abstractmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 
@@ -89,9 +90,16 @@ class GroupCommitLog(EventLog):
             for _, _, done in group:
                 done.set_exception(exc)
             return
+        # A session new to the log is new for a caller only if no other caller of the group
+        # sent events of it: each caller steps its own events, and would miss the others'.
+        callers: Counter[str] = Counter()
+        for batch, _, _ in group:
+            callers.update({event.session_id for event in batch})
         start = 0
         for batch, _, done in group:
-            done.set_result(AppendResult(result.seqs[start : start + len(batch)]))
+            own = {event.session_id for event in batch}
+            new = frozenset(s for s in result.new_sessions & own if callers[s] == 1)
+            done.set_result(AppendResult(result.seqs[start : start + len(batch)], new))
             start += len(batch)
 
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:

@@ -10,6 +10,7 @@ The same transaction links each session to the user of its first event that name
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import polars as pl
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Connection,
     Engine,
     Row,
     Select,
@@ -65,7 +67,15 @@ class SqlEventLog(EventLog):
             .order_by(table.c.seq.desc())
             .limit(bindparam("last"))
         )
+        self._session_counts = (
+            select(table.c.session_id, func.count().label("n"))
+            .where(table.c.session_id.in_(bindparam("keys", expanding=True)))
+            .group_by(table.c.session_id)
+        )
         links = self.identities
+        self._owned = select(links.c.session_id).where(
+            links.c.session_id.in_(bindparam("keys", expanding=True))
+        )
         self._link = upsert_statement(engine, links).on_conflict_do_nothing(
             index_elements=[links.c.session_id]
         )
@@ -107,14 +117,39 @@ class SqlEventLog(EventLog):
                     chunk = rows[start : start + SQL_CHUNK]
                     for event_id, seq in connection.execute(statement, chunk):
                         new[event_id] = seq
+                started = self._started_sessions(connection, events, first, new)
                 links = _first_users(events, now)
                 for start in range(0, len(links), SQL_CHUNK):
                     connection.execute(self._link, links[start : start + SQL_CHUNK])
+        else:
+            started = frozenset()
         seqs = tuple(
             new.get(event.event_id, 0) if first[event.event_id] == position else 0
             for position, event in enumerate(events)
         )
-        return AppendResult(seqs)
+        return AppendResult(seqs, started)
+
+    def _started_sessions(
+        self,
+        connection: Connection,
+        events: Sequence[Event],
+        first: dict[str, int],
+        new: dict[str, int],
+    ) -> frozenset[str]:
+        """The sessions of this append that had no event and no owner before it (in its
+        transaction, before its links are written): those whose every visible event is one
+        just inserted."""
+        inserted: Counter[str] = Counter()
+        for event_id, position in first.items():
+            if event_id in new:
+                inserted[events[position].session_id] += 1
+        started = set(inserted)
+        for chunk in _chunks(list(inserted)):
+            counts = connection.execute(self._session_counts, {"keys": chunk})
+            started -= {row.session_id for row in counts if row.n != inserted[row.session_id]}
+            owned = connection.execute(self._owned, {"keys": chunk})
+            started -= {row.session_id for row in owned}
+        return frozenset(started)
 
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
         found: dict[str, list[LoggedEvent]] = {}

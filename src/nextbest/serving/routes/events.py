@@ -59,11 +59,14 @@ async def post_events(batch: EventBatchIn, services: WriteAccess, response: Resp
     rejected.sort(key=lambda r: r.index)
     events = [event for _, event in good]
     # the loop serves other requests while the commit (and its disk sync) happens
-    seqs = (await asyncio.wrap_future(services.log.submit(events))).seqs
+    logged = await asyncio.wrap_future(services.log.submit(events))
+    seqs = logged.seqs
     fresh = [(event, seq) for event, seq in zip(events, seqs, strict=True) if seq]
     if fresh:
         try:
-            services.live.apply(model, [e for e, _ in fresh], [s for _, s in fresh])
+            services.live.apply(
+                model, [e for e, _ in fresh], [s for _, s in fresh], logged.new_sessions
+            )
         except Exception:  # the events are committed: acknowledge them, rebuild the states
             logger.exception("state update failed for %d committed event(s)", len(fresh))
             services.live.forget({event.session_id for event, _ in fresh})
