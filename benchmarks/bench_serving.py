@@ -49,7 +49,6 @@ from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version
 from nextbest.serving.registry import load_model
-from nextbest.serving.scoring import top_n
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGINETICA = ROOT.parent / "shared" / "datasets" / "diginetica" / "train.tsv"
@@ -93,7 +92,7 @@ def compute_alone(folder: Path, iterations: int) -> dict[str, Any]:
             loaded.codec.join([row]), rng.integers(0, loaded.n_items, 1), np.zeros(1)
         )
         loaded.codec.split(stepped)
-        columns, _ = top_n(loaded.score(stepped)[0], 10, bought)
+        columns, _ = loaded.score.top(stepped, 10, bought)
         return [str(model.item_ids[c]) for c in columns]  # type: ignore[index]
 
     def reference() -> list[str]:  # the plain SessionModel interface, without the speed-ups

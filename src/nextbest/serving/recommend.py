@@ -19,12 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState, fresh_record
 from nextbest.serving.registry import LoadedModel
-from nextbest.serving.scoring import top_n
 from nextbest.serving.state.records import SessionRecord
 from nextbest.serving.trends import Trends
 
@@ -139,10 +137,9 @@ class Recommender:
             state = model.model.step(start, np.array([column]), np.array([record.last_time]))
         if state is None:
             return []  # a session without events: popularity fills the list
-        scores: torch.Tensor = model.score(state)[0]  # [n_items]
         columns = [model.index[i] for i in banned if i in model.index]
         ban = np.concatenate([self.catalog.banned_columns(model), np.array(columns, np.int64)])
-        top, values = top_n(scores, n, ban)
+        top, values = model.score.top(state, n, ban)
         item_ids = model.model.item_ids
         assert item_ids is not None
         return [(str(item_ids[c]), float(v)) for c, v in zip(top, values, strict=True)]
@@ -181,10 +178,10 @@ class Recommender:
             for item, score in self.trends.popular(picks.missing, picks.skip):
                 picks.add(item, score, POPULARITY)
         if picks.missing and model is not None:
-            prior = model.score(model.codec.join([model.initial_row]))[0]
+            prior = model.codec.join([model.initial_row])
             columns = [model.index[i] for i in picks.banned | picks.seen if i in model.index]
             ban = np.concatenate([self.catalog.banned_columns(model), np.array(columns, np.int64)])
-            top, values = top_n(prior, picks.missing, ban)
+            top, values = model.score.top(prior, picks.missing, ban)
             item_ids = model.model.item_ids
             assert item_ids is not None
             for column, value in zip(top, values, strict=True):

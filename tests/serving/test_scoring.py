@@ -1,0 +1,115 @@
+"""Serving's scorer: the int8 prescreen gives exactly the float top-n, and its bounds hold."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from nextbest.models.gru4rec import GRU4Rec
+from nextbest.serving.scoring import GRU4RecScorer, Int8Prescreen, Scorer
+
+
+def with_items(model: GRU4Rec, weights: torch.Tensor, bias: torch.Tensor) -> GRU4Rec:
+    """A copy of the trained model whose item matrix is replaced (the GRU stays)."""
+    changed = copy.deepcopy(model)
+    assert changed.net is not None
+    changed.net.item_weights.data = weights.clone()
+    changed.net.item_bias.data = bias.clone()
+    return changed
+
+
+def near_ties(hidden: int, n_items: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items in groups of near-copies: their scores differ far less than the int8 error, so an
+    answer taken from the int8 ranking alone would be wrong."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(n_items // 50, hidden, generator=generator)
+    weights = base.repeat_interleave(50, dim=0)
+    weights += 1e-4 * torch.randn(weights.shape, generator=generator)
+    weights[7] *= 40.0  # one item of far larger scale: coarse int8 steps on its row
+    weights[8] = 0.0  # and one row of zeros
+    bias = 0.01 * torch.randn(n_items, generator=generator)
+    return weights, bias
+
+
+def random_states(hidden: int, count: int, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    states = [torch.tanh(2 * torch.randn(1, hidden, generator=generator)) for _ in range(count)]
+    states.append(torch.zeros(1, hidden))  # a state of zeros: scores are the biases
+    states.append(torch.full((1, hidden), 0.5))  # all positive: the range starts at 0
+    return states
+
+
+def float_top(scorer: GRU4RecScorer, state: torch.Tensor, n: int, banned: np.ndarray) -> Any:
+    scores = scorer(state)[0].clone()
+    scores[torch.from_numpy(banned)] = float("-inf")
+    values, columns = torch.topk(scores, n)
+    return columns.numpy(), values.numpy()
+
+
+@pytest.fixture
+def tied_model(trained_gru: GRU4Rec) -> GRU4Rec:
+    assert trained_gru.net is not None
+    hidden = trained_gru.net.item_weights.shape[1]
+    return with_items(trained_gru, *near_ties(hidden, 1000, seed=3))
+
+
+def test_the_int8_bounds_hold_for_every_item(tied_model: GRU4Rec) -> None:
+    scorer = GRU4RecScorer(tied_model)
+    assert scorer.prescreen is not None
+    hidden = scorer.hidden
+    for state in random_states(hidden, 30, seed=1):
+        approx, bounds = scorer.prescreen(state)
+        exact = scorer(state)[0].numpy()
+        assert np.all(np.abs(approx - exact) <= bounds)
+        # and they are bounds, not a blanket: far below the spread of the scores
+        assert float(np.median(bounds)) < 0.25 * float(exact.std() + 1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 10, 60])
+def test_the_prescreened_top_n_is_the_float_top_n(tied_model: GRU4Rec, n: int) -> None:
+    scorer = GRU4RecScorer(tied_model)
+    assert scorer.prescreen is not None
+    int8_alone_wrong = 0
+    rng = np.random.default_rng(n)
+    for state in random_states(scorer.hidden, 30, seed=n):
+        banned = rng.choice(1000, 20, replace=False)
+        columns, values = scorer.top(state, n, banned)
+        expected_columns, expected_values = float_top(scorer, state, n, banned)
+        np.testing.assert_allclose(values, expected_values, rtol=1e-6, atol=1e-5)
+        assert not set(columns) & set(banned.tolist())
+        assert len(set(columns)) == n
+        approx, _ = scorer.prescreen(state)
+        approx[banned] = -np.inf
+        int8_alone_wrong += set(np.argsort(-approx)[:n]) != set(expected_columns)
+    assert int8_alone_wrong > 0  # the near-ties do fool the int8 ranking: the rescoring counts
+
+
+def test_fewer_eligible_items_than_n(trained_gru: GRU4Rec) -> None:
+    scorer = GRU4RecScorer(trained_gru)
+    n_items = scorer.weights.shape[0]
+    banned = np.arange(3, n_items)
+    state = torch.tanh(torch.randn(1, scorer.hidden, generator=torch.Generator().manual_seed(0)))
+    columns, _ = scorer.top(state, 10, banned)
+    assert sorted(columns.tolist()) == [0, 1, 2]
+
+
+def test_without_int8_kernels_the_float_path_answers(
+    tied_model: GRU4Rec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(*args: object) -> None:
+        raise RuntimeError("no quantized engine")
+
+    monkeypatch.setattr(Int8Prescreen, "__init__", unavailable)
+    scorer = GRU4RecScorer(tied_model)
+    assert scorer.prescreen is None
+    state = random_states(scorer.hidden, 1, seed=5)[0]
+    banned = np.array([1, 2, 3])
+    columns, values = scorer.top(state, 10, banned)
+    expected_columns, expected_values = float_top(scorer, state, 10, banned)
+    np.testing.assert_allclose(values, expected_values, atol=1e-6)
+    assert set(columns) == set(expected_columns.tolist())
+    assert isinstance(scorer, Scorer)
