@@ -13,6 +13,7 @@ import pytest
 from nextbest.events.catalog import SqlCatalog
 from nextbest.events.log import EventLog, GroupCommitLog, open_event_log, sqlite_url
 from nextbest.events.log.database import open_engine
+from nextbest.events.log.group import Pending
 from nextbest.events.schema import EVENT_SCHEMA, LOG_EVENT_SCHEMA, Event, Item, conform_events
 
 
@@ -176,33 +177,41 @@ def test_committed_events_survive_reopening(backend: tuple[str, str | None]) -> 
         second.close()
 
 
-def test_append_names_the_sessions_it_starts(log: EventLog) -> None:
+def test_append_names_the_probed_sessions_it_starts(log: EventLog) -> None:
+    every = ["s1", "s2", "s3", "s4", "s5", "s6"]
     first = log.append([view("e1", "s1", "a"), view("e2", "s1", "b"), view("e3", "s2", "c")])
-    assert first.new_sessions == {"s1", "s2"}
-    again = log.append([view("e4", "s1", "d"), view("e5", "s3", "e"), view("e1", "s4", "x")])
+    assert first.new_sessions == frozenset()  # nobody asked
+    assert log.append([view("e0", "s0", "a")], probe=every).new_sessions == frozenset()
+    again = log.append(
+        [view("e4", "s1", "d"), view("e5", "s3", "e"), view("e1", "s4", "x")], probe=every
+    )
     assert again.new_sessions == {"s3"}  # s1 had a past; s4 got only a duplicate
     assert log.link("s5", "u1") == "u1"  # an owner, before any event: not new
-    assert log.append([view("e6", "s5", "f")]).new_sessions == frozenset()
-    named = log.append([view("e7", "s6", "g", user_id="u2"), view("e8", "s6", "h")])
-    assert named.new_sessions == {"s6"}  # new, and linked to u2 by this append
+    assert log.append([view("e6", "s5", "f")], probe=every).new_sessions == frozenset()
+    named = log.append(
+        [view("e7", "s6", "g", user_id="u2"), view("e8", "s6", "h"), view("e9", "s7", "i")],
+        probe=every,
+    )
+    assert named.new_sessions == {"s6"}  # new, and linked to u2 by this append; s7 not asked
     assert log.session_owners(["s6"]) == {"s6": "u2"}
-    assert log.append([view("e7", "s6", "g")]).new_sessions == frozenset()
+    assert log.append([view("e7", "s6", "g")], probe=every).new_sessions == frozenset()
 
 
 def test_group_commit_names_a_new_session_only_to_its_one_caller(log: EventLog) -> None:
     grouped = GroupCommitLog(log)
-    alone, shared_a, shared_b = Future(), Future(), Future()  # type: ignore[var-annotated]
+    alone, shared, other = Future(), Future(), Future()  # type: ignore[var-annotated]
+    probe = frozenset({"only-a", "both", "only-c"})
     grouped._commit(  # one group, as the writer thread forms it from waiting callers
         [
-            ([view("a1", "only-a", "x"), view("a2", "both", "y")], None, alone),
-            ([view("b1", "both", "z")], None, shared_a),
-            ([view("c1", "only-c", "z"), view("c2", "only-c", "x")], None, shared_b),
+            Pending([view("a1", "only-a", "x"), view("a2", "both", "y")], None, probe, alone),
+            Pending([view("b1", "both", "z")], None, probe, shared),
+            Pending([view("c1", "only-c", "z")], None, frozenset({"both"}), other),
         ]
     )
     assert alone.result().new_sessions == {"only-a"}  # "both" would miss the other's event
-    assert shared_a.result().new_sessions == frozenset()
-    assert shared_b.result().new_sessions == {"only-c"}
-    assert [r.result().n_inserted for r in (alone, shared_a, shared_b)] == [2, 1, 2]
+    assert shared.result().new_sessions == frozenset()
+    assert other.result().new_sessions == frozenset()  # it did not ask about "only-c"
+    assert [r.result().n_inserted for r in (alone, shared, other)] == [2, 1, 1]
     grouped.close()
 
 

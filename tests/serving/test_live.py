@@ -52,13 +52,16 @@ def log_and_apply(
     live: LiveState, model: LoadedModel | None, events: list[Event], tell_new: bool = True
 ) -> None:
     """As the server does (`tell_new=False`: as if the log could not name new sessions)."""
-    result = live.log.append(events)
+    stored = live.stored_records(event.session_id for event in events)
+    probe = [session for session, value in stored.items() if value is None] if tell_new else []
+    result = live.log.append(events, probe=probe)
     seqs = result.seqs
     live.apply(
         model,
         [e for e, s in zip(events, seqs, strict=True) if s],
         [s for s in seqs if s],
-        result.new_sessions if tell_new else frozenset(),
+        result.new_sessions,
+        stored,
     )
 
 

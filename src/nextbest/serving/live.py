@@ -7,7 +7,8 @@ the in-process store, an expiry) or was made by another model version is rebuilt
 its last events in the log, then stepped live again. Each record remembers the log position
 of its last event, so no event is applied twice, even when a rebuild and an event race.
 
-    live.apply(model, events, seqs, new)         # after log.append(events) committed them
+    stored = live.stored_records(sessions)       # before the commit; then, once committed:
+    live.apply(model, events, seqs, new, stored) # (new: the sessions the append started)
     record = live.session(model, "s-1")          # current record, rebuilt if needed
     state = live.state_of(model, record)         # the model's batch state of that session
     live.identify(model, "s-1", "u-7")           # login: the session belongs to u-7 from now
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -171,19 +172,24 @@ class LiveState:
         events: Sequence[Event],
         seqs: Sequence[int],
         new_sessions: Collection[str] = frozenset(),
+        stored: Mapping[str, bytes | None] | None = None,
     ) -> None:
         """Advance sessions and users by these newly logged events (`seqs`: their log seqs).
 
         `new_sessions`: sessions these events started (`AppendResult.new_sessions`). Their
         past is these events, so they start fresh instead of being rebuilt from the log: the
-        first event of a session costs no log read on the request's path.
+        first event of a session costs no log read on the request's path. `stored`: the
+        sessions' records as `stored_records` read them before the commit.
         """
         by_session: dict[str, list[Applied]] = defaultdict(list)
         for event, seq in zip(events, seqs, strict=True):
             by_session[event.session_id].append(Applied.of(event, seq))
         sessions = list(by_session)
         keys = [SESSION_KEY + session for session in sessions]
-        values = self.store.guess_many(keys)  # `update` corrects a stale guess
+        if stored is not None and all(session in stored for session in sessions):
+            values = [stored[session] for session in sessions]
+        else:
+            values = self.store.guess_many(keys)  # `update` corrects a stale guess
         personal = remembers_users(model)
 
         def needs_rebuild(session: str, value: bytes | None) -> bool:
@@ -221,9 +227,9 @@ class LiveState:
                 pending.append(by_session[session])
             return [encode_session(record) for record in advance(model, records, pending)]
 
-        stored = self.store.update(keys, compute, values)
+        written = self.store.update(keys, compute, values)
         purchases: dict[str, list[str]] = defaultdict(list)  # user -> items bought
-        for session, value in zip(sessions, stored, strict=True):
+        for session, value in zip(sessions, written, strict=True):
             owner = decode_session(value).user_id if value is not None else None
             for applied in by_session[session]:
                 user = owner or applied.user_id
@@ -231,6 +237,14 @@ class LiveState:
                     purchases[user].append(applied.item_id)
         if purchases:
             self._apply_purchases(purchases)
+
+    def stored_records(self, sessions: Iterable[str]) -> dict[str, bytes | None]:
+        """The sessions' stored records (maybe as this process last saw them; `apply`
+        corrects a stale one). Read before their events are committed, they tell which
+        sessions the log should probe for being new: those without a record."""
+        wanted = list(dict.fromkeys(sessions))
+        values = self.store.guess_many([SESSION_KEY + session for session in wanted])
+        return dict(zip(wanted, values, strict=True))
 
     def _apply_purchases(self, purchases: dict[str, list[str]]) -> None:
         users = list(purchases)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -45,13 +45,13 @@ class LoggedEvent:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """Per appended event, its `seq` in the log if it was new, or 0 for a duplicate; and the
-    sessions this append started.
+    """Per appended event, its `seq` in the log if it was new, or 0 for a duplicate; and
+    which of the sessions the caller asked about (`probe`) this append started.
 
-    `new_sessions`: sessions that had no logged event and no owner before this append, and
-    have one now. Whoever serves them needs not read the log to learn their past: it is
-    exactly the events just appended. An implementation may leave out sessions it cannot
-    tell about (never include one that had a past): callers then read the log, as always.
+    `new_sessions`: probed sessions that had no logged event and no owner before this
+    append, and have an event now. Whoever serves them needs not read the log to learn their
+    past: it is exactly the events just appended. An implementation may leave out sessions
+    it cannot tell about (never one that had a past): callers then read the log, as always.
     """
 
     seqs: tuple[int, ...]
@@ -88,13 +88,19 @@ class EventLog(ABC):
     commits_in_seq_order: bool = False
 
     @abstractmethod
-    def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
+    def append(
+        self,
+        events: Sequence[Event],
+        received_at: float | None = None,
+        probe: Collection[str] = (),
+    ) -> AppendResult:
         """Store the events not logged yet, in order, and commit before returning.
 
         `received_at` (server clock; default now) is stored with each event. An `event_id`
         already in the log, or earlier in `events`, is not stored again: its entry in the
-        result is 0 instead of the new event's `seq`. The result names the sessions the
-        append started (`AppendResult.new_sessions`).
+        result is 0 instead of the new event's `seq`. Of the sessions in `probe`, the result
+        names those this append started (`AppendResult.new_sessions`); asking costs a query
+        in the same transaction, so a caller asks only about sessions it knows nothing of.
         """
 
     @abstractmethod

@@ -16,8 +16,9 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -30,6 +31,16 @@ logger = logging.getLogger(__name__)
 MAX_GROUP_EVENTS = 5_000
 
 
+@dataclass(frozen=True)
+class Pending:
+    """One caller's append, waiting for the writer thread."""
+
+    events: list[Event]
+    received_at: float | None
+    probe: frozenset[str]
+    done: Future[AppendResult]
+
+
 class GroupCommitLog(EventLog):
     def __init__(self, log: EventLog, max_group_events: int = MAX_GROUP_EVENTS) -> None:
         if max_group_events < 1:
@@ -37,17 +48,24 @@ class GroupCommitLog(EventLog):
         self.log = log
         self.commits_in_seq_order = log.commits_in_seq_order
         self.max_group_events = max_group_events
-        self._queue: queue.SimpleQueue[tuple[list[Event], float | None, Future[AppendResult]]]
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._writer = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
         self._writer.start()
 
-    def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
-        return self.submit(events, received_at).result()
+    def append(
+        self,
+        events: Sequence[Event],
+        received_at: float | None = None,
+        probe: Collection[str] = (),
+    ) -> AppendResult:
+        return self.submit(events, received_at, probe).result()
 
     def submit(
-        self, events: Sequence[Event], received_at: float | None = None
+        self,
+        events: Sequence[Event],
+        received_at: float | None = None,
+        probe: Collection[str] = (),
     ) -> Future[AppendResult]:
         """Queue an append; the future resolves after the commit that holds these events.
 
@@ -59,48 +77,50 @@ class GroupCommitLog(EventLog):
         if not events:
             done.set_result(AppendResult(()))
             return done
-        self._queue.put((list(events), received_at, done))
+        self._queue.put(Pending(list(events), received_at, frozenset(probe), done))
         return done
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
-            if not first[0] and self._closed.is_set():
+            if not first.events and self._closed.is_set():
                 return
             group = [first]
-            size = len(first[0])
+            size = len(first.events)
             while size < self.max_group_events:
                 try:
                     waiting = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if not waiting[0]:  # the close marker: finish this group, then stop
+                if not waiting.events:  # the close marker: finish this group, then stop
                     self._queue.put(waiting)
                     break
                 group.append(waiting)
-                size += len(waiting[0])
+                size += len(waiting.events)
             self._commit(group)
 
-    def _commit(self, group: list[tuple[list[Event], float | None, Future[AppendResult]]]) -> None:
-        events = [event for batch, _, _ in group for event in batch]
+    def _commit(self, group: list[Pending]) -> None:
+        events = [event for pending in group for event in pending.events]
+        probe = frozenset().union(*(pending.probe for pending in group))
         try:
-            result = self.log.append(events, group[0][1])
+            result = self.log.append(events, group[0].received_at, probe)
         except Exception as exc:  # every caller of the group learns that nothing was committed
             logger.exception("event log append failed for %d event(s)", len(events))
-            for _, _, done in group:
-                done.set_exception(exc)
+            for pending in group:
+                pending.done.set_exception(exc)
             return
         # A session new to the log is new for a caller only if no other caller of the group
         # sent events of it: each caller steps its own events, and would miss the others'.
         callers: Counter[str] = Counter()
-        for batch, _, _ in group:
-            callers.update({event.session_id for event in batch})
+        for pending in group:
+            callers.update(own_sessions(pending))
         start = 0
-        for batch, _, done in group:
-            own = {event.session_id for event in batch}
-            new = frozenset(s for s in result.new_sessions & own if callers[s] == 1)
-            done.set_result(AppendResult(result.seqs[start : start + len(batch)], new))
-            start += len(batch)
+        for pending in group:
+            asked = result.new_sessions & pending.probe & own_sessions(pending)
+            new = frozenset(s for s in asked if callers[s] == 1)
+            seqs = result.seqs[start : start + len(pending.events)]
+            pending.done.set_result(AppendResult(seqs, new))
+            start += len(pending.events)
 
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
         return self.log.session_events(session_ids, last)
@@ -135,6 +155,10 @@ class GroupCommitLog(EventLog):
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
-            self._queue.put(([], None, Future()))
+            self._queue.put(Pending([], None, frozenset(), Future()))
             self._writer.join(timeout=10)
         self.log.close()
+
+
+def own_sessions(pending: Pending) -> set[str]:
+    return {event.session_id for event in pending.events}

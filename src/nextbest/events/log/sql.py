@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import polars as pl
@@ -25,8 +25,10 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
+    literal,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.schema import CreateSchema
 
@@ -67,14 +69,15 @@ class SqlEventLog(EventLog):
             .order_by(table.c.seq.desc())
             .limit(bindparam("last"))
         )
-        self._session_counts = (
+        links = self.identities
+        # per session, how many events it has, and a row with n = -1 if it has an owner
+        self._session_past = union_all(
             select(table.c.session_id, func.count().label("n"))
             .where(table.c.session_id.in_(bindparam("keys", expanding=True)))
-            .group_by(table.c.session_id)
-        )
-        links = self.identities
-        self._owned = select(links.c.session_id).where(
-            links.c.session_id.in_(bindparam("keys", expanding=True))
+            .group_by(table.c.session_id),
+            select(links.c.session_id, literal(-1).label("n")).where(
+                links.c.session_id.in_(bindparam("keys", expanding=True))
+            ),
         )
         self._link = upsert_statement(engine, links).on_conflict_do_nothing(
             index_elements=[links.c.session_id]
@@ -98,7 +101,12 @@ class SqlEventLog(EventLog):
             .order_by(ranked.c.owner, ranked.c.seq)
         )
 
-    def append(self, events: Sequence[Event], received_at: float | None = None) -> AppendResult:
+    def append(
+        self,
+        events: Sequence[Event],
+        received_at: float | None = None,
+        probe: Collection[str] = (),
+    ) -> AppendResult:
         now = time.time() if received_at is None else received_at
         first: dict[str, int] = {}
         for position, event in enumerate(events):
@@ -117,7 +125,7 @@ class SqlEventLog(EventLog):
                     chunk = rows[start : start + SQL_CHUNK]
                     for event_id, seq in connection.execute(statement, chunk):
                         new[event_id] = seq
-                started = self._started_sessions(connection, events, first, new)
+                started = self._started_sessions(connection, events, first, new, probe)
                 links = _first_users(events, now)
                 for start in range(0, len(links), SQL_CHUNK):
                     connection.execute(self._link, links[start : start + SQL_CHUNK])
@@ -135,20 +143,21 @@ class SqlEventLog(EventLog):
         events: Sequence[Event],
         first: dict[str, int],
         new: dict[str, int],
+        probe: Collection[str],
     ) -> frozenset[str]:
-        """The sessions of this append that had no event and no owner before it (in its
-        transaction, before its links are written): those whose every visible event is one
-        just inserted."""
+        """The probed sessions of this append that had no event and no owner before it (in
+        its transaction, before its links are written): those whose every visible event was
+        just inserted, and that have no owner yet."""
         inserted: Counter[str] = Counter()
         for event_id, position in first.items():
-            if event_id in new:
-                inserted[events[position].session_id] += 1
+            session = events[position].session_id
+            if event_id in new and session in probe:
+                inserted[session] += 1
         started = set(inserted)
         for chunk in _chunks(list(inserted)):
-            counts = connection.execute(self._session_counts, {"keys": chunk})
-            started -= {row.session_id for row in counts if row.n != inserted[row.session_id]}
-            owned = connection.execute(self._owned, {"keys": chunk})
-            started -= {row.session_id for row in owned}
+            for row in connection.execute(self._session_past, {"keys": chunk}):
+                if row.n != inserted[row.session_id]:  # n = -1: an owner
+                    started.discard(row.session_id)
         return frozenset(started)
 
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:

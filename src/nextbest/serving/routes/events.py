@@ -59,13 +59,17 @@ async def post_events(batch: EventBatchIn, services: WriteAccess, response: Resp
     rejected.sort(key=lambda r: r.index)
     events = [event for _, event in good]
     # the loop serves other requests while the commit (and its disk sync) happens
-    logged = await asyncio.wrap_future(services.log.submit(events))
+    # a session without a stored record may be new: the commit then says so, which spares
+    # reading its past from the log
+    stored = services.live.stored_records(event.session_id for event in events)
+    probe = [session for session, value in stored.items() if value is None]
+    logged = await asyncio.wrap_future(services.log.submit(events, probe=probe))
     seqs = logged.seqs
     fresh = [(event, seq) for event, seq in zip(events, seqs, strict=True) if seq]
     if fresh:
         try:
             services.live.apply(
-                model, [e for e, _ in fresh], [s for _, s in fresh], logged.new_sessions
+                model, [e for e, _ in fresh], [s for _, s in fresh], logged.new_sessions, stored
             )
         except Exception:  # the events are committed: acknowledge them, rebuild the states
             logger.exception("state update failed for %d committed event(s)", len(fresh))
