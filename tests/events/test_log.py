@@ -9,9 +9,16 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from nextbest.events.catalog import SqlCatalog
-from nextbest.events.log import EventLog, GroupCommitLog, open_event_log, sqlite_url
+from nextbest.events.log import (
+    EventLog,
+    GroupCommitLog,
+    ServedList,
+    open_event_log,
+    sqlite_url,
+)
 from nextbest.events.log.database import open_engine
 from nextbest.events.log.group import Pending
 from nextbest.events.schema import EVENT_SCHEMA, LOG_EVENT_SCHEMA, Event, Item, conform_events
@@ -213,6 +220,42 @@ def test_group_commit_names_a_new_session_only_to_its_one_caller(log: EventLog) 
     assert other.result().new_sessions == frozenset()  # it did not ask about "only-c"
     assert [r.result().n_inserted for r in (alone, shared, other)] == [2, 1, 1]
     grouped.close()
+
+
+def test_served_lists_and_their_outcomes(log: EventLog) -> None:
+    shown = ServedList(
+        "r1", 10.0, "s1", "u1", "home", None, "v1", (("a", "gru4rec", 2.5), ("b", "covisit", 0.5))
+    )
+    log.record_served([shown, ServedList("r2", 11.0, None, None, None, "a", None, ())])
+    log.record_served([ServedList("r1", 99.0, "other", None, None, None, None, ())])  # kept once
+    assert log.served("r1") == shown
+    assert log.served("r2") == ServedList("r2", 11.0, None, None, None, "a", None, ())
+    assert log.served("nothing") is None
+    log.append(
+        [
+            view("e1", "s1", "b", recommendation_id="r1"),
+            view("e2", "s1", "z"),
+            purchase("e3", "s1", "b", recommendation_id="r1"),
+            view("e4", "s2", "a", recommendation_id="r2"),
+        ]
+    )
+    assert [e.event_id for e in log.outcomes("r1", last=10)] == ["e1", "e3"]
+    assert [e.event_id for e in log.outcomes("r1", last=1)] == ["e1"]
+    assert log.outcomes("nothing", last=10) == []
+
+
+def test_a_log_made_before_an_index_gets_it(backend: tuple[str, str | None]) -> None:
+    opened = open_event_log(*backend)
+    table = opened.events
+    index = next(i for i in table.indexes if i.name == "ix_events_recommendation")
+    with opened.engine.begin() as connection:
+        index.drop(connection)
+    opened.close()
+    reopened = open_event_log(*backend)
+    with reopened.engine.connect() as connection:
+        names = {i["name"] for i in inspect(connection).get_indexes("events", schema=backend[1])}
+    assert "ix_events_recommendation" in names
+    reopened.close()
 
 
 def test_group_commit_gives_each_caller_its_own_result(log: EventLog) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from serving_helpers import ADMIN, READ, WRITE, TestClient, auth, item, recommend, send, top, view
 
 from conftest import MakeClient
@@ -164,6 +165,48 @@ def test_exactly_n_items_and_bought_items_are_left_out(client: TestClient) -> No
     assert item(5) in [
         e["item_id"] for e in recommend(client, session_id="s2", n=29).json()["items"]
     ]
+
+
+def served_count(outcome: str) -> float:
+    return REGISTRY.get_sample_value("nextbest_served_lists_total", {"outcome": outcome}) or 0.0
+
+
+def test_a_served_list_and_the_events_that_carried_its_id_back(client: TestClient) -> None:
+    recorded_before = served_count("recorded")
+    send(client, view("e1", "s1", item(3)))
+    shown = recommend(client, session_id="s1", user_id="u1", placement="cart", n=4).json()
+    rid = shown["recommendation_id"]
+    clicked = shown["items"][2]["item_id"]
+    send(
+        client,
+        view("e2", "s1", clicked, recommendation_id=rid),
+        {"event_id": "e3", "type": "purchase", "session_id": "s1", "item_id": clicked,
+         "recommendation_id": rid},
+        view("e4", "s1", item(20)),  # carries no id: not an outcome
+    )  # fmt: skip
+    similar = client.get(f"/v1/items/{item(3)}/similar", params={"n": 2}, headers=auth(READ))
+    reply = client.get(f"/v1/recommendations/{rid}", headers=auth(ADMIN))
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [(i["position"], i["item_id"], i["source"]) for i in body["items"]] == [
+        (k, i["item_id"], i["source"]) for k, i in enumerate(shown["items"], start=1)
+    ]
+    assert (body["session_id"], body["user_id"], body["placement"]) == ("s1", "u1", "cart")
+    assert body["model_version"] == shown["model_version"]
+    assert [(o["event_id"], o["type"], o["position"]) for o in body["outcomes"]] == [
+        ("e2", "view", 3),
+        ("e3", "purchase", 3),
+    ]
+    beside = client.get(
+        f"/v1/recommendations/{similar.json()['recommendation_id']}", headers=auth(ADMIN)
+    ).json()
+    assert beside["item_id"] == item(3) and len(beside["items"]) == 2
+    assert beside["outcomes"] == []
+    missing = client.get("/v1/recommendations/nothing-here", headers=auth(ADMIN))
+    assert missing.status_code == 404 and fields(missing) == ["recommendation_id"]
+    assert client.get(f"/v1/recommendations/{rid}", headers=auth(READ)).status_code == 403
+    assert served_count("recorded") - recorded_before == 2
+    assert 'nextbest_served_lists_total{outcome="recorded"}' in client.get("/metrics").text
 
 
 def test_item_on_screen_steps_a_copy_of_the_state(client: TestClient) -> None:

@@ -37,6 +37,11 @@ RECOMMENDED = Counter(
     "Items recommended, by the source that chose them",
     ["source"],
 )
+SERVED = Counter(
+    "nextbest_served_lists_total",
+    "Answered recommendation lists kept for attribution (recorded) or lost (dropped)",
+    ["outcome"],
+)
 MODEL = Gauge(
     "nextbest_model_info",
     "1 for the model version answering now",

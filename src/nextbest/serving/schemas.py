@@ -145,6 +145,33 @@ class SimilarOut(RecommendationsOut):
     item_id: str
 
 
+class ServedItem(BaseModel):
+    position: int = Field(description="1 = first in the list")
+    item_id: str
+    source: str
+    score: float
+
+
+class Outcome(BaseModel):
+    event_id: str
+    type: str
+    item_id: str | None
+    timestamp: float
+    position: int | None = Field(description="the item's position in the list, if it was in it")
+
+
+class ServedOut(BaseModel):
+    recommendation_id: str
+    served_at: float
+    session_id: str | None
+    user_id: str | None
+    placement: str | None
+    item_id: str | None = Field(description="the item on screen when it was asked for")
+    model_version: str | None
+    items: list[ServedItem]
+    outcomes: list[Outcome] = Field(description="events that carried the id back, in log order")
+
+
 class ItemsIn(BaseModel):
     items: list[Item] = Field(max_length=MAX_BATCH_ITEMS)
 

@@ -25,6 +25,7 @@ from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState
 from nextbest.serving.recommend import RecommendConfig, Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
+from nextbest.serving.served import ServedRecorder
 from nextbest.serving.settings import ServingSettings
 from nextbest.serving.state import StateStore, open_state_store
 from nextbest.serving.trends import Trends
@@ -43,6 +44,7 @@ class Services:
     live: LiveState
     trends: Trends
     recommender: Recommender
+    served: ServedRecorder
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -94,6 +96,7 @@ class Services:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.served.close()  # writes the lists still queued
         self.log.close()
         self.store.close()
 
@@ -138,4 +141,5 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         live=live,
         trends=trends,
         recommender=recommender,
+        served=ServedRecorder(log),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent
+from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, ServedList
 from nextbest.events.log.database import SqliteSync, open_engine, sqlite_url
 from nextbest.events.log.group import GroupCommitLog
 from nextbest.events.log.sql import SqlEventLog
@@ -20,6 +20,7 @@ __all__ = [
     "EventLog",
     "GroupCommitLog",
     "LoggedEvent",
+    "ServedList",
     "SqlEventLog",
     "open_event_log",
     "sqlite_url",

@@ -5,6 +5,8 @@
     log.session_events(["s1"], last=200) # {"s1": [LoggedEvent, ...]} oldest first
     log.link("s1", "u1")                 # the session belongs to u1 (login); returns its owner
     log.user_sessions(["u1"], last=20)   # {"u1": ["s0", "s1"]} oldest first
+    log.record_served([ServedList(...)]) # the lists answered; events point back at them
+    log.outcomes("9c0e...", last=100)    # the events that carried that recommendation id
     log.read_after(seq, limit)           # follow the log in `seq` order
     log.export()                         # every event as a table (LOG_EVENT_SCHEMA)
 
@@ -41,6 +43,21 @@ class LoggedEvent:
     recommendation_id: str | None
     context: str | None  # a JSON object, as text
     received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServedList:
+    """One recommendation list as it was answered: what a later event's `recommendation_id`
+    points at. `items`: (item_id, source, score), best first."""
+
+    recommendation_id: str
+    served_at: float
+    session_id: str | None
+    user_id: str | None
+    placement: str | None
+    item_id: str | None  # the item on screen, if any
+    model_version: str | None
+    items: tuple[tuple[str, str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -129,6 +146,19 @@ class EventLog(ABC):
     @abstractmethod
     def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
         """Each user's last `last` sessions, oldest first (in the order they were linked)."""
+
+    @abstractmethod
+    def record_served(self, lists: Sequence[ServedList]) -> None:
+        """Keep these answered lists (committed before returning; an id kept before is
+        left as it was)."""
+
+    @abstractmethod
+    def served(self, recommendation_id: str) -> ServedList | None:
+        """The list answered under this id, or None."""
+
+    @abstractmethod
+    def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
+        """The first `last` logged events that carry this `recommendation_id`, in log order."""
 
     @abstractmethod
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent
+from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, ServedList
 from nextbest.events.schema import Event
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,15 @@ class GroupCommitLog(EventLog):
 
     def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
         return self.log.user_sessions(user_ids, last)
+
+    def record_served(self, lists: Sequence[ServedList]) -> None:
+        self.log.record_served(lists)
+
+    def served(self, recommendation_id: str) -> ServedList | None:
+        return self.log.served(recommendation_id)
+
+    def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
+        return self.log.outcomes(recommendation_id, last)
 
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
         return self.log.read_after(seq, limit)

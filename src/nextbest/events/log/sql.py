@@ -9,6 +9,7 @@ The same transaction links each session to the user of its first event that name
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -32,7 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateSchema
 
-from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, event_row
+from nextbest.events.log.base import (
+    AppendResult,
+    EventLog,
+    LoggedEvent,
+    ServedList,
+    event_row,
+)
 from nextbest.events.log.database import upsert_statement, write_lock
 from nextbest.events.log.tables import log_tables
 from nextbest.events.schema import Event
@@ -50,15 +57,18 @@ class SqlEventLog(EventLog):
         self.engine = engine
         self.commits_in_seq_order = engine.dialect.name == "sqlite"  # one writer at a time
         tables = log_tables(schema)
-        self.metadata, self.events, self.identities = (
+        self.metadata, self.events, self.identities, self.served_lists = (
             tables.metadata,
             tables.events,
             tables.identities,
+            tables.served,
         )
         with engine.begin() as connection:
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
             self.metadata.create_all(connection)
+            for index in self.events.indexes:  # a log made before an index was added gets it
+                index.create(connection, checkfirst=True)
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
@@ -225,6 +235,59 @@ class SqlEventLog(EventLog):
             .with_columns(pl.coalesce("owner", "user_id").alias("user_id"))
             .drop("owner")
         )
+
+    def record_served(self, lists: Sequence[ServedList]) -> None:
+        rows = [
+            {
+                "recommendation_id": served.recommendation_id,
+                "served_at": served.served_at,
+                "session_id": served.session_id,
+                "user_id": served.user_id,
+                "placement": served.placement,
+                "item_id": served.item_id,
+                "model_version": served.model_version,
+                "items": json.dumps([list(item) for item in served.items], separators=(",", ":")),
+            }
+            for served in lists
+        ]
+        if not rows:
+            return
+        table = self.served_lists
+        statement = upsert_statement(self.engine, table).on_conflict_do_nothing(
+            index_elements=[table.c.recommendation_id]
+        )
+        with write_lock(self.engine), self.engine.begin() as connection:
+            for start in range(0, len(rows), SQL_CHUNK):
+                connection.execute(statement, rows[start : start + SQL_CHUNK])
+
+    def served(self, recommendation_id: str) -> ServedList | None:
+        table = self.served_lists
+        query = select(table).where(table.c.recommendation_id == recommendation_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return ServedList(
+            recommendation_id=row.recommendation_id,
+            served_at=row.served_at,
+            session_id=row.session_id,
+            user_id=row.user_id,
+            placement=row.placement,
+            item_id=row.item_id,
+            model_version=row.model_version,
+            items=tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items)),
+        )
+
+    def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
+        table = self.events
+        query = (
+            select(table)
+            .where(table.c.recommendation_id == recommendation_id)
+            .order_by(table.c.seq)
+            .limit(last)
+        )
+        with self.engine.connect() as connection:
+            return [_logged(row) for row in connection.execute(query)]
 
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
         table = self.events

@@ -7,6 +7,10 @@ identity). Readers that follow the log (live statistics, training export) page b
 session's first event with a `user_id` is logged, or when the session logs in (`link`). Every
 event of the session counts for that user, those before the login too, and exactly once: an
 event row joins to at most one identity row.
+
+`served` keeps each recommendation list the server answered, under its `recommendation_id`:
+events that carry the id back (a click, a cart add, a purchase) are its outcomes. The partial
+index on `events.recommendation_id` finds them without indexing the events that carry none.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class LogTables(NamedTuple):
     events: Table
     items: Table
     identities: Table
+    served: Table
 
 
 def log_tables(schema: str | None = None) -> LogTables:
@@ -61,6 +66,13 @@ def log_tables(schema: str | None = None) -> LogTables:
         Column("received_at", Float, nullable=False),  # server clock, seconds since epoch
     )
     Index("ix_events_session", events.c.session_id, events.c.seq)
+    carried = events.c.recommendation_id.is_not(None)
+    Index(
+        "ix_events_recommendation",
+        events.c.recommendation_id,
+        sqlite_where=carried,
+        postgresql_where=carried,
+    )
     items = Table(
         "items",
         metadata,
@@ -82,4 +94,16 @@ def log_tables(schema: str | None = None) -> LogTables:
         Column("linked_at", Float, nullable=False),  # server clock, seconds since epoch
     )
     Index("ix_identities_user", identities.c.user_id, identities.c.linked_at)
-    return LogTables(metadata, events, items, identities)
+    served = Table(
+        "served",
+        metadata,
+        Column("recommendation_id", String(MAX_ID_LENGTH), primary_key=True),
+        Column("served_at", Float, nullable=False),  # server clock, seconds since epoch
+        Column("session_id", String(MAX_ID_LENGTH)),
+        Column("user_id", String(MAX_ID_LENGTH)),
+        Column("placement", String(MAX_ID_LENGTH)),
+        Column("item_id", String(MAX_ID_LENGTH)),  # the item on screen, if any
+        Column("model_version", String(MAX_ID_LENGTH)),
+        Column("items", Text, nullable=False),  # JSON [[item_id, source, score], ...] in order
+    )
+    return LogTables(metadata, events, items, identities, served)

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Path
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
-from nextbest.serving.routes.recommendations import CountParam, new_recommendation_id, reply_items
+from nextbest.serving.routes.recommendations import (
+    CountParam,
+    keep_served,
+    new_recommendation_id,
+    reply_items,
+)
 from nextbest.serving.schemas import ItemsIn, ItemsOut, SimilarOut
 
 router = APIRouter(prefix="/v1", tags=["items"])
@@ -35,9 +40,11 @@ async def get_similar(
     if services.catalog.unknown([item_id], model):
         raise ApiError(404, "unknown item", "item_id", f"unknown item {item_id!r}")
     items = services.recommender.similar(model, item_id, n)
+    recommendation_id = new_recommendation_id()
+    keep_served(services, recommendation_id, model, items, item_id=item_id)
     return SimilarOut(
         item_id=item_id,
-        recommendation_id=new_recommendation_id(),
+        recommendation_id=recommendation_id,
         model_version=model.version if model else None,
         items=reply_items(items),
     )

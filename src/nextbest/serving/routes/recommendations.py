@@ -8,23 +8,36 @@ after a restart or a model switch) blocks the loop for one indexed query.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import Counter
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
+from nextbest.events.log import ServedList
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.serving import metrics
-from nextbest.serving.deps import ReadAccess
+from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.recommend import Recommended
-from nextbest.serving.schemas import MAX_N, RecommendationsOut, RecommendedItem
+from nextbest.serving.registry import LoadedModel
+from nextbest.serving.schemas import (
+    MAX_N,
+    Outcome,
+    RecommendationsOut,
+    RecommendedItem,
+    ServedItem,
+    ServedOut,
+)
+from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 IdParam = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
 CountParam = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
+MAX_OUTCOMES = 1_000
 
 
 def reply_items(items: list[Recommended]) -> list[RecommendedItem]:
@@ -35,6 +48,31 @@ def reply_items(items: list[Recommended]) -> list[RecommendedItem]:
 
 def new_recommendation_id() -> str:
     return uuid.uuid4().hex
+
+
+def keep_served(
+    services: Services,
+    recommendation_id: str,
+    model: LoadedModel | None,
+    items: list[Recommended],
+    session_id: str | None = None,
+    user_id: str | None = None,
+    placement: str | None = None,
+    item_id: str | None = None,
+) -> None:
+    """Hand the answered list to the recorder (written in the background, for attribution)."""
+    services.served.record(
+        ServedList(
+            recommendation_id=recommendation_id,
+            served_at=time.time(),
+            session_id=session_id,
+            user_id=user_id,
+            placement=placement,
+            item_id=item_id,
+            model_version=model.version if model else None,
+            items=tuple((i.item_id, i.source, i.score) for i in items),
+        )
+    )
 
 
 @router.get("/recommendations", response_model=RecommendationsOut)
@@ -55,8 +93,54 @@ async def get_recommendations(
     if item_id is not None and services.catalog.unknown([item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
     items = services.recommender.recommend(model, n, session_id, user_id, item_id)
+    recommendation_id = new_recommendation_id()
+    keep_served(services, recommendation_id, model, items, session_id, user_id, placement, item_id)
     return RecommendationsOut(
-        recommendation_id=new_recommendation_id(),
+        recommendation_id=recommendation_id,
         model_version=model.version if model else None,
         items=reply_items(items),
+    )
+
+
+@router.get("/recommendations/{recommendation_id}", response_model=ServedOut)
+async def get_served(
+    recommendation_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
+    services: AdminAccess,
+    outcomes: Annotated[int, Query(ge=0, le=MAX_OUTCOMES, description="events, at most")] = 100,
+) -> ServedOut:
+    """Attribution: the list answered under this id, and the events that carried it back.
+
+    Lists are written in the background within a fraction of a second; this waits for
+    those answered before it. An unknown id is 404."""
+    await asyncio.to_thread(services.served.flush)
+    served = await asyncio.to_thread(services.log.served, recommendation_id)
+    if served is None:
+        raise ApiError(
+            404, "unknown recommendation", "recommendation_id",
+            f"no list was answered under {recommendation_id!r}",
+        )  # fmt: skip
+    events = await asyncio.to_thread(services.log.outcomes, recommendation_id, outcomes)
+    position = {item: k for k, (item, _, _) in enumerate(served.items, start=1)}
+    return ServedOut(
+        recommendation_id=served.recommendation_id,
+        served_at=served.served_at,
+        session_id=served.session_id,
+        user_id=served.user_id,
+        placement=served.placement,
+        item_id=served.item_id,
+        model_version=served.model_version,
+        items=[
+            ServedItem(position=k, item_id=item, source=source, score=score)
+            for k, (item, source, score) in enumerate(served.items, start=1)
+        ],
+        outcomes=[
+            Outcome(
+                event_id=event.event_id,
+                type=event.type,
+                item_id=event.item_id,
+                timestamp=event.timestamp,
+                position=position.get(event.item_id) if event.item_id else None,
+            )
+            for event in events
+        ],
     )
