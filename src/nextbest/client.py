@@ -81,6 +81,12 @@ class NextbestClient:
     def similar(self, item_id: str, n: int = 10) -> dict[str, Any]:
         return self._call("GET", f"/v1/items/{item_id}/similar", params={"n": n})
 
+    def served(self, recommendation_id: str, outcomes: int = 100) -> dict[str, Any]:
+        """The list answered under this id and the events that carried it back (admin key)."""
+        return self._call(
+            "GET", f"/v1/recommendations/{recommendation_id}", params={"outcomes": outcomes}
+        )
+
     def put_items(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Insert or replace catalog items (an admin key; at most 1000 per call)."""
         return self._call("PUT", "/v1/items", json={"items": list(items)})

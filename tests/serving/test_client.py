@@ -15,7 +15,14 @@ def test_the_client_sends_and_recommends(client: TestClient) -> None:
     assert writer.send_events(events)["accepted"] == 1
     assert writer.send_events(events)["duplicates"] == [events[0]["event_id"]]
     reader = NextbestClient("http://testserver", READ, http=client)
-    assert reader.recommendations(session_id="s1", n=2)["items"][0]["item_id"] == item(4)
+    shown = reader.recommendations(session_id="s1", n=2)
+    assert shown["items"][0]["item_id"] == item(4)
+    kept = NextbestClient("http://testserver", ADMIN, http=client).served(
+        shown["recommendation_id"]
+    )
+    assert [entry["item_id"] for entry in kept["items"]] == [
+        entry["item_id"] for entry in shown["items"]
+    ]
     assert reader.similar(item(9), n=1)["items"][0]["item_id"] == item(10)
     assert NextbestClient("http://testserver", ADMIN, http=client).put_items(
         [{"item_id": "x"}]
