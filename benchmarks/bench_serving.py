@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 import torch
 import uvloop
+from sqlalchemy import func, select
 
 from nextbest.data.sessions import Sessions
 from nextbest.events.log import open_event_log, sqlite_url
@@ -204,6 +205,7 @@ async def recommendations_at_rate(
     sessions = [f"bench-{uuid.uuid4().hex[:8]}-{k}" for k in range(2000)]
     timings: list[tuple[float, float]] = []
     errors: list[str] = []
+    answered: list[int] = []
     accepted = 0
 
     async def pair(k: int, record: bool) -> None:
@@ -225,6 +227,8 @@ async def recommendations_at_rate(
         accepted += json.loads(body)["accepted"] if status == 200 else 0
         if status != 200 or status2 != 200 or len(json.loads(body2)["items"]) != 10:
             errors.append(f"{status} {body[:200]!r} {status2} {body2[:200]!r}")
+        else:
+            answered.append(k)
         if record:
             timings.append((posted - started, done - posted))
 
@@ -246,6 +250,7 @@ async def recommendations_at_rate(
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "events_acknowledged": accepted,
+        "recommendations_answered": len(answered),
     }
 
 
@@ -425,8 +430,9 @@ def markdown(result: dict[str, Any]) -> str:
         + ". "
         f"Errors: {sum(run['errors'] for run in result['recommendation_runs'])}; every "
         "acknowledged event in the log exactly once: "
-        f"{result['log_check']}. Reference: the same compute through the plain `SessionModel` "
-        "interface (`model.score` + `model.recommend`), in the same run.",
+        f"{result['log_check']}; recommendation lists kept for attribution: "
+        f"{result['served_lists_kept']}. Reference: the same compute through the plain "
+        "`SessionModel` interface (`model.score` + `model.recommend`), in the same run.",
         "",
         "| what | statistic | nextbest | target | reference |",
         "|---|---|---|---|---|",
@@ -491,7 +497,11 @@ def main() -> None:
         _clear_redis(args.redis_url, prefix)
     log = open_event_log(sqlite_url(home))
     logged, distinct = log.count(), len({e.event_id for e in log.iter_events()})
+    with log.engine.connect() as connection:
+        kept = connection.execute(select(func.count()).select_from(log.served_lists)).scalar_one()
     log.close()
+    answered = sum(run["recommendations_answered"] for run in result["recommendation_runs"])
+    result["served_lists_kept"] = f"{kept} of {answered}"
     expected = sum(run["events_acknowledged"] for run in result["recommendation_runs"])
     expected += result["events"]["events_acknowledged"]
     result["log_check"] = (
