@@ -90,7 +90,18 @@ def fresh_record(
 
 
 def remembers_users(model: LoadedModel | None) -> bool:
-    return model is not None and isinstance(model.model, RemembersUsers)
+    if model is None:
+        return False
+    # isinstance against a runtime-checkable Protocol inspects the class each time (tens of
+    # microseconds per event); the answer is the model class's, so it is asked once per class
+    kind = type(model.model)
+    known = _REMEMBERS_USERS.get(kind)
+    if known is None:
+        known = _REMEMBERS_USERS[kind] = isinstance(model.model, RemembersUsers)
+    return known
+
+
+_REMEMBERS_USERS: dict[type, bool] = {}
 
 
 def advance(
