@@ -72,6 +72,11 @@ class SqlEventLog(EventLog):
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
+        self._insert = (
+            upsert_statement(engine, table)
+            .on_conflict_do_nothing(index_elements=[table.c.event_id])
+            .returning(table.c.event_id, table.c.seq)
+        )
         self._sessions = _last_per_key(table, table.c.session_id, table.c.seq, None)
         self._one_session = (
             select(table)
@@ -88,6 +93,9 @@ class SqlEventLog(EventLog):
             select(links.c.session_id, literal(-1).label("n")).where(
                 links.c.session_id.in_(bindparam("keys", expanding=True))
             ),
+        )
+        self._owners = select(links.c.session_id, links.c.user_id).where(
+            links.c.session_id.in_(bindparam("keys", expanding=True))
         )
         self._link = upsert_statement(engine, links).on_conflict_do_nothing(
             index_elements=[links.c.session_id]
@@ -124,12 +132,7 @@ class SqlEventLog(EventLog):
         rows = [event_row(events[position], now) for position in first.values()]
         new: dict[str, int] = {}
         if rows:
-            table = self.events
-            statement = (
-                upsert_statement(self.engine, table)
-                .on_conflict_do_nothing(index_elements=[table.c.event_id])
-                .returning(table.c.event_id, table.c.seq)
-            )
+            statement = self._insert
             with write_lock(self.engine), self.engine.begin() as connection:
                 for start in range(0, len(rows), SQL_CHUNK):
                     chunk = rows[start : start + SQL_CHUNK]
@@ -202,12 +205,11 @@ class SqlEventLog(EventLog):
         return str(owner)
 
     def session_owners(self, session_ids: Sequence[str]) -> dict[str, str]:
-        links = self.identities
         found: dict[str, str] = {}
         for chunk in _chunks(session_ids):
-            query = select(links.c.session_id, links.c.user_id).where(links.c.session_id.in_(chunk))
             with self.engine.connect() as connection:
-                found.update({row.session_id: row.user_id for row in connection.execute(query)})
+                rows = connection.execute(self._owners, {"keys": chunk})
+                found.update({row.session_id: row.user_id for row in rows})
         return found
 
     def user_sessions(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
