@@ -306,6 +306,14 @@ def test_events_are_acknowledged_when_the_state_store_fails(
         reply = send(client, view("e2", "s1", item(4)))
     assert reply.status_code == 200 and reply.json()["accepted"] == 1
     assert top(client, session_id="s1") == item(5)  # the state was rebuilt from the log
+    with monkeypatch.context() as patch:  # down before the commit too: reads fail as well
+        patch.setattr(store, "update", broken)
+        patch.setattr(store, "get_many", broken)
+        patch.setattr(store, "guess_many", broken)
+        reply = send(client, view("e3", "s1", item(5)), view("e4", "new", item(1)))
+    assert reply.status_code == 200 and reply.json()["accepted"] == 2
+    assert top(client, session_id="s1") == item(6)
+    assert top(client, session_id="new") == item(2)
 
 
 def test_the_api_over_postgresql_and_redis(

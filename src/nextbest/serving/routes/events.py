@@ -60,9 +60,14 @@ async def post_events(batch: EventBatchIn, services: WriteAccess, response: Resp
     events = [event for _, event in good]
     # the loop serves other requests while the commit (and its disk sync) happens
     # a session without a stored record may be new: the commit then says so, which spares
-    # reading its past from the log
-    stored = services.live.stored_records(event.session_id for event in events)
-    probe = [session for session, value in stored.items() if value is None]
+    # reading its past from the log. The events do not depend on the state store: if it
+    # cannot answer, they are committed all the same.
+    stored: dict[str, bytes | None] | None = None
+    try:
+        stored = services.live.stored_records(event.session_id for event in events)
+    except Exception:
+        logger.exception("could not read session states before a commit")
+    probe = [session for session, value in (stored or {}).items() if value is None]
     logged = await asyncio.wrap_future(services.log.submit(events, probe=probe))
     seqs = logged.seqs
     fresh = [(event, seq) for event, seq in zip(events, seqs, strict=True) if seq]
