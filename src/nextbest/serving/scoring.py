@@ -10,10 +10,11 @@ GRU4Rec, two speed-ups keep the answer exactly the same:
   the items, read in order), and that copy is a file under the data folder that every worker
   process memory-maps: the workers share one physical copy in the CPU's last-level cache.
 - `top` first scores every item with an int8 copy of the matrix (4x less to read; PyTorch's
-  fbgemm dynamic-quantized linear layer), with a proven bound `B` on how far an int8 score
-  can be from the float one. An item whose int8 score is more than `2B` below the n-th best
-  int8 score cannot be in the top n, so only the items within `2B` (a few hundred of 43k) are
-  scored again in float32 and ranked. `Int8Prescreen` says why the bound holds.
+  fbgemm dynamic-quantized linear layer), each with a proven bound `B_i` on how far its int8
+  score can be from the float one, so its float score lies in `[lower_i, upper_i]`. At least
+  n items score at least the n-th largest `lower`; an item whose `upper` is below it cannot
+  be in the top n. Only the others (a few dozen to a few hundred of 43k) are scored again in
+  float32 and ranked. `Int8Prescreen` says why the bounds hold.
 """
 
 from __future__ import annotations
