@@ -244,6 +244,17 @@ def test_served_lists_and_their_outcomes(log: EventLog) -> None:
     assert log.outcomes("nothing", last=10) == []
 
 
+def test_old_served_lists_are_forgotten_oldest_first(log: EventLog) -> None:
+    log.record_served(
+        [ServedList(f"r{t}", float(t), None, None, None, None, None, ()) for t in range(10)]
+    )
+    assert log.forget_served(before=5.5, limit=2) == 2
+    assert log.served("r0") is None and log.served("r1") is None and log.served("r2") is not None
+    assert log.forget_served(before=5.5, limit=100) == 4
+    assert log.forget_served(before=5.5, limit=100) == 0
+    assert [t for t in range(10) if log.served(f"r{t}") is not None] == [6, 7, 8, 9]
+
+
 def test_a_log_made_before_an_index_gets_it(backend: tuple[str, str | None]) -> None:
     opened = open_event_log(*backend)
     table = opened.events

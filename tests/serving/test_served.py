@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from conftest import MakeClient
 from nextbest.events.log import EventLog, ServedList, open_event_log, sqlite_url
-from nextbest.serving.served import ServedRecorder
+from nextbest.serving import services as services_module
+from nextbest.serving.served import ServedRecorder, forget_old_served
 
 
 def served(number: int) -> ServedList:
@@ -86,3 +88,43 @@ def test_a_failing_write_is_counted_and_the_recorder_goes_on(log: EventLog) -> N
     assert recorder.flush(timeout=10)
     assert log.served("r2") == served(2)
     recorder.close()
+
+
+def test_lists_older_than_the_kept_days_are_forgotten_in_chunks(log: EventLog) -> None:
+    day = 86_400.0
+    now = 100 * day
+    log.record_served([served(number) for number in range(7)])  # served at 0..6 s: old
+    log.record_served([ServedList("recent", now - day, None, None, None, None, None, ())])
+    calls: list[int] = []
+    original = log.forget_served
+
+    def counted(before: float, limit: int) -> int:
+        gone = original(before, limit)
+        calls.append(gone)
+        return gone
+
+    log.forget_served = counted  # type: ignore[method-assign]
+    assert forget_old_served(log, keep_days=30, now=now, chunk=3) == 7
+    assert calls == [3, 3, 1]
+    assert log.served("r6") is None and log.served("recent") is not None
+
+
+def test_the_server_forgets_old_lists_in_the_background(
+    make_client: MakeClient, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = time.time()
+    before_start = open_event_log(sqlite_url(home))  # kept by an earlier run of the server
+    before_start.record_served(
+        [
+            ServedList("old", now - 3 * 86_400, None, None, None, None, None, ()),
+            ServedList("new", now, None, None, None, None, None, ()),
+        ]
+    )
+    before_start.close()
+    monkeypatch.setattr(services_module, "FIRST_FORGET_SECONDS", 0.0)
+    client = make_client(refresh_seconds=0.05, served_keep_days=1.0)
+    log = client.app.state.services.log  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while log.served("old") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert log.served("old") is None and log.served("new") is not None

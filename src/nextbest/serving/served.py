@@ -11,6 +11,7 @@ up (or is down), lists beyond `max_pending` are dropped and counted, never held 
     recorder.record(ServedList(...))   # from any thread; never blocks
     recorder.flush()                   # wait until what was recorded before is written
     recorder.close()                   # flush, then stop the thread
+    forget_old_served(log, keep_days=30) # the server calls it hourly: kept lists expire
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from nextbest.events.log import EventLog, ServedList
 from nextbest.serving import metrics
@@ -25,6 +27,21 @@ from nextbest.serving import metrics
 logger = logging.getLogger(__name__)
 
 BATCH = 1_000  # lists per transaction, at most
+FORGET_CHUNK = 5_000  # kept lists deleted per transaction (short, so event commits barely wait)
+
+
+def forget_old_served(
+    log: EventLog, keep_days: float, now: float | None = None, chunk: int = FORGET_CHUNK
+) -> int:
+    """Delete the kept lists served more than `keep_days` ago, `chunk` per transaction;
+    return how many went."""
+    before = (time.time() if now is None else now) - keep_days * 86_400
+    total = 0
+    while True:
+        gone = log.forget_served(before, chunk)
+        total += gone
+        if gone < chunk:
+            return total
 
 
 class ServedRecorder:

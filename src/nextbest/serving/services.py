@@ -25,12 +25,15 @@ from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState
 from nextbest.serving.recommend import RecommendConfig, Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
-from nextbest.serving.served import ServedRecorder
+from nextbest.serving.served import ServedRecorder, forget_old_served
 from nextbest.serving.settings import ServingSettings
 from nextbest.serving.state import StateStore, open_state_store
 from nextbest.serving.trends import Trends
 
 logger = logging.getLogger(__name__)
+
+# Kept lists past their days are deleted a minute after start, then hourly.
+FIRST_FORGET_SECONDS, FORGET_EVERY_SECONDS = 60.0, 3600.0
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Services:
 
     def _loop(self) -> None:
         next_poll = time.monotonic() + self.settings.model_poll_seconds
+        next_forget = time.monotonic() + FIRST_FORGET_SECONDS
         while not self._stop.wait(self.settings.refresh_seconds):
             try:
                 self.trends.refresh()
@@ -89,6 +93,12 @@ class Services:
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()
+                if time.monotonic() >= next_forget:
+                    next_forget = time.monotonic() + FORGET_EVERY_SECONDS
+                    gone = forget_old_served(self.log, self.settings.served_keep_days)
+                    if gone:
+                        logger.info("forgot %d served list(s) older than %s days",
+                                    gone, self.settings.served_keep_days)  # fmt: skip
             except Exception:  # keep serving; the next round tries again
                 logger.exception("background refresh failed")
 

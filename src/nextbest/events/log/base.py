@@ -157,6 +157,11 @@ class EventLog(ABC):
         """The list answered under this id, or None."""
 
     @abstractmethod
+    def forget_served(self, before: float, limit: int) -> int:
+        """Delete up to `limit` kept lists served before `before` (epoch seconds), oldest
+        first, in one transaction; return how many went."""
+
+    @abstractmethod
     def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
         """The first `last` logged events that carry this `recommendation_id`, in log order."""
 

@@ -143,6 +143,9 @@ class GroupCommitLog(EventLog):
     def served(self, recommendation_id: str) -> ServedList | None:
         return self.log.served(recommendation_id)
 
+    def forget_served(self, before: float, limit: int) -> int:
+        return self.log.forget_served(before, limit)
+
     def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
         return self.log.outcomes(recommendation_id, last)
 

@@ -67,8 +67,9 @@ class SqlEventLog(EventLog):
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
             self.metadata.create_all(connection)
-            for index in self.events.indexes:  # a log made before an index was added gets it
-                index.create(connection, checkfirst=True)
+            for table in self.metadata.sorted_tables:  # a log made before an index was
+                for index in table.indexes:  # added gets it
+                    index.create(connection, checkfirst=True)
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
@@ -279,6 +280,18 @@ class SqlEventLog(EventLog):
             model_version=row.model_version,
             items=tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items)),
         )
+
+    def forget_served(self, before: float, limit: int) -> int:
+        table = self.served_lists
+        oldest = (
+            select(table.c.recommendation_id)
+            .where(table.c.served_at < before)
+            .order_by(table.c.served_at)
+            .limit(limit)
+        )
+        statement = table.delete().where(table.c.recommendation_id.in_(oldest.scalar_subquery()))
+        with write_lock(self.engine), self.engine.begin() as connection:
+            return int(connection.execute(statement).rowcount)
 
     def outcomes(self, recommendation_id: str, last: int) -> list[LoggedEvent]:
         table = self.events

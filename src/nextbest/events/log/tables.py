@@ -98,7 +98,7 @@ def log_tables(schema: str | None = None) -> LogTables:
         "served",
         metadata,
         Column("recommendation_id", String(MAX_ID_LENGTH), primary_key=True),
-        Column("served_at", Float, nullable=False),  # server clock, seconds since epoch
+        Column("served_at", Float, nullable=False, index=True),  # server clock, epoch seconds
         Column("session_id", String(MAX_ID_LENGTH)),
         Column("user_id", String(MAX_ID_LENGTH)),
         Column("placement", String(MAX_ID_LENGTH)),
