@@ -290,6 +290,9 @@ class SqlEventLog(EventLog):
             .limit(limit)
         )
         statement = table.delete().where(table.c.recommendation_id.in_(oldest.scalar_subquery()))
+        with self.engine.connect() as connection:  # nothing to delete: no write lock taken
+            if connection.execute(oldest.limit(1)).first() is None:
+                return 0
         with write_lock(self.engine), self.engine.begin() as connection:
             return int(connection.execute(statement).rowcount)
 
