@@ -394,13 +394,7 @@ class LiveState:
             return {}
         logged = self.log.session_events(wanted, self.rebuild_events)
         owners = self.log.session_owners(wanted)
-        starts = []
-        for session in wanted:
-            owner = owners.get(session)
-            start = None
-            if owner is not None and model is not None and remembers_users(model):
-                start = self._session_start(model, owner, session)
-            starts.append(fresh_record(model, owner, start))
+        starts = [self._fresh(model, session, owners.get(session)) for session in wanted]
         pending = [[Applied.of(e, e.seq) for e in logged.get(s, [])] for s in wanted]
         records = advance(model, starts, pending)
         return dict(zip(wanted, records, strict=True))
@@ -410,14 +404,21 @@ class LiveState:
     ) -> dict[str, SessionRecord]:
         """Records of sessions with no logged past before `sessions[s]` (their first events):
         owned by the first user those events name, which the log links them to."""
-        records = {}
-        for session, applied in sessions.items():
-            owner = next((a.user_id for a in applied if a.user_id), None)
-            start = None
-            if owner is not None and model is not None and remembers_users(model):
-                start = self._session_start(model, owner, session)
-            records[session] = fresh_record(model, owner, start)
-        return records
+        owners = {
+            s: next((a.user_id for a in applied if a.user_id), None)
+            for s, applied in sessions.items()
+        }
+        return {session: self._fresh(model, session, owner) for session, owner in owners.items()}
+
+    def _fresh(
+        self, model: LoadedModel | None, session_id: str, owner: str | None
+    ) -> SessionRecord:
+        """The record of a session before its first event: a session of a user starts from
+        the user's state, for a model that remembers users."""
+        start = None
+        if owner is not None and model is not None and remembers_users(model):
+            start = self._session_start(model, owner, session_id)
+        return fresh_record(model, owner, start)
 
     def _session_start(self, model: LoadedModel, user_id: str, session_id: str) -> bytes:
         """The state row `session_id` of the user starts from; the user's session open

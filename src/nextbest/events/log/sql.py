@@ -13,6 +13,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -94,6 +95,10 @@ class SqlEventLog(EventLog):
             select(links.c.session_id, literal(-1).label("n")).where(
                 links.c.session_id.in_(bindparam("keys", expanding=True))
             ),
+        )
+        kept = self.served_lists
+        self._keep_served = upsert_statement(engine, kept).on_conflict_do_nothing(
+            index_elements=[kept.c.recommendation_id]
         )
         self._owners = select(links.c.session_id, links.c.user_id).where(
             links.c.session_id.in_(bindparam("keys", expanding=True))
@@ -200,9 +205,7 @@ class SqlEventLog(EventLog):
         row = {"session_id": session_id, "user_id": user_id, "linked_at": _now(at)}
         with write_lock(self.engine), self.engine.begin() as connection:
             connection.execute(self._link, [row])
-            owner = connection.execute(
-                select(self.identities.c.user_id).where(self.identities.c.session_id == session_id)
-            ).scalar_one()
+            owner = connection.execute(self._owners, {"keys": [session_id]}).one().user_id
         return str(owner)
 
     def session_owners(self, session_ids: Sequence[str]) -> dict[str, str]:
@@ -240,28 +243,12 @@ class SqlEventLog(EventLog):
         )
 
     def record_served(self, lists: Sequence[ServedList]) -> None:
-        rows = [
-            {
-                "recommendation_id": served.recommendation_id,
-                "served_at": served.served_at,
-                "session_id": served.session_id,
-                "user_id": served.user_id,
-                "placement": served.placement,
-                "item_id": served.item_id,
-                "model_version": served.model_version,
-                "items": json.dumps([list(item) for item in served.items], separators=(",", ":")),
-            }
-            for served in lists
-        ]
+        rows = [{**asdict(served), "items": _items_json(served.items)} for served in lists]
         if not rows:
             return
-        table = self.served_lists
-        statement = upsert_statement(self.engine, table).on_conflict_do_nothing(
-            index_elements=[table.c.recommendation_id]
-        )
         with write_lock(self.engine), self.engine.begin() as connection:
             for start in range(0, len(rows), SQL_CHUNK):
-                connection.execute(statement, rows[start : start + SQL_CHUNK])
+                connection.execute(self._keep_served, rows[start : start + SQL_CHUNK])
 
     def served(self, recommendation_id: str) -> ServedList | None:
         table = self.served_lists
@@ -270,16 +257,8 @@ class SqlEventLog(EventLog):
             row = connection.execute(query).first()
         if row is None:
             return None
-        return ServedList(
-            recommendation_id=row.recommendation_id,
-            served_at=row.served_at,
-            session_id=row.session_id,
-            user_id=row.user_id,
-            placement=row.placement,
-            item_id=row.item_id,
-            model_version=row.model_version,
-            items=tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items)),
-        )
+        items = tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items))
+        return ServedList(**{**row._asdict(), "items": items})
 
     def forget_served(self, before: float, limit: int) -> int:
         table = self.served_lists
@@ -371,3 +350,8 @@ def _last_per_key(
         .where(ranked.c.rank <= bindparam("last"))
         .order_by(ranked.c[key.name], ranked.c[order.name])
     )
+
+
+def _items_json(items: Sequence[tuple[str, str, float]]) -> str:
+    """A served list's items as stored: [[item_id, source, score], ...]."""
+    return json.dumps([list(item) for item in items], separators=(",", ":"))

@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -110,10 +111,11 @@ async def get_served(
 ) -> ServedOut:
     """Attribution: the list answered under this id, and the events that carried it back.
 
-    Lists are written in the background within a fraction of a second; this waits for
-    those answered before it. An unknown id is 404."""
-    await asyncio.to_thread(services.served.flush)
-    served = await asyncio.to_thread(services.log.served, recommendation_id)
+    Lists are written in the background, each worker once a second. This waits for the
+    lists this worker answered before it; an id it does not find yet is looked up once more
+    after a writer's interval, since another worker may have answered it. An unknown id is
+    404."""
+    served = await _find_served(services, recommendation_id)
     if served is None:
         raise ApiError(
             404, "unknown recommendation", "recommendation_id",
@@ -122,25 +124,30 @@ async def get_served(
     events = await asyncio.to_thread(services.log.outcomes, recommendation_id, outcomes)
     position = {item: k for k, (item, _, _) in enumerate(served.items, start=1)}
     return ServedOut(
-        recommendation_id=served.recommendation_id,
-        served_at=served.served_at,
-        session_id=served.session_id,
-        user_id=served.user_id,
-        placement=served.placement,
-        item_id=served.item_id,
-        model_version=served.model_version,
-        items=[
-            ServedItem(position=k, item_id=item, source=source, score=score)
-            for k, (item, source, score) in enumerate(served.items, start=1)
-        ],
-        outcomes=[
-            Outcome(
-                event_id=event.event_id,
-                type=event.type,
-                item_id=event.item_id,
-                timestamp=event.timestamp,
-                position=position.get(event.item_id) if event.item_id else None,
-            )
-            for event in events
-        ],
+        **asdict(served)
+        | {
+            "items": [
+                ServedItem(position=k, item_id=item, source=source, score=score)
+                for k, (item, source, score) in enumerate(served.items, start=1)
+            ],
+            "outcomes": [
+                Outcome(
+                    event_id=event.event_id,
+                    type=event.type,
+                    item_id=event.item_id,
+                    timestamp=event.timestamp,
+                    position=position.get(event.item_id) if event.item_id else None,
+                )
+                for event in events
+            ],
+        }
     )
+
+
+async def _find_served(services: Services, recommendation_id: str) -> ServedList | None:
+    await asyncio.to_thread(services.served.flush)
+    served = await asyncio.to_thread(services.log.served, recommendation_id)
+    if served is None:  # maybe answered by another worker, whose writer has not run yet
+        await asyncio.sleep(services.served.interval)
+        served = await asyncio.to_thread(services.log.served, recommendation_id)
+    return served
