@@ -111,12 +111,11 @@ class GroupCommitLog(EventLog):
             return
         # A session new to the log is new for a caller only if no other caller of the group
         # sent events of it: each caller steps its own events, and would miss the others'.
-        callers: Counter[str] = Counter()
-        for pending in group:
-            callers.update(own_sessions(pending))
+        owned = [{event.session_id for event in pending.events} for pending in group]
+        callers = Counter(session for sessions in owned for session in sessions)
         start = 0
-        for pending in group:
-            asked = result.new_sessions & pending.probe & own_sessions(pending)
+        for pending, sessions in zip(group, owned, strict=True):
+            asked = result.new_sessions & pending.probe & sessions
             new = frozenset(s for s in asked if callers[s] == 1)
             seqs = result.seqs[start : start + len(pending.events)]
             pending.done.set_result(AppendResult(seqs, new))
@@ -170,7 +169,3 @@ class GroupCommitLog(EventLog):
             self._queue.put(Pending([], None, frozenset(), Future()))
             self._writer.join(timeout=10)
         self.log.close()
-
-
-def own_sessions(pending: Pending) -> set[str]:
-    return {event.session_id for event in pending.events}
