@@ -32,6 +32,7 @@ def test_events_then_recommendations_follow_the_session(client: TestClient) -> N
         "item_id": item(7),
         "score": pytest.approx(body["items"][0]["score"]),
         "source": "gru4rec",
+        "reason": "next after i06",
     }
     send(client, view("e3", "s1", item(7)))  # the next request sees the new event
     assert recommend(client, session_id="s1", n=1).json()["items"][0]["item_id"] == item(8)

@@ -43,9 +43,19 @@ def test_after_a_new_item_its_followers_come_in(client: TestClient) -> None:
     send(client, view("e1", "s1", item(2)), view("e2", "s1", "new-hat"))
     items = recommend(client, session_id="s1", n=5).json()["items"]
     # the model's state still follows the session's known items (after i02: i03)...
-    assert items[0] == {"item_id": item(3), "score": items[0]["score"], "source": "gru4rec"}
+    assert items[0] == {
+        "item_id": item(3),
+        "score": items[0]["score"],
+        "source": "gru4rec",
+        "reason": "next after new-hat",
+    }
     # ...and live co-visitation says what people look at after the new hat
-    assert {"item_id": item(20), "score": 3.0, "source": "covisit"} in items
+    assert {
+        "item_id": item(20),
+        "score": 3.0,
+        "source": "covisit",
+        "reason": "often viewed after new-hat",
+    } in items
 
 
 def test_popular_new_items_need_a_few_events(client: TestClient) -> None:

@@ -1,34 +1,10 @@
-"""The models the CLI can name, and building one from `--param KEY=VALUE` options."""
+"""Models by name for the CLI (`nextbest.models.registry` names them) and `--param` parsing."""
 
 from __future__ import annotations
 
-from typing import Any
+from nextbest.models.registry import MODELS, build_model
 
-from nextbest.models.base import SessionModel, parse_config
-from nextbest.models.covisit import CoVisitation
-from nextbest.models.gru4rec import GRU4Rec
-from nextbest.models.hgru4rec import HGRU4Rec
-from nextbest.models.knn.sknn import SKNN
-from nextbest.models.knn.stan import STAN
-from nextbest.models.knn.vsknn import VSKNN
-from nextbest.models.knn.vstan import VSTAN
-from nextbest.models.popularity import MostPopular, SessionPopular
-
-# The CLI is the one place where a model is picked by its name.
-MODELS: dict[str, type[SessionModel[Any, Any]]] = {
-    model.name: model
-    for model in (
-        MostPopular,
-        SessionPopular,
-        CoVisitation,
-        SKNN,
-        VSKNN,
-        STAN,
-        VSTAN,
-        GRU4Rec,
-        HGRU4Rec,
-    )
-}
+__all__ = ["MODELS", "build_model", "parse_params"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -39,10 +15,3 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--param takes KEY=VALUE, got {pair!r}")
         params[key.strip()] = value.strip()
     return params
-
-
-def build_model(name: str, params: dict[str, str]) -> SessionModel[Any, Any]:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    model_class = MODELS[name]
-    return model_class(parse_config(model_class.config_class, params))

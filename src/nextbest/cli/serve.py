@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +19,10 @@ def serve(
         int, typer.Option(help="worker processes; more than 1 needs NEXTBEST_REDIS_URL")
     ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    placements: Annotated[
+        Path | None,
+        typer.Option(help="placements file (TOML); default: NEXTBEST_PLACEMENTS or the shipped"),
+    ] = None,
 ) -> None:
     """Serve events in, recommendations out (API docs at /docs). Settings: NEXTBEST_* variables."""
     from pydantic import ValidationError
@@ -27,6 +33,8 @@ def serve(
         raise ValueError(f"--log-level must be debug, info, warning or error, not {log_level!r}")
     if not 0 < port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, not {port}")
+    if placements is not None:  # the workers read it from the environment
+        os.environ["NEXTBEST_PLACEMENTS"] = str(placements)
     try:
         run(host, port, workers, log_level)
     except ValidationError as exc:

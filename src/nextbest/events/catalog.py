@@ -35,6 +35,10 @@ class Catalog(ABC):
         """(item_id, in_stock, updated_at) of the items written at or after `when`."""
 
     @abstractmethod
+    def changed_items_since(self, when: float) -> list[tuple[Item, float]]:
+        """(item, updated_at) of the items written at or after `when`, oldest first."""
+
+    @abstractmethod
     def items(self, limit: int) -> list[Item]:
         """Up to `limit` items, in id order."""
 
@@ -88,6 +92,14 @@ class SqlCatalog(Catalog):
         )
         with self.engine.connect() as connection:
             return [(row[0], bool(row[1]), float(row[2])) for row in connection.execute(query)]
+
+    def changed_items_since(self, when: float) -> list[tuple[Item, float]]:
+        table = self.table
+        query = select(table).where(table.c.updated_at >= when).order_by(table.c.updated_at)
+        with self.engine.connect() as connection:
+            return [
+                (_item(row._asdict()), float(row.updated_at)) for row in connection.execute(query)
+            ]
 
     def items(self, limit: int) -> list[Item]:
         query = select(self.table).order_by(self.table.c.item_id).limit(limit)

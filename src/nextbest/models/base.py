@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Any,
     ClassVar,
     Generic,
@@ -36,6 +37,9 @@ from typing import (
 import numpy as np
 
 from nextbest.data.sessions import Sessions
+
+if TYPE_CHECKING:
+    from nextbest.models.scoring import Scorer
 
 StateT = TypeVar("StateT")
 ConfigT = TypeVar("ConfigT")
@@ -111,6 +115,19 @@ class SessionModel(ABC, Generic[StateT, ConfigT]):
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+    # -- serving ----------------------------------------------------------------------------
+    def scorer(self, cache: Path | None = None) -> Scorer:
+        """How serving scores this model's states (`cache`: a folder for arrays that worker
+        processes share). A model with a faster exact path overrides this."""
+        from nextbest.models.scoring import Scorer
+
+        return Scorer(self)
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """[n_items, d] vectors whose dot products say how alike two items are (for
+        "similar items" and diversity), or None when the model has none."""
+        return None
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

@@ -16,7 +16,15 @@ from nextbest.serving.errors import install_error_handlers
 from nextbest.serving.limits import BodySizeLimit
 from nextbest.serving.metrics import MetricsMiddleware
 from nextbest.serving.registry import ModelClasses
-from nextbest.serving.routes import events, health, identity, items, models, recommendations
+from nextbest.serving.routes import (
+    events,
+    health,
+    identity,
+    items,
+    models,
+    placements,
+    recommendations,
+)
 from nextbest.serving.routes.demo import default_web_dir, mount_demo
 from nextbest.serving.services import open_services
 from nextbest.serving.settings import ServingSettings
@@ -53,6 +61,7 @@ def create_app(
         recommendations.router,
         items.router,
         models.router,
+        placements.router,
     ):
         app.include_router(router)
     app.include_router(health.router)

@@ -1,10 +1,11 @@
-"""The server's view of the catalog: which item ids exist, and which are out of stock.
+"""The server's view of the catalog: the items, which exist, and which are out of stock.
 
 An item exists when the model answering knows it or the shop put it in the catalog
-(`PUT /v1/items`). The cache holds every catalog id and the out-of-stock ones, follows the
-catalog's changes (`refresh`, every few seconds, so other workers' upserts arrive), and
-asks the database before calling an id unknown, so an item added through one worker is
-accepted by every worker at once.
+(`PUT /v1/items`). The cache holds every catalog item, follows the catalog's changes
+(`refresh`, every few seconds, so other workers' upserts arrive), and asks the database
+before calling an id unknown, so an item added through one worker is accepted by every
+worker at once. `table(model)` is the pipeline's `ItemTable` over the model's items and the
+catalog's, built once per change (the refresher builds it ahead of the requests).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from nextbest.events.catalog import Catalog
 from nextbest.events.schema import Item
+from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
 
 # Changes are read again from this far back: clocks of several workers differ a little.
@@ -26,6 +28,8 @@ class CatalogCache:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._ids: set[str] = set()
+        self._items: dict[str, Item] = {}
+        self._table: tuple[bytes, int, ItemTable] | None = None
         self._out_of_stock: set[str] = set()
         self._since = 0.0
         self._generation = 0  # grows with every change; keys the derived caches below
@@ -35,24 +39,25 @@ class CatalogCache:
 
     def refresh(self) -> int:
         """Read the catalog's changes since the last refresh; returns how many."""
-        changes = self.catalog.changed_since(max(0.0, self._since - CLOCK_SLACK_SECONDS))
+        changes = self.catalog.changed_items_since(max(0.0, self._since - CLOCK_SLACK_SECONDS))
         with self._lock:
-            changed = self._note((item_id, in_stock) for item_id, in_stock, _ in changes)
+            changed = self._note(item for item, _ in changes)
             if changes:
-                self._since = max(self._since, changes[-1][2])
+                self._since = max(self._since, changes[-1][1])
         return changed
 
     def upserted(self, items: Sequence[Item]) -> None:
         """Note items this worker just wrote (before the next refresh sees them)."""
         with self._lock:
-            self._note((item.item_id, item.in_stock) for item in items)
+            self._note(items)
 
-    def _note(self, changes: Iterable[tuple[str, bool]]) -> int:
+    def _note(self, changes: Iterable[Item]) -> int:
         changed = 0
-        for item_id, in_stock in changes:
-            known, was_out = item_id in self._ids, item_id in self._out_of_stock
-            if known and was_out == (not in_stock):
+        for item in changes:
+            item_id, in_stock = item.item_id, item.in_stock
+            if self._items.get(item_id) == item:
                 continue
+            self._items[item_id] = item
             self._ids.add(item_id)
             if in_stock:
                 self._out_of_stock.discard(item_id)
@@ -99,6 +104,18 @@ class CatalogCache:
             fresh = sorted(i for i in self._ids - self._out_of_stock if i not in index)
             self._new = (tag, self._generation, fresh)
             return fresh
+
+    def table(self, model: LoadedModel | None) -> ItemTable:
+        """The items as the pipeline's columns: the model's first, then the catalog's."""
+        tag = model.tag if model is not None else b""
+        cached = self._table
+        if cached is not None and cached[:2] == (tag, self._generation):
+            return cached[2]
+        with self._lock:
+            generation, items = self._generation, dict(self._items)
+        table = ItemTable.build(model.model.item_ids if model is not None else None, items)
+        self._table = (tag, generation, table)
+        return table
 
     def __len__(self) -> int:
         return len(self._ids)

@@ -42,6 +42,8 @@ from nextbest.serving.state.records import (
     SessionRecord,
     UserRecord,
     add_bought,
+    add_purchase,
+    add_recent,
     decode_session,
     decode_user,
     encode_session,
@@ -115,6 +117,7 @@ def advance(
     for record, events in zip(records, pending, strict=True):
         todo: list[tuple[int, float]] = []
         bought, last_item, last_seq = record.bought, record.last_item, record.last_seq
+        recent = record.recent
         n_events, last_time, user_id = record.n_events, record.last_time, record.user_id
         for event in events:
             if event.seq <= last_seq:
@@ -124,6 +127,7 @@ def advance(
             if event.item_id is None:
                 continue
             last_item = event.item_id
+            recent = add_recent(recent, event.item_id, event.type, event.timestamp)
             if event.type == PURCHASE:
                 bought = add_bought(bought, event.item_id)
             column = model.index.get(event.item_id) if model is not None else None
@@ -140,6 +144,7 @@ def advance(
                 last_item=last_item,
                 bought=bought,
                 user_id=user_id,
+                recent=recent,
             )
         )
     if model is not None:
@@ -239,13 +244,13 @@ class LiveState:
             return [encode_session(record) for record in advance(model, records, pending)]
 
         written = self.store.update(keys, compute, values)
-        purchases: dict[str, list[str]] = defaultdict(list)  # user -> items bought
+        purchases: dict[str, list[tuple[str, float]]] = defaultdict(list)  # user -> bought
         for session, value in zip(sessions, written, strict=True):
             owner = decode_session(value).user_id if value is not None else None
             for applied in by_session[session]:
                 user = owner or applied.user_id
                 if applied.type == PURCHASE and user and applied.item_id:
-                    purchases[user].append(applied.item_id)
+                    purchases[user].append((applied.item_id, applied.timestamp))
         if purchases:
             self._apply_purchases(purchases)
 
@@ -257,12 +262,12 @@ class LiveState:
         values = self.store.guess_many([SESSION_KEY + session for session in wanted])
         return dict(zip(wanted, values, strict=True))
 
-    def _apply_purchases(self, purchases: dict[str, list[str]]) -> None:
+    def _apply_purchases(self, purchases: dict[str, list[tuple[str, float]]]) -> None:
         users = list(purchases)
         keys = [USER_KEY + user for user in users]
         values = self.store.get_many(keys)
         missing = [u for u, v in zip(users, values, strict=True) if _user(v) is None]
-        history = self.log.user_purchases(missing, MAX_BOUGHT) if missing else {}
+        history = self.log.user_purchase_times(missing, MAX_BOUGHT) if missing else {}
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             out: list[bytes | None] = []
@@ -271,10 +276,9 @@ class LiveState:
                 if record is None:  # the log's history already holds this batch's purchases
                     out.append(encode_user(_user_record(history.get(user, []))))
                     continue
-                bought = record.bought
-                for item in purchases[user]:
-                    bought = add_bought(bought, item)
-                out.append(encode_user(replace(record, bought=bought)))
+                for item, time in purchases[user]:
+                    record = add_purchase(record, item, time)
+                out.append(encode_user(record))
             return out
 
         self.store.update(keys, compute, values, lasting=True)
@@ -300,7 +304,9 @@ class LiveState:
         encoded = encode_session(record)
         self.store.update([key], lambda current: [encoded], [value])
         if record.bought:
-            self._apply_purchases({user_id: list(record.bought)})
+            when = {i.item_id: i.time for i in record.recent if i.type == PURCHASE}
+            bought = [(item, when.get(item, record.last_time)) for item in record.bought]
+            self._apply_purchases({user_id: bought})
         return record
 
     def repair(self, recent: int = 10_000) -> int:
@@ -361,7 +367,7 @@ class LiveState:
         record = _user(value)
         if record is not None:
             return record
-        record = _user_record(self.log.user_purchases([user_id], MAX_BOUGHT).get(user_id, []))
+        record = _user_record(self.log.user_purchase_times([user_id], MAX_BOUGHT).get(user_id, []))
         encoded = encode_user(record)
         self.store.update(
             [key],
@@ -433,8 +439,8 @@ class LiveState:
             now = _user(current[0])
             if now is not None and now.model_tag == model.tag and now.open_session == session_id:
                 return [None]  # another request opened it first
-            bought = now.bought if now is not None else record.bought
-            return [encode_user(replace(opened, bought=bought))]
+            bought = now if now is not None else record
+            return [encode_user(replace(opened, bought=bought.bought, bought_at=bought.bought_at))]
 
         stored = _user(self.store.update([key], compute, [value], lasting=True)[0])
         return stored.state if stored is not None else start
@@ -451,11 +457,11 @@ class LiveState:
         if found is not None and found.model_tag == model.tag:
             return found, value
         if found is not None:
-            bought = found.bought
+            bought = found
         else:
             bought = _user_record(
-                self.log.user_purchases([user_id], MAX_BOUGHT).get(user_id, [])
-            ).bought
+                self.log.user_purchase_times([user_id], MAX_BOUGHT).get(user_id, [])
+            )
         history = self.log.user_sessions([user_id], USER_SESSIONS + 1).get(user_id, [])
         earlier = [s for s in history if s != session_id][-USER_SESSIONS:]
         logged = self.log.session_events(earlier, self.rebuild_events) if earlier else {}
@@ -464,7 +470,9 @@ class LiveState:
             events = [Applied.of(e, e.seq) for e in logged.get(session, [])]
             record = advance(model, [SessionRecord(model.tag, state)], [events])[0]
             state = self._end(model, record.state)
-        rebuilt = UserRecord(bought, model.tag, state, None)
+        rebuilt = UserRecord(
+            bought.bought, bought.bought_at, model_tag=model.tag, state=state, open_session=None
+        )
         encoded = encode_user(rebuilt)
         stored = self.store.update(
             [key], lambda current: [encoded if current[0] == value else None], [value], lasting=True
@@ -500,8 +508,8 @@ def _user(value: bytes | None) -> UserRecord | None:
     return decode_user(value) if value is not None else None
 
 
-def _user_record(items: list[str]) -> UserRecord:
-    bought: tuple[str, ...] = ()
-    for item in items:
-        bought = add_bought(bought, item)
-    return UserRecord(bought)
+def _user_record(purchases: list[tuple[str, float]]) -> UserRecord:
+    record = UserRecord()
+    for item, time in purchases:
+        record = add_purchase(record, item, time)
+    return record

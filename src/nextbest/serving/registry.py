@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from nextbest.models.base import MODEL_FILE, SessionModel
+from nextbest.models.scoring import Scorer
 from nextbest.models.store import list_versions
-from nextbest.serving.scoring import Scorer, scorer_for
+from nextbest.recommend.rules.purchase_rules import PurchaseRules
 from nextbest.serving.state.codec import StateCodec, codec_for
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
 
 def default_classes() -> dict[str, type[SessionModel[Any, Any]]]:
-    """The models the CLI can train: `nextbest.cli.models.MODELS`, the one place naming them."""
-    from nextbest.cli.models import MODELS
+    """Every model nextbest can train (`nextbest.models.registry.MODELS`)."""
+    from nextbest.models.registry import MODELS
 
     return dict(MODELS)
 
@@ -51,6 +52,8 @@ class LoadedModel:
     index: dict[str, int]  # item id -> score column
     initial_row: bytes  # the state row of a session that has seen nothing
     loaded_at: float
+    embeddings: np.ndarray | None = None  # [N, d] float32 item vectors, if the model has them
+    purchase_rules: PurchaseRules | None = None  # learned at training, if it had purchases
 
     @property
     def name(self) -> str:
@@ -76,23 +79,41 @@ def load_model(folder: Path, classes: ModelClasses, cache: Path | None = None) -
         )
     started = time.perf_counter()
     model = classes[name].load(folder)
-    codec = codec_for(model)
-    item_ids = np.asarray(model.item_ids, dtype=object)
-    loaded = LoadedModel(
-        version=folder.name,
-        model=model,
-        codec=codec,
-        score=scorer_for(model, cache),
-        tag=version_tag(folder.name),
-        index={str(item): column for column, item in enumerate(item_ids)},
-        initial_row=codec.split(model.initial_state(1))[0],
-        loaded_at=time.time(),
-    )
+    loaded = serve_model(model, folder.name, cache, PurchaseRules.load(folder))
     logger.info(
         "loaded model %s (%s, %d items) in %.2f s",
         folder.name, name, loaded.n_items, time.perf_counter() - started,
     )  # fmt: skip
     return loaded
+
+
+def serve_model(
+    model: SessionModel[Any, Any],
+    version: str,
+    cache: Path | None = None,
+    purchase_rules: PurchaseRules | None = None,
+) -> LoadedModel:
+    """A fitted model with everything serving derives from it (also for offline runs of the
+    pipeline, which serve a model fitted in memory)."""
+    codec = codec_for(model)
+    item_ids = np.asarray(model.item_ids, dtype=object)
+    return LoadedModel(
+        version=version,
+        model=model,
+        codec=codec,
+        score=model.scorer(cache),
+        tag=version_tag(version),
+        index={str(item): column for column, item in enumerate(item_ids)},
+        initial_row=codec.split(model.initial_state(1))[0],
+        loaded_at=time.time(),
+        embeddings=_embeddings(model),
+        purchase_rules=purchase_rules,
+    )
+
+
+def _embeddings(model: SessionModel[Any, Any]) -> np.ndarray | None:
+    vectors = model.item_embeddings()
+    return None if vectors is None else np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 class ModelRegistry:

@@ -19,6 +19,8 @@ from nextbest.serving.errors import detail_of, field_name
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_ITEMS = 1000
 MAX_N = 100
+MAX_CANDIDATES = 1000  # items a search placement request may pass to re-rank
+MAX_FILTER_CHARS = 2000
 CONTEXT_FIELDS = ("placement", "device")
 
 
@@ -132,12 +134,33 @@ class IdentifyOut(BaseModel):
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    source: str = Field(description="what put the item here: the model's name, covisit, popularity")
+    source: str = Field(
+        description="what put the item here: the model's name, similar, complements, covisit, "
+        "popularity, promoted, pinned, search"
+    )
+    reason: str = Field(description="a short text a page may show, e.g. 'similar to X'")
+
+
+class RecommendationsIn(BaseModel):
+    """`POST /v1/recommendations`: the query's fields as a JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+    session_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    user_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    placement: str = Field(default="home", min_length=1, max_length=MAX_ID_LENGTH)
+    item_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    n: int = Field(default=10, ge=1, le=MAX_N)
+    candidates: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] = Field(
+        default=[], max_length=MAX_CANDIDATES
+    )
+    filter: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
+    filter_params: dict[str, Any] = {}
 
 
 class RecommendationsOut(BaseModel):
     recommendation_id: str = Field(description="send it back with the events that follow")
     model_version: str | None
+    placement: str | None = None
     items: list[RecommendedItem]
 
 

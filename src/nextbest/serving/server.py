@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from nextbest.recommend.placements import load_placements
 from nextbest.serving.auth import resolve_keys
 from nextbest.serving.services import init_database
 from nextbest.serving.settings import ServingSettings
@@ -87,6 +88,7 @@ def prepare(settings: ServingSettings, workers: int) -> None:
 def run(host: str, port: int, workers: int = 1, log_level: str = "info") -> None:
     """Serve the API until interrupted (settings from the NEXTBEST_* environment)."""
     settings = ServingSettings()
+    load_placements(settings.placements)  # a bad placements file stops here, with its key
     prepare(settings, workers)
     if workers == 1:
         serve_worker(host, port, log_level, reuse_port=False)

@@ -19,11 +19,12 @@ import torch
 from nextbest.events.catalog import SqlCatalog
 from nextbest.events.log import GroupCommitLog, SqlEventLog
 from nextbest.events.log.database import open_engine
+from nextbest.recommend.placements import Placements, load_placements
 from nextbest.serving import metrics
 from nextbest.serving.auth import ApiKeys, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState
-from nextbest.serving.recommend import RecommendConfig, Recommender
+from nextbest.serving.recommend import Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
 from nextbest.serving.served import ServedRecorder, forget_old_served
 from nextbest.serving.settings import ServingSettings
@@ -62,12 +63,21 @@ class Services:
         self.trends.start_at_recent()
         self.trends.refresh()
         self.catalog.refresh()
+        self.catalog.table(self.registry.current)
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
         self._thread.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
         # from walking it again and again (long pauses show up as slow requests).
         gc.collect()
         gc.freeze()
+
+    def reload_placements(self) -> Placements:
+        """Read the placements file again; a bad file raises PlacementsError and the
+        placements in use stay."""
+        placements = load_placements(self.settings.placements)
+        self.recommender.placements = placements
+        logger.info("placements reloaded from %s: %s", placements.source, placements.names)
+        return placements
 
     def reload_model(self) -> LoadedModel | None:
         """Switch to the newest model version if there is a newer one; return it if switched."""
@@ -90,6 +100,7 @@ class Services:
             try:
                 self.trends.refresh()
                 self.catalog.refresh()
+                self.catalog.table(self.registry.current)  # built here, not on a request
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()
@@ -140,7 +151,8 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
     )
     live = LiveState(store, log, settings.rebuild_events)
     trends = Trends(log, settings.trend_window_events)
-    recommender = Recommender(live, trends, catalog, RecommendConfig(settings.fresh_share))
+    placements = load_placements(settings.placements)  # a bad file stops the server here
+    recommender = Recommender(live, trends, catalog, placements)
     return Services(
         settings=settings,
         keys=keys,

@@ -12,6 +12,7 @@
     NEXTBEST_CORS_ORIGINS         comma-separated origins allowed to call from a browser
     NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
+    NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
     NEXTBEST_DEMO                 1: serve the demo shop's page at / (with its keys: demo only)
 
 The rest (poll intervals, windows) have defaults that suit a shop; see the fields below.
@@ -51,7 +52,7 @@ class ServingSettings(BaseSettings):
     model_poll_seconds: float = Field(default=5.0, gt=0)
     refresh_seconds: float = Field(default=2.0, gt=0)  # live counts and catalog changes
     trend_window_events: int = Field(default=200_000, ge=1)
-    fresh_share: float = Field(default=0.2, ge=0, le=1)
+    placements: Path | None = None  # the placements file; None: the shipped defaults
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
     torch_threads: int = Field(default=1, ge=1)
     docs: bool = True

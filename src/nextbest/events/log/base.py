@@ -124,10 +124,17 @@ class EventLog(ABC):
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
         """The last `last` events of each session (oldest first); absent sessions are left out."""
 
-    @abstractmethod
     def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
         """The item ids of each user's last `last` purchases (oldest first), counting every
         purchase in the sessions that belong to the user (see `link`)."""
+        found = self.user_purchase_times(user_ids, last)
+        return {user: [item for item, _ in bought] for user, bought in found.items()}
+
+    @abstractmethod
+    def user_purchase_times(
+        self, user_ids: Sequence[str], last: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """As `user_purchases`, each item with the time of its purchase event."""
 
     @abstractmethod
     def link(self, session_id: str, user_id: str, at: float | None = None) -> str:

@@ -124,8 +124,10 @@ class GroupCommitLog(EventLog):
     def session_events(self, session_ids: Sequence[str], last: int) -> dict[str, list[LoggedEvent]]:
         return self.log.session_events(session_ids, last)
 
-    def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
-        return self.log.user_purchases(user_ids, last)
+    def user_purchase_times(
+        self, user_ids: Sequence[str], last: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        return self.log.user_purchase_times(user_ids, last)
 
     def link(self, session_id: str, user_id: str, at: float | None = None) -> str:
         return self.log.link(session_id, user_id, at)

@@ -120,7 +120,7 @@ class SqlEventLog(EventLog):
             .subquery()
         )
         self._purchase_query = (
-            select(ranked.c.owner, ranked.c.item_id)
+            select(ranked.c.owner, ranked.c.item_id, ranked.c.timestamp)
             .where(ranked.c.rank <= bindparam("last"))
             .order_by(ranked.c.owner, ranked.c.seq)
         )
@@ -192,13 +192,15 @@ class SqlEventLog(EventLog):
                     found.setdefault(row.session_id, []).append(_logged(row))
         return found
 
-    def user_purchases(self, user_ids: Sequence[str], last: int) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
+    def user_purchase_times(
+        self, user_ids: Sequence[str], last: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        found: dict[str, list[tuple[str, float]]] = {}
         for chunk in _chunks(user_ids):
             with self.engine.connect() as connection:
                 rows = connection.execute(self._purchase_query, {"keys": chunk, "last": last})
                 for row in rows:
-                    found.setdefault(row.owner, []).append(row.item_id)
+                    found.setdefault(row.owner, []).append((row.item_id, float(row.timestamp)))
         return found
 
     def link(self, session_id: str, user_id: str, at: float | None = None) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Self
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.network import GRU4RecNet
 from nextbest.models.gru4rec.training import EpochStats, Trainer, run_epochs, torch_threads
+
+if TYPE_CHECKING:
+    from nextbest.models.scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +106,16 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         return top.indices.numpy(), top.values.numpy()
 
     # -- persistence ------------------------------------------------------------------------
+    def scorer(self, cache: Path | None = None) -> Scorer:
+        """Exact top-n from an int8 prescreen over a shared [H, N] copy of the item matrix."""
+        from nextbest.models.scoring import GRU4RecScorer
+
+        return GRU4RecScorer(self, cache)
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """The output item vectors [N, H]: items scored alike after the same state."""
+        return self._fitted().item_weights.detach().numpy()
+
     def arrays(self) -> dict[str, np.ndarray]:
         net = self._fitted()
         return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}

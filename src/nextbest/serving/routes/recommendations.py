@@ -1,4 +1,7 @@
-"""`GET /v1/recommendations`: the next-best items for a session, now.
+"""`GET` and `POST /v1/recommendations`: the next-best items for a session on a placement, now.
+
+The route parses, calls the recommender (the placement's pipeline) and records the list; a
+bad placement, filter or parameter is a 422 that names it.
 
 The route is `async def`: its work is short and mostly CPU (one state read, one scoring of
 every item, well under a millisecond), and running it on the event loop saves the switch to
@@ -9,24 +12,31 @@ after a restart or a model switch) blocks the loop for one indexed query.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
 from nextbest.events.log import ServedList
 from nextbest.events.schema import MAX_ID_LENGTH
+from nextbest.recommend.context import Query as RecommendQuery
+from nextbest.recommend.placements import DEFAULT_PLACEMENT
+from nextbest.recommend.rules.filters import FilterError, ParamError
 from nextbest.serving import metrics
 from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
-from nextbest.serving.recommend import Recommended
+from nextbest.serving.recommend import MissingInput, Recommended, UnknownPlacement
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.schemas import (
+    MAX_CANDIDATES,
+    MAX_FILTER_CHARS,
     MAX_N,
     Outcome,
+    RecommendationsIn,
     RecommendationsOut,
     RecommendedItem,
     ServedItem,
@@ -41,10 +51,80 @@ CountParam = Annotated[int, Query(ge=1, le=MAX_N, description="how many items")]
 MAX_OUTCOMES = 1_000
 
 
+MAX_FILTER_PARAMS_CHARS = 10_000
+
+
 def reply_items(items: list[Recommended]) -> list[RecommendedItem]:
     for source, count in Counter(item.source for item in items).items():
         metrics.RECOMMENDED.labels(source).inc(count)
-    return [RecommendedItem(item_id=i.item_id, score=i.score, source=i.source) for i in items]
+    return [
+        RecommendedItem(item_id=i.item_id, score=i.score, source=i.source, reason=i.reason)
+        for i in items
+    ]
+
+
+def run_query(
+    services: Services, query: RecommendQuery
+) -> tuple[LoadedModel | None, list[Recommended]]:
+    """The placement's list for `query`; ApiError 422 naming what is wrong with it."""
+    model = services.model
+    if query.item_id is not None and services.catalog.unknown([query.item_id], model):
+        raise ApiError(422, "unknown item", "item_id", f"unknown item {query.item_id!r}")
+    try:
+        return model, services.recommender.recommend(model, query)
+    except UnknownPlacement as exc:
+        raise ApiError(422, "unknown placement", "placement", str(exc)) from None
+    except MissingInput as exc:
+        raise ApiError(422, "missing input", exc.field, str(exc)) from None
+    except FilterError as exc:
+        raise ApiError(422, "invalid filter", "filter", str(exc)) from None
+    except ParamError as exc:
+        raise ApiError(
+            422, "invalid filter parameter", f"filter_params.{exc.param}", str(exc)
+        ) from None
+
+
+def parse_filter_params(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if len(text) > MAX_FILTER_PARAMS_CHARS:
+        raise ApiError(
+            422, "invalid filter parameters", "filter_params",
+            f"at most {MAX_FILTER_PARAMS_CHARS} characters",
+        )  # fmt: skip
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise ApiError(
+            422, "invalid filter parameters", "filter_params", f"not JSON: {exc}"
+        ) from None
+    if not isinstance(params, dict):
+        raise ApiError(422, "invalid filter parameters", "filter_params", "must be a JSON object")
+    return params
+
+
+def parse_candidates(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    ids = tuple(part.strip() for part in text.split(",") if part.strip())
+    if len(ids) > MAX_CANDIDATES:
+        raise ApiError(422, "too many candidates", "candidates", f"at most {MAX_CANDIDATES}")
+    return ids
+
+
+def answer(services: Services, query: RecommendQuery) -> RecommendationsOut:
+    model, items = run_query(services, query)
+    recommendation_id = new_recommendation_id()
+    keep_served(
+        services, recommendation_id, model, items, query.session_id, query.user_id,
+        query.placement, query.item_id,
+    )  # fmt: skip
+    return RecommendationsOut(
+        recommendation_id=recommendation_id,
+        model_version=model.version if model else None,
+        placement=query.placement,
+        items=reply_items(items),
+    )
 
 
 def new_recommendation_id() -> str:
@@ -76,31 +156,68 @@ def keep_served(
     )
 
 
+FilterParam = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_FILTER_CHARS,
+        description="a filter expression for this request, e.g. "
+        "`INCLUDE WHERE item.price <= $max_price`",
+    ),
+]
+
+
 @router.get("/recommendations", response_model=RecommendationsOut)
 async def get_recommendations(
     services: ReadAccess,
     session_id: IdParam = None,
     user_id: IdParam = None,
-    placement: IdParam = None,
+    placement: Annotated[
+        str, Query(min_length=1, max_length=MAX_ID_LENGTH, description="home, product, ...")
+    ] = DEFAULT_PLACEMENT,
     item_id: Annotated[
         str | None,
         Query(min_length=1, max_length=MAX_ID_LENGTH, description="the item on screen, if any"),
     ] = None,
     n: CountParam = 10,
+    filter: FilterParam = None,
+    filter_params: Annotated[
+        str | None, Query(description="the filters' $parameters as a JSON object")
+    ] = None,
+    candidates: Annotated[
+        str | None, Query(description="comma-separated item ids to re-rank (search placement)")
+    ] = None,
 ) -> RecommendationsOut:
-    """The `n` next-best items for the session as it is now, leaving out items it (or the
-    user) bought, and the item on screen. A session without events gets popular items."""
-    model = services.model
-    if item_id is not None and services.catalog.unknown([item_id], model):
-        raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
-    items = services.recommender.recommend(model, n, session_id, user_id, item_id)
-    recommendation_id = new_recommendation_id()
-    keep_served(services, recommendation_id, model, items, session_id, user_id, placement, item_id)
-    return RecommendationsOut(
-        recommendation_id=recommendation_id,
-        model_version=model.version if model else None,
-        items=reply_items(items),
+    """The `n` next-best items for the session as it is now on a placement (`home` when none),
+    each with its source and a reason to show; never an item the session (or the user)
+    bought, nor the item on screen. A session without events gets popular items."""
+    query = RecommendQuery(
+        n=n,
+        placement=placement,
+        session_id=session_id,
+        user_id=user_id,
+        item_id=item_id,
+        candidates=parse_candidates(candidates),
+        filter=filter,
+        filter_params=parse_filter_params(filter_params),
     )
+    return answer(services, query)
+
+
+@router.post("/recommendations", response_model=RecommendationsOut)
+async def post_recommendations(body: RecommendationsIn, services: ReadAccess) -> RecommendationsOut:
+    """The same as `GET`, with the fields in a JSON body (for long `candidates` lists)."""
+    query = RecommendQuery(
+        n=body.n,
+        placement=body.placement,
+        session_id=body.session_id,
+        user_id=body.user_id,
+        item_id=body.item_id,
+        candidates=tuple(body.candidates),
+        filter=body.filter,
+        filter_params=body.filter_params,
+    )
+    return answer(services, query)
 
 
 @router.get("/recommendations/{recommendation_id}", response_model=ServedOut)

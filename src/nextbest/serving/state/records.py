@@ -3,28 +3,49 @@
 A session record holds the model state row (see `codec.py`) and what the server needs beside
 it: which model version made the state (a record of another version is rebuilt from the log),
 the log position of the last event applied (an event at or before it is never applied twice),
-its latest item, the items bought in it, and the user it belongs to (none: anonymous). A
-user record holds the items the user bought, so recommendations can leave them out, and for
-a model that remembers users (HGRU4Rec) the state a new session of the user starts from and
-the session open now (its end moves the user state).
+its latest item, the items bought in it, its last `MAX_RECENT` item events (item, type,
+time: what the pipeline's rules and filters look at) and the user it belongs to (none:
+anonymous). A user record holds the items the user bought and when, so recommendations can
+leave them out and the purchase rules can time their hold, and for a model that remembers
+users (HGRU4Rec) the state a new session of the user starts from and the session open now
+(its end moves the user state).
 
-    session := "NBS2" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
-               user:str bought:u16 str* state_len:u32 state
-    user    := "NBU2" tag[8] open_session:str bought:u16 str* state_len:u32 state
+    session := "NBS3" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
+               user:str bought:u16 str* recent:u16 (str type:u8 time:f64)* state_len:u32 state
+    user    := "NBU3" tag[8] open_session:str bought:u16 str* bought_at:f64* state_len:u32 state
     str     := len:u16 utf-8 (len 0xFFFF: none)
+
+A record of an older format is not read: the session (or user) is rebuilt from the log.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-SESSION_MAGIC = b"NBS2"
-USER_MAGIC = b"NBU2"
+SESSION_MAGIC = b"NBS3"
+USER_MAGIC = b"NBU3"
 NO_TAG = bytes(8)
 MAX_BOUGHT = 100  # per session and per user, the most recent
+MAX_RECENT = 50  # item events kept per session for rules and filters, the most recent
+# Event types as one byte in `recent` (an unknown type is stored as "view").
+EVENT_TYPE_CODES = (
+    "view", "click", "cart", "remove-from-cart", "purchase", "search", "keyword-click",
+    "favorite", "dwell",
+)  # fmt: skip
+_TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPE_CODES)}
+_RECENT = struct.Struct("<Bd")
 _NONE = 0xFFFF
 _HEAD = struct.Struct("<4s8sQIId")
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One item event of a session, as rules and filters see it."""
+
+    item_id: str
+    type: str
+    time: float
 
 
 @dataclass(frozen=True)
@@ -38,20 +59,61 @@ class SessionRecord:
     last_item: str | None = None
     bought: tuple[str, ...] = field(default=())
     user_id: str | None = None  # the user the session belongs to
+    recent: tuple[Interaction, ...] = ()  # the last MAX_RECENT item events, oldest first
 
 
 @dataclass(frozen=True)
 class UserRecord:
     bought: tuple[str, ...] = ()
+    bought_at: tuple[float, ...] = ()  # when each of `bought` was bought (same order)
     model_tag: bytes = NO_TAG  # the model version `state` belongs to
     state: bytes = b""  # the state row the user's next (or open) session starts from
     open_session: str | None = None  # the session that started from `state`
+
+    def __post_init__(self) -> None:
+        if len(self.bought_at) != len(self.bought):  # a time per item; unknown: 0
+            times = (*self.bought_at[: len(self.bought)], *[0.0] * len(self.bought))
+            object.__setattr__(self, "bought_at", tuple(times[: len(self.bought)]))
 
 
 def add_bought(bought: tuple[str, ...], item_id: str) -> tuple[str, ...]:
     """`bought` with `item_id` as the most recent, at most MAX_BOUGHT long."""
     kept = (*(item for item in bought if item != item_id), item_id)
     return kept[-MAX_BOUGHT:]
+
+
+def add_purchase(record: UserRecord, item_id: str, time: float) -> UserRecord:
+    """`record` with `item_id` bought at `time` as its most recent purchase."""
+    when = dict(zip(record.bought, record.bought_at, strict=False))
+    when[item_id] = time
+    bought = add_bought(record.bought, item_id)
+    return replace(record, bought=bought, bought_at=tuple(when.get(i, 0.0) for i in bought))
+
+
+def add_recent(
+    recent: tuple[Interaction, ...], item_id: str, type: str, time: float
+) -> tuple[Interaction, ...]:
+    return (*recent, Interaction(item_id, type, time))[-MAX_RECENT:]
+
+
+def _pack_recent(recent: tuple[Interaction, ...]) -> bytes:
+    parts = [struct.pack("<H", len(recent))]
+    for interaction in recent:
+        parts.append(_pack_str(interaction.item_id))
+        parts.append(_RECENT.pack(_TYPE_CODE.get(interaction.type, 0), interaction.time))
+    return b"".join(parts)
+
+
+def _unpack_recent(data: bytes, offset: int) -> tuple[tuple[Interaction, ...], int]:
+    (count,) = struct.unpack_from("<H", data, offset)
+    offset += 2
+    recent = []
+    for _ in range(count):
+        item, offset = _unpack_str(data, offset)
+        code, time = _RECENT.unpack_from(data, offset)
+        offset += _RECENT.size
+        recent.append(Interaction(item or "", EVENT_TYPE_CODES[code], time))
+    return tuple(recent), offset
 
 
 def _pack_str(text: str | None) -> bytes:
@@ -100,6 +162,7 @@ def encode_session(record: SessionRecord) -> bytes:
             _pack_str(record.last_item),
             _pack_str(record.user_id),
             _pack_strs(record.bought),
+            _pack_recent(record.recent),
             struct.pack("<I", len(record.state)),
             record.state,
         )
@@ -118,10 +181,11 @@ def decode_session(data: bytes) -> SessionRecord:
     last_item, offset = _unpack_str(data, _HEAD.size)
     user_id, offset = _unpack_str(data, offset)
     bought, offset = _unpack_strs(data, offset)
+    recent, offset = _unpack_recent(data, offset)
     (length,) = struct.unpack_from("<I", data, offset)
     state = data[offset + 4 : offset + 4 + length]
     return SessionRecord(
-        tag, state, last_seq, n_steps, n_events, last_time, last_item, bought, user_id
+        tag, state, last_seq, n_steps, n_events, last_time, last_item, bought, user_id, recent
     )
 
 
@@ -139,10 +203,16 @@ def encode_user(record: UserRecord) -> bytes:
             record.model_tag,
             _pack_str(record.open_session),
             _pack_strs(record.bought),
+            struct.pack(f"<{len(record.bought)}d", *_times(record)),
             struct.pack("<I", len(record.state)),
             record.state,
         )
     )
+
+
+def _times(record: UserRecord) -> tuple[float, ...]:
+    times = record.bought_at[: len(record.bought)]
+    return times + (0.0,) * (len(record.bought) - len(times))
 
 
 def decode_user(data: bytes) -> UserRecord | None:
@@ -152,5 +222,8 @@ def decode_user(data: bytes) -> UserRecord | None:
     tag = data[4:12]
     open_session, offset = _unpack_str(data, 12)
     bought, offset = _unpack_strs(data, offset)
+    bought_at = struct.unpack_from(f"<{len(bought)}d", data, offset)
+    offset += 8 * len(bought)
     (length,) = struct.unpack_from("<I", data, offset)
-    return UserRecord(bought, tag, data[offset + 4 : offset + 4 + length], open_session)
+    state = data[offset + 4 : offset + 4 + length]
+    return UserRecord(bought, tuple(bought_at), tag, state, open_session)

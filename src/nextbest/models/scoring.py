@@ -1,0 +1,215 @@
+"""Scoring for serving: the best n items of one session state, exactly, and fast.
+
+`model.scorer(cache)` gives a `Scorer` (a model with a fast path overrides `scorer`; serving
+never asks for the model's type): called on a batch state it returns every item's score
+(`model.score` as a float32 tensor); `scorer.top(state, n, banned)` returns the best `n`
+columns of the first session, never a banned one. The base class ranks the full scores. For
+GRU4Rec, two speed-ups keep the answer exactly the same:
+
+- Scoring one session reads the whole item matrix (43k x 100 float32 = 17 MB), so its speed
+  is the speed of memory. The float scorer reads a copy laid out [H, N] (contiguous along
+  the items, read in order), and that copy is a file under the data folder that every worker
+  process memory-maps: the workers share one physical copy in the CPU's last-level cache.
+- `top` first scores every item with an int8 copy of the matrix (4x less to read; PyTorch's
+  fbgemm dynamic-quantized linear layer), each with a proven bound `B_i` on how far its int8
+  score can be from the float one, so its float score lies in `[lower_i, upper_i]`. At least
+  n items score at least the n-th largest `lower`; an item whose `upper` is below it cannot
+  be in the top n. Only the others (a few dozen to a few hundred of 43k) are scored again in
+  float32 and ranked. `Int8Prescreen` says why the bounds hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from nextbest.models.base import NotFittedError, SessionModel
+
+if TYPE_CHECKING:
+    from nextbest.models.gru4rec import GRU4Rec
+
+logger = logging.getLogger(__name__)
+
+# Above this many candidates the int8 pass saved nothing: rank the float scores instead.
+MAX_RESCORED = 4096
+
+
+class Scorer:
+    """A model's scores for serving (the base class: `model.score` as a float32 tensor)."""
+
+    def __init__(self, model: SessionModel[Any, Any]) -> None:
+        self.model = model
+
+    def __call__(self, state: Any) -> torch.Tensor:
+        """Every item's score, [B, n_items] float32."""
+        return torch.from_numpy(np.array(self.model.score(state), dtype=np.float32))
+
+    def top(
+        self, state: Any, n: int, banned: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best `n` columns of the first session in `state` (best first), and their
+        scores; never a column in `banned`."""
+        return top_n(self(state)[0], n, banned)
+
+    def score_rows(self, state: Any, columns: np.ndarray) -> np.ndarray:
+        """The first session's float scores of `columns` only, [len(columns)] float32."""
+        scores: np.ndarray = self(state)[0].numpy()[columns]
+        return scores
+
+
+class Int8Prescreen:
+    """Approximate item scores from an int8 copy of the item matrix, with error bounds.
+
+    The weights are quantized per item (row i: scale `max|w_i| / 127`, symmetric), so
+    `|w_ij - q_ij| <= w_err_i`, row i's largest rounding error. At query time fbgemm
+    quantizes the state `x` to 8 bits over its range including 0, `[lo, hi]`, with a step of
+    at most `x_step = (hi - lo) / 127` (fewer levels when reduce_range is on) and an error of
+    at most one step, even where moving the zero point to an integer clips an end. The int8
+    score is exact integer arithmetic on `x'` and `q` plus the float bias, so per item
+
+        |score_i - int8_score_i| <= |x - x'|_inf * |q_i|_1 + |x|_1 * |w_i - q_i|_inf
+                                 <= x_step * |q_i|_1 + |x|_1 * w_err_i            = B_i
+
+    plus float rounding, covered by a small relative margin.
+    """
+
+    def __init__(self, weights: torch.Tensor, bias: torch.Tensor) -> None:
+        n_items, hidden = weights.shape
+        with warnings.catch_warnings():  # PyTorch marks its eager quantization as deprecated
+            warnings.simplefilter("ignore")
+            from torch.ao.nn.quantized.dynamic import Linear
+
+            scales = (weights.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+            zeros = torch.zeros(n_items, dtype=torch.long)
+            quantized = torch.quantize_per_channel(weights, scales, zeros, 0, torch.qint8)
+            self.linear = Linear(hidden, n_items, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+            self.linear.set_weight_bias(quantized, bias.clone())
+        rounded = quantized.dequantize()
+        # [2, N]: per item |q_i|_1 and w_err_i, so that the bounds are one small matmul
+        self.terms = torch.stack([rounded.abs().sum(dim=1), (weights - rounded).abs().amax(dim=1)])
+        self.magnitude = float(weights.abs().max()), float(bias.abs().max())
+
+    @torch.no_grad()
+    def __call__(self, last: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 scores of the first row of `last` [B, H] and their bounds, both [N]."""
+        row = last[0].numpy()
+        x_step = (max(float(row.max()), 0.0) - min(float(row.min()), 0.0)) / 127
+        l1 = float(np.abs(row).sum())
+        w_max, b_max = self.magnitude
+        margin = 1e-5 * (l1 * w_max + b_max) + 1e-6  # float rounding, generously
+        coefficients = torch.tensor([[x_step, l1]], dtype=torch.float32)
+        bounds = torch.addmm(torch.tensor(margin), coefficients, self.terms)[0]
+        return self.linear(last[:1])[0].numpy(), bounds.numpy()
+
+
+class GRU4RecScorer(Scorer):
+    def __init__(self, model: GRU4Rec, cache: Path | None = None, prescreen: bool = True) -> None:
+        super().__init__(model)
+        net = model.net
+        if net is None:
+            raise NotFittedError("GRU4Rec is not fitted: nothing to serve")
+        self.hidden = model.config.layers[-1]
+        weights = net.item_weights.detach()  # [N, H_last]
+        weights_t = weights.T.contiguous().numpy()  # [H_last, N]
+        if cache is not None:
+            weights_t = shared_array(weights_t, cache / "item_weights_t.npy")
+        with warnings.catch_warnings():  # a read-only map: torch warns, nothing writes to it
+            warnings.simplefilter("ignore", UserWarning)
+            self.weights_t = torch.from_numpy(weights_t)
+        self.weights = weights.contiguous()  # rows, for rescoring candidates
+        self.bias = net.item_bias.detach().clone()  # [N]
+        self.prescreen: Int8Prescreen | None = None
+        if prescreen:
+            try:
+                self.prescreen = Int8Prescreen(self.weights, self.bias)
+            except Exception:  # no int8 kernels on this machine: float scores only
+                logger.warning("int8 prescreen unavailable: scoring in float32", exc_info=True)
+
+    def _last(self, state: torch.Tensor) -> torch.Tensor:
+        return state[:, state.shape[1] - self.hidden :]  # [B, H_last]: the last layer's state
+
+    @torch.no_grad()
+    def __call__(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, self._last(state), self.weights_t)  # [B, N]
+
+    @torch.no_grad()
+    def top(
+        self, state: torch.Tensor, n: int, banned: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.prescreen is None or n <= 0:
+            return super().top(state, n, banned)
+        last = self._last(state)[:1]
+        approx, bounds = self.prescreen(last)
+        lower = approx - bounds  # no item's float score is below its `lower` nor above `upper`
+        upper = np.add(approx, bounds, out=approx)
+        if banned is not None and len(banned):
+            lower[banned] = upper[banned] = -np.inf
+        k = min(n, len(lower))
+        nth = float(np.partition(lower, len(lower) - k)[len(lower) - k])  # k items reach it
+        if nth == -np.inf:  # fewer than n items left: the float path says which
+            return super().top(state, n, banned)
+        candidates = torch.from_numpy(np.flatnonzero(upper >= nth))  # only these can beat it
+        if len(candidates) > MAX_RESCORED:
+            return super().top(state, n, banned)
+        exact = torch.addmv(self.bias[candidates], self.weights[candidates], last[0])
+        values, order = torch.topk(exact, k)
+        return candidates[order].numpy(), values.numpy()
+
+    @torch.no_grad()
+    def score_rows(self, state: torch.Tensor, columns: np.ndarray) -> np.ndarray:
+        index = torch.from_numpy(np.asarray(columns, dtype=np.int64))
+        last = self._last(state)[0]
+        scores: np.ndarray = torch.addmv(self.bias[index], self.weights[index], last).numpy()
+        return scores
+
+
+def shared_array(array: np.ndarray, path: Path) -> np.ndarray:
+    """`array` as a read-only memory map of `path`, written there by the first process.
+
+    Processes that load the same model map the same file, so they share its pages. The first
+    writer links its finished file into place; the others find it there and map it.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with staging.open("wb") as out:
+            np.save(out, array)
+        with contextlib.suppress(FileExistsError):
+            os.link(staging, path)
+        staging.unlink()
+    mapped: np.ndarray = np.load(path, mmap_mode="r")
+    if mapped.shape != array.shape or mapped.dtype != array.dtype:
+        raise ValueError(f"{path} does not hold this model's array: delete it and restart")
+    return mapped
+
+
+def scorer_for(model: SessionModel[Any, Any], cache: Path | None = None) -> Scorer:
+    """How serving scores a batch state; `cache`: a folder for arrays shared by workers."""
+    return model.scorer(cache)
+
+
+def top_n(
+    scores: torch.Tensor, n: int, banned: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best `n` columns of one row of scores [N] (best first) and their scores.
+
+    Columns in `banned` are never returned, nor are columns scored -inf; fewer than `n` come
+    back only when fewer remain.
+    """
+    if banned is not None and len(banned):
+        scores = scores.clone()
+        scores[torch.from_numpy(banned)] = float("-inf")
+    k = min(n, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    values, columns = torch.topk(scores, k)
+    top, best = columns.numpy(), values.numpy()
+    keep = np.isfinite(best)  # -inf: banned, only reached when too few items remain
+    return top[keep], best[keep]

@@ -1,0 +1,1 @@
+"""What the request pipeline uses to shape a recommendation list."""

@@ -1,0 +1,1 @@
+"""Generators: each proposes up to k candidates for a request, best first."""

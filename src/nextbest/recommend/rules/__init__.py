@@ -1,0 +1,1 @@
+"""Business rules learned from the event log at training time, applied per request."""

@@ -1,0 +1,150 @@
+"""Promotions and pins: a shop's own items in chosen slots of the list.
+
+A promotion is a campaign (a title, a filter expression that selects its items, a start and
+an end) placed on a placement in `slots` of the list, at given 1-based `positions` or spread
+evenly. Its items are the placement's candidates that the filter selects, best first, then
+other items of the shop it selects, by recent popularity. A pin puts one item at a position.
+Promoted and pinned items pass the placement's rules like any other (nothing bought, out of
+stock or filtered out is ever promoted); a campaign outside its window does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nextbest.recommend.candidates import Candidates
+from nextbest.recommend.context import Context
+from nextbest.recommend.items import ItemTable
+from nextbest.recommend.rules.filters import CompiledFilter, Interactions
+
+MAX_POOL = 200  # catalog items considered for a campaign beyond the placement's candidates
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    title: str
+    compiled: CompiledFilter
+    start: float | None = None  # Unix time; None: always
+    end: float | None = None
+
+    def live(self, now: float) -> bool:
+        return (self.start is None or now >= self.start) and (self.end is None or now < self.end)
+
+    def selects(self, ctx: Context, rows: np.ndarray) -> np.ndarray:
+        uses = self.compiled.uses_interactions
+        interactions = ctx.interactions if uses else Interactions.empty()
+        return self.compiled.keep(ctx.items, rows, interactions, ctx.now, ctx.query.filter_params)
+
+    def catalog_rows(self, ctx: Context) -> np.ndarray:
+        """The shop's items the campaign selects, most popular first (a static filter is
+        evaluated once per item table)."""
+        key = (id(ctx.items), self.name)
+        cached = _CATALOG_ROWS.get(key)
+        if cached is not None and cached[0] is ctx.items:
+            rows = cached[1]
+        else:
+            every = np.arange(len(ctx.items), dtype=np.int64)
+            rows = every[self.selects(ctx, every)] if len(every) else every
+            if not self.compiled.params and not self.compiled.uses_interactions:
+                if len(_CATALOG_ROWS) > 64:
+                    _CATALOG_ROWS.clear()
+                _CATALOG_ROWS[key] = (ctx.items, rows)
+        counts = np.array([ctx.live.count(str(i)) for i in ctx.items.ids[rows[: MAX_POOL * 5]]])
+        return rows[: MAX_POOL * 5][np.argsort(-counts, kind="stable")][:MAX_POOL]
+
+
+_CATALOG_ROWS: dict[tuple[int, str], tuple[ItemTable, np.ndarray]] = {}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    campaign: Campaign
+    slots: int = 1
+    positions: tuple[int, ...] = ()  # 1-based; empty: spread evenly over the list
+
+    def where(self, n: int) -> list[int]:
+        """0-based positions in a list of n."""
+        if self.positions:
+            return [p - 1 for p in self.positions[: self.slots] if p <= n]
+        step = n / (self.slots + 1)
+        return sorted({min(n - 1, round(step * (k + 1))) for k in range(self.slots)})
+
+
+@dataclass(frozen=True)
+class Pin:
+    item_id: str
+    position: int  # 1-based
+    start: float | None = None
+    end: float | None = None
+
+    def live(self, now: float) -> bool:
+        return (self.start is None or now >= self.start) and (self.end is None or now < self.end)
+
+
+def place(
+    ctx: Context,
+    shown: Candidates,
+    pool: Candidates,
+    promotions: Sequence[Promotion],
+    pins: Sequence[Pin],
+    allowed: Callable[[Candidates], Candidates],
+) -> Candidates:
+    """`shown` with the live promotions' and pins' items in their slots (`pool`: the ranked
+    candidates after rules; `allowed`: the placement's rules, for items from outside it)."""
+    n = ctx.n
+    slots: dict[int, Candidates] = {}
+    taken: set[int] = set()
+    for pin in pins:
+        row = ctx.items.row_of.get(pin.item_id)
+        if row is None or not pin.live(ctx.now) or pin.position > n:
+            continue
+        one = allowed(Candidates.of([row], [0.0], "pinned", "pinned"))
+        if len(one) and pin.position - 1 not in slots:
+            slots[pin.position - 1] = one
+            taken.add(row)
+    for promotion in promotions:
+        campaign = promotion.campaign
+        if not campaign.live(ctx.now):
+            continue
+        positions = [p for p in promotion.where(n) if p not in slots]
+        if not positions:
+            continue
+        picked = _campaign_items(ctx, campaign, pool, taken, len(positions), allowed)
+        for position, k in zip(positions, range(len(picked)), strict=False):
+            slots[position] = picked.take(np.array([k]))
+            taken.add(int(picked.rows[k]))
+    if not slots:
+        return shown
+    rest = shown.take(~np.isin(shown.rows, list(taken))) if taken else shown
+    out, r = [], 0
+    for position in range(n):
+        if position in slots:
+            out.append(slots[position])
+        elif r < len(rest):
+            out.append(rest.take(np.array([r])))
+            r += 1
+    from nextbest.recommend.candidates import concat
+
+    return concat(out)
+
+
+def _campaign_items(
+    ctx: Context,
+    campaign: Campaign,
+    pool: Candidates,
+    taken: set[int],
+    k: int,
+    allowed: Callable[[Candidates], Candidates],
+) -> Candidates:
+    reason = f"promoted: {campaign.title}"
+    found = pool.take(campaign.selects(ctx, pool.rows)) if len(pool) else pool
+    rows = [int(r) for r in found.rows if int(r) not in taken][:k]
+    if len(rows) < k:
+        extra = [int(r) for r in campaign.catalog_rows(ctx) if int(r) not in taken]
+        more = allowed(Candidates.of(extra, np.zeros(len(extra)), "promoted", reason))
+        rows += [int(r) for r in more.rows if int(r) not in rows][: k - len(rows)]
+    return Candidates.of(rows, np.zeros(len(rows)), "promoted", reason)

@@ -1,0 +1,77 @@
+"""The event path, in one call: validate a batch, log what is good, move the live states.
+
+    result = await ingest(services, raw_events)   # IngestResult: accepted, duplicates, rejected
+
+Events are validated one by one (one bad event rejects that event only), events naming an
+unknown item are rejected, the rest are committed in the log's writer thread (awaited, so the
+event loop serves other requests meanwhile), then their sessions' states move one step per
+event. The events do not depend on the state store: if it cannot answer before the commit,
+they are committed all the same; if it fails after, they are acknowledged and their
+sessions' states are dropped, to be rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nextbest.events.schema import Event
+from nextbest.serving import metrics
+from nextbest.serving.schemas import Rejected, parse_event, unknown_item
+from nextbest.serving.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int  # events logged now
+    duplicates: list[str]  # event ids logged before
+    rejected: list[Rejected]  # in batch order
+
+
+async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
+    now = time.time()
+    model = services.model
+    good: list[tuple[int, Event]] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(batch):
+        parsed = parse_event(raw, index, now)
+        if isinstance(parsed, Event):
+            good.append((index, parsed))
+        else:
+            rejected.extend(parsed)
+    unknown = services.catalog.unknown({e.item_id for _, e in good if e.item_id}, model)
+    if unknown:
+        rejected.extend(unknown_item(i, e) for i, e in good if e.item_id in unknown)
+        good = [(i, e) for i, e in good if e.item_id not in unknown]
+    rejected.sort(key=lambda r: r.index)
+    events = [event for _, event in good]
+    # A session without a stored record may be new: the commit then says so, which spares
+    # reading its past from the log.
+    stored: dict[str, bytes | None] | None = None
+    try:
+        stored = services.live.stored_records(event.session_id for event in events)
+    except Exception:
+        logger.exception("could not read session states before a commit")
+    probe = [session for session, value in (stored or {}).items() if value is None]
+    logged = await asyncio.wrap_future(services.log.submit(events, probe=probe))
+    seqs = logged.seqs
+    fresh = [(event, seq) for event, seq in zip(events, seqs, strict=True) if seq]
+    if fresh:
+        try:
+            services.live.apply(
+                model, [e for e, _ in fresh], [s for _, s in fresh], logged.new_sessions, stored
+            )
+        except Exception:  # the events are committed: acknowledge them, rebuild the states
+            logger.exception("state update failed for %d committed event(s)", len(fresh))
+            services.live.forget({event.session_id for event, _ in fresh})
+    duplicates = [event.event_id for event, seq in zip(events, seqs, strict=True) if not seq]
+    metrics.EVENTS.labels("accepted").inc(len(fresh))
+    metrics.EVENTS.labels("duplicate").inc(len(duplicates))
+    metrics.EVENTS.labels("rejected").inc(len({r.index for r in rejected}))
+    return IngestResult(len(fresh), duplicates, rejected)
