@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nextbest.cli.common import console, friendly_errors, results_table, setup_logging
-from nextbest.cli.evaluate import config_dict, fit_model, load_train, run_evaluation
+from nextbest.cli.evaluate import config_dict, fit_model, learn_rules, run_evaluation
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, EvalResult
 from nextbest.evaluation.report import result_record, summary_rows, write_report
@@ -93,7 +93,14 @@ def make_demo_shop(home: Path, events: int, seed: int) -> Path:
 
 def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     """Train, evaluate and save every demo model, `serve_model` last; report; return its folder."""
-    train = load_train(shop_dir / "train.tsv", skip_bad=False)
+    train_path, items = shop_dir / "train.tsv", shop_dir / "items.csv"
+    events = read_events(train_path)
+    train = Sessions.from_events(events)
+    # Every saved version carries the purchase rules, so the served one holds back a second
+    # treadmill and shows running shoes instead.
+    rules, rules_note = learn_rules(events, train_path, items if items.exists() else None)
+    console.print(rules_note, highlight=False)
+    del events
     test = Sessions.from_events(
         read_events(shop_dir / "test.tsv"), item_ids=train.item_ids, min_session_length=2
     )
@@ -109,7 +116,8 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
         records.append(record)
         results[name] = result
         # the newest version is the one served: serve_model comes last
-        folder = save_version(model, home, {"model": name, "metrics": record})
+        extra = None if rules is None else rules.save
+        folder = save_version(model, home, {"model": name, "metrics": record}, extra=extra)
         if record["mrr@20"] > best[0]:
             best = (record["mrr@20"], folder)
     report = write_report("nextbest demo shop", records, results, home / "demo-report")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table, setup_logging
@@ -25,13 +26,19 @@ from nextbest.evaluation.report import result_record, summary_rows, write_json, 
 from nextbest.evaluation.user_protocol import PROTOCOL as USER_PROTOCOL
 from nextbest.evaluation.user_protocol import UserEvalResult, evaluate_user_last_session
 from nextbest.events.io import read_events
+from nextbest.events.schema import ITEM_SCHEMA, conform_items
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
+from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="pop, spop, covisit, sknn, ...")]
 TrainOption = Annotated[Path, typer.Option("--train", help="training events (.tsv or .parquet)")]
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="model parameter KEY=VALUE (repeatable)")
+]
+ItemsOption = Annotated[
+    Path | None,
+    typer.Option("--items", help="the catalog (.csv or .parquet, ITEM_SCHEMA columns)"),
 ]
 
 
@@ -126,13 +133,29 @@ def evaluate(
     report: Annotated[Path | None, typer.Option(help="write report.md + plot here")] = None,
     batch_size: Annotated[int, typer.Option(help="sessions scored together")] = 256,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed rows, counting them")] = False,
+    placement: Annotated[
+        str | None,
+        typer.Option(help="evaluate a whole placement: FILE:NAME, or NAME of the shipped ones"),
+    ] = None,
+    items_path: ItemsOption = None,
+    max_sessions: Annotated[
+        int | None, typer.Option(help="with --placement: at most this many test sessions")
+    ] = None,
 ) -> None:
     """Fit a model on TRAIN and evaluate it on TEST with the next-event protocol.
 
     `--protocol user-last-session`: TEST holds each user's last session and both files have a
     UserId column; models with user state (hgru4rec) first replay the user's TRAIN sessions.
+    `--placement`: the placement's whole pipeline answers each case (rules, diversity and
+    promotions included; `--items` gives the catalog and learns the purchase rules).
     """
     setup_logging()
+    if placement is not None:
+        evaluate_placement_cli(
+            model_name, train_path, test_path, param, cutoff, placement, items_path,
+            max_sessions, json_path, skip_bad,
+        )  # fmt: skip
+        return
     if ties not in TIE_POLICIES:
         raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
     if protocol not in ("next-event", "prefix-target", USER_PROTOCOL):
@@ -185,18 +208,118 @@ def evaluate(
         console.print(f"report written to {path}")
 
 
+def read_items(path: Path) -> pl.DataFrame:
+    """The catalog from `.csv` (the demo shop's items.csv) or `.parquet`, as ITEM_SCHEMA."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif path.suffix in (".csv", ".tsv"):
+            separator = "\t" if path.suffix == ".tsv" else ","
+            frame = pl.read_csv(path, separator=separator, schema_overrides=ITEM_SCHEMA)
+        else:
+            raise ValueError(f"cannot tell the format of {path.name}: use .csv or .parquet")
+    except pl.exceptions.PolarsError as exc:
+        first_line = str(exc).strip().splitlines()[0]  # the rest are Polars' hints
+        raise ValueError(f"cannot read the catalog {path}: {first_line}") from exc
+    missing = [c for c in ("item_id", "category_path") if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the catalog {path} lacks column(s) {', '.join(missing)} (it has "
+            f"{', '.join(frame.columns[:8])}); purchase rules need item_id and category_path"
+        )
+    try:
+        return conform_items(frame)
+    except ValueError as exc:
+        raise ValueError(f"the catalog {path}: {exc}") from exc
+
+
+def learn_rules(
+    events: pl.DataFrame, events_path: Path, items_path: Path | None
+) -> tuple[PurchaseRules | None, str]:
+    """The purchase rules of `events` with the catalog at `items_path`, when there are any,
+    and one line saying what was learned, or why nothing was."""
+    if items_path is None:
+        return None, "no purchase rules learned: no catalog given (--items FILE learns them)"
+    items = read_items(items_path)
+    n_purchases = events.filter(pl.col("type") == "purchase").height
+    if n_purchases == 0:
+        return None, f"no purchase rules learned: {events_path} has no purchase events"
+    rules = learn_purchase_rules(events, items)
+    if rules.purchases == 0:
+        return None, (
+            f"no purchase rules learned: none of the {n_purchases:,} purchases in "
+            f"{events_path} is of an item with a category in {items_path}"
+        )
+    return rules, rules.summary()
+
+
+def evaluate_placement_cli(
+    model_name: str,
+    train_path: Path,
+    test_path: Path,
+    param: list[str] | None,
+    cutoff: list[int] | None,
+    placement_spec: str,
+    items_path: Path | None,
+    max_sessions: int | None,
+    json_path: Path | None,
+    skip_bad: bool,
+) -> None:
+    from nextbest.cli.placement_eval import parse_placement, run_placement_evaluation
+
+    chosen = parse_placement(placement_spec)  # a bad file or name stops before any fitting
+    if max_sessions is not None and max_sessions < 1:
+        raise ValueError(f"--max-sessions must be >= 1, not {max_sessions}")
+    cutoffs = tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS
+    params = parse_params(param or [])
+    build_model(model_name, params)
+    items = read_items(items_path) if items_path is not None else None
+    train_events = read_events(train_path, "skip" if skip_bad else "raise")
+    test_events = read_events(test_path, "skip" if skip_bad else "raise")
+    train_sessions = Sessions.from_events(train_events)
+    if train_sessions.n_events == 0:
+        raise ValueError(f"{train_path} holds no item events to train on")
+    model, fit_seconds = fit_model(model_name, params, train_sessions)
+    rules, note = learn_rules(train_events, train_path, items_path)
+    console.print(note, highlight=False)
+    result = run_placement_evaluation(
+        chosen, model, rules, items, train_events, test_events, cutoffs, max_sessions
+    )
+    if json_path is not None:
+        record = {
+            "model": model_name, "params": config_dict(model), "placement": placement_spec,
+            "protocol": "next-event", "cases": result.cases, **result.metrics,
+            "fit_seconds": round(fit_seconds, 3), "eval_seconds": round(result.eval_seconds, 3),
+        }  # fmt: skip
+        write_json(record, json_path)
+        console.print(f"results written to {json_path}")
+
+
 @friendly_errors
 def train(
     model_name: ModelOption,
     train_path: TrainOption,
     param: ParamOption = None,
+    items_path: ItemsOption = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed rows, counting them")] = False,
 ) -> None:
-    """Fit a model and save it as a new version under $NEXTBEST_HOME/models."""
+    """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
+
+    With `--items`, the purchase rules (durables held back, consumables' cycles, complements)
+    are learned from the purchases in TRAIN and saved with the version.
+    """
     setup_logging()
     params = parse_params(param or [])
     build_model(model_name, params)
-    train_sessions = load_train(train_path, skip_bad)
+    events = read_events(train_path, "skip" if skip_bad else "raise")
+    train_sessions = Sessions.from_events(events)
+    if train_sessions.n_events == 0:
+        raise ValueError(f"{train_path} holds no item events to train on")
+    # Before fitting: a bad catalog fails in a second, not after minutes of training.
+    rules, rules_note = learn_rules(events, train_path, items_path)
+    del events  # the model trains on the coded sessions; the table need not stay in memory
     model, fit_seconds = fit_model(model_name, params, train_sessions)
     meta = {
         "model": model_name,
@@ -204,6 +327,8 @@ def train(
         "train": str(train_path),
         "events": train_sessions.n_events,
         "fit_seconds": round(fit_seconds, 3),
+        "purchase_rules": None if rules is None else rules.counts(),
     }
-    folder = save_version(model, nextbest_home(), meta)
+    folder = save_version(model, nextbest_home(), meta, extra=None if rules is None else rules.save)
     console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")
+    console.print(rules_note, highlight=False)

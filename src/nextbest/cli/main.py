@@ -7,6 +7,7 @@ import typer
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
+from nextbest.cli.rules import rules_app
 from nextbest.cli.serve import serve
 from nextbest.cli.tune import tune
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(rules_app, name="rules")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)

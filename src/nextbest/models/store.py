@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,24 @@ def nextbest_home() -> Path:
     return Path(os.environ.get("NEXTBEST_HOME", ".nextbest"))
 
 
-def save_version(model: SessionModel[Any, Any], home: Path, meta: dict[str, Any]) -> Path:
-    """Write `model` as a new version folder and return its path."""
+def save_version(
+    model: SessionModel[Any, Any],
+    home: Path,
+    meta: dict[str, Any],
+    extra: Callable[[Path], object] | None = None,
+) -> Path:
+    """Write `model` as a new version folder and return its path.
+
+    `extra`, if given, is called with the staging folder to add files of its own (the purchase
+    rules) before the folder is renamed into place, so they appear together with the model.
+    """
     root = home / "models"
     root.mkdir(parents=True, exist_ok=True)
     version = f"{_next_stamp(root)}-{model.name}"
     staging = root / f".{version}.tmp"
     model.save(staging)
+    if extra is not None:
+        extra(staging)
     (staging / META_FILE).write_text(json.dumps({"version": version, **meta}, indent=2))
     staging.rename(root / version)
     return root / version
