@@ -65,7 +65,7 @@ def scoring_parts(scorer: GRU4RecScorer, states: list[torch.Tensor]) -> dict[str
     last = scorer._last(states[0])[:1]
     candidates = []
     for state in states:
-        approx, bounds = scorer.prescreen(scorer._last(state)[:1])
+        approx, bounds = (rows[0] for rows in scorer.prescreen(scorer._last(state)[:1]))
         nth = np.sort(approx - bounds)[-10]
         candidates.append(int((approx + bounds >= nth).sum()))
     weights_t, bias = scorer.weights_t, scorer.bias

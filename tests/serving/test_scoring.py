@@ -62,7 +62,7 @@ def test_the_int8_bounds_hold_for_every_item(tied_model: GRU4Rec) -> None:
     assert scorer.prescreen is not None
     hidden = scorer.hidden
     for state in random_states(hidden, 30, seed=1):
-        approx, bounds = scorer.prescreen(state)
+        approx, bounds = (rows[0] for rows in scorer.prescreen(state))
         exact = scorer(state)[0].numpy()
         assert np.all(np.abs(approx - exact) <= bounds)
         # and they are bounds, not a blanket: far below the spread of the scores
@@ -82,10 +82,28 @@ def test_the_prescreened_top_n_is_the_float_top_n(tied_model: GRU4Rec, n: int) -
         np.testing.assert_allclose(values, expected_values, rtol=1e-6, atol=1e-5)
         assert not set(columns) & set(banned.tolist())
         assert len(set(columns)) == n
-        approx, _ = scorer.prescreen(state)
+        approx = scorer.prescreen(state)[0][0]
         approx[banned] = -np.inf
         int8_alone_wrong += set(np.argsort(-approx)[:n]) != set(expected_columns)
     assert int8_alone_wrong > 0  # the near-ties do fool the int8 ranking: the rescoring counts
+
+
+def test_several_queries_at_once_give_each_its_own_exact_top_n(tied_model: GRU4Rec) -> None:
+    """`top_many` shares one pass over the weights; each row keeps its own quantization range
+    (a query of small values next to one of large values), so each answer is exact."""
+    scorer = GRU4RecScorer(tied_model)
+    states = random_states(scorer.hidden, 4, seed=9)  # and the two edge states
+    states[1] = states[1] * 0.01  # a much smaller range than its neighbours
+    rng = np.random.default_rng(4)
+    banned = [rng.choice(1000, 10, replace=False) for _ in states]
+    ns = [10, 60, 1, 10, 200, 5]
+    for state, n, ban, (columns, values) in zip(
+        states, ns, banned, scorer.top_many(states, ns, banned), strict=True
+    ):
+        expected_columns, expected_values = float_top(scorer, state, n, ban)
+        np.testing.assert_allclose(values, expected_values, rtol=1e-6, atol=1e-5)
+        assert list(columns) == list(expected_columns) or set(columns) == set(expected_columns)
+        assert not set(columns) & set(ban.tolist())
 
 
 def test_fewer_eligible_items_than_n(trained_gru: GRU4Rec) -> None:
@@ -113,3 +131,27 @@ def test_without_int8_kernels_the_float_path_answers(
     np.testing.assert_allclose(values, expected_values, atol=1e-6)
     assert set(columns) == set(expected_columns.tolist())
     assert columns.tolist() == Scorer.top(scorer, state, 10, banned)[0].tolist()
+
+
+def test_a_partly_exact_top_n_is_exact_where_asked_and_int8_ordered_behind(
+    tied_model: GRU4Rec,
+) -> None:
+    scorer = GRU4RecScorer(tied_model)
+    rng = np.random.default_rng(7)
+    for state in random_states(scorer.hidden, 10, seed=11):
+        banned = rng.choice(1000, 15, replace=False)
+        (columns, values), (only_int8, _) = scorer.top_many(
+            [state, state], [60, 30], [banned, banned], [10, 0]
+        )
+        expected_columns, expected_values = float_top(scorer, state, 10, banned)
+        np.testing.assert_allclose(values[:10], expected_values, rtol=1e-6, atol=1e-5)
+        assert set(columns[:10]) == set(expected_columns)
+        assert len(columns) == 60 and len(set(columns)) == 60
+        assert not set(columns) & set(banned.tolist())
+        approx = scorer.prescreen(state)[0][0]
+        approx[banned] = -np.inf
+        approx[columns[:10]] = -np.inf
+        assert list(columns[10:]) == list(np.argsort(-approx, kind="stable")[:50])
+        approx_all = scorer.prescreen(state)[0][0]
+        approx_all[banned] = -np.inf
+        assert set(only_int8) == set(np.argsort(-approx_all)[:30])

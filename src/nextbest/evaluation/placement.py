@@ -43,6 +43,7 @@ class StaticCounts:
         self._counts: Counter[str] = Counter(i for i in items if i is not None)
         self._ranking = [item for item, _ in self._counts.most_common()]
         self._followers: dict[str, Counter[str]] = {}
+        self._row_counts: tuple[ItemTable, np.ndarray] | None = None
         last: dict[str, str] = {}
         for session, item in zip(sessions, items, strict=True):
             if item is None:
@@ -81,6 +82,14 @@ class StaticCounts:
 
     def count(self, item_id: str) -> float:
         return float(self._counts.get(item_id, 0))
+
+    def count_rows(self, items: ItemTable) -> np.ndarray:
+        cached = self._row_counts
+        if cached is not None and cached[0] is items:
+            return cached[1]
+        array = np.array([self._counts.get(item, 0) for item in items.ids], dtype=np.float64)
+        self._row_counts = (items, array)
+        return array
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,20 @@ class Scorer:
         """The best `n` columns of the first session in `state` (best first), and their
         scores; never a column in `banned`."""
         return top_n(self(state)[0], n, banned)
+
+    def top_many(
+        self,
+        states: Sequence[Any],
+        n: Sequence[int],
+        banned: Sequence[np.ndarray | None],
+        exact: Sequence[int | None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`top` of several queries at once (a fast path reads the item matrix once).
+
+        `exact[b]`: how many of query b's first items must be the float ranking's exactly
+        (None: all); a fast path may order the rest by approximate scores. This one is exact.
+        """
+        return [self.top(s, k, b) for s, k, b in zip(states, n, banned, strict=True)]
 
     def score_rows(self, state: Any, columns: np.ndarray) -> np.ndarray:
         """The first session's float scores of `columns` only, [len(columns)] float32."""
@@ -95,18 +110,34 @@ class Int8Prescreen:
         # [2, N]: per item |q_i|_1 and w_err_i, so that the bounds are one small matmul
         self.terms = torch.stack([rounded.abs().sum(dim=1), (weights - rounded).abs().amax(dim=1)])
         self.magnitude = float(weights.abs().max()), float(bias.abs().max())
+        self.bias = bias.clone()
 
     @torch.no_grad()
     def __call__(self, last: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The int8 scores of the first row of `last` [B, H] and their bounds, both [N]."""
-        row = last[0].numpy()
-        x_step = (max(float(row.max()), 0.0) - min(float(row.min()), 0.0)) / 127
-        l1 = float(np.abs(row).sum())
+        """The int8 scores of the rows of `last` [B, H] and their bounds, both [B, N].
+
+        fbgemm quantizes the whole input on one range, so each row is first scaled to
+        max |x| = 1 (scores are linear in x: the row's int8 score is scaled back); the rows
+        then share one pass over the weights, and each row's bound is its scale times the
+        bound of its scaled row.
+        """
+        scale = last.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # [B, 1]
+        unit = last / scale
+        rows = unit.numpy()
+        x_step = (max(float(rows.max()), 0.0) - min(float(rows.min()), 0.0)) / 127
+        l1 = np.abs(rows).sum(axis=1)  # [B] of the scaled rows
         w_max, b_max = self.magnitude
-        margin = 1e-5 * (l1 * w_max + b_max) + 1e-6  # float rounding, generously
-        coefficients = torch.tensor([[x_step, l1]], dtype=torch.float32)
-        bounds = torch.addmm(torch.tensor(margin), coefficients, self.terms)[0]
-        return self.linear(last[:1])[0].numpy(), bounds.numpy()
+        scales = scale[:, 0].numpy().astype(np.float64)
+        # float rounding, generously, in the units of the original rows
+        margin = 1e-5 * (l1 * scales * w_max + b_max) + 1e-6
+        coefficients = np.stack([np.full(len(rows), x_step), l1], axis=1) * scales[:, None]
+        bounds = torch.addmm(
+            torch.from_numpy(margin[:, None]).float(),
+            torch.from_numpy(coefficients).float(),
+            self.terms,
+        )
+        approx = torch.addcmul(self.bias, self.linear(unit) - self.bias, scale)
+        return approx.numpy(), bounds.numpy()
 
 
 class GRU4RecScorer(Scorer):
@@ -147,19 +178,65 @@ class GRU4RecScorer(Scorer):
             return super().top(state, n, banned)
         last = self._last(state)[:1]
         approx, bounds = self.prescreen(last)
+        return self._top_row(state, last[0], approx[0], bounds[0], n, banned)
+
+    @torch.no_grad()
+    def top_many(
+        self,
+        states: Sequence[torch.Tensor],
+        n: Sequence[int],
+        banned: Sequence[np.ndarray | None],
+        exact: Sequence[int | None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """As the base class; past its `exact[b]` first items, query b is ordered by the
+        int8 scores (each within its proven bound of the float score)."""
+        if self.prescreen is None:
+            return super().top_many(states, n, banned)
+        exact = exact if exact is not None else [None] * len(states)
+        lasts = torch.cat([self._last(state)[:1] for state in states])  # [B, H]
+        approx, bounds = self.prescreen(lasts)
+        return [
+            self._top_row(states[b], lasts[b], approx[b], bounds[b], n[b], banned[b], exact[b])
+            if n[b] > 0
+            else super(GRU4RecScorer, self).top(states[b], n[b], banned[b])
+            for b in range(len(states))
+        ]
+
+    def _top_row(
+        self,
+        state: torch.Tensor,
+        last: torch.Tensor,
+        approx: np.ndarray,
+        bounds: np.ndarray,
+        n: int,
+        banned: np.ndarray | None,
+        exact: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top-n of one query from its int8 scores and bounds [N] (`last`: [H]): its
+        first `exact` (None: all n) exactly the float ranking's, the rest by int8 score."""
+        if banned is not None and len(banned):
+            approx[banned] = -np.inf
+        if exact is not None and exact < n:
+            head = self._top_row(state, last, approx.copy(), bounds, exact, None) if exact else None
+            taken = head[0] if head is not None else np.zeros(0, np.int64)
+            approx[taken] = -np.inf
+            tail_n = min(n - len(taken), int(np.isfinite(approx).sum()))
+            values, order = torch.topk(torch.from_numpy(approx), tail_n)
+            if head is None:
+                return order.numpy(), values.numpy()
+            return np.concatenate([taken, order.numpy()]), np.concatenate([head[1], values.numpy()])
         lower = approx - bounds  # no item's float score is below its `lower` nor above `upper`
         upper = np.add(approx, bounds, out=approx)
-        if banned is not None and len(banned):
-            lower[banned] = upper[banned] = -np.inf
         k = min(n, len(lower))
-        nth = float(np.partition(lower, len(lower) - k)[len(lower) - k])  # k items reach it
+        # the k-th largest lower bound (k items reach it); kthvalue counts from the smallest
+        nth = float(torch.kthvalue(torch.from_numpy(lower), len(lower) - k + 1).values)
         if nth == -np.inf:  # fewer than n items left: the float path says which
             return super().top(state, n, banned)
         candidates = torch.from_numpy(np.flatnonzero(upper >= nth))  # only these can beat it
         if len(candidates) > MAX_RESCORED:
             return super().top(state, n, banned)
-        exact = torch.addmv(self.bias[candidates], self.weights[candidates], last[0])
-        values, order = torch.topk(exact, k)
+        rescored = torch.addmv(self.bias[candidates], self.weights[candidates], last)
+        values, order = torch.topk(rescored, k)
         return candidates[order].numpy(), values.numpy()
 
     @torch.no_grad()

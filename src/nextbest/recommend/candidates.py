@@ -129,9 +129,10 @@ def concat(lists: Sequence[Candidates]) -> Candidates:
     seen: set[int] = set()
     parts = []
     for part in lists:
-        fresh = np.array([int(r) not in seen for r in part.rows], dtype=bool)
-        seen.update(int(r) for r in part.rows[fresh])
-        parts.append(part.take(fresh))
+        rows = part.rows.tolist()
+        fresh = np.array([r not in seen for r in rows], dtype=bool)
+        seen.update(rows)
+        parts.append(part if fresh.all() else part.take(fresh))
     names = {name for part in parts for name in part.features}
     features = {
         name: np.concatenate(

@@ -59,6 +59,8 @@ class LiveCounts(Protocol):
 
     def count(self, item_id: str) -> float: ...
 
+    def count_rows(self, items: ItemTable) -> np.ndarray: ...  # [len(items)] counts per row
+
 
 @dataclass(eq=False)
 class Context:

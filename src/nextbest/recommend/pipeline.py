@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from nextbest.recommend.context import Context
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.retrieval.trending import POPULARITY, popular_reasons
 from nextbest.recommend.rules.promotions import Pin, Promotion, place
-from nextbest.recommend.stages import Diversifier, Generator, Ranker, Rule
+from nextbest.recommend.stages import Diversifier, Generator, ModelGenerator, Ranker, Rule
 
 FILLERS = ("popular", "prior", "catalog")
 SOURCE_SCORE = "source_score"  # the proposing generator's own score (what the API answers)
@@ -50,8 +51,9 @@ class Pipeline:
     def recommend(self, ctx: Context) -> Candidates:
         n = ctx.n
         found = []
-        for index, stage in enumerate(self.retrieval):
-            part = stage.generator.generate(ctx, stage.k)
+        for index, (stage, part) in enumerate(
+            zip(self.retrieval, self._generate(ctx), strict=True)
+        ):
             if len(part):
                 rank = np.arange(1, len(part) + 1, dtype=np.float64)
                 found.append(
@@ -74,6 +76,41 @@ class Pipeline:
         if len(shown) < n and self.fill:
             shown = concat([shown, self._filler(ctx, shown, n - len(shown))])
         return shown.head(n)
+
+    @cached_property
+    def _asks_model(self) -> tuple[bool, ...]:
+        # asked once: an isinstance against a runtime-checkable Protocol costs microseconds
+        return tuple(isinstance(stage.generator, ModelGenerator) for stage in self.retrieval)
+
+    def _generate(self, ctx: Context) -> list[Candidates]:
+        """Every generator's candidates; those that query the model share one scoring pass."""
+        model, asks_model = ctx.model, self._asks_model
+        asks = {}
+        if model is not None:
+            for index, stage in enumerate(self.retrieval):
+                if asks_model[index] and stage.k > 0:
+                    query = stage.generator.query(ctx)  # type: ignore[attr-defined]
+                    if query is not None:
+                        asks[index] = query
+        answers = {}
+        if asks and model is not None:
+            tops = model.score.top_many(
+                [q.state for q in asks.values()],
+                [self.retrieval[i].k for i in asks],
+                [q.banned for q in asks.values()],
+                [q.exact for q in asks.values()],
+            )
+            answers = dict(zip(asks, tops, strict=True))
+        parts = []
+        for index, stage in enumerate(self.retrieval):
+            if index in answers:
+                generator = stage.generator
+                parts.append(generator.from_top(ctx, *answers[index]))  # type: ignore[attr-defined]
+            elif asks_model[index]:
+                parts.append(Candidates.empty())  # nothing to ask the model
+            else:
+                parts.append(stage.generator.generate(ctx, stage.k))
+        return parts
 
     @staticmethod
     def source_scores(shown: Candidates) -> np.ndarray:

@@ -11,7 +11,10 @@ request through `Context` and passes `Candidates` on; none converts lists of ids
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
@@ -21,6 +24,27 @@ class Generator(Protocol):
     name: str  # the `source` of the items it proposes
 
     def generate(self, ctx: Context, k: int) -> Candidates: ...
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """One top-k question to the session model's scorer: a batch state of one row, the score
+    columns never to return, and how many of the first items must be exactly the float
+    ranking's (None: all; the rest of the over-fetch may come in int8 order)."""
+
+    state: Any
+    banned: np.ndarray
+    exact: int | None = None
+
+
+@runtime_checkable
+class ModelGenerator(Generator, Protocol):
+    """A generator whose candidates are the model's top-k for one query: the pipeline asks
+    all such generators of a placement in one pass over the item matrix (`top_many`)."""
+
+    def query(self, ctx: Context) -> ModelQuery | None: ...
+
+    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray) -> Candidates: ...
 
 
 class Ranker(Protocol):

@@ -69,10 +69,7 @@ class Recommender:
             used.update(compiled.params)
         unknown = sorted(set(query.filter_params) - set(used))
         if unknown:
-            raise ParamError(
-                unknown[0],
-                f"filter_params.{unknown[0]}: no filter of this request uses ${unknown[0]}",
-            )
+            raise ParamError(f"no filter of this request uses ${unknown[0]}", unknown[0])
         if rules is not placement.pipeline.rules:
             placement = replace(placement, pipeline=replace(placement.pipeline, rules=rules))
         return placement

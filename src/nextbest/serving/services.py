@@ -100,7 +100,8 @@ class Services:
             try:
                 self.trends.refresh()
                 self.catalog.refresh()
-                self.catalog.table(self.registry.current)  # built here, not on a request
+                table = self.catalog.table(self.registry.current)  # built here, not on a request
+                self.trends.update_row_counts(table)
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()

@@ -24,7 +24,10 @@ import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 
+import numpy as np
+
 from nextbest.events.log import EventLog, LoggedEvent
+from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
 
 Skip = Callable[[str], bool]
@@ -60,6 +63,7 @@ class Trends:
         self._ranking: list[str] = []  # items by count, most first
         self._generation = 0  # grows with every new ranking
         self._unknown: tuple[bytes, int, list[str]] | None = None
+        self._row_counts: tuple[ItemTable, int, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def start_at_recent(self) -> None:
@@ -156,6 +160,25 @@ class Trends:
         ranking = [item for item in self._ranking if item not in model.index]
         self._unknown = (model.tag, self._generation, ranking)
         return ranking
+
+    def count_rows(self, items: ItemTable) -> np.ndarray:
+        """Every row's events in the window, [len(items)] float64, as of the last
+        `update_row_counts` for this table (the refresher's job: a request never waits for a
+        recount, it may see counts one refresh old)."""
+        cached = self._row_counts
+        if cached is not None and cached[0] is items:
+            return cached[2]
+        return self.update_row_counts(items)
+
+    def update_row_counts(self, items: ItemTable) -> np.ndarray:
+        cached = self._row_counts
+        if cached is not None and cached[0] is items and cached[1] == self._generation:
+            return cached[2]
+        with self._lock:
+            generation, counts = self._generation, self._counts
+            array = np.array([counts.get(item, 0) for item in items.ids], dtype=np.float64)
+        self._row_counts = (items, generation, array)
+        return array
 
     def count(self, item_id: str) -> float:
         """The item's events in the window."""

@@ -52,11 +52,12 @@ class Complements:
         if not wanted:
             return Candidates.empty()
         banned = ctx.hard_banned
+        popularity = ctx.live.count_rows(items)
         rows_parts, scores_parts, reasons = [], [], []
         for code, (weight, reason) in wanted.items():
             members = items.category_rows.get(code, np.zeros(0, np.int64))
             members = members[~np.isin(members, banned)]
-            counts = np.array([ctx.live.count(str(i)) for i in items.ids[members]])
+            counts = popularity[members]
             rows_parts.append(members)
             scores_parts.append(weight * (1.0 + np.log1p(counts)))
             reasons += [reason] * len(members)

@@ -7,26 +7,47 @@ over-fetched items are all showable; rules downstream may still drop some.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
+from nextbest.recommend.stages import ModelQuery
+
+EXACT_FACTOR = 2  # the first 2 n of the model's k items are its exact float ranking
 
 
 @dataclass(frozen=True)
 class SessionModelNext:
     name: str = "session"  # replaced by the model's own name in the items' `source`
 
-    def generate(self, ctx: Context, k: int) -> Candidates:
-        model, state = ctx.model, ctx.state
-        if model is None or state is None or k <= 0:
-            return Candidates.empty()
+    def query(self, ctx: Context) -> ModelQuery | None:
+        if ctx.model is None or ctx.state is None:
+            return None
         banned = ctx.hard_banned
-        top, values = model.score.top(state, k, banned[banned < ctx.items.n_model])
+        # the items likely shown come in the exact float order; the over-fetch behind them
+        # (for rules and fusion to draw on) in int8 order, which is within proven bounds
+        return ModelQuery(ctx.state, banned[banned < ctx.items.n_model], EXACT_FACTOR * ctx.n)
+
+    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray) -> Candidates:
+        assert ctx.model is not None
         anchor = ctx.anchor_row
         if anchor is not None:
             reason = f"next after {ctx.items.title_of(anchor)}"
         else:
             reason = "picked for you"  # a returning user's start state, before any event
-        return Candidates.of(np.asarray(top, np.int64), values, model.name, reason)
+        return Candidates.of(np.asarray(top, np.int64), values, ctx.model.name, reason)
+
+    def generate(self, ctx: Context, k: int) -> Candidates:
+        return generate_from_model(self, ctx, k)
+
+
+def generate_from_model(generator: Any, ctx: Context, k: int) -> Candidates:
+    """A model-query generator on its own (the pipeline batches several into one pass)."""
+    query = generator.query(ctx)
+    if query is None or ctx.model is None or k <= 0:
+        return Candidates.empty()
+    top, values = ctx.model.score.top_many([query.state], [k], [query.banned], [query.exact])[0]
+    candidates: Candidates = generator.from_top(ctx, top, values)
+    return candidates

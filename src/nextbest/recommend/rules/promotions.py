@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextbest.recommend.candidates import Candidates
+from nextbest.recommend.candidates import Candidates, concat
 from nextbest.recommend.context import Context
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.filters import CompiledFilter, Interactions
@@ -96,40 +96,45 @@ def place(
     """`shown` with the live promotions' and pins' items in their slots (`pool`: the ranked
     candidates after rules; `allowed`: the placement's rules, for items from outside it)."""
     n = ctx.n
-    slots: dict[int, Candidates] = {}
+    extra: list[Candidates] = []
+    position_of: dict[int, int] = {}  # list position -> index into the extra items
     taken: set[int] = set()
     for pin in pins:
         row = ctx.items.row_of.get(pin.item_id)
         if row is None or not pin.live(ctx.now) or pin.position > n:
             continue
+        if pin.position - 1 in position_of or row in taken:
+            continue
         one = allowed(Candidates.of([row], [0.0], "pinned", "pinned"))
-        if len(one) and pin.position - 1 not in slots:
-            slots[pin.position - 1] = one
+        if len(one):
+            position_of[pin.position - 1] = sum(len(e) for e in extra)
+            extra.append(one)
             taken.add(row)
     for promotion in promotions:
-        campaign = promotion.campaign
-        if not campaign.live(ctx.now):
+        if not promotion.campaign.live(ctx.now):
             continue
-        positions = [p for p in promotion.where(n) if p not in slots]
+        positions = [p for p in promotion.where(n) if p not in position_of]
         if not positions:
             continue
-        picked = _campaign_items(ctx, campaign, pool, taken, len(positions), allowed)
-        for position, k in zip(positions, range(len(picked)), strict=False):
-            slots[position] = picked.take(np.array([k]))
-            taken.add(int(picked.rows[k]))
-    if not slots:
+        picked = _campaign_items(ctx, promotion.campaign, pool, taken, len(positions), allowed)
+        first = sum(len(e) for e in extra)
+        for k, position in enumerate(positions[: len(picked)]):
+            position_of[position] = first + k
+        extra.append(picked)
+        taken.update(picked.rows.tolist())
+    if not position_of:
         return shown
-    rest = shown.take(~np.isin(shown.rows, list(taken))) if taken else shown
-    out, r = [], 0
+    placed = concat(extra)
+    rest = shown.take(~np.isin(shown.rows, list(taken)))
+    order: list[int] = []
+    r = 0
     for position in range(n):
-        if position in slots:
-            out.append(slots[position])
+        if position in position_of:
+            order.append(position_of[position])
         elif r < len(rest):
-            out.append(rest.take(np.array([r])))
+            order.append(len(placed) + r)
             r += 1
-    from nextbest.recommend.candidates import concat
-
-    return concat(out)
+    return concat([placed, rest]).take(np.array(order, dtype=np.int64))
 
 
 def _campaign_items(
