@@ -40,12 +40,19 @@ async def config(services: ServicesDep) -> dict[str, str]:
 
 @router.get("/demo/catalog.json")
 def catalog(services: ServicesDep) -> list[dict[str, object]]:
+    """What the shop page shows of each item. `category` is the path as one text (the
+    breadcrumb); `category_path` keeps its parts, since a category name may hold the
+    separator."""
     return [
         {
             "item_id": item.item_id,
             "title": item.title or item.item_id,
             "category": CATEGORY_SEPARATOR.join(item.category_path),
+            "category_path": list(item.category_path),
+            "brand": item.brand,
             "price": item.price,
+            "discount": item.discount,
+            "in_stock": item.in_stock,
         }
         for item in services.catalog.catalog.items(MAX_DEMO_ITEMS)
     ]
