@@ -391,3 +391,51 @@ def test_the_served_demo_page_works_with_the_keys_in_demo_keys_json(
     assert reply.status_code == 200 and reply.json()["items"][0]["item_id"] == item(6)
     refused = httpx.get(served_demo + "/v1/recommendations", params=params, headers=auth(READ))
     assert refused.status_code == 401  # only the demo's own keys are served
+
+
+@pytest.fixture
+def treadmill_shop(home: Path) -> Iterator[Server]:
+    """The demo over a planted shop with learned purchase rules: i00-i09 treadmills (a durable
+    with running shoes as its complement), i10-i19 running shoes, i20-i29 coffee."""
+    from nextbest.models.store import latest_version
+    from nextbest.recommend.rules.purchase_rules import CategoryRule, PurchaseRules
+
+    paths = ["Sports > Fitness > Treadmills", "Sports > Running > Shoes", "Home > Kitchen > Coffee"]
+
+    def rule(path: str, kind: str, hold: float, complements: tuple[tuple[str, float], ...]) -> Any:
+        return CategoryRule(path, kind, 50, 60, 40, 0.0, 0.1, None, hold, complements)  # type: ignore[arg-type]
+
+    version = latest_version(home)
+    assert version is not None
+    PurchaseRules(
+        {
+            paths[0]: rule(paths[0], "durable", 180.0, ((paths[1], 6.0),)),
+            paths[1]: rule(paths[1], "regular", 0.0, ()),
+            paths[2]: rule(paths[2], "regular", 0.0, ()),
+        }
+    ).save(version)
+    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
+    items = [{"item_id": item(j), "title": f"Product {item(j)}",
+              "category_path": paths[j // 10].split(" > "), "brand": "Acme", "price": 10.0 + j}
+             for j in range(N_ITEMS)]  # fmt: skip
+    server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
+    yield server
+    server.stop()
+
+
+def test_buying_a_treadmill_swaps_treadmills_for_running_shoes(
+    browser: Any, treadmill_shop: Server
+) -> None:
+    page, _ = shop(browser, treadmill_shop)
+    click_and_wait(page, f"#products li[data-item-id='{item(4)}']")
+    click_and_wait(page, ".shop-name")
+    assert recommended(page, "home")[0] == item(5)  # the next treadmill, before buying one
+    click_and_wait(page, f"#products li[data-item-id='{item(4)}']")
+    click_and_wait(page, "#buy-now")
+    assert "Bought Product i04" in (page.locator("#notice-text").text_content() or "")
+    assert not [i for i in recommended(page, "product") if int(i[1:]) < 10]
+    click_and_wait(page, ".shop-name")
+    home = recommended(page, "home")
+    assert home and not [i for i in home if int(i[1:]) < 10]  # no treadmill any more
+    assert 10 <= int(home[0][1:]) < 20  # running shoes first, and the page says why
+    assert "goes with Product i04" in explained(page, "home")
