@@ -40,3 +40,17 @@ def test_bad_settings_end_with_a_clear_message(
     assert result.exit_code == 2, result.output
     output = " ".join(result.output.split())  # the console wraps long lines
     assert message in output and "Traceback" not in output
+
+
+def test_a_malformed_placements_file_stops_serve_with_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    bad = tmp_path / "placements.toml"
+    monkeypatch.setenv("NEXTBEST_PLACEMENTS", str(bad))  # so that the one serve sets is undone
+    bad.write_text("[placements.home]\ngenerators = [{ source = 'session', k = 0 }]\n")
+    result = CliRunner().invoke(app, ["--placements", str(bad)], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert "placements.home.generators[0].k" in result.output and str(bad) in result.output
+    missing = CliRunner().invoke(app, ["--placements", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2 and "no such placements file" in missing.output
