@@ -137,7 +137,7 @@ def consumables(
     rules = model.purchase_rules
     assert rules is not None
     found: dict[str, Any] = {}
-    code_of = {c: k for k, c in enumerate(table.categories)}
+    code_of = table.code_of
     for variant_name, variant in (
         ("with the rule", placement),
         ("without", without_rule(placement)),

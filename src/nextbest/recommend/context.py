@@ -182,14 +182,23 @@ class Context:
         return np.unique(np.concatenate(parts))
 
     @cached_property
-    def hard_banned_ids(self) -> frozenset[str]:
-        banned = {str(i) for i in self.items.ids[self.hard_banned]}
-        if self.query.item_id:
-            banned.add(self.query.item_id)
-        banned.update(self.record.bought)
+    def skip(self) -> Callable[[str], bool]:
+        """Whether an item id is never to be shown (bought, on screen, out of stock): the
+        test the live counts' lists take."""
+        banned = set(self.record.bought)
         if self.user is not None:
             banned.update(self.user.bought)
-        return frozenset(banned)
+        if self.query.item_id:
+            banned.add(self.query.item_id)
+        row_of, in_stock = self.items.row_of, self.items.in_stock
+
+        def skip(item_id: str) -> bool:
+            if item_id in banned:
+                return True
+            row = row_of.get(item_id)
+            return row is not None and not in_stock[row]
+
+        return skip
 
     @cached_property
     def after_purchase(self) -> AfterPurchase | None:

@@ -35,6 +35,7 @@ class ItemTable:
     category_code: np.ndarray  # int64 [R] index into `categories`, -1: none
     categories: tuple[str, ...]
     category_rows: Mapping[int, np.ndarray]  # category code -> its rows
+    code_of: Mapping[str, int]  # category path -> its code
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,6 +83,7 @@ class ItemTable:
             category_code=codes,
             categories=categories,
             category_rows=category_rows,
+            code_of=code_of,
         )
 
     # -- the filter language's view (nextbest.recommend.rules.filters.ItemFields) -------------

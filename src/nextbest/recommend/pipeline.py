@@ -141,9 +141,8 @@ class Pipeline:
 
 def _fill_candidates(ctx: Context, source: str, k: int, taken: set[int]) -> Candidates:
     items, model = ctx.items, ctx.model
-    banned = ctx.hard_banned_ids
     if source == "popular":
-        found = ctx.live.popular(k, banned.__contains__)
+        found = ctx.live.popular(k, ctx.skip)
         rows = items.rows([item for item, _ in found])
         scores = [score for item, score in found if item in items.row_of]
         return Candidates.of(rows, scores, POPULARITY, popular_reasons(ctx, rows))

@@ -24,7 +24,7 @@ class Complements:
         rules, items = ctx.purchase_rules, ctx.items
         if rules is None or k <= 0:
             return Candidates.empty()
-        code_of = {path: code for code, path in enumerate(items.categories)}
+        code_of = items.code_of
         wanted: dict[int, tuple[float, str]] = {}  # category code -> (weight, reason)
 
         def want(category: str, weight: float, reason: str) -> None:

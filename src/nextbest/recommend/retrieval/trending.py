@@ -30,8 +30,7 @@ class LivePopular:
     name: str = POPULARITY
 
     def generate(self, ctx: Context, k: int) -> Candidates:
-        banned = ctx.hard_banned_ids
-        rows, scores = _rows(ctx, ctx.live.popular(k, banned.__contains__))
+        rows, scores = _rows(ctx, ctx.live.popular(k, ctx.skip))
         return Candidates.of(rows, scores, self.name, popular_reasons(ctx, rows))
 
 
@@ -43,8 +42,7 @@ class LiveCovisit:
         anchor = ctx.anchor_row
         if anchor is None:
             return Candidates.empty()
-        banned = ctx.hard_banned_ids
-        found = ctx.live.followers(str(ctx.items.ids[anchor]), k, banned.__contains__)
+        found = ctx.live.followers(str(ctx.items.ids[anchor]), k, ctx.skip)
         rows, scores = _rows(ctx, found)
         reason = f"often viewed after {ctx.items.title_of(anchor)}"
         return Candidates.of(rows, scores, self.name, reason)
@@ -68,10 +66,10 @@ class NewItems:
         if anchor is not None and anchor not in items.row_of:
             anchor = None
         anchor_is_new = anchor is not None and anchor not in known
-        banned = ctx.hard_banned_ids
+        banned = ctx.skip
 
         def skip(item: str) -> bool:  # after a known item, only new items are "new"
-            return item in banned or (item in known and not anchor_is_new)
+            return banned(item) or (item in known and not anchor_is_new)
 
         parts = []
         if anchor is not None:
@@ -81,7 +79,7 @@ class NewItems:
         taken = {str(i) for i in items.ids[parts[0].rows]} if parts else set()
         if sum(len(p) for p in parts) < k and model is not None:
             popular = ctx.live.popular(
-                k, lambda i: i in banned or i in taken, self.min_count, unknown_to=model
+                k, lambda i: banned(i) or i in taken, self.min_count, unknown_to=model
             )
             rows, scores = _rows(ctx, popular)
             rows, scores = rows[: k - len(taken)], scores[: k - len(taken)]

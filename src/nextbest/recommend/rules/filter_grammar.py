@@ -280,7 +280,12 @@ def parse_filter(text: str) -> Program:
 
 def _words(terminals: Iterable[str]) -> tuple[str, ...]:
     wanted = set(terminals)
+    after_operand = "CMP_OP" in wanted and "_NOT" in wanted
+    if after_operand:
+        wanted.discard("_NOT")  # after a field, NOT can only start NOT IN
     words = [word for name, names in _TERMINAL_WORDS.items() if name in wanted for word in names]
+    if after_operand and "IN" in words:
+        words.insert(words.index("IN") + 1, "NOT IN")
     words += sorted(name.strip("_").lower() for name in wanted - _TERMINAL_WORDS.keys())
     return tuple(words)
 

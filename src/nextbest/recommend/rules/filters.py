@@ -509,7 +509,7 @@ class _Context:
         if found is None:
             found = self._convert(self.raw(ref), as_type)
             if ref.source == "interaction":
-                found = (found[0], found[1] & self.has_interaction)
+                found = (found[0], found[1])
             self._typed[key] = found
         return found
 
