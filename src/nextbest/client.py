@@ -73,10 +73,17 @@ class NextbestClient:
         item_id: str | None = None,
         placement: str | None = None,
         n: int = 10,
+        filter: str | None = None,
+        filter_params: Mapping[str, Any] | None = None,
+        candidates: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "n": n}
-        params |= {"item_id": item_id, "placement": placement}
-        return self._call("GET", "/v1/recommendations", params=_present(params))
+        """The placement's list (`home` when none); `filter` and `filter_params` add a
+        filter expression for this request; `candidates` are items to re-rank (`search`)."""
+        body: dict[str, Any] = {"session_id": session_id, "user_id": user_id, "n": n}
+        body |= {"item_id": item_id, "placement": placement, "filter": filter}
+        body |= {"filter_params": dict(filter_params) if filter_params else None}
+        body |= {"candidates": list(candidates) if candidates else None}
+        return self._call("POST", "/v1/recommendations", json=_present(body))
 
     def similar(self, item_id: str, n: int = 10) -> dict[str, Any]:
         return self._call("GET", f"/v1/items/{item_id}/similar", params={"n": n})

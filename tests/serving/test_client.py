@@ -24,6 +24,18 @@ def test_the_client_sends_and_recommends(client: TestClient) -> None:
         entry["item_id"] for entry in shown["items"]
     ]
     assert reader.similar(item(9), n=1)["items"][0]["item_id"] == item(10)
+    filtered = reader.recommendations(
+        session_id="s1", n=5, filter="EXCLUDE WHERE item.id IN $ids",
+        filter_params={"ids": [item(4), item(5)]},
+    )  # fmt: skip
+    assert filtered["items"][0]["item_id"] == item(6)
+    searched = reader.recommendations(
+        session_id="s1", placement="search", candidates=[item(20), item(4)]
+    )
+    assert [entry["item_id"] for entry in searched["items"]] == [item(4), item(20)]
+    with pytest.raises(NextbestError, match=r"placement") as unknown:
+        reader.recommendations(session_id="s1", placement="checkout")
+    assert unknown.value.status == 422
     assert NextbestClient("http://testserver", ADMIN, http=client).put_items(
         [{"item_id": "x"}]
     ) == {"upserted": 1}
