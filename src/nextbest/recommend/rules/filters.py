@@ -328,11 +328,18 @@ def _json_kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+_ONE = {"string": "a string", "number": "a number", "bool": "a boolean"}
+_MANY = {"string": "strings", "number": "numbers", "bool": "booleans"}
+
+
 def _kind_words(use: ParamUse) -> str:
     if use.kind != "list":
-        return f"a {use.kind}"
-    element = {"string": "strings", "number": "numbers", "bool": "booleans"}
-    return f"a list of {element.get(use.element or '', 'strings or numbers')}"
+        return _ONE[use.kind]
+    return f"a list of {_MANY.get(use.element or '', 'strings, numbers or booleans')}"
+
+
+def _element_words(use: ParamUse) -> str:
+    return _ONE.get(use.element or "", "a string, a number or a boolean")
 
 
 def _as_number(value: object) -> float | None:
@@ -388,8 +395,8 @@ def _bind_value(use: ParamUse, value: object) -> object:
             numbers.add(number)
         else:
             raise ParamError(
-                f"${use.name}[{index}] must be one of {_kind_words(use).removeprefix('a list of ')}"
-                f" {where}, not {_json_kind(element)}",
+                f"${use.name}[{index}] must be {_element_words(use)} {where}, "
+                f"not {_json_kind(element)}",
                 use.name,
             )
     return _Members.of(Members(frozenset(strings), frozenset(numbers), frozenset(bools)))
@@ -509,7 +516,7 @@ class _Context:
         if found is None:
             found = self._convert(self.raw(ref), as_type)
             if ref.source == "interaction":
-                found = (found[0], found[1])
+                found = (found[0], found[1] & self.has_interaction)
             self._typed[key] = found
         return found
 
