@@ -11,12 +11,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from copy import copy
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
 from lark import Lark, Token, Tree
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+from lark.exceptions import (
+    LarkError,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
 
 MAX_FILTER_LENGTH = 2000
 """Characters in one filter text."""
@@ -312,12 +319,12 @@ def _unexpected_token(text: str, error: UnexpectedToken) -> FilterError:
     token = error.token
     if token.type == "$END":
         end = token.end_pos if token.end_pos is not None else len(text)
-        return _syntax_error(end + 1, error.expected, "the end of the filter")
+        return _syntax_error(end + 1, _acceptable(error), "the end of the filter")
     found = f"the string {token.value}" if token.type == "STRING" else _quoted(token.value)
     hint = ""
     if token.type == "_NULL":
         hint = "; null can only be tested with IS NULL or IS NOT NULL"
-    return _syntax_error(_position(token), error.expected, found, hint)
+    return _syntax_error(_position(token), _acceptable(error), found, hint)
 
 
 def _unexpected_characters(text: str, error: UnexpectedCharacters) -> FilterError:
@@ -330,13 +337,33 @@ def _unexpected_characters(text: str, error: UnexpectedCharacters) -> FilterErro
     return _syntax_error(offset + 1, allowed, found)
 
 
-def _acceptable(error: UnexpectedCharacters) -> set[str]:
-    """The terminals the parser would have taken here. The lexer's own list (`allowed`) cannot
-    hold the end of the text, which is often what a dangling word should have been."""
+def _acceptable(error: UnexpectedInput) -> set[str]:
+    """The terminals that would let the parser go on from where it stopped.
+
+    LALR merges parser states, so the terminals a state lists (Lark's `expected`, or the
+    lexer's `allowed`, which moreover lacks the end of the text) include some that fail after a
+    few reductions: "," after a string outside any IN list. Feeding each to a copy of the
+    parser, as Lark's InteractiveParser.accepts() does, leaves only the real ones.
+    """
+    fallback = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    state = getattr(error, "state", None)
     try:
-        return set(error.state.parse_conf.parse_table.states[error.state.position])
-    except (AttributeError, KeyError, TypeError):
-        return set(error.allowed or ())
+        conf = copy(state.parse_conf)  # type: ignore[union-attr]
+        conf.callbacks = {}  # no trees are built while trying
+        accepted = set()
+        for name in conf.parse_table.states[state.position]:  # type: ignore[union-attr]
+            if not name.isupper():
+                continue  # a rule, not a terminal
+            trial = state.copy(deepcopy_values=False)  # type: ignore[union-attr]
+            trial.parse_conf = conf
+            try:
+                trial.feed_token(Token(name, ""), is_end=name == "$END")
+            except UnexpectedInput:
+                continue
+            accepted.add(name)
+    except Exception:  # only the message's quality depends on Lark's internals here
+        return fallback
+    return accepted or fallback
 
 
 def _position(token: Token) -> int:
