@@ -105,10 +105,11 @@ class Int8Prescreen:
             zeros = torch.zeros(n_items, dtype=torch.long)
             quantized = torch.quantize_per_channel(weights, scales, zeros, 0, torch.qint8)
             self.linear = Linear(hidden, n_items, dtype=torch.qint8)  # type: ignore[no-untyped-call]
-            self.linear.set_weight_bias(quantized, bias.clone())
+            self.linear.set_weight_bias(quantized, torch.zeros_like(bias))
         rounded = quantized.dequantize()
         # [2, N]: per item |q_i|_1 and w_err_i, so that the bounds are one small matmul
         self.terms = torch.stack([rounded.abs().sum(dim=1), (weights - rounded).abs().amax(dim=1)])
+        self.terms_np = self.terms.numpy()
         self.magnitude = float(weights.abs().max()), float(bias.abs().max())
         self.bias = bias.clone()
 
@@ -116,28 +117,35 @@ class Int8Prescreen:
     def __call__(self, last: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The int8 scores of the rows of `last` [B, H] and their bounds, both [B, N].
 
-        fbgemm quantizes the whole input on one range, so each row is first scaled to
-        max |x| = 1 (scores are linear in x: the row's int8 score is scaled back); the rows
-        then share one pass over the weights, and each row's bound is its scale times the
-        bound of its scaled row.
+        fbgemm quantizes the whole input on one range, so with several rows each is first
+        scaled to max |x| = 1 (scores are linear in x: its int8 score is scaled back); the
+        rows then share one pass over the weights, and each row's bound is its scale times
+        the bound of its scaled row.
         """
-        scale = last.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # [B, 1]
-        unit = last / scale
+        if len(last) == 1:
+            scale, unit = None, last
+        else:
+            scale = last.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # [B, 1]
+            unit = last / scale
         rows = unit.numpy()
         x_step = (max(float(rows.max()), 0.0) - min(float(rows.min()), 0.0)) / 127
-        l1 = np.abs(rows).sum(axis=1)  # [B] of the scaled rows
+        l1 = np.abs(rows).sum(axis=1)  # [B] of the (scaled) rows
+        scales = np.ones(len(rows)) if scale is None else scale[:, 0].numpy().astype(np.float64)
         w_max, b_max = self.magnitude
-        scales = scale[:, 0].numpy().astype(np.float64)
-        # float rounding, generously, in the units of the original rows
-        margin = 1e-5 * (l1 * scales * w_max + b_max) + 1e-6
-        coefficients = np.stack([np.full(len(rows), x_step), l1], axis=1) * scales[:, None]
-        bounds = torch.addmm(
-            torch.from_numpy(margin[:, None]).float(),
-            torch.from_numpy(coefficients).float(),
-            self.terms,
-        )
-        approx = torch.addcmul(self.bias, self.linear(unit) - self.bias, scale)
-        return approx.numpy(), bounds.numpy()
+        q_l1, w_err = self.terms_np
+        bounds = np.empty((len(rows), len(q_l1)), dtype=np.float32)
+        for b in range(len(rows)):  # in the units of the original rows
+            margin = 1e-5 * (l1[b] * scales[b] * w_max + b_max) + 1e-6  # float rounding
+            row = bounds[b]
+            np.multiply(q_l1, np.float32(x_step * scales[b]), out=row)
+            row += w_err * np.float32(l1[b] * scales[b])
+            row += np.float32(margin)
+        products = self.linear(unit)  # [B, N], without the bias (the layer holds zeros)
+        if scale is None:
+            approx = products.add_(self.bias)
+        else:
+            approx = torch.addcmul(self.bias, products, scale)
+        return approx.numpy(), bounds
 
 
 class GRU4RecScorer(Scorer):
@@ -213,31 +221,39 @@ class GRU4RecScorer(Scorer):
         exact: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The top-n of one query from its int8 scores and bounds [N] (`last`: [H]): its
-        first `exact` (None: all n) exactly the float ranking's, the rest by int8 score."""
+        first `exact` (None: all n) exactly the float ranking's, the rest by int8 score.
+
+        Each item's float score lies in [approx - bound, approx + bound]. The `exact` items
+        of best int8 score all score at least the smallest of their lower bounds, T, so the
+        `exact`-th best float score is at least T too, and an item whose upper bound is
+        below T cannot be among the first `exact`: only the others are scored in float32.
+        """
         if banned is not None and len(banned):
             approx[banned] = -np.inf
-        if exact is not None and exact < n:
-            head = self._top_row(state, last, approx.copy(), bounds, exact, None) if exact else None
-            taken = head[0] if head is not None else np.zeros(0, np.int64)
-            approx[taken] = -np.inf
-            tail_n = min(n - len(taken), int(np.isfinite(approx).sum()))
-            values, order = torch.topk(torch.from_numpy(approx), tail_n)
-            if head is None:
-                return order.numpy(), values.numpy()
-            return np.concatenate([taken, order.numpy()]), np.concatenate([head[1], values.numpy()])
-        lower = approx - bounds  # no item's float score is below its `lower` nor above `upper`
-        upper = np.add(approx, bounds, out=approx)
-        k = min(n, len(lower))
-        # the k-th largest lower bound (k items reach it); kthvalue counts from the smallest
-        nth = float(torch.kthvalue(torch.from_numpy(lower), len(lower) - k + 1).values)
-        if nth == -np.inf:  # fewer than n items left: the float path says which
+        head = n if exact is None else min(exact, n)
+        finite = len(approx) if banned is None else len(approx) - len(banned)  # unique columns
+        wanted = min(n + head, finite)
+        if wanted <= 0 or finite < head:  # fewer items left than asked: the float path
             return super().top(state, n, banned)
-        candidates = torch.from_numpy(np.flatnonzero(upper >= nth))  # only these can beat it
+        scores = torch.from_numpy(approx)
+        best_values, best = torch.topk(scores, wanted)  # by int8 score
+        if head == 0:
+            return best[:n].numpy(), best_values[:n].numpy()
+        first = best[:head].numpy()
+        threshold = float((approx[first] - bounds[first]).min())
+        candidates = torch.from_numpy(np.flatnonzero(approx + bounds >= threshold))
         if len(candidates) > MAX_RESCORED:
             return super().top(state, n, banned)
         rescored = torch.addmv(self.bias[candidates], self.weights[candidates], last)
-        values, order = torch.topk(rescored, k)
-        return candidates[order].numpy(), values.numpy()
+        values, order = torch.topk(rescored, head)
+        columns = candidates[order].numpy()
+        if head == n:
+            return columns, values.numpy()
+        tail = best.numpy()
+        tail_values = best_values.numpy()
+        keep = ~(tail[:, None] == columns[None, :]).any(axis=1)  # a few hundred by n: small
+        tail, tail_values = tail[keep][: n - head], tail_values[keep][: n - head]
+        return np.concatenate([columns, tail]), np.concatenate([values.numpy(), tail_values])
 
     @torch.no_grad()
     def score_rows(self, state: torch.Tensor, columns: np.ndarray) -> np.ndarray:

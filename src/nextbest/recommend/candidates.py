@@ -88,10 +88,10 @@ def merge(lists: Sequence[Candidates]) -> Candidates:
     if len(lists) == 1:
         return lists[0]
     rows = np.concatenate([c.rows for c in lists])
-    part = np.concatenate([np.full(len(c), k) for k, c in enumerate(lists)])
+    list_of = np.concatenate([np.full(len(c), k) for k, c in enumerate(lists)])
     rank = np.concatenate([np.arange(len(c)) for c in lists])
     unique, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    best_first = np.lexsort((part, rank, inverse))  # per row: best rank, then earlier list
+    best_first = np.lexsort((list_of, rank, inverse))  # per row: best rank, then earlier list
     starts = np.searchsorted(inverse[best_first], np.arange(len(unique)))
     credited = best_first[starts]  # [U] the entry each unique row is credited to
     order = np.argsort(first, kind="stable")  # output: first proposal order
@@ -99,19 +99,21 @@ def merge(lists: Sequence[Candidates]) -> Candidates:
     position = np.empty(len(unique), np.int64)
     position[order] = np.arange(len(unique))
     at = position[inverse]  # for each entry: its place in the merged list
-    is_credited = np.zeros(len(rows), dtype=bool)
-    is_credited[keep] = True
     features: dict[str, np.ndarray] = {}
-    offset = 0
-    for candidates in lists:
-        span = slice(offset, offset + len(candidates))
-        for name, column in candidates.features.items():
-            merged = features.get(name)
-            if merged is None:
-                merged = features[name] = np.full(len(keep), np.nan)
-            mine = is_credited[span] | np.isnan(merged[at[span]])
-            merged[at[span][mine]] = column[mine]
-        offset += len(candidates)
+    names = {name for part in lists for name in part.features}
+    for name in names:
+        if all(name in part.features for part in lists):  # shared: the credited one's
+            features[name] = np.concatenate([part.features[name] for part in lists])[keep]
+            continue
+        merged = features[name] = np.full(len(keep), np.nan)
+        offset = 0
+        for part in lists:
+            column = part.features.get(name)
+            if column is not None:
+                span = at[offset : offset + len(part)]
+                earlier = merged[span]
+                merged[span] = np.where(np.isnan(earlier), column, earlier)
+            offset += len(part)
     return Candidates(
         rows[keep],
         np.concatenate([c.scores for c in lists])[keep],

@@ -43,24 +43,25 @@ class Diversity:
         if self.mmr == 0.0:
             return pool.take(_capped(codes, cap, n))
         vectors = _vectors(ctx, pool.rows)
+        similarity = vectors @ vectors.T  # [P, P]: the pool is small
         scores = pool.scores
         span = float(scores.max() - scores.min()) if len(scores) else 0.0
         relevance = (scores - scores.min()) / span if span > 0 else np.ones(len(scores))
-        closest = np.zeros(len(pool))  # max similarity to the picked ones
-        free = np.ones(len(pool), dtype=bool)
+        gain = (1.0 - self.mmr) * relevance
+        penalty = np.zeros(len(pool))  # mmr * the max similarity to the picked ones
         per_category: dict[int, int] = {}
         picked: list[int] = []
-        while len(picked) < n and free.any():
-            value = (1.0 - self.mmr) * relevance - self.mmr * closest
-            value[~free] = -np.inf
-            best = int(np.argmax(value))
-            free[best] = False
+        for _ in range(len(pool)):
+            if len(picked) == n:
+                break
+            best = int(np.argmax(gain - penalty))
+            gain[best] = -np.inf  # taken (or capped) either way
             code = int(codes[best])
             if cap and code >= 0 and per_category.get(code, 0) >= cap:
                 continue
             per_category[code] = per_category.get(code, 0) + 1
             picked.append(best)
-            closest = np.maximum(closest, vectors @ vectors[best])
+            np.maximum(penalty, self.mmr * similarity[best], out=penalty)
         return pool.take(np.array(picked, dtype=np.int64))
 
 

@@ -24,7 +24,14 @@ from nextbest.recommend.context import Context
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.retrieval.trending import POPULARITY, popular_reasons
 from nextbest.recommend.rules.promotions import Pin, Promotion, place
-from nextbest.recommend.stages import Diversifier, Generator, ModelGenerator, Ranker, Rule
+from nextbest.recommend.stages import (
+    Diversifier,
+    Generator,
+    ModelGenerator,
+    ModelQuery,
+    Ranker,
+    Rule,
+)
 
 FILLERS = ("popular", "prior", "catalog")
 SOURCE_SCORE = "source_score"  # the proposing generator's own score (what the API answers)
@@ -85,32 +92,29 @@ class Pipeline:
     def _generate(self, ctx: Context) -> list[Candidates]:
         """Every generator's candidates; those that query the model share one scoring pass."""
         model, asks_model = ctx.model, self._asks_model
-        asks = {}
-        if model is not None:
-            for index, stage in enumerate(self.retrieval):
-                if asks_model[index] and stage.k > 0:
-                    query = stage.generator.query(ctx)  # type: ignore[attr-defined]
-                    if query is not None:
-                        asks[index] = query
-        answers = {}
+        parts: list[Candidates | None] = [None] * len(self.retrieval)
+        asks: dict[int, ModelQuery] = {}
+        for index, stage in enumerate(self.retrieval):
+            if not asks_model[index]:
+                parts[index] = stage.generator.generate(ctx, stage.k)
+                continue
+            query = stage.generator.query(ctx, stage.k) if stage.k > 0 else None  # type: ignore[attr-defined]
+            if isinstance(query, ModelQuery) and model is not None:
+                asks[index] = query
+            else:  # answered at once (a cache), or nothing to ask the model
+                parts[index] = query if isinstance(query, Candidates) else Candidates.empty()
         if asks and model is not None:
             tops = model.score.top_many(
                 [q.state for q in asks.values()],
-                [self.retrieval[i].k for i in asks],
+                [q.k if q.k is not None else self.retrieval[i].k for i, q in asks.items()],
                 [q.banned for q in asks.values()],
                 [q.exact for q in asks.values()],
             )
-            answers = dict(zip(asks, tops, strict=True))
-        parts = []
-        for index, stage in enumerate(self.retrieval):
-            if index in answers:
-                generator = stage.generator
-                parts.append(generator.from_top(ctx, *answers[index]))  # type: ignore[attr-defined]
-            elif asks_model[index]:
-                parts.append(Candidates.empty())  # nothing to ask the model
-            else:
-                parts.append(stage.generator.generate(ctx, stage.k))
-        return parts
+            for (index, _), (top, values) in zip(asks.items(), tops, strict=True):
+                generator = self.retrieval[index].generator
+                k = self.retrieval[index].k
+                parts[index] = generator.from_top(ctx, top, values, k)  # type: ignore[attr-defined]
+        return [part if part is not None else Candidates.empty() for part in parts]
 
     @staticmethod
     def source_scores(shown: Candidates) -> np.ndarray:

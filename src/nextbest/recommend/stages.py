@@ -35,16 +35,19 @@ class ModelQuery:
     state: Any
     banned: np.ndarray
     exact: int | None = None
+    k: int | None = None  # how many to ask for (None: the generator's k)
 
 
 @runtime_checkable
 class ModelGenerator(Generator, Protocol):
     """A generator whose candidates are the model's top-k for one query: the pipeline asks
-    all such generators of a placement in one pass over the item matrix (`top_many`)."""
+    all such generators of a placement in one pass over the item matrix (`top_many`).
+    `query` may answer at once (from a cache) with the candidates themselves, or with None
+    when it has nothing to ask."""
 
-    def query(self, ctx: Context) -> ModelQuery | None: ...
+    def query(self, ctx: Context, k: int) -> ModelQuery | Candidates | None: ...
 
-    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray) -> Candidates: ...
+    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray, k: int) -> Candidates: ...
 
 
 class Ranker(Protocol):

@@ -22,7 +22,7 @@ EXACT_FACTOR = 2  # the first 2 n of the model's k items are its exact float ran
 class SessionModelNext:
     name: str = "session"  # replaced by the model's own name in the items' `source`
 
-    def query(self, ctx: Context) -> ModelQuery | None:
+    def query(self, ctx: Context, k: int) -> ModelQuery | None:
         if ctx.model is None or ctx.state is None:
             return None
         banned = ctx.hard_banned
@@ -30,7 +30,7 @@ class SessionModelNext:
         # (for rules and fusion to draw on) in int8 order, which is within proven bounds
         return ModelQuery(ctx.state, banned[banned < ctx.items.n_model], EXACT_FACTOR * ctx.n)
 
-    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray) -> Candidates:
+    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray, k: int) -> Candidates:
         assert ctx.model is not None
         anchor = ctx.anchor_row
         if anchor is not None:
@@ -45,9 +45,12 @@ class SessionModelNext:
 
 def generate_from_model(generator: Any, ctx: Context, k: int) -> Candidates:
     """A model-query generator on its own (the pipeline batches several into one pass)."""
-    query = generator.query(ctx)
-    if query is None or ctx.model is None or k <= 0:
+    query = generator.query(ctx, k) if k > 0 else None
+    if isinstance(query, Candidates):
+        return query
+    if query is None or ctx.model is None:
         return Candidates.empty()
-    top, values = ctx.model.score.top_many([query.state], [k], [query.banned], [query.exact])[0]
-    candidates: Candidates = generator.from_top(ctx, top, values)
+    asked = query.k if query.k is not None else k
+    answers = ctx.model.score.top_many([query.state], [asked], [query.banned], [query.exact])
+    candidates: Candidates = generator.from_top(ctx, *answers[0], k)
     return candidates

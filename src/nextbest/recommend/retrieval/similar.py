@@ -1,14 +1,19 @@
 """Items like the one on screen: nearest by the model's item vectors.
 
 With GRU4Rec these are the output vectors: two items are alike when the model scores them
-alike after the same session. The anchor's vector goes through the model's own scorer (the
-exact int8-prescreened top-k, in the same pass over the item matrix as the session's own
-query), so similar items cost little more than the session's. A model without item vectors
+alike after the same session. The anchor's vector goes through the model's own scorer (in the
+same int8 pass over the item matrix as the session's query; the neighbours come in int8
+order), so similar items cost little more than the session's. A model without item vectors
 answers with its next items after a session of just the anchor.
+
+An anchor's neighbours do not depend on the session, so each model keeps the last
+`NEIGHBOUR_CACHE` anchors' lists (over-fetched by `SPARE`, so that the session's own
+exclusions can be taken out afterwards): a product page shown again costs no scoring.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,30 +23,74 @@ from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
 from nextbest.recommend.retrieval.session_model import generate_from_model
 from nextbest.recommend.stages import ModelQuery
+from nextbest.serving.registry import LoadedModel
+
+NEIGHBOUR_CACHE = 20_000  # anchors per model (a list of k + SPARE int64: ~2 KB each at k=200)
+SPARE = 50
+
+
+class Neighbours:
+    """The latest anchors' neighbour lists of one model version, least recently used out."""
+
+    def __init__(self, size: int = NEIGHBOUR_CACHE) -> None:
+        self.size = size
+        self._lists: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, anchor: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        found = self._lists.get((anchor, k))
+        if found is not None:
+            self._lists.move_to_end((anchor, k))
+        return found
+
+    def put(self, anchor: int, k: int, rows: np.ndarray, scores: np.ndarray) -> None:
+        self._lists[(anchor, k)] = (rows, scores)
+        if len(self._lists) > self.size:
+            self._lists.popitem(last=False)
+
+
+_NEIGHBOURS: dict[bytes, Neighbours] = {}
+
+
+def neighbours_of(model: LoadedModel) -> Neighbours:
+    """The cache of `model`'s version (the caches of other versions are dropped)."""
+    cache = _NEIGHBOURS.get(model.tag)
+    if cache is None:
+        _NEIGHBOURS.clear()
+        cache = _NEIGHBOURS[model.tag] = Neighbours()
+    return cache
 
 
 @dataclass(frozen=True)
 class SimilarItems:
     name: str = "similar"
 
-    def query(self, ctx: Context) -> ModelQuery | None:
+    def query(self, ctx: Context, k: int) -> ModelQuery | Candidates | None:
         model, anchor = ctx.model, ctx.anchor_row
         if model is None or anchor is None or anchor >= ctx.items.n_model:
             return None
-        banned = ctx.hard_banned
-        banned = np.union1d(banned[banned < ctx.items.n_model], [anchor])
+        cached = neighbours_of(model).get(anchor, k)
+        if cached is not None:
+            return self._shown(ctx, k, *cached)
         vectors = model.embeddings
         if vectors is not None:
             state = torch.from_numpy(vectors[anchor : anchor + 1])  # [1, H]
         else:
             start = model.codec.join([model.initial_row])
             state = model.model.step(start, np.array([anchor]), np.zeros(1))
-        return ModelQuery(state, banned, exact=0)  # near neighbours by int8 score suffice
+        # near neighbours by int8 score suffice; the session's exclusions come out after
+        return ModelQuery(state, np.array([anchor], np.int64), exact=0, k=k + SPARE)
 
-    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray) -> Candidates:
+    def from_top(self, ctx: Context, top: np.ndarray, values: np.ndarray, k: int) -> Candidates:
+        assert ctx.model is not None and ctx.anchor_row is not None
+        rows = np.asarray(top, np.int64)
+        neighbours_of(ctx.model).put(ctx.anchor_row, k, rows, values)
+        return self._shown(ctx, k, rows, values)
+
+    def _shown(self, ctx: Context, k: int, rows: np.ndarray, values: np.ndarray) -> Candidates:
         assert ctx.anchor_row is not None
+        keep = ~np.isin(rows, ctx.hard_banned)
         reason = f"similar to {ctx.items.title_of(ctx.anchor_row)}"
-        return Candidates.of(np.asarray(top, np.int64), values, self.name, reason)
+        return Candidates.of(rows[keep][:k], values[keep][:k], self.name, reason)
 
     def generate(self, ctx: Context, k: int) -> Candidates:
         return generate_from_model(self, ctx, k)

@@ -146,6 +146,7 @@ def _campaign_items(
     allowed: Callable[[Candidates], Candidates],
 ) -> Candidates:
     reason = f"promoted: {campaign.title}"
+    pool = pool.head(MAX_POOL)  # the placement's best candidates are enough to pick from
     found = pool.take(campaign.selects(ctx, pool.rows)) if len(pool) else pool
     rows = [int(r) for r in found.rows if int(r) not in taken][:k]
     if len(rows) < k:
