@@ -11,6 +11,7 @@ catalog's, built once per change (the refresher builds it ahead of the requests)
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -39,11 +40,14 @@ class CatalogCache:
 
     def refresh(self) -> int:
         """Read the catalog's changes since the last refresh; returns how many."""
+        # Everything written before the previous read began was in it (or is stamped less than
+        # the slack before it, on a worker whose clock is behind): read from there on. Reading
+        # from the newest change instead would read a bulk upload again at every refresh.
+        started = time.time()
         changes = self.catalog.changed_items_since(max(0.0, self._since - CLOCK_SLACK_SECONDS))
         with self._lock:
             changed = self._note(item for item, _ in changes)
-            if changes:
-                self._since = max(self._since, changes[-1][1])
+            self._since = started
         return changed
 
     def upserted(self, items: Sequence[Item]) -> None:
