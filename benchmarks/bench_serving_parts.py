@@ -31,6 +31,7 @@ from bench_serving import KEY, ROOT, _clear_redis, machine, train_model
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import Event
 from nextbest.models.gru4rec import GRU4Rec
+from nextbest.recommend.context import Query
 from nextbest.serving.app import create_app
 from nextbest.serving.registry import load_model
 from nextbest.serving.scoring import GRU4RecScorer, Int8Prescreen
@@ -192,7 +193,10 @@ async def request_parts(home: Path, items: list[str], redis_url: str) -> dict[st
                 3000,
             ),
             "of which `recommend()` for a session with a state": cpu_ms(
-                lambda k: services.recommender.recommend(model, 10, sessions[k % 500]), 3000
+                lambda k: services.recommender.recommend(
+                    model, Query(n=10, session_id=sessions[k % 500])
+                ),
+                3000,
             ),
             "of which reading the session's state (Redis)": cpu_ms(
                 lambda k: services.live.session(model, sessions[k % 500]), 3000
