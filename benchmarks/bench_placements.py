@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from bench_serving import write_docs
 from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 from nextbest.data.demo_shop.writer import split_demo_shop
 from nextbest.data.sessions import Sessions
@@ -217,18 +219,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    current = path.read_text()
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + section + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n## Placements\n\n" + section + "\n"
-    path.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -257,8 +247,8 @@ def main() -> None:
         "command": "python benchmarks/bench_placements.py"
         + (" --write-docs" if args.write_docs else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cores": __import__("os").cpu_count(),
-        "load": " ".join(f"{x:.2f}" for x in __import__("os").getloadavg()),
+        "cores": os.cpu_count(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "events": args.events,
         "fit_seconds": fit_seconds,
         "rules": rules.summary(),
@@ -280,7 +270,7 @@ def main() -> None:
     (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
     (ROOT / "benchmarks" / "results" / "placements.json").write_text(json.dumps(result, indent=2))
     if args.write_docs:
-        write_docs(markdown(result))
+        write_docs(markdown(result), BEGIN, END, "Placements")
 
 
 if __name__ == "__main__":

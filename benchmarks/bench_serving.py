@@ -542,15 +542,16 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str) -> None:
+def write_docs(text: str, begin: str = BEGIN, end: str = END, heading: str = "Serving") -> None:
+    """Put `text` between the markers in docs/benchmarks.md (a new section when absent)."""
     path = ROOT / "docs" / "benchmarks.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + section + rest.split(END, 1)[1]
+    section = f"{begin}\n{text}\n{end}"
+    if begin in current and end in current:
+        before, rest = current.split(begin, 1)
+        current = before + section + rest.split(end, 1)[1]
     else:
-        current = current.rstrip("\n") + "\n\n## Serving\n\n" + section + "\n"
+        current = current.rstrip("\n") + f"\n\n## {heading}\n\n" + section + "\n"
     path.write_text(current)
 
 
