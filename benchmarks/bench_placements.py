@@ -43,7 +43,8 @@ from nextbest.recommend.context import Context, Query
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.placements import Placement, load_placements
-from nextbest.recommend.rules.after_purchase import AfterPurchaseRule
+from nextbest.recommend.ranking.fusion import FusionRanker
+from nextbest.recommend.rules.exclusions import Exclusions
 from nextbest.recommend.rules.purchase_rules import learn_purchase_rules
 from nextbest.serving.live import fresh_record
 from nextbest.serving.registry import LoadedModel, serve_model
@@ -72,11 +73,20 @@ def catalog_of(items: pl.DataFrame) -> dict[str, Item]:
     return out
 
 
-def without_rule(placement: Placement) -> Placement:
-    rules = tuple(r for r in placement.pipeline.rules if not isinstance(r, AfterPurchaseRule))
-    return dataclasses.replace(
-        placement, pipeline=dataclasses.replace(placement.pipeline, rules=rules)
-    )
+def without_rules(model: LoadedModel) -> LoadedModel:
+    """The same model served without learned purchase rules: no holds, boosts or complements."""
+    return dataclasses.replace(model, purchase_rules=None)
+
+
+def reduced(placement: Placement, exclude: bool) -> Placement:
+    """The session model's list alone, with the exclusions or with nothing left out."""
+    session = tuple(s for s in placement.pipeline.retrieval if s.label == "session")
+    rules = (Exclusions(),) if exclude else (Exclusions(False, False, False, False),)
+    pipeline = dataclasses.replace(
+        placement.pipeline, retrieval=session, ranker=FusionRanker(), rules=rules,
+        diversifier=Diversity(), promotions=(), pins=(),
+    )  # fmt: skip
+    return dataclasses.replace(placement, pipeline=pipeline)
 
 
 def with_diversity(placement: Placement, mmr: float, cap: int) -> Placement:
@@ -88,7 +98,7 @@ def durables(
     placement: Placement, model: LoadedModel, table: ItemTable, live: StaticCounts,
     test: pl.DataFrame, users: dict[str, UserRecord], planted: dict[str, set[str]],
 ) -> dict[str, Any]:  # fmt: skip
-    """Cases after a durable purchase in the session, with and without the rule."""
+    """Cases after a durable purchase in the session, with the learned rules and without."""
     rules = model.purchase_rules
     assert rules is not None
     durable = {r.category for r in rules if r.kind == "durable"}
@@ -98,10 +108,17 @@ def durables(
                                    if table.category[r] in durable])
     )["session_id"].unique()  # fmt: skip
     sessions = test.filter(pl.col("session_id").is_in(bought_durable.implode()))
+    # each session's purchases after each position: the next purchase, looked ahead to
+    rows_of = {
+        str(sid): frame.sort("timestamp").select("item_id", "type").rows()
+        for (sid,), frame in sessions.filter(pl.col("item_id").is_not_null())
+        .group_by("session_id")
+    }  # fmt: skip
     out: dict[str, Any] = {"sessions": int(bought_durable.len())}
-    for name, variant in (("with the rule", placement), ("without", without_rule(placement))):
+    for name, served in (("with the rule", model), ("without", without_rules(model))):
         share, purchase_hits, view_hits = [], [], []
-        for case in walk(variant, model, table, live, sessions, users, 20):
+        first_after: set[str] = set()
+        for case in walk(placement, served, table, live, sessions, users, 20):
             bought = [str(table.category[row]) for row, _ in case.ctx.purchases
                       if table.category[row] in durable]  # fmt: skip
             if not bought:
@@ -111,10 +128,15 @@ def durables(
             share.append(float(np.mean(table.category[top] == category)) if len(top) else 0.0)
             target = str(table.category[case.target_row])
             if target in planted.get(category, set()):
-                hit = float(case.target_row in case.shown.rows[:20])
-                view_hits.append(hit)
-                if case.target_type == "purchase":
-                    purchase_hits.append(hit)
+                view_hits.append(float(case.target_row in case.shown.rows[:20]))
+            if case.session_id in first_after:
+                continue
+            first_after.add(case.session_id)  # the list right after the durable purchase:
+            later = rows_of[case.session_id][case.position :]  # is the next purchase in it?
+            purchase = next((item for item, kind in later if kind == "purchase"), None)
+            row = table.row_of.get(purchase) if purchase else None
+            if row is not None and str(table.category[row]) in planted.get(category, set()):
+                purchase_hits.append(float(row in case.shown.rows[:20]))
         out[name] = {
             "cases": len(share),
             "share_top10_in_bought_category": round(float(np.mean(share)), 4),
@@ -140,10 +162,7 @@ def consumables(
     assert rules is not None
     found: dict[str, Any] = {}
     code_of = table.code_of
-    for variant_name, variant in (
-        ("with the rule", placement),
-        ("without", without_rule(placement)),
-    ):
+    for variant_name, served in (("with the rule", model), ("without", without_rules(model))):
         shares: dict[float, list[float]] = {f: [] for f in FRACTIONS}
         for rule in rules:
             if rule.kind != "consumable" or not rule.cycle_days or rule.category not in code_of:
@@ -155,8 +174,11 @@ def consumables(
             for fraction in FRACTIONS:
                 now = start + fraction * rule.cycle_days * DAY
                 query = Query(n=10, placement="home", user_id="probe", now=now)
-                ctx = Context(query, model, table, fresh_record(model), live, now, user, rules)
-                top = variant.pipeline.recommend(ctx).rows[:10]
+                ctx = Context(
+                    query, served, table, fresh_record(model), live, now, user,
+                    served.purchase_rules,
+                )  # fmt: skip
+                top = placement.pipeline.recommend(ctx).rows[:10]
                 shares[fraction].append(float(np.mean(table.category[top] == rule.category)))
         found[variant_name] = {str(f): round(float(np.mean(v)), 4) for f, v in shares.items()}
         found["categories"] = len(shares[FRACTIONS[0]])
@@ -201,14 +223,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"**Diversity** of the `product` placement ({result['diversity_sessions']} sampled test "
         "sessions, the item on screen = the session's latest):",
         "",
-        "| mmr | max per category | MRR@20 | Recall@20 | intra-list diversity "
+        "| `product` with | max per category | MRR@20 | Recall@20 | intra-list diversity "
         "| category coverage |",
         "|---|---|---|---|---|---|",
     ]
+    for row in result["reference"]:
+        m = row["metrics"]
+        lines.append(
+            f"| {row['what']} | | {m['mrr@20']:.4f} | {m['recall@20']:.4f} "
+            f"| {m['intra_list_diversity']:.3f} | {m['category_coverage']:.3f} |"
+        )
     for row in result["diversity"]:
         m = row["metrics"]
         lines.append(
-            f"| {row['mmr']} | {row['cap'] or 'off'} | {m['mrr@20']:.4f} | {m['recall@20']:.4f} "
+            f"| mmr {row['mmr']} | {row['cap'] or 'off'} | {m['mrr@20']:.4f} "
+            f"| {m['recall@20']:.4f} "
             f"| {m['intra_list_diversity']:.3f} | {m['category_coverage']:.3f} |"
         )
     lines += [
@@ -260,9 +289,18 @@ def main() -> None:
     sessions = test["session_id"].unique(maintain_order=True).head(args.diversity_sessions)
     sample = test.filter(pl.col("session_id").is_in(sessions.implode()))
     result["diversity_sessions"] = int(sessions.len())
+    result["reference"] = []
+    product = placements["product"]
+    for label, variant in (
+        ("the session model's list alone, nothing left out", reduced(product, exclude=False)),
+        ("the same, with the exclusions (bought, on screen, in cart)", reduced(product, True)),
+    ):
+        evaluated = evaluate_placement(variant, loaded, table, train, sample)
+        result["reference"].append({"what": label, "metrics": evaluated.metrics})
+        print(label, json.dumps(evaluated.metrics), flush=True)
     result["diversity"] = []
     for mmr, cap in ((0.0, 0), (0.2, 0), (0.4, 0), (0.7, 0), (0.0, 3), (0.0, 1), (0.4, 2)):
-        variant = with_diversity(placements["product"], mmr, cap)
+        variant = with_diversity(product, mmr, cap)
         evaluated = evaluate_placement(variant, loaded, table, train, sample)
         result["diversity"].append({"mmr": mmr, "cap": cap, "metrics": evaluated.metrics})
         print(mmr, cap, json.dumps(evaluated.metrics), flush=True)
