@@ -44,6 +44,7 @@ from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.placements import Placement, load_placements
 from nextbest.recommend.ranking.fusion import FusionRanker
+from nextbest.recommend.ranking.priority import PriorityRanker
 from nextbest.recommend.rules.exclusions import Exclusions
 from nextbest.recommend.rules.purchase_rules import learn_purchase_rules
 from nextbest.serving.live import fresh_record
@@ -220,14 +221,15 @@ def markdown(result: dict[str, Any]) -> str:
         "| with the rule | " + " | ".join(f"{v:.2f}" for v in c["with the rule"].values()) + " |",
         "| without | " + " | ".join(f"{v:.2f}" for v in c["without"].values()) + " |",
         "",
-        f"**Diversity** of the `product` placement ({result['diversity_sessions']} sampled test "
-        "sessions, the item on screen = the session's latest):",
+        f"**Rankers and diversity** of the `product` placement ({result['diversity_sessions']} "
+        "sampled test sessions, the item on screen = the session's latest; the rows with mmr "
+        "are the shipped placement with that diversity):",
         "",
         "| `product` with | max per category | MRR@20 | Recall@20 | intra-list diversity "
         "| category coverage |",
         "|---|---|---|---|---|---|",
     ]
-    for row in result["reference"]:
+    for row in result["reference"] + result["rankers"]:
         m = row["metrics"]
         lines.append(
             f"| {row['what']} | | {m['mrr@20']:.4f} | {m['recall@20']:.4f} "
@@ -297,6 +299,21 @@ def main() -> None:
     ):
         evaluated = evaluate_placement(variant, loaded, table, train, sample)
         result["reference"].append({"what": label, "metrics": evaluated.metrics})
+        print(label, json.dumps(evaluated.metrics), flush=True)
+    result["rankers"] = []
+    for label, ranker in (
+        ("fusion, equal weights", FusionRanker()),
+        ("fusion, session 2", FusionRanker({"session": 2.0})),
+        ("fusion, session 4, complements 0.5 (shipped)", FusionRanker(
+            {"session": 4.0, "complements": 0.5})),
+        ("priority, similar 0.3 and complements 0.2 of the slots",
+         PriorityRanker((None, 0.3, 0.2))),
+    ):  # fmt: skip
+        variant = dataclasses.replace(
+            product, pipeline=dataclasses.replace(product.pipeline, ranker=ranker)
+        )
+        evaluated = evaluate_placement(variant, loaded, table, train, sample)
+        result["rankers"].append({"what": label, "metrics": evaluated.metrics})
         print(label, json.dumps(evaluated.metrics), flush=True)
     result["diversity"] = []
     for mmr, cap in ((0.0, 0), (0.2, 0), (0.4, 0), (0.7, 0), (0.0, 3), (0.0, 1), (0.4, 2)):
