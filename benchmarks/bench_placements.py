@@ -37,7 +37,7 @@ from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 from nextbest.data.demo_shop.writer import split_demo_shop
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.placement import StaticCounts, evaluate_placement, user_histories, walk
-from nextbest.events.schema import CATEGORY_SEPARATOR, Item
+from nextbest.events.schema import items_of_table
 from nextbest.models.registry import build_model
 from nextbest.recommend.context import Context, Query
 from nextbest.recommend.diversity import Diversity
@@ -59,19 +59,6 @@ GRU4REC = {  # `nextbest demo`'s settings
     "batch_size": "64", "dropout_p_hidden": "0.3", "learning_rate": "0.2", "momentum": "0.2",
     "n_epochs": "3", "threads": "2",
 }  # fmt: skip
-
-
-def catalog_of(items: pl.DataFrame) -> dict[str, Item]:
-    out = {}
-    for row in items.iter_rows(named=True):
-        path = row["category_path"] or ""
-        out[row["item_id"]] = Item(
-            item_id=row["item_id"], title=row["title"] or "",
-            category_path=tuple(path.split(CATEGORY_SEPARATOR)) if path else (),
-            brand=row["brand"], price=row["price"], discount=row["discount"],
-            in_stock=bool(row["in_stock"]) if row["in_stock"] is not None else True,
-        )  # fmt: skip
-    return out
 
 
 def without_rules(model: LoadedModel) -> LoadedModel:
@@ -267,7 +254,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rules = learn_purchase_rules(train, shop.items)
     loaded = serve_model(model, "bench-placements", purchase_rules=rules)
-    table = ItemTable.build(model.item_ids, catalog_of(shop.items))
+    table = ItemTable.build(model.item_ids, items_of_table(shop.items))
     live, users = StaticCounts(train), user_histories(train)
     placements = load_placements()
     planted = {

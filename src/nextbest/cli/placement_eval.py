@@ -11,7 +11,7 @@ import polars as pl
 
 from nextbest.cli.common import console, progress_bar, results_table
 from nextbest.evaluation.placement import PlacementResult, evaluate_placement
-from nextbest.events.schema import CATEGORY_SEPARATOR, Item
+from nextbest.events.schema import items_of_table
 from nextbest.models.base import SessionModel
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.placements import Placement, load_placements
@@ -32,24 +32,6 @@ def parse_placement(spec: str) -> Placement:
     return placements[name]
 
 
-def catalog_items(items: pl.DataFrame | None) -> dict[str, Item]:
-    if items is None:
-        return {}
-    out = {}
-    for row in items.iter_rows(named=True):
-        path = row["category_path"] or ""
-        out[str(row["item_id"])] = Item(
-            item_id=str(row["item_id"]),
-            title=row["title"] or "",
-            category_path=tuple(path.split(CATEGORY_SEPARATOR)) if path else (),
-            brand=row["brand"],
-            price=row["price"],
-            discount=row["discount"],
-            in_stock=bool(row["in_stock"]) if row["in_stock"] is not None else True,
-        )
-    return out
-
-
 def run_placement_evaluation(
     placement: Placement,
     model: SessionModel[Any, Any],
@@ -61,7 +43,7 @@ def run_placement_evaluation(
     max_sessions: int | None,
 ) -> PlacementResult:
     loaded = serve_model(model, f"evaluate-{model.name}", purchase_rules=rules)
-    table = ItemTable.build(model.item_ids, catalog_items(items))
+    table = ItemTable.build(model.item_ids, items_of_table(items) if items is not None else {})
     sessions = test["session_id"].n_unique()
     if max_sessions is not None:
         sessions = min(sessions, max_sessions)

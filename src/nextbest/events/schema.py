@@ -12,6 +12,7 @@ silently loses leading zeros.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -180,6 +181,28 @@ def conform_events(frame: pl.DataFrame) -> pl.DataFrame:
     if n_itemless:
         raise ValueError(f"{n_itemless} event(s) of an item type have no item_id")
     return table
+
+
+def item_of_row(row: dict[str, Any]) -> Item:
+    """One row of an ITEM_SCHEMA table (`category_path` joined, `attributes` JSON text)."""
+    path = str(row.get("category_path") or "")
+    attributes = row.get("attributes")
+    in_stock = row.get("in_stock")
+    return Item(
+        item_id=str(row["item_id"]),
+        title=str(row.get("title") or ""),
+        category_path=tuple(path.split(CATEGORY_SEPARATOR)) if path else (),
+        brand=row.get("brand"),
+        price=row.get("price"),
+        discount=row.get("discount"),
+        attributes=json.loads(str(attributes)) if attributes else {},
+        in_stock=bool(in_stock) if in_stock is not None else True,
+    )
+
+
+def items_of_table(frame: pl.DataFrame) -> dict[str, Item]:
+    """An ITEM_SCHEMA table as items by id."""
+    return {str(row["item_id"]): item_of_row(row) for row in frame.iter_rows(named=True)}
 
 
 def conform_items(frame: pl.DataFrame) -> pl.DataFrame:

@@ -8,7 +8,6 @@ at http://HOST:PORT/demo/ (`/` redirects there).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -18,7 +17,7 @@ import polars as pl
 
 from nextbest.events.catalog import SqlCatalog
 from nextbest.events.log.database import open_engine
-from nextbest.events.schema import CATEGORY_SEPARATOR, ITEM_SCHEMA, Item
+from nextbest.events.schema import ITEM_SCHEMA, item_of_row
 from nextbest.serving.auth import ApiKeys, new_keys, read_keys_file, write_keys_file
 from nextbest.serving.settings import ServingSettings
 
@@ -49,27 +48,13 @@ def load_demo_catalog(home: Path, settings: ServingSettings) -> int:
         if catalog.count():
             return 0
         table = pl.read_csv(source, schema_overrides=ITEM_SCHEMA)
-        items = [_item(row) for row in table.iter_rows(named=True)]
+        items = [item_of_row(row) for row in table.iter_rows(named=True)]
         for start in range(0, len(items), 5_000):
             catalog.upsert(items[start : start + 5_000])
         logger.info("demo catalog: %d items from %s", len(items), source)
         return len(items)
     finally:
         engine.dispose()
-
-
-def _item(row: dict[str, object]) -> Item:
-    path = str(row["category_path"] or "")
-    return Item(
-        item_id=str(row["item_id"]),
-        title=str(row["title"] or ""),
-        category_path=tuple(path.split(CATEGORY_SEPARATOR)) if path else (),
-        brand=row["brand"],  # type: ignore[arg-type]
-        price=row["price"],  # type: ignore[arg-type]
-        discount=row["discount"],  # type: ignore[arg-type]
-        attributes=json.loads(str(row["attributes"])) if row["attributes"] else {},
-        in_stock=bool(row["in_stock"]) if row["in_stock"] is not None else True,
-    )
 
 
 def check_port(host: str, port: int) -> None:
