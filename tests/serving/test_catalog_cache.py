@@ -37,6 +37,5 @@ def test_a_bulk_upload_is_read_once_then_only_new_changes(
     assert read[-1] == 0
     catalog.upsert([Item(item_id="i7", price=70.0, in_stock=False)])
     cache.refresh()
-    assert (
-        not cache.in_stock("i7") and cache.table(None).price[cache.table(None).row_of["i7"]] == 70
-    )
+    table = cache.table(None)
+    assert not table.in_stock[table.row_of["i7"]] and table.price[table.row_of["i7"]] == 70

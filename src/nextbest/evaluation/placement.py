@@ -80,9 +80,6 @@ class StaticCounts:
         ranked = counter.most_common() if counter else []
         return [(item, float(c)) for item, c in ranked if not skip(item)][:k]
 
-    def count(self, item_id: str) -> float:
-        return float(self._counts.get(item_id, 0))
-
     def count_rows(self, items: ItemTable) -> np.ndarray:
         cached = self._row_counts
         if cached is not None and cached[0] is items:

@@ -73,9 +73,6 @@ class Candidates:
     def head(self, n: int) -> Candidates:
         return self if len(self) <= n else self.take(np.arange(n))
 
-    def item_ids(self, ids: np.ndarray) -> list[str]:
-        return [str(i) for i in ids[self.rows]]
-
 
 def merge(lists: Sequence[Candidates]) -> Candidates:
     """The union of several generators' lists: each item once, in the order of its first

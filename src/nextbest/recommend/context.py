@@ -57,8 +57,6 @@ class LiveCounts(Protocol):
         self, item_id: str, k: int, skip: Callable[[str], bool]
     ) -> list[tuple[str, float]]: ...
 
-    def count(self, item_id: str) -> float: ...
-
     def count_rows(self, items: ItemTable) -> np.ndarray: ...  # [len(items)] counts per row
 
 

@@ -10,8 +10,9 @@ builds a new one (`CatalogCache.table`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,8 @@ class ItemTable:
     categories: tuple[str, ...]
     category_rows: Mapping[int, np.ndarray]  # category code -> its rows
     code_of: Mapping[str, int]  # category path -> its code
+    # values derived from this table by the stages (a campaign's rows), kept while it lives
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)

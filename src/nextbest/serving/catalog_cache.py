@@ -14,8 +14,6 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
 from nextbest.events.catalog import Catalog
 from nextbest.events.schema import Item
 from nextbest.recommend.items import ItemTable
@@ -28,14 +26,10 @@ CLOCK_SLACK_SECONDS = 5.0
 class CatalogCache:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._ids: set[str] = set()
         self._items: dict[str, Item] = {}
         self._table: tuple[bytes, int, ItemTable] | None = None
-        self._out_of_stock: set[str] = set()
         self._since = 0.0
-        self._generation = 0  # grows with every change; keys the derived caches below
-        self._banned: tuple[bytes, int, np.ndarray] | None = None
-        self._new: tuple[bytes, int, list[str]] | None = None
+        self._generation = 0  # grows with every change; keys the item table
         self._lock = threading.Lock()
 
     def refresh(self) -> int:
@@ -58,15 +52,9 @@ class CatalogCache:
     def _note(self, changes: Iterable[Item]) -> int:
         changed = 0
         for item in changes:
-            item_id, in_stock = item.item_id, item.in_stock
-            if self._items.get(item_id) == item:
+            if self._items.get(item.item_id) == item:
                 continue
-            self._items[item_id] = item
-            self._ids.add(item_id)
-            if in_stock:
-                self._out_of_stock.discard(item_id)
-            else:
-                self._out_of_stock.add(item_id)
+            self._items[item.item_id] = item
             changed += 1
         if changed:
             self._generation += 1
@@ -75,39 +63,13 @@ class CatalogCache:
     def unknown(self, item_ids: Iterable[str], model: LoadedModel | None) -> set[str]:
         """The ids among `item_ids` that neither the model nor the catalog knows."""
         index = model.index if model is not None else {}
-        missing = {i for i in item_ids if i not in index and i not in self._ids}
+        missing = {i for i in item_ids if i not in index and i not in self._items}
         if missing:
             found = self.catalog.get(sorted(missing))
             if found:
                 self.upserted(list(found.values()))
             missing -= set(found)
         return missing
-
-    def in_stock(self, item_id: str) -> bool:
-        return item_id not in self._out_of_stock
-
-    def banned_columns(self, model: LoadedModel) -> np.ndarray:
-        """Score columns of the model's items that are out of stock (cached per change)."""
-        with self._lock:
-            cached = self._banned
-            if cached is not None and cached[:2] == (model.tag, self._generation):
-                return cached[2]
-            columns = [model.index[i] for i in self._out_of_stock if i in model.index]
-            banned = np.array(sorted(columns), dtype=np.int64)
-            self._banned = (model.tag, self._generation, banned)
-            return banned
-
-    def new_items(self, model: LoadedModel | None) -> list[str]:
-        """In-stock catalog items the model does not know, in id order (cached per change)."""
-        tag = model.tag if model is not None else b""
-        with self._lock:
-            cached = self._new
-            if cached is not None and cached[:2] == (tag, self._generation):
-                return cached[2]
-            index = model.index if model is not None else {}
-            fresh = sorted(i for i in self._ids - self._out_of_stock if i not in index)
-            self._new = (tag, self._generation, fresh)
-            return fresh
 
     def table(self, model: LoadedModel | None) -> ItemTable:
         """The items as the pipeline's columns: the model's first, then the catalog's."""
@@ -122,4 +84,4 @@ class CatalogCache:
         return table
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._items)

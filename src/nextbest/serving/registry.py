@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,9 @@ class LoadedModel:
     loaded_at: float
     embeddings: np.ndarray | None = None  # [N, d] float32 item vectors, if the model has them
     purchase_rules: PurchaseRules | None = None  # learned at training, if it had purchases
+    # values the stages derive from this version (similar items' neighbours), kept while it
+    # serves
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -180,10 +180,6 @@ class Trends:
         self._row_counts = (items, generation, array)
         return array
 
-    def count(self, item_id: str) -> float:
-        """The item's events in the window."""
-        return float(self._counts.get(item_id, 0))
-
     def followers(self, item_id: str, k: int, skip: Skip) -> list[tuple[str, float]]:
         """The items that most often came right after `item_id` recently, with their counts."""
         with self._lock:

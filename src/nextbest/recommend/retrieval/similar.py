@@ -48,15 +48,12 @@ class Neighbours:
             self._lists.popitem(last=False)
 
 
-_NEIGHBOURS: dict[bytes, Neighbours] = {}
-
-
 def neighbours_of(model: LoadedModel) -> Neighbours:
-    """The cache of `model`'s version (the caches of other versions are dropped)."""
-    cache = _NEIGHBOURS.get(model.tag)
+    """The neighbour lists of `model`'s version (they go with it at a switch)."""
+    cache = model.memo.get("similar")
     if cache is None:
-        _NEIGHBOURS.clear()
-        cache = _NEIGHBOURS[model.tag] = Neighbours()
+        cache = model.memo["similar"] = Neighbours()
+    assert isinstance(cache, Neighbours)
     return cache
 
 

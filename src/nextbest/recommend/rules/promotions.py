@@ -17,7 +17,6 @@ import numpy as np
 
 from nextbest.recommend.candidates import Candidates, concat
 from nextbest.recommend.context import Context
-from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.filters import CompiledFilter, Interactions
 
 MAX_POOL = 200  # catalog items considered for a campaign beyond the placement's candidates
@@ -40,24 +39,18 @@ class Campaign:
         return self.compiled.keep(ctx.items, rows, interactions, ctx.now, ctx.query.filter_params)
 
     def catalog_rows(self, ctx: Context) -> np.ndarray:
-        """The shop's items the campaign selects, most popular first (a static filter is
-        evaluated once per item table)."""
-        key = (id(ctx.items), self.name)
-        cached = _CATALOG_ROWS.get(key)
-        if cached is not None and cached[0] is ctx.items:
-            rows = cached[1]
-        else:
+        """The shop's items the campaign selects, most popular first (a filter without
+        parameters or interactions is evaluated once per item table)."""
+        static = not self.compiled.params and not self.compiled.uses_interactions
+        key = ("campaign", self.compiled.text)
+        rows = ctx.items.memo.get(key) if static else None
+        if rows is None:
             every = np.arange(len(ctx.items), dtype=np.int64)
             rows = every[self.selects(ctx, every)] if len(every) else every
-            if not self.compiled.params and not self.compiled.uses_interactions:
-                if len(_CATALOG_ROWS) > 64:
-                    _CATALOG_ROWS.clear()
-                _CATALOG_ROWS[key] = (ctx.items, rows)
-        counts = np.array([ctx.live.count(str(i)) for i in ctx.items.ids[rows[: MAX_POOL * 5]]])
-        return rows[: MAX_POOL * 5][np.argsort(-counts, kind="stable")][:MAX_POOL]
-
-
-_CATALOG_ROWS: dict[tuple[int, str], tuple[ItemTable, np.ndarray]] = {}
+            if static:
+                ctx.items.memo[key] = rows
+        counts = ctx.live.count_rows(ctx.items)[rows]
+        return rows[np.argsort(-counts, kind="stable")[:MAX_POOL]]
 
 
 @dataclass(frozen=True)
