@@ -44,6 +44,7 @@ class StaticCounts:
         self._ranking = [item for item, _ in self._counts.most_common()]
         self._followers: dict[str, Counter[str]] = {}
         self._row_counts: tuple[ItemTable, np.ndarray] | None = None
+        self._unknown: tuple[LoadedModel, list[str]] | None = None
         last: dict[str, str] = {}
         for session, item in zip(sessions, items, strict=True):
             if item is None:
@@ -61,12 +62,19 @@ class StaticCounts:
         unknown_to: LoadedModel | None = None,
     ) -> list[tuple[str, float]]:
         found: list[tuple[str, float]] = []
-        for item in self._ranking:
+        ranking = self._ranking
+        if unknown_to is not None:  # the ranking cut to items the model does not know, once
+            cached = self._unknown
+            if cached is None or cached[0] is not unknown_to:
+                cached = self._unknown = (
+                    unknown_to,
+                    [item for item in ranking if item not in unknown_to.index],
+                )
+            ranking = cached[1]
+        for item in ranking:
             count = self._counts[item]
             if count < min_count:
                 break
-            if unknown_to is not None and item in unknown_to.index:
-                continue
             if not skip(item):
                 found.append((item, float(count)))
                 if len(found) == k:
