@@ -1,4 +1,5 @@
-"""Fixtures for the real backends: PostgreSQL and Redis on this machine.
+"""Fixtures for the real backends: PostgreSQL and Redis on this machine (and a look at how
+SQLite connections are set up).
 
 Each test gets a fresh PostgreSQL schema (dropped afterwards) and a fresh Redis key prefix in
 a dedicated database index (its keys deleted afterwards). A server that cannot be reached
@@ -12,11 +13,30 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import Engine
 
 PG_URL = os.environ.get(
     "NEXTBEST_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("NEXTBEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def sqlite_pragmas(engine: Engine, connections: int = 3) -> list[tuple[str, int]]:
+    """(journal_mode, synchronous) of `connections` connections of the engine's pool, held at
+    once so that each is its own (SQLite sets `synchronous` per connection): 2 is FULL, 1
+    NORMAL."""
+    held = [engine.connect() for _ in range(connections)]
+    try:
+        return [
+            (
+                str(c.exec_driver_sql("PRAGMA journal_mode").scalar_one()),
+                int(c.exec_driver_sql("PRAGMA synchronous").scalar_one()),
+            )
+            for c in held
+        ]
+    finally:
+        for connection in held:
+            connection.close()
 
 
 def backend_missing(name: str, url: str, error: Exception) -> None:
@@ -47,9 +67,7 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         engine.dispose()
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, str]]:
-    """(Redis URL, a fresh key prefix); every key under the prefix is deleted afterwards."""
+def _fresh_redis_prefix() -> Iterator[tuple[str, str]]:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
@@ -66,3 +84,15 @@ def redis_prefix() -> Iterator[tuple[str, str]]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(Redis URL, a fresh key prefix); every key under the prefix is deleted afterwards."""
+    yield from _fresh_redis_prefix()
+
+
+@pytest.fixture(scope="module")
+def module_redis_prefix() -> Iterator[tuple[str, str]]:
+    """As `redis_prefix`, shared by the tests of one module (one server they all use)."""
+    yield from _fresh_redis_prefix()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from backends import sqlite_pragmas
 from nextbest.events.catalog import SqlCatalog
 from nextbest.events.log import (
     EventLog,
@@ -164,6 +168,14 @@ def test_read_after_pages_the_whole_log_and_export_conforms(log: EventLog) -> No
     training = conform_events(table)
     assert dict(training.schema) == EVENT_SCHEMA
     assert training["item_id"].to_list() == [f"i{i}" for i in range(25)]
+
+
+def test_read_items_after_gives_each_events_seq_session_and_item(log: EventLog) -> None:
+    log.append([view(f"e{i}", f"s{i % 4}", f"i{i}") for i in range(12)])
+    full = log.read_after(3, 5)
+    assert log.read_items_after(3, 5) == [(e.seq, e.session_id, e.item_id) for e in full]
+    assert [row[2] for row in log.read_items_after(0, 100)] == [f"i{i}" for i in range(12)]
+    assert log.read_items_after(log.last_seq(), 10) == []
 
 
 def test_empty_log(log: EventLog) -> None:
@@ -330,3 +342,83 @@ def test_only_sqlite_promises_commits_in_seq_order(
 ) -> None:
     assert log.commits_in_seq_order == backend[0].startswith("sqlite")
     assert GroupCommitLog(log).commits_in_seq_order == log.commits_in_seq_order
+
+
+@pytest.mark.parametrize(("asked", "level"), [(None, 2), ("FULL", 2), ("NORMAL", 1)])
+def test_the_sqlite_log_runs_in_wal_mode_and_syncs_as_asked(
+    tmp_path: Path, asked: str | None, level: int
+) -> None:
+    """Durability: every connection of the log's engine is in WAL mode with
+    `synchronous=FULL` (2: a commit is on disk before `append` returns) unless NORMAL (1) is
+    asked for."""
+    url = sqlite_url(tmp_path)
+    log = open_event_log(url) if asked is None else open_event_log(url, synchronous=asked)  # type: ignore[arg-type]
+    try:
+        log.append([view("e1", "s1", "a")])
+        assert sqlite_pragmas(log.engine) == [("wal", level)] * 3
+    finally:
+        log.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "events.db")) as plain:
+        # WAL is kept in the file itself: a connection that sets nothing finds it
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_sqlite_log_refuses_other_synchronous_levels(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="FULL or NORMAL"):
+        open_event_log(sqlite_url(tmp_path), synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_two_logs_racing_on_the_same_event_ids_keep_and_accept_each_once(
+    pg_schema: tuple[str, str],
+) -> None:
+    """Two PostgreSQL logs (two engines, as two server processes have; one behind group
+    commit, as the server runs it), two threads each, append the same event ids at the same
+    moment, round after round. Each thread's window of a round's ids overlaps the others'
+    (ids in one order, so that no two transactions wait on each other in a circle), so
+    either side may win any id. Each id is logged once, accepted by exactly one reply (under
+    the seq it was logged with) and a duplicate in every other."""
+    url, schema = pg_schema
+    plain = open_event_log(url, schema)
+    grouped = GroupCommitLog(open_event_log(url, schema))
+    rounds, width, offsets = 25, 40, (0, 10, 20, 30)
+    callers = [(plain, offsets[0]), (grouped, offsets[1]), (plain, offsets[2]),
+               (grouped, offsets[3])]  # fmt: skip
+    start = threading.Barrier(len(callers))
+    replies: list[tuple[str, int]] = []  # (event_id, seq or 0) of every reply's entry
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def race(log: EventLog, offset: int) -> None:
+        for r in range(rounds):
+            ids = [f"r{r}-{k:03d}" for k in range(offset, offset + width)]
+            events = [view(i, f"s{r}-{k % 3}", f"i{k}") for k, i in enumerate(ids)]
+            try:
+                start.wait(timeout=30)
+                seqs = log.append(events).seqs
+            except BaseException as exc:  # the assertion below reports it
+                errors.append(exc)
+                start.abort()
+                return
+            with lock:
+                replies.extend(zip(ids, seqs, strict=True))
+
+    threads = [threading.Thread(target=race, args=caller) for caller in callers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not errors, errors[:3]
+        every = {f"r{r}-{k:03d}" for r in range(rounds) for k in range(offsets[-1] + width)}
+        covering = Counter(  # how many callers sent each id
+            f"r{r}-{k:03d}" for r in range(rounds) for o in offsets for k in range(o, o + width)
+        )
+        assert Counter(i for i, _ in replies) == covering  # one reply entry per id sent
+        accepted = {i: seq for i, seq in replies if seq}
+        assert Counter(i for i, seq in replies if seq) == Counter(every)  # each once
+        stored = Counter(e.event_id for e in plain.iter_events())
+        assert stored == Counter(every)  # each id logged once
+        assert {e.event_id: e.seq for e in plain.iter_events()} == accepted
+    finally:
+        grouped.close()
+        plain.close()

@@ -46,6 +46,19 @@ def cyclic_sessions(n_sessions: int = 400, seed: int = 0) -> Sessions:
     )
 
 
+def model_scores(model: GRU4Rec, *items: int) -> dict[str, float]:
+    """The trained model's own scores of every item after a session of these items, by item
+    id: GRU4Rec's `step` and `score`, without any of serving's code (an expectation that does
+    not come from the code under test)."""
+    assert model.item_ids is not None
+    index = {str(i): k for k, i in enumerate(model.item_ids)}
+    state = model.initial_state(1)
+    for j in items:
+        state = model.step(state, np.array([index[item(j)]]), np.array([0.0]))
+    scores = model.score(state)[0]
+    return {str(i): float(scores[k]) for k, i in enumerate(model.item_ids)}
+
+
 def settings_for(home: Path, **overrides: Any) -> ServingSettings:
     values: dict[str, Any] = {
         "home": home,

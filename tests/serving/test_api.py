@@ -6,9 +6,23 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from serving_helpers import ADMIN, READ, WRITE, TestClient, auth, item, recommend, send, top, view
+from serving_helpers import (
+    ADMIN,
+    READ,
+    WRITE,
+    TestClient,
+    auth,
+    item,
+    model_scores,
+    recommend,
+    send,
+    top,
+    view,
+)
 
+from backends import sqlite_pragmas
 from conftest import MakeClient
+from nextbest.models.gru4rec import GRU4Rec
 from nextbest.serving.schemas import MAX_BATCH_EVENTS
 
 
@@ -16,7 +30,9 @@ def fields(reply: Any) -> list[str]:
     return [entry["field"] for entry in reply.json()["detail"]]
 
 
-def test_events_then_recommendations_follow_the_session(client: TestClient) -> None:
+def test_events_then_recommendations_follow_the_session(
+    client: TestClient, trained_gru: GRU4Rec
+) -> None:
     reply = send(client, view("e1", "s1", item(5)), view("e2", "s1", item(6)))
     assert reply.status_code == 200, reply.text
     assert reply.json() == {
@@ -30,10 +46,17 @@ def test_events_then_recommendations_follow_the_session(client: TestClient) -> N
     assert len(body["items"]) == 5 and len(body["recommendation_id"]) == 32
     assert body["items"][0] == {
         "item_id": item(7),
-        "score": pytest.approx(body["items"][0]["score"]),
+        "score": pytest.approx(model_scores(trained_gru, 5, 6)[item(7)], rel=1e-5, abs=1e-5),
         "source": "gru4rec",
         "reason": "next after i06",
     }
+    # the whole list is the model's own ranking after the session, with its scores
+    scores = model_scores(trained_gru, 5, 6)
+    expected = sorted(scores, key=lambda i: -scores[i])[:5]
+    assert [e["item_id"] for e in body["items"]] == expected
+    assert [e["score"] for e in body["items"]] == pytest.approx(
+        [scores[i] for i in expected], rel=1e-5, abs=1e-5
+    )
     send(client, view("e3", "s1", item(7)))  # the next request sees the new event
     assert recommend(client, session_id="s1", n=1).json()["items"][0]["item_id"] == item(8)
 
@@ -261,6 +284,30 @@ def test_health_metrics_docs(client: TestClient) -> None:
     assert schema["paths"]["/v1/events"]["post"]["security"] == [{"apiKey": []}]
     assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "level"),
+    [
+        ({}, {}, 2),  # FULL by default: a commit is on disk before the reply
+        ({"NEXTBEST_SQLITE_SYNCHRONOUS": "NORMAL"}, {}, 1),
+        ({}, {"sqlite_synchronous": "NORMAL"}, 1),
+        ({"NEXTBEST_SQLITE_SYNCHRONOUS": "FULL"}, {}, 2),
+    ],
+)
+def test_the_servers_sqlite_log_is_wal_and_syncs_as_set(
+    make_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    overrides: dict[str, Any],
+    level: int,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = make_client(**overrides)
+    assert send(client, view("e1", "s1", item(1))).status_code == 200
+    engine = client.app.state.services.log.log.engine  # type: ignore[attr-defined]
+    assert sqlite_pragmas(engine) == [("wal", level)] * 3
 
 
 def test_cors_allows_the_shops_origin_only(make_client: MakeClient) -> None:

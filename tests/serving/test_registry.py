@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +28,8 @@ from conftest import MakeClient
 from nextbest.data.sessions import Sessions
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version
-from nextbest.serving.registry import ModelRegistry
+from nextbest.serving import registry as registry_module
+from nextbest.serving.registry import LoadedModel, ModelRegistry
 
 
 @pytest.fixture(scope="module")
@@ -37,37 +41,101 @@ def backwards_gru() -> GRU4Rec:
     return GRU4Rec(config).fit(sessions)
 
 
+@dataclass(frozen=True)
+class Request:
+    started: float
+    ended: float
+    status: int
+    version: str | None
+    first: str | None  # the first item answered
+
+
 def test_a_new_version_takes_over_without_dropping_requests(
-    make_client: MakeClient, home: Path, backwards_gru: GRU4Rec
+    make_client: MakeClient, home: Path, backwards_gru: GRU4Rec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two threads request all along; loading the new version is made to take 0.3 s (a
+    full-size model takes seconds). Requests in flight when the switch begins, and those
+    made while the new version loads, are answered by the old version; none fails; every
+    request made after the switch is answered by the new version (a session's state
+    rebuilt for it), and no thread sees the old version again once it saw the new."""
     client = make_client()
     send(client, view("e1", "s1", item(10)))
     first = recommend(client, session_id="s1", n=3).json()
+    old = first["model_version"]
     assert first["items"][0]["item_id"] == item(11)
-    statuses: list[int] = []
-    versions: set[str] = set()
+
+    lock = threading.Lock()
+    in_flight = 0
+    moments: dict[str, float] = {}
+    real_load = registry_module.load_model
+
+    def slow_load(*args: Any, **kwargs: Any) -> LoadedModel:
+        while True:  # begin while a request is in flight (it cannot end while we look)
+            with lock:
+                if in_flight:
+                    moments["began"] = time.monotonic()
+                    break
+            time.sleep(0.0002)
+        loaded = real_load(*args, **kwargs)
+        time.sleep(0.3)
+        moments["loaded"] = time.monotonic()  # the reference switches right after this
+        return loaded
+
+    monkeypatch.setattr(registry_module, "load_model", slow_load)
+    done: list[list[Request]] = [[], []]
     stop = threading.Event()
 
-    def hammer() -> None:
+    def hammer(out: list[Request]) -> None:
+        nonlocal in_flight
         while not stop.is_set():
+            with lock:
+                in_flight += 1
+                started = time.monotonic()
             reply = recommend(client, session_id="s1", n=3)
-            statuses.append(reply.status_code)
-            versions.add(reply.json()["model_version"])
+            with lock:
+                ended = time.monotonic()
+                in_flight -= 1
+            body = reply.json() if reply.status_code == 200 else {}
+            items = body.get("items") or [{}]
+            out.append(
+                Request(started, ended, reply.status_code, body.get("model_version"),
+                        items[0].get("item_id"))
+            )  # fmt: skip
 
-    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    def wait_for(count: int, after: float) -> None:
+        deadline = time.monotonic() + 30
+        while any(sum(r.started > after for r in list(out)) < count for out in done):
+            assert time.monotonic() < deadline, "the requesting threads stalled"
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=hammer, args=(out,)) for out in done]
     for thread in threads:
         thread.start()
-    new = save_version(backwards_gru, home, {"model": "gru4rec"})
-    reload = client.post("/v1/models/reload", headers=auth(ADMIN)).json()
-    stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        wait_for(3, after=0.0)
+        new = save_version(backwards_gru, home, {"model": "gru4rec"})
+        reload = client.post("/v1/models/reload", headers=auth(ADMIN)).json()
+        switched = time.monotonic()
+        wait_for(3, after=switched)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
     assert reload["switched"] and reload["current"] == new.name
-    assert statuses and set(statuses) == {200}
-    assert versions <= {first["model_version"], new.name}
+    requests = [r for out in done for r in out]
+    assert {r.status for r in requests} == {200}  # none failed
+    began, loaded = moments["began"], moments["loaded"]
+    assert any(r.started < began < r.ended for r in requests)  # in flight as it began
+    during = [r for r in requests if began < r.started and r.ended < loaded]
+    assert len(during) >= 5  # requests kept being answered while the new version loaded...
+    assert {(r.version, r.first) for r in during} == {(old, item(11))}  # ...by the old one
+    after = [r for r in requests if r.started > switched]
+    assert len(after) >= 6
     # the session's state is rebuilt for the new model from the log: now 10 -> 9
-    after = recommend(client, session_id="s1", n=3).json()
-    assert after["model_version"] == new.name and after["items"][0]["item_id"] == item(9)
+    assert {(r.version, r.first) for r in after} == {(new.name, item(9))}
+    for out in done:  # in each thread: the old version, then the new one, never back
+        versions = [r.version == new.name for r in out]
+        assert versions == sorted(versions)
     listing = client.get("/v1/models", headers=auth(ADMIN)).json()
     assert listing["current"] == new.name and len(listing["versions"]) == 2
 

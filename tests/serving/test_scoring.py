@@ -1,4 +1,6 @@
-"""Serving's scorer: the int8 prescreen gives exactly the float top-n, and its bounds hold."""
+"""Serving's scorer: the int8 prescreen gives exactly the float top-n, and its bounds hold;
+at the serving benchmark's shape too, against GRU4Rec's own scores, and through the
+fallback to the float path."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from nextbest.models.gru4rec import GRU4Rec
-from nextbest.serving.scoring import GRU4RecScorer, Int8Prescreen, Scorer
+from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.gru4rec.network import GRU4RecNet
+from nextbest.serving.scoring import MAX_RESCORED, GRU4RecScorer, Int8Prescreen, Scorer
 
 
 def with_items(model: GRU4Rec, weights: torch.Tensor, bias: torch.Tensor) -> GRU4Rec:
@@ -155,3 +158,137 @@ def test_a_partly_exact_top_n_is_exact_where_asked_and_int8_ordered_behind(
         approx_all = scorer.prescreen(state)[0][0]
         approx_all[banned] = -np.inf
         assert set(only_int8) == set(np.argsort(-approx_all)[:30])
+
+
+# -- at the serving benchmark's shape ---------------------------------------------------------
+BENCH_ITEMS, BENCH_HIDDEN = 43_097, 100  # benchmarks/bench_serving.py: Diginetica, 100 units
+
+
+@pytest.fixture(scope="module")
+def bench_gru() -> GRU4Rec:
+    """A GRU4Rec of the benchmark's shape with random weights instead of training: the
+    network's own (Glorot) initialisation, item vectors of unequal lengths (training grows
+    the popular items') and a random bias."""
+    config = GRU4RecConfig(layers=(BENCH_HIDDEN,), seed=11)
+    model = GRU4Rec(config)
+    model.item_ids = np.array([f"i{k}" for k in range(BENCH_ITEMS)], dtype=object)
+    net = GRU4RecNet(BENCH_ITEMS, config)
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        lengths = torch.exp(0.5 * torch.randn(BENCH_ITEMS, 1, generator=generator))
+        net.item_weights.mul_(20.0 * lengths)
+        net.item_bias.copy_(0.3 * torch.randn(BENCH_ITEMS, generator=generator))
+    net.eval()
+    model.net = net
+    return model
+
+
+def session_states(model: GRU4Rec, seed: int) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """States the model reaches after random sessions (1, 3 and 8 events), and each
+    session's items; plus two made-up states of large and small values."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for length, count in ((1, 40), (3, 40), (8, 40)):
+        items = rng.integers(0, model.n_items, (count, length))
+        state = model.initial_state(count)
+        for step in range(length):
+            state = model.step(state, items[:, step], np.zeros(count))
+        found += [(state[b : b + 1].clone(), items[b]) for b in range(count)]
+    generator = torch.Generator().manual_seed(seed)
+    found.append((torch.tanh(3 * torch.randn(1, BENCH_HIDDEN, generator=generator)), items[0]))
+    found.append((0.01 * torch.randn(1, BENCH_HIDDEN, generator=generator), items[1]))
+    return found
+
+
+def exact_top(model: GRU4Rec, state: torch.Tensor, n: int, banned: np.ndarray) -> np.ndarray:
+    """The float top-n values from `GRU4Rec.score` itself, best first."""
+    scores = model.score(state)[0].astype(np.float64)
+    scores[banned] = -np.inf
+    return np.sort(scores)[::-1][:n]
+
+
+def assert_exact(
+    model: GRU4Rec, state: torch.Tensor, banned: np.ndarray, answer: Any, n: int = 10
+) -> None:
+    """`answer` (columns, values) is an exact top-n (ties aside): its items' own float
+    scores are the n best scores, best first, and none is banned or repeated."""
+    columns, values = answer
+    own = model.score(state, columns)[0]
+    expected = exact_top(model, state, n, banned)
+    np.testing.assert_allclose(own, expected, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(values, own, rtol=1e-6, atol=1e-5)
+    assert len(set(columns.tolist())) == n and not set(columns.tolist()) & set(banned.tolist())
+
+
+@pytest.fixture
+def fallbacks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the calls of the float path (`Scorer.top`): the int8 path's fallback."""
+    calls: list[int] = []
+    float_top_n = Scorer.top
+
+    def counted(self: Scorer, state: Any, n: int, banned: np.ndarray | None = None) -> Any:
+        calls.append(n)
+        return float_top_n(self, state, n, banned)
+
+    monkeypatch.setattr(Scorer, "top", counted)
+    return calls
+
+
+def test_at_the_benchmarks_shape_the_int8_top_10_is_gru4recs_exact_top_10(
+    bench_gru: GRU4Rec, fallbacks: list[int]
+) -> None:
+    scorer = GRU4RecScorer(bench_gru)
+    assert scorer.prescreen is not None
+    rng = np.random.default_rng(3)
+    states = session_states(bench_gru, seed=3)
+    queries = []
+    int8_alone_wrong = 0
+    for state, seen in states:
+        banned = np.unique(np.concatenate([seen, rng.choice(BENCH_ITEMS, 30, replace=False)]))
+        queries.append((state, banned))
+        assert_exact(bench_gru, state, banned, scorer.top(state, 10, banned))
+        approx = scorer.prescreen(state)[0][0]
+        scores = bench_gru.score(state)[0].copy()
+        approx[banned] = scores[banned] = -np.inf
+        int8_alone_wrong += set(np.argsort(-approx)[:10]) != set(np.argsort(-scores)[:10])
+    assert int8_alone_wrong > 0  # the int8 order alone would be wrong: the rescoring counts
+    for first, second in zip(queries[::2], queries[1::2], strict=False):  # two at once
+        answers = scorer.top_many(
+            [first[0], second[0]], [10, 10], [first[1].copy(), second[1].copy()]
+        )
+        for (state, banned), answer in zip((first, second), answers, strict=True):
+            assert_exact(bench_gru, state, banned, answer)
+    assert fallbacks == []  # every answer came from the int8 prescreen and its rescoring
+
+
+def test_when_the_bounds_cannot_settle_the_head_the_fallback_is_exact(
+    bench_gru: GRU4Rec, fallbacks: list[int]
+) -> None:
+    """5,000 items nearly alike (far closer than the int8 error) and best for the state:
+    more than MAX_RESCORED items may be in the top 10, so the int8 path hands the query to
+    the float path, whose answer is still GRU4Rec's exact top 10."""
+    assert bench_gru.net is not None
+    weights = bench_gru.net.item_weights.detach().clone()
+    bias = bench_gru.net.item_bias.detach().clone()
+    generator = torch.Generator().manual_seed(8)
+    state = torch.tanh(2 * torch.randn(1, BENCH_HIDDEN, generator=generator))
+    alike = torch.arange(1000, 6000)
+    direction = state[0] / state[0].norm()
+    weights[alike] = 2.0 * direction + 1e-4 * torch.randn(len(alike), BENCH_HIDDEN,
+                                                         generator=generator)  # fmt: skip
+    bias[alike] = 0.0
+    tied = with_items(bench_gru, weights, bias)
+    scorer = GRU4RecScorer(tied)
+    assert scorer.prescreen is not None
+    approx, bounds = (row[0] for row in scorer.prescreen(state))
+    head = np.argsort(-approx)[:10]
+    threshold = (approx[head] - bounds[head]).min()
+    assert np.count_nonzero(approx + bounds >= threshold) > MAX_RESCORED  # the fallback's case
+    banned = np.array([1000, 1001, 4321, 7])
+    assert_exact(tied, state, banned, scorer.top(state, 10, banned))
+    assert fallbacks == [10]  # the float path answered, once
+    other = session_states(tied, seed=4)[0][0]
+    both = scorer.top_many([state, other], [10, 10], [banned.copy(), banned.copy()])
+    assert_exact(tied, state, banned, both[0])
+    assert_exact(tied, other, banned, both[1])
+    assert fallbacks == [10, 10]  # only the query of the alike items fell back

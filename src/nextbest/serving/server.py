@@ -104,7 +104,8 @@ def serve_worker(host: str, port: int, log_level: str, reuse_port: bool = True) 
     if reuse_port:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((host, port))
-    listener.listen(2048)
+    # Not `listen()` here: the event loop listens once the app has started (model loaded),
+    # so the kernel hands a starting worker no connection it cannot answer yet.
     config = uvicorn.Config(
         "nextbest.serving.app:create_app",
         factory=True,
@@ -112,6 +113,7 @@ def serve_worker(host: str, port: int, log_level: str, reuse_port: bool = True) 
         access_log=False,
         timeout_graceful_shutdown=5,
         server_header=False,
+        backlog=2048,
     )
     if reuse_port:  # a worker of `supervise`: stop when the parent is gone
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
