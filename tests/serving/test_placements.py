@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_helpers import ADMIN, READ, TestClient, auth, item, recommend, send, view
 
+from nextbest.models.neighbours import NeighbourTable
 from nextbest.models.store import latest_version
 from nextbest.recommend.placements import DEFAULT_FILE, PlacementsError, load_placements
 from nextbest.recommend.rules.purchase_rules import CategoryRule, PurchaseRules
@@ -374,3 +376,23 @@ def test_placements_reload_without_a_restart_and_a_bad_file_keeps_the_old(
     assert broken.status_code == 422 and "generators[0].k" in broken.json()["detail"][0]["message"]
     assert recommend(client, placement="weekly").status_code == 200  # the old ones serve on
     assert client.post("/v1/placements/reload", headers=auth(READ)).status_code == 403
+
+
+def test_similar_items_come_from_the_neighbour_table_once_it_is_built(
+    shop: Callable[..., TestClient],
+) -> None:
+    client = shop()
+    model = client.app.state.services.model  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while "neighbours" not in model.memo and time.monotonic() < deadline:
+        time.sleep(0.05)
+    built = model.memo["neighbours"]
+    anchor = model.index[item(25)]
+    rows = np.array(built.rows)
+    rows[anchor] = rows[anchor][::-1]  # a planted order that the live scan would not give
+    table = model.memo["neighbours"] = NeighbourTable(rows, np.array(built.scores))
+    send(client, view("e1", "s1", item(3)))
+    reply = recommend(client, session_id="s1", placement="product", item_id=item(25), n=10)
+    similar = [e["item_id"] for e in reply.json()["items"] if e["source"] == "similar"]
+    order = [str(model.model.item_ids[r]) for r in table.rows[anchor]]
+    assert similar and similar == [i for i in order if i in similar]

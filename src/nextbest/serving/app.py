@@ -53,6 +53,9 @@ def create_app(
         docs_url="/docs" if settings.docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs else None,
+        # nextbest has its own Prometheus metrics; FastAPI's OpenTelemetry hooks would only
+        # look for providers on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     for router in (

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from nextbest.models.base import MODEL_FILE, SessionModel
+from nextbest.models.neighbours import prepare_in_background
 from nextbest.models.scoring import Scorer
 from nextbest.models.store import list_versions
 from nextbest.recommend.rules.purchase_rules import PurchaseRules
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 NO_MODEL_TAG = bytes(8)
 CACHE_DIR = ".serving-cache"  # under the data folder: arrays derived from a version
+NEIGHBOURS = 250  # item neighbours kept per item (the product placement's 200 and a spare)
 ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
 
@@ -152,6 +154,11 @@ class ModelRegistry:
             except Exception:
                 self._failed.add(newest.name)  # tried once; a newer version is tried again
                 raise
+            if loaded.embeddings is not None:  # similar items without a scan, once it is built
+                prepare_in_background(
+                    loaded.memo, loaded.score, loaded.embeddings, NEIGHBOURS,
+                    self.home / CACHE_DIR / newest.name,
+                )  # fmt: skip
             self._current = loaded  # the switch: one reference assignment
             if current is not None:
                 logger.info("switched from model %s to %s", current.version, loaded.version)

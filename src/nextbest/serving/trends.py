@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nextbest.events.log import EventLog, LoggedEvent
+from nextbest.events.log import EventLog
 from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
 
@@ -75,17 +75,18 @@ class Trends:
         total = 0
         cursor = max(0, self.seq - self.lookback)
         while True:
-            events = self.log.read_after(cursor, page)
+            events = self.log.read_items_after(cursor, page)
             if not events:
                 break
             with self._lock:
-                for event in events:
-                    if event.seq in self._recent_set or event.seq <= self.seq - self.lookback:
+                for seq, session, item in events:
+                    if seq in self._recent_set or seq <= self.seq - self.lookback:
                         continue  # read before (or too late to matter)
-                    self._add(event)
-                    self._remember(event.seq)
+                    if item is not None:
+                        self._add(session, item)
+                    self._remember(seq)
                     total += 1
-            cursor = events[-1].seq
+            cursor = events[-1][0]
             if len(events) < page:
                 break
         if total:
@@ -101,16 +102,13 @@ class Trends:
         while self._recent and self._recent[0] <= self.seq - self.lookback:
             self._recent_set.discard(self._recent.popleft())
 
-    def _add(self, event: LoggedEvent) -> None:
-        item = event.item_id
-        if item is None:
-            return
+    def _add(self, session: str, item: str) -> None:
         self._views.append(item)
         self._counts[item] += 1
         if len(self._views) > self.window_events:
             self._forget(self._counts, self._views.popleft())
-        previous = self._last_item.pop(event.session_id, None)
-        self._last_item[event.session_id] = item
+        previous = self._last_item.pop(session, None)
+        self._last_item[session] = item
         if len(self._last_item) > self.max_sessions:
             self._last_item.popitem(last=False)
         if previous is None or previous == item:

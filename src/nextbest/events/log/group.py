@@ -153,6 +153,9 @@ class GroupCommitLog(EventLog):
     def read_after(self, seq: int, limit: int) -> list[LoggedEvent]:
         return self.log.read_after(seq, limit)
 
+    def read_items_after(self, seq: int, limit: int) -> list[tuple[int, str, str | None]]:
+        return self.log.read_items_after(seq, limit)
+
     def export(self, batch_size: int = 10_000) -> pl.DataFrame:
         return self.log.export(batch_size)
 

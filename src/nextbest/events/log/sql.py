@@ -96,6 +96,12 @@ class SqlEventLog(EventLog):
                 links.c.session_id.in_(bindparam("keys", expanding=True))
             ),
         )
+        self._items_after = (
+            select(table.c.seq, table.c.session_id, table.c.item_id)
+            .where(table.c.seq > bindparam("after"))
+            .order_by(table.c.seq)
+            .limit(bindparam("limit"))
+        )
         kept = self.served_lists
         self._keep_served = upsert_statement(engine, kept).on_conflict_do_nothing(
             index_elements=[kept.c.recommendation_id]
@@ -293,6 +299,12 @@ class SqlEventLog(EventLog):
         query = select(table).where(table.c.seq > seq).order_by(table.c.seq).limit(limit)
         with self.engine.connect() as connection:
             return [_logged(row) for row in connection.execute(query)]
+
+    def read_items_after(self, seq: int, limit: int) -> list[tuple[int, str, str | None]]:
+        # three columns as plain tuples: a tenth of the cost of `read_after` per row
+        with self.engine.connect() as connection:
+            rows = connection.execute(self._items_after, {"after": seq, "limit": limit})
+            return [tuple(row) for row in rows]  # type: ignore[misc]
 
     def count(self) -> int:
         with self.engine.connect() as connection:

@@ -6,7 +6,9 @@ same int8 pass over the item matrix as the session's query; the neighbours come 
 order), so similar items cost little more than the session's. A model without item vectors
 answers with its next items after a session of just the anchor.
 
-An anchor's neighbours do not depend on the session, so each model keeps the last
+An anchor's neighbours do not depend on the session: the server builds every item's list
+once per version in the background (`nextbest.models.neighbours`, exact float order), and
+until it is ready (and offline, where nothing builds it) each model keeps the last
 `NEIGHBOUR_CACHE` anchors' lists (over-fetched by `SPARE`, so that the session's own
 exclusions can be taken out afterwards): a product page shown again costs no scoring.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nextbest.models.neighbours import NeighbourTable
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
 from nextbest.recommend.retrieval.session_model import generate_from_model
@@ -65,6 +68,11 @@ class SimilarItems:
         model, anchor = ctx.model, ctx.anchor_row
         if model is None or anchor is None or anchor >= ctx.items.n_model:
             return None
+        table = model.memo.get("neighbours")  # built by the server in the background
+        wanted = min(k + SPARE, ctx.items.n_model - 1)
+        if isinstance(table, NeighbourTable) and table.k >= wanted:
+            rows, scores = table.of(anchor)
+            return self._shown(ctx, k, rows[:wanted], scores[:wanted])
         cached = neighbours_of(model).get(anchor, k)
         if cached is not None:
             return self._shown(ctx, k, *cached)

@@ -5,10 +5,11 @@ for lasting values (user states). `update`
 is optimistic compare-and-set: read the keys (or take the values the caller just read),
 compute, then one Lua script checks that every key still holds what was read and writes the
 new values, atomically. If another worker wrote one of them in between, nothing is written
-and the update starts again on the new values. Two round trips in the common case, one when
-the caller starts from `guess_many`: the values this process last read or wrote, kept for the
-most recent `LOCAL_COPIES` keys (a session's events usually reach the worker that handled its
-previous ones; when another worker wrote in between, the compare fails and costs a read).
+and the update starts again on the values the script returns. Two round trips in the common
+case, one when the caller starts from `guess_many`: the values this process last read or
+wrote, kept for the most recent `LOCAL_COPIES` keys (a session's events usually reach the
+worker that handled its previous ones; when another worker wrote in between, the compare
+fails and its answer carries the current values, so a lost race costs no extra read).
 """
 
 from __future__ import annotations
@@ -26,16 +27,21 @@ LOCAL_COPIES = 50_000  # keys whose last seen value this process keeps (see gues
 
 # KEYS: the keys. ARGV[1]: expiry in ms ("0": none); then per key an expected value and a new value,
 # each "0" (expected: absent; new: leave as is) or "1" followed by the bytes.
+# Returns 0 when it wrote, else every key's current value (false: absent), so that a writer
+# that lost the race starts again without another read.
 COMPARE_AND_SET = """
+local current = {}
+local stale = false
 for i, key in ipairs(KEYS) do
   local expected = ARGV[2 * i]
-  local current = redis.call("GET", key)
+  current[i] = redis.call("GET", key)
   if expected == "0" then
-    if current then return i end
-  elseif current ~= string.sub(expected, 2) then
-    return i
+    if current[i] then stale = true end
+  elseif current[i] ~= string.sub(expected, 2) then
+    stale = true
   end
 end
+if stale then return current end
 for i, key in ipairs(KEYS) do
   local new = ARGV[2 * i + 1]
   if new ~= "0" then
@@ -114,11 +120,13 @@ class RedisStateStore(StateStore):
             arguments: list[bytes | int] = [0 if lasting else self._ttl_ms]
             for before, after in zip(seen, new, strict=True):
                 arguments += [_tagged(before), _tagged(after)]
-            if self._compare_and_set(keys=full, args=arguments) == 0:
+            answer = self._compare_and_set(keys=full, args=arguments)
+            if answer == 0:
                 stored = [n if n is not None else c for n, c in zip(new, seen, strict=True)]
                 self._note(keys, stored)
                 return stored
-            seen = self.get_many(keys)  # another writer came first: start from what it wrote
+            seen = _as_bytes(answer)  # another writer came first: start from what it wrote
+            self._note(keys, seen)
         raise RuntimeError(
             f"{len(keys)} state key(s) kept changing: gave up after {MAX_RETRIES} tries"
         )

@@ -1,0 +1,273 @@
+"""Where a serving worker's time goes under the benchmark's load: `py-spy record` of each
+worker of `nextbest serve --workers 2` while bench_serving.py's load (an event, then a
+recommendation of the placement, 300 pairs/s) runs, every sample put in one layer.
+
+    .venv/bin/python benchmarks/profile_serving.py                 # table to stdout
+    .venv/bin/python benchmarks/profile_serving.py --write-docs    # and into docs/benchmarks.md
+
+py-spy samples every running thread of a worker 200 times a second. A sample of
+the event loop's thread goes to the deepest layer it is in (the model inside the pipeline
+counts as the model); the background threads (group commit, served-list writer, catalog
+and live-count refresh) are shown apart. Shares are of the worker's samples; the CPU column
+turns the busy shares into milliseconds per pair from the workers' measured CPU seconds.
+py-spy's sampling itself costs the workers a few percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serving import (
+    ROOT,
+    _clear_redis,
+    cpu_seconds,
+    events_flat_out,
+    free_port,
+    load,
+    machine,
+    recommendations_at_rate,
+    start_server,
+    synthetic_catalog,
+    synthetic_rules,
+    train_model,
+    upload_catalog,
+    write_docs,
+)
+
+RATE = 200  # samples per second and thread
+BEGIN, END = "<!-- serving-profile:begin -->", "<!-- serving-profile:end -->"
+
+# (layer, patterns of "function (file)" frames). Checked from the innermost frame outwards;
+# the first frame matching any layer names the sample's layer, so order inside the list only
+# matters for frames that match two patterns.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("model step and scoring", ("nextbest/models/", "torch/")),
+    ("served-list recording", ("serving/served.py",)),
+    ("metrics", ("prometheus_client/", "serving/metrics.py")),
+    ("log append (commit, awaited)", ("events/log/", "sqlalchemy/", "sqlite3/", "psycopg/")),
+    ("live state (read, step, write)", ("serving/live.py", "serving/state/", "redis/")),
+    ("pipeline (generators, rules, diversity)", ("nextbest/recommend/", "serving/recommend.py")),
+    ("auth", ("serving/auth.py", "serving/deps.py")),
+    ("event validation", ("serving/schemas.py", "serving/ingest.py")),
+    ("response serialisation", ("serialize_response", "jsonable_encoder", "render (starlette")),
+    ("request parsing and validation", ("pydantic", "request_body_to_args", "solve_dependencies",
+                                        "request_params_to_args", "json/")),
+    ("route handlers (other)", ("serving/routes/",)),
+    ("HTTP, routing, middleware", ("uvicorn/", "starlette/", "fastapi/", "httptools", "h11/",
+                                   "anyio/")),
+    ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop/")),
+]  # fmt: skip
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            command = (entry / "cmdline").read_bytes()
+            if int(stat[1]) == parent and b"spawn_main" in command:  # not the resource tracker
+                children.append(int(entry.name))
+    return sorted(children)
+
+
+def layer_of(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for layer, patterns in LAYERS:
+            if any(p in frame for p in patterns):
+                return layer
+    return "other"
+
+
+THREADS = {
+    "event-log-writer": "group commit writer",
+    "served-recorder": "served-list writer",
+    "refresher": "catalog and live-count refresh",
+}
+
+
+def classify(raw: Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """(busy samples of the event loop's thread by layer, busy samples of the background
+    threads by purpose) from py-spy's raw (collapsed) output, idle samples left out."""
+    loop: collections.Counter[str] = collections.Counter()
+    background: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        thread, *frames = stack.split(";")
+        name = thread.split(":", 1)[1].strip()
+        if name == "MainThread":
+            loop[layer_of(frames)] += count
+        else:
+            background[THREADS.get(name, "other threads")] += count
+    return loop, background
+
+
+def profiled(
+    home: Path, workers: list[int], seconds: float, server: int, load: Any
+) -> tuple[dict[str, Any], collections.Counter[str], collections.Counter[str], int, float]:
+    """Run the coroutine `load()` while py-spy records every worker: (its result, the loop's
+    busy samples by layer, background samples, the loop's idle samples, server CPU s)."""
+    spies = []
+    for pid in workers:
+        out = home / f"profile-{pid}-{time.monotonic_ns()}.txt"
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                   "--rate", str(RATE), "--threads", "--nonblocking", "--format", "raw",
+                   "--output", str(out), "--duration", str(int(seconds + 2))]  # fmt: skip
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        spies.append((spy, out))
+    time.sleep(1.0)
+    cpu_before = cpu_seconds({server})[1]
+    result = uvloop.run(load())
+    cpu = cpu_seconds({server})[1] - cpu_before
+    loop: collections.Counter[str] = collections.Counter()
+    background: collections.Counter[str] = collections.Counter()
+    for spy, out in spies:
+        _, errors = spy.communicate(timeout=60)
+        if spy.returncode != 0:
+            raise RuntimeError(f"py-spy failed: {errors.decode()[-2000:]}")
+        a, b = classify(out)
+        loop += a
+        background += b
+    # Without --idle, py-spy records a thread only while it runs (or waits on a socket it
+    # does not count as idle); the loop's idle time is what its samples do not cover.
+    idle = max(0, int(len(spies) * RATE * (seconds + 2)) - sum(loop.values()))
+    return result, loop, background, idle, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sample-sessions", type=int, default=20_000)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--placement", default="product")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="nextbest-profile-"))
+    folder, items = train_model(home, args.sample_sessions)
+    catalog = synthetic_catalog(items)
+    synthetic_rules(catalog).save(folder)
+    prefix = f"nextbest-profile-{uuid.uuid4().hex[:8]}:"
+    env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
+    port = free_port()
+    server = start_server(home, port, 2, env)
+    result: dict[str, Any] = {"machine": machine(), "load_before": load(), "home": str(home)}
+    result |= {"rate": args.rate, "seconds": args.seconds, "placement": args.placement}
+    try:
+        upload_catalog(port, catalog)
+        time.sleep(20)  # the catalog's item table, the item neighbour table
+        workers = worker_pids(server.pid)
+        # A warm-up run, unprofiled: first requests build caches.
+        uvloop.run(recommendations_at_rate(port, items, args.rate, 3.0, 1.0, args.placement))
+        run, loop, background, idle, cpu = profiled(
+            home, workers, args.seconds, server.pid,
+            lambda: recommendations_at_rate(
+                port, items, args.rate, args.seconds, 0.0, args.placement
+            ),
+        )  # fmt: skip
+        pairs = args.rate * args.seconds
+        result["pairs"] = {
+            "server_cpu_ms_per_pair": round(1000 * cpu / pairs, 3),
+            "recommendation": run["recommendation"],
+            "event": run["event"],
+            "loop_samples": dict(loop),
+            "loop_idle_samples": idle,
+            "background_samples": dict(background),
+        }
+        run, loop, background, idle, cpu = profiled(
+            home, workers, args.seconds, server.pid,
+            lambda: events_flat_out(port, items, args.seconds, 100),
+        )  # fmt: skip
+        result["events"] = {
+            "server_cpu_us_per_event": round(1e6 * cpu / run["events_acknowledged"], 1),
+            "events_per_s": run["events_per_s"],
+            "loop_samples": dict(loop),
+            "loop_idle_samples": idle,
+            "background_samples": dict(background),
+        }
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        _clear_redis(args.redis_url, prefix)
+    text = markdown(result)
+    print(text)
+    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "serving_profile.json").write_text(
+        json.dumps(result, indent=2)
+    )
+    if args.write_docs:
+        write_docs(text, BEGIN, END, "Serving: where a worker's time goes")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m, pairs, events = result["machine"], result["pairs"], result["events"]
+    lines = [
+        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), load before "
+        f"{result['load_before']}, by",
+        "",
+        "    python benchmarks/profile_serving.py --write-docs",
+        "",
+        f"py-spy at {RATE} Hz on both workers of `nextbest serve --workers 2` (bench_serving.py's "
+        "model, catalog, Redis and SQLite), in two loads of "
+        f"{result['seconds']:.0f} s: `{result['placement']}` recommendations at "
+        f"{result['rate']:.0f}/s each after its event (server CPU "
+        f"{pairs['server_cpu_ms_per_pair']} ms per pair, recommendation p50 / p99 "
+        f"{pairs['recommendation']['p50_ms']} / {pairs['recommendation']['p99_ms']} ms), and "
+        f"events in batches of 100 as fast as they are acknowledged "
+        f"({events['events_per_s']:,}/s, {events['server_cpu_us_per_event']} us of server CPU "
+        "per event). A busy sample of the event loop's thread goes to the innermost layer it "
+        "is in; `ms` spreads the measured server CPU over the busy samples (py-spy's own cost "
+        "included, so the sum is above an unprofiled run's).",
+        "",
+        "| where | pairs: share of busy | ms per pair | events: share of busy | us per event |",
+        "|---|---|---|---|---|",
+    ]
+    names: list[str] = []
+    for part in (pairs, events):
+        for key in ("loop_samples", "background_samples"):
+            for name in sorted(part[key], key=lambda n: -part[key][n]):
+                label = ("event loop: " if key == "loop_samples" else "background: ") + name
+                if label not in names:
+                    names.append(label)
+
+    def cell(part: dict[str, Any], label: str, per: float) -> tuple[str, str]:
+        busy = sum(part["loop_samples"].values()) + sum(part["background_samples"].values())
+        kind, _, name = label.partition(": ")
+        key = "loop_samples" if kind == "event loop" else "background_samples"
+        count = part[key].get(name, 0)
+        return f"{count / busy:.1%}", f"{per * count / busy:.2f}"
+
+    for label in names:
+        a = cell(pairs, label, pairs["server_cpu_ms_per_pair"])
+        b = cell(events, label, events["server_cpu_us_per_event"])
+        lines.append(f"| {label} | {a[0]} | {a[1]} | {b[0]} | {b[1]} |")
+    idle = []
+    for part, name in ((pairs, "pairs"), (events, "events")):
+        total = sum(part["loop_samples"].values()) + part["loop_idle_samples"]
+        idle.append(f"{part['loop_idle_samples'] / total:.0%} of the time under the {name} load")
+    lines += ["", "The event loop was idle " + ", ".join(idle) + "."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
