@@ -45,6 +45,7 @@ from bench_serving import (
     synthetic_rules,
     train_model,
     upload_catalog,
+    wait_for_neighbours,
     write_docs,
 )
 
@@ -174,7 +175,8 @@ def main() -> None:
     result |= {"rate": args.rate, "seconds": args.seconds, "placement": args.placement}
     try:
         upload_catalog(port, catalog)
-        time.sleep(20)  # the catalog's item table, the item neighbour table
+        wait_for_neighbours(home)
+        time.sleep(5)  # both workers' item tables
         workers = worker_pids(server.pid)
         # A warm-up run, unprofiled: first requests build caches.
         uvloop.run(recommendations_at_rate(port, items, args.rate, 3.0, 1.0, args.placement))

@@ -368,15 +368,17 @@ def test_the_sqlite_log_refuses_other_synchronous_levels(tmp_path: Path) -> None
         open_event_log(sqlite_url(tmp_path), synchronous="OFF")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("orders", ["one order", "opposite orders"])
 def test_two_logs_racing_on_the_same_event_ids_keep_and_accept_each_once(
-    pg_schema: tuple[str, str],
+    pg_schema: tuple[str, str], orders: str
 ) -> None:
     """Two PostgreSQL logs (two engines, as two server processes have; one behind group
     commit, as the server runs it), two threads each, append the same event ids at the same
-    moment, round after round. Each thread's window of a round's ids overlaps the others'
-    (ids in one order, so that no two transactions wait on each other in a circle), so
-    either side may win any id. Each id is logged once, accepted by exactly one reply (under
-    the seq it was logged with) and a duplicate in every other."""
+    moment, round after round. Each thread's window of a round's ids overlaps the others',
+    so either side may win any id; in opposite orders, transactions wait on each other in a
+    circle and PostgreSQL aborts one (the log appends it again). Each id is logged once,
+    accepted by exactly one reply (under the seq it was logged with) and a duplicate in
+    every other."""
     url, schema = pg_schema
     plain = open_event_log(url, schema)
     grouped = GroupCommitLog(open_event_log(url, schema))
@@ -391,6 +393,8 @@ def test_two_logs_racing_on_the_same_event_ids_keep_and_accept_each_once(
     def race(log: EventLog, offset: int) -> None:
         for r in range(rounds):
             ids = [f"r{r}-{k:03d}" for k in range(offset, offset + width)]
+            if orders == "opposite orders" and offset in offsets[1::2]:
+                ids.reverse()
             events = [view(i, f"s{r}-{k % 3}", f"i{k}") for k, i in enumerate(ids)]
             try:
                 start.wait(timeout=30)

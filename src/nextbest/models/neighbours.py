@@ -91,6 +91,8 @@ def prepare_in_background(
     its file) and saved for the others."""
 
     def run() -> None:
+        with contextlib.suppress(OSError):  # Linux: this thread only, below the requests'
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         started = time.perf_counter()
         try:
             table = _load_or_build(scorer, vectors, k, cache)

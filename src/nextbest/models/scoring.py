@@ -110,12 +110,21 @@ class Int8Prescreen:
         # [2, N]: per item |q_i|_1 and w_err_i, so that the bounds are one small matmul
         self.terms = torch.stack([rounded.abs().sum(dim=1), (weights - rounded).abs().amax(dim=1)])
         self.terms_np = self.terms.numpy()
+        self.largest_terms = (float(self.terms_np[0].max()), float(self.terms_np[1].max()))
         self.magnitude = float(weights.abs().max()), float(bias.abs().max())
         self.bias = bias.clone()
 
     @torch.no_grad()
     def __call__(self, last: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The int8 scores of the rows of `last` [B, H] and their bounds, both [B, N].
+        """The int8 scores of the rows of `last` [B, H] and their bounds, both [B, N]."""
+        approx, bounds = self.scores(last)
+        return approx, np.stack([bound.at(None) for bound in bounds])
+
+    @torch.no_grad()
+    def scores(self, last: torch.Tensor) -> tuple[np.ndarray, list[RowBound]]:
+        """The int8 scores of the rows of `last` [B, H], [B, N], and each row's bounds, to be
+        computed only for the items that need them (a full row of bounds costs as much as
+        the int8 pass itself).
 
         fbgemm quantizes the whole input on one range, so with several rows each is first
         scaled to max |x| = 1 (scores are linear in x: its int8 score is scaled back); the
@@ -132,20 +141,49 @@ class Int8Prescreen:
         l1 = np.abs(rows).sum(axis=1)  # [B] of the (scaled) rows
         scales = np.ones(len(rows)) if scale is None else scale[:, 0].numpy().astype(np.float64)
         w_max, b_max = self.magnitude
-        q_l1, w_err = self.terms_np
-        bounds = np.empty((len(rows), len(q_l1)), dtype=np.float32)
-        for b in range(len(rows)):  # in the units of the original rows
-            margin = 1e-5 * (l1[b] * scales[b] * w_max + b_max) + 1e-6  # float rounding
-            row = bounds[b]
-            np.multiply(q_l1, np.float32(x_step * scales[b]), out=row)
-            row += w_err * np.float32(l1[b] * scales[b])
-            row += np.float32(margin)
+        bounds = [  # in the units of the original rows
+            RowBound(
+                self.terms_np,
+                np.float32(x_step * scales[b]),
+                np.float32(l1[b] * scales[b]),
+                np.float32(1e-5 * (l1[b] * scales[b] * w_max + b_max) + 1e-6),  # float rounding
+                self.largest_terms,
+            )
+            for b in range(len(rows))
+        ]
         products = self.linear(unit)  # [B, N], without the bias (the layer holds zeros)
         if scale is None:
             approx = products.add_(self.bias)
         else:
             approx = torch.addcmul(self.bias, products, scale)
         return approx.numpy(), bounds
+
+
+class RowBound:
+    """One query's bounds `B_i = x_step * |q_i|_1 + |x|_1 * w_err_i + margin` (float32),
+    for any set of items, and an upper bound on all of them."""
+
+    def __init__(
+        self,
+        terms: np.ndarray,
+        step: np.float32,
+        l1: np.float32,
+        margin: np.float32,
+        largest: tuple[float, float],
+    ) -> None:
+        self.q_l1, self.w_err = terms
+        self.step, self.l1, self.margin = step, l1, margin
+        # >= every B_i: each term grows with its per-item factor (all factors are >= 0)
+        self.most = (largest[0] * float(step) + largest[1] * float(l1) + float(margin)) * (1 + 1e-6)
+
+    def at(self, columns: np.ndarray | None) -> np.ndarray:
+        """B_i of `columns` (None: every item), float32."""
+        q_l1 = self.q_l1 if columns is None else self.q_l1[columns]
+        w_err = self.w_err if columns is None else self.w_err[columns]
+        bound: np.ndarray = q_l1 * self.step
+        bound += w_err * self.l1
+        bound += self.margin
+        return bound
 
 
 class GRU4RecScorer(Scorer):
@@ -185,7 +223,7 @@ class GRU4RecScorer(Scorer):
         if self.prescreen is None or n <= 0:
             return super().top(state, n, banned)
         last = self._last(state)[:1]
-        approx, bounds = self.prescreen(last)
+        approx, bounds = self.prescreen.scores(last)
         return self._top_row(state, last[0], approx[0], bounds[0], n, banned)
 
     @torch.no_grad()
@@ -202,7 +240,7 @@ class GRU4RecScorer(Scorer):
             return super().top_many(states, n, banned)
         exact = exact if exact is not None else [None] * len(states)
         lasts = torch.cat([self._last(state)[:1] for state in states])  # [B, H]
-        approx, bounds = self.prescreen(lasts)
+        approx, bounds = self.prescreen.scores(lasts)
         return [
             self._top_row(states[b], lasts[b], approx[b], bounds[b], n[b], banned[b], exact[b])
             if n[b] > 0
@@ -215,12 +253,12 @@ class GRU4RecScorer(Scorer):
         state: torch.Tensor,
         last: torch.Tensor,
         approx: np.ndarray,
-        bounds: np.ndarray,
+        bounds: RowBound,
         n: int,
         banned: np.ndarray | None,
         exact: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The top-n of one query from its int8 scores and bounds [N] (`last`: [H]): its
+        """The top-n of one query from its int8 scores [N] and bounds (`last`: [H]): its
         first `exact` (None: all n) exactly the float ranking's, the rest by int8 score.
 
         Each item's float score lies in [approx - bound, approx + bound]. The `exact` items
@@ -240,8 +278,13 @@ class GRU4RecScorer(Scorer):
         if head == 0:
             return best[:n].numpy(), best_values[:n].numpy()
         first = best[:head].numpy()
-        threshold = float((approx[first] - bounds[first]).min())
-        candidates = torch.from_numpy(np.flatnonzero(approx + bounds >= threshold))
+        threshold = float((approx[first] - bounds.at(first)).min())
+        # the items whose upper bound reaches T: first those that the largest bound lets
+        # reach it (a superset, with slack for float rounding), then each by its own bound
+        slack = bounds.most + 1e-5 * (abs(threshold) + bounds.most)
+        near = np.flatnonzero(approx >= threshold - slack)
+        near = near[approx[near] + bounds.at(near) >= threshold]
+        candidates = torch.from_numpy(near)
         if len(candidates) > MAX_RESCORED:
             return super().top(state, n, banned)
         rescored = torch.addmv(self.bias[candidates], self.weights[candidates], last)

@@ -10,6 +10,7 @@ The same transaction links each session to the user of its first event that name
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -32,6 +33,7 @@ from sqlalchemy import (
     text,
     union_all,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateSchema
 
 from nextbest.events.log.base import (
@@ -45,8 +47,12 @@ from nextbest.events.log.database import upsert_statement, write_lock
 from nextbest.events.log.tables import log_tables
 from nextbest.events.schema import Event
 
+logger = logging.getLogger(__name__)
+
 # Parameters per statement stay well below SQLite's and psycopg's limits.
 SQL_CHUNK = 500
+RETRYABLE = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
+DEADLOCK_TRIES = 5
 
 
 class SqlEventLog(EventLog):
@@ -79,6 +85,8 @@ class SqlEventLog(EventLog):
             .on_conflict_do_nothing(index_elements=[table.c.event_id])
             .returning(table.c.event_id, table.c.seq)
         )
+        self._insert_columns = tuple(c.name for c in table.c if c.name != "seq")
+        self._insert_sql: dict[int, str] = {}  # rows -> the multi-row INSERT's SQL
         self._sessions = _last_per_key(table, table.c.session_id, table.c.seq, None)
         self._one_session = (
             select(table)
@@ -143,24 +151,62 @@ class SqlEventLog(EventLog):
             first.setdefault(event.event_id, position)
         rows = [event_row(events[position], now) for position in first.values()]
         new: dict[str, int] = {}
-        if rows:
-            statement = self._insert
-            with write_lock(self.engine), self.engine.begin() as connection:
-                for start in range(0, len(rows), SQL_CHUNK):
-                    chunk = rows[start : start + SQL_CHUNK]
-                    for event_id, seq in connection.execute(statement, chunk):
-                        new[event_id] = seq
-                started = self._started_sessions(connection, events, first, new, probe)
-                links = _first_users(events, now)
-                for start in range(0, len(links), SQL_CHUNK):
-                    connection.execute(self._link, links[start : start + SQL_CHUNK])
-        else:
-            started = frozenset()
+        started: frozenset[str] = frozenset()
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            if not rows:
+                break
+            new.clear()
+            try:
+                with write_lock(self.engine), self.engine.begin() as connection:
+                    for start in range(0, len(rows), SQL_CHUNK):
+                        chunk = rows[start : start + SQL_CHUNK]
+                        for event_id, seq in self._insert_rows(connection, chunk):
+                            new[event_id] = seq
+                    started = self._started_sessions(connection, events, first, new, probe)
+                    links = _first_users(events, now)
+                    for start in range(0, len(links), SQL_CHUNK):
+                        connection.execute(self._link, links[start : start + SQL_CHUNK])
+                break
+            except OperationalError as exc:
+                # PostgreSQL: two writers inserting the same new ids can each wait for the
+                # other's row; it aborts one transaction (nothing of it is kept): again
+                if _sqlstate(exc) not in RETRYABLE or attempt == DEADLOCK_TRIES:
+                    raise
+                logger.warning("event append hit %s; trying again (%d)", _sqlstate(exc), attempt)
         seqs = tuple(
             new.get(event.event_id, 0) if first[event.event_id] == position else 0
             for position, event in enumerate(events)
         )
         return AppendResult(seqs, started)
+
+    def _insert_rows(
+        self, connection: Connection, rows: list[dict[str, object]]
+    ) -> list[tuple[str, int]]:
+        """(event_id, seq) of the rows that were new. On SQLite one multi-row INSERT in the
+        driver's own SQL: SQLAlchemy's executemany with RETURNING processes every parameter
+        of every row in Python, which costs more than SQLite's work. On PostgreSQL, whose
+        concurrent writers lock rows as they insert them, SQLAlchemy's statement, whose
+        locking order its tests pin."""
+        if not self.commits_in_seq_order:
+            return [(event_id, seq) for event_id, seq in connection.execute(self._insert, rows)]
+        sql = self._insert_sql.get(len(rows))
+        if sql is None:
+            sql = self._insert_sql[len(rows)] = self._multi_row_insert(len(rows))
+        columns = self._insert_columns
+        values = tuple(row[name] for row in rows for name in columns)
+        return [(event_id, seq) for event_id, seq in connection.exec_driver_sql(sql, values)]
+
+    def _multi_row_insert(self, n: int) -> str:
+        preparer = self.engine.dialect.identifier_preparer
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        one = "(" + ", ".join([mark] * len(self._insert_columns)) + ")"
+        names = ", ".join(preparer.quote(name) for name in self._insert_columns)
+        return (
+            f"INSERT INTO {preparer.format_table(self.events)} ({names}) VALUES "
+            + ", ".join([one] * n)
+            + f" ON CONFLICT ({preparer.quote('event_id')}) DO NOTHING"
+            + f" RETURNING {preparer.quote('event_id')}, {preparer.quote('seq')}"
+        )
 
     def _started_sessions(
         self,
@@ -324,6 +370,11 @@ class SqlEventLog(EventLog):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sqlstate(error: OperationalError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
 
 
 def _logged(row: Row[tuple[object, ...]]) -> LoggedEvent:
