@@ -1,18 +1,24 @@
 """Serving under load, over loopback: `nextbest serve --workers 2`, GRU4Rec (100 units) over the
 Diginetica catalog (43k items), Redis for the shared session state, SQLite for the event log.
 
-    .venv/bin/python benchmarks/bench_serving.py                  # all three measurements
+    .venv/bin/python benchmarks/bench_serving.py                  # all measurements
     .venv/bin/python benchmarks/bench_serving.py --write-docs     # and update docs/benchmarks.md
+    PYTHONPATH=<other checkout>/src .venv/bin/python benchmarks/bench_serving.py --label old
+    .venv/bin/python benchmarks/bench_serving.py --docs-from benchmarks/results/serving-new.json \
+        --beside benchmarks/results/serving-old.json              # both codes in one table
 
 1. compute alone, in one process: one recommendation's state step, scoring of every item,
    filtering and top-n (the serving path), beside the plain `SessionModel` path as reference;
-   and the whole pipeline of the placement (`product` by default: three generators
-   over-fetching 200, a filter, MMR and one promotion) on a synthetic catalog of every item
-   (categories, brands, prices, discounts) with learned-style complements per category;
-2. recommendations of the placement at a fixed arrival rate (300/s), each preceded by one
+   and the whole pipeline of each placement of `--placements` (default `home,product`) on a
+   synthetic catalog of every item (categories, brands, prices, discounts) with learned-style
+   complements per category, with the item neighbour table the server builds;
+2. per placement, recommendations at a fixed arrival rate (300/s), each preceded by one
    event for its session (the product placement gets that event's item as the item on
    screen); latency of each request, end to end on loopback; three runs of 20 s, because
-   this VM's speed drifts from minute to minute (the table shows each, and the median);
+   this VM's speed drifts from minute to minute; the server's CPU seconds per pair (both
+   workers), and its ratio to the compute of step 1 in the same run; then a rate sweep
+   (8 s per rate, rising, until two rates in a row miss) for the highest rate whose p99
+   stays within 10 ms;
 3. events in batches of 100 from 8 connections as fast as they are acknowledged; afterwards the
    log must hold exactly every acknowledged event.
 
@@ -583,6 +589,33 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def comparison(results: list[dict[str, Any]]) -> str:
+    """Saved results of several codes (`--label`), run back to back, in one table."""
+    lines = [
+        "Back to back on the same VM, each code from its own checkout "
+        "(`PYTHONPATH=<checkout>/src python benchmarks/bench_serving.py --label NAME`; the "
+        "table: `--docs-from NEW.json --beside OLD.json`):",
+        "",
+        "| code | compute of one recommendation, mean | placement | pipeline alone, mean "
+        "| server CPU per pair, each run at 300/s | over the compute / the pipeline "
+        "| p50 / p99 at 300/s (median run) | p99 <= 10 ms up to | events/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for name, part in r["placements"].items():
+            rec = part["median_run"]["recommendation"]
+            runs = ", ".join(f"{run['server_cpu_ms_per_pair']:.1f}" for run in part["runs"])
+            lines.append(
+                f"| {r.get('label') or '?'} ({r['machine']['date']}) "
+                f"| {r['compute']['serving']['mean_ms']:.2f} ms | `{name}` "
+                f"| {r['pipelines'][name]['mean_ms']:.2f} ms | {runs} ms "
+                f"| {part['cpu_per_pair_over_compute']}x / {part['cpu_per_pair_over_pipeline']}x "
+                f"| {rec['p50_ms']:.1f} / {rec['p99_ms']:.1f} ms "
+                f"| {part.get('max_rate_p99_10ms', '')} pairs/s | {r['events']['events_per_s']:,} |"
+            )
+    return "\n".join(lines)
+
+
 def write_docs(text: str, begin: str = BEGIN, end: str = END, heading: str = "Serving") -> None:
     """Put `text` between the markers in docs/benchmarks.md (a new section when absent)."""
     path = ROOT / "docs" / "benchmarks.md"
@@ -609,7 +642,20 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true", help="skip the rate sweep")
     parser.add_argument("--label", default="", help="a name for this code in the results")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--docs-from", type=Path, help="write docs from this saved result, run nothing"
+    )
+    parser.add_argument(
+        "--beside", type=Path, help="with --docs-from: a saved result of other code, compared"
+    )
     args = parser.parse_args()
+    if args.docs_from:
+        result = json.loads(args.docs_from.read_text())
+        text = markdown(result)
+        if args.beside:
+            text += "\n\n" + comparison([json.loads(args.beside.read_text()), result])
+        write_docs(text)
+        return
     placements = [name.strip() for name in args.placements.split(",") if name.strip()]
     home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
     folder, items = train_model(home, args.sample_sessions)
