@@ -616,6 +616,13 @@ def comparison(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def save_result(name: str, result: dict[str, Any]) -> None:
+    """`result` as benchmarks/results/NAME.json (kept out of git), for --docs-from."""
+    folder = ROOT / "benchmarks" / "results"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2))
+
+
 def write_docs(text: str, begin: str = BEGIN, end: str = END, heading: str = "Serving") -> None:
     """Put `text` between the markers in docs/benchmarks.md (a new section when absent)."""
     path = ROOT / "docs" / "benchmarks.md"
@@ -706,11 +713,7 @@ def main() -> None:
         "yes" if logged == distinct == expected else f"NO ({logged} vs {expected})"
     )
     print(json.dumps(result, indent=2))
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    suffix = f"-{args.label}" if args.label else ""
-    (ROOT / "benchmarks" / "results" / f"serving{suffix}.json").write_text(
-        json.dumps(result, indent=2)
-    )
+    save_result(f"serving-{args.label}" if args.label else "serving", result)
     print(markdown(result))
     if args.write_docs:
         write_docs(markdown(result))

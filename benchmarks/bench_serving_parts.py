@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench_serving import KEY, ROOT, _clear_redis, machine, train_model
+from bench_serving import KEY, ROOT, _clear_redis, machine, save_result, train_model
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import Event
 from nextbest.models.gru4rec import GRU4Rec
@@ -280,10 +280,7 @@ def main() -> None:
     }
     text = markdown(result)
     print(text)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "serving_parts.json").write_text(
-        json.dumps(result, indent=2)
-    )
+    save_result("serving_parts", result)
     if args.write_docs:
         write_docs(text)
 

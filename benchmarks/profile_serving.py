@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -32,7 +31,6 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import (
-    ROOT,
     _clear_redis,
     cpu_seconds,
     events_flat_out,
@@ -40,6 +38,7 @@ from bench_serving import (
     load,
     machine,
     recommendations_at_rate,
+    save_result,
     start_server,
     synthetic_catalog,
     synthetic_rules,
@@ -173,6 +172,7 @@ def main() -> None:
     server = start_server(home, port, 2, env)
     result: dict[str, Any] = {"machine": machine(), "load_before": load(), "home": str(home)}
     result |= {"rate": args.rate, "seconds": args.seconds, "placement": args.placement}
+    result["command"] = " ".join(["python benchmarks/profile_serving.py", *sys.argv[1:]])
     try:
         upload_catalog(port, catalog)
         wait_for_neighbours(home)
@@ -212,10 +212,7 @@ def main() -> None:
         _clear_redis(args.redis_url, prefix)
     text = markdown(result)
     print(text)
-    (ROOT / "benchmarks" / "results").mkdir(exist_ok=True)
-    (ROOT / "benchmarks" / "results" / "serving_profile.json").write_text(
-        json.dumps(result, indent=2)
-    )
+    save_result("serving_profile", result)
     if args.write_docs:
         write_docs(text, BEGIN, END, "Serving: where a worker's time goes")
 
@@ -226,7 +223,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), load before "
         f"{result['load_before']}, by",
         "",
-        "    python benchmarks/profile_serving.py --write-docs",
+        f"    {result['command']}",
         "",
         f"py-spy at {RATE} Hz on both workers of `nextbest serve --workers 2` (bench_serving.py's "
         "model, catalog, Redis and SQLite), in two loads of "

@@ -115,16 +115,12 @@ def _load_or_build(scorer: Any, vectors: np.ndarray, k: int, cache: Path | None)
     if cache is None:
         return NeighbourTable.build(scorer, vectors, k)
     cache.mkdir(parents=True, exist_ok=True)
-    with (cache / "neighbours.lock").open("w") as lock:
+    with (cache / "neighbours.lock").open("w") as lock:  # closing it releases the lock
         fcntl.flock(lock, fcntl.LOCK_EX)  # a worker that finds it taken waits for the file
-        try:
-            found = NeighbourTable.open(cache, k)
-            if found is not None:
-                return found
-            NeighbourTable.build(scorer, vectors, k).save(cache)
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        found = NeighbourTable.open(cache, k)
+        if found is not None:
+            return found
+        NeighbourTable.build(scorer, vectors, k).save(cache)
     table = NeighbourTable.open(cache, k)  # the mapped copy: its pages shared by the workers
     assert table is not None
     return table

@@ -315,8 +315,10 @@ class LiveState:
         update leaves such a state behind); they are rebuilt from the log when next used.
         Returns how many were dropped."""
         last: dict[str, int] = {}
-        for event in self.log.read_after(max(0, self.log.last_seq() - recent), recent):
-            last[event.session_id] = event.seq
+        for seq, session, _ in self.log.read_items_after(
+            max(0, self.log.last_seq() - recent), recent
+        ):
+            last[session] = seq
         sessions = list(last)
         behind = []
         for start in range(0, len(sessions), 1_000):
