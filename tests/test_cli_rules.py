@@ -116,7 +116,7 @@ def test_train_without_items_or_purchases_says_why_in_one_line(
     [
         (None, "no such file"),
         ("item_id,title\nt1,Treadmill\n", "lacks column(s) category_path"),
-        ("item_id,category_path,price\nt1,A > B,cheap\n", "cannot read the catalog"),
+        ("item_id,category_path,price\nt1,A > B,cheap\n", "row 1, column price: 'cheap' is not"),
     ],
 )
 def test_a_bad_catalog_is_one_line_and_exit_2(

@@ -380,3 +380,37 @@ def test_the_api_over_postgresql_and_redis(
     again = make_client(**backends)  # a second server over the same PostgreSQL and Redis
     assert top(again, session_id="s1") == item(14)
     assert send(again, view("e3", "s1", item(13))).json()["duplicates"] == ["e3"]
+
+
+def test_the_catalog_report_takes_the_admin_key_and_counts_what_items_lack(
+    client: TestClient,
+) -> None:
+    items = [
+        {"item_id": "r1", "category_path": ["A", "B"], "brand": "Z", "price": 3.0},
+        {"item_id": "r2", "category_path": ["A", "B"], "price": 4.0, "attributes": {"c": "red"}},
+    ]
+    assert client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).status_code == 200
+    assert client.get("/v1/catalog/report", headers=auth(READ)).status_code == 403
+    reply = client.get("/v1/catalog/report", headers=auth(ADMIN))
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    assert report["items"] >= 2 and report["problems"] == []
+    before = client.get("/v1/catalog/report", headers=auth(ADMIN)).json()["missing"]["brand"]
+    more = [{"item_id": f"nb{i}", "category_path": ["A"]} for i in range(10)]
+    client.put("/v1/items", json={"items": more}, headers=auth(ADMIN))
+    after = client.get("/v1/catalog/report", headers=auth(ADMIN)).json()
+    assert after["items"] == report["items"] + 10
+    assert after["missing"]["brand"] > before  # ten more items without a brand
+
+
+def test_an_item_attribute_of_an_unknown_type_is_a_422_naming_it(client: TestClient) -> None:
+    items = [
+        {"item_id": "ok-1", "attributes": {"colours": ["red", "blue"]}},
+        {"item_id": "bad-1", "attributes": {"colour": "red", "spec": {"width": 3}}},
+    ]
+    reply = client.put("/v1/items", json={"items": items}, headers=auth(ADMIN))
+    assert reply.status_code == 422
+    assert fields(reply) == ["items[1].attributes.spec"]
+    assert "an object" in reply.json()["detail"][0]["message"]
+    report = client.get("/v1/catalog/report", headers=auth(ADMIN)).json()
+    assert "colours" not in report["attributes"]  # the whole batch was refused, none kept

@@ -26,7 +26,6 @@ from nextbest.evaluation.report import result_record, summary_rows, write_json, 
 from nextbest.evaluation.user_protocol import PROTOCOL as USER_PROTOCOL
 from nextbest.evaluation.user_protocol import UserEvalResult, evaluate_user_last_session
 from nextbest.events.io import read_events
-from nextbest.events.schema import ITEM_SCHEMA, conform_items
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
 from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
@@ -209,30 +208,18 @@ def evaluate(
 
 
 def read_items(path: Path) -> pl.DataFrame:
-    """The catalog from `.csv` (the demo shop's items.csv) or `.parquet`, as ITEM_SCHEMA."""
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        if path.suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        elif path.suffix in (".csv", ".tsv"):
-            separator = "\t" if path.suffix == ".tsv" else ","
-            frame = pl.read_csv(path, separator=separator, schema_overrides=ITEM_SCHEMA)
-        else:
-            raise ValueError(f"cannot tell the format of {path.name}: use .csv or .parquet")
-    except pl.exceptions.PolarsError as exc:
-        first_line = str(exc).strip().splitlines()[0]  # the rest are Polars' hints
-        raise ValueError(f"cannot read the catalog {path}: {first_line}") from exc
+    """The catalog from `.csv`/`.tsv` (the demo shop's items.csv) or `.parquet`, as
+    ITEM_SCHEMA; a bad value is named by row and column."""
+    from nextbest.events.catalog_quality import read_text_table, typed_items
+
+    frame = read_text_table(path)
     missing = [c for c in ("item_id", "category_path") if c not in frame.columns]
     if missing:
         raise ValueError(
             f"the catalog {path} lacks column(s) {', '.join(missing)} (it has "
             f"{', '.join(frame.columns[:8])}); purchase rules need item_id and category_path"
         )
-    try:
-        return conform_items(frame)
-    except ValueError as exc:
-        raise ValueError(f"the catalog {path}: {exc}") from exc
+    return typed_items(frame, f"the catalog {path}")
 
 
 def learn_rules(

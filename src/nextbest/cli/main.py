@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from nextbest.cli.catalog import catalog_app
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(rules_app, name="rules")
 app.command()(train)
 app.command()(evaluate)

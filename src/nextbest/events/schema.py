@@ -17,7 +17,15 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
@@ -47,6 +55,67 @@ MAX_CATEGORY_DEPTH = 16
 # Free context values: short strings, numbers or flags (an A/B arm, a page type, a referrer...).
 ContextKey = Annotated[str, Field(min_length=1, max_length=MAX_CONTEXT_KEY_LENGTH)]
 ContextValue = Annotated[str, Field(max_length=MAX_ID_LENGTH)] | bool | int | float
+# An item's free attribute: a short string, number or flag, or a list of strings or numbers
+# (a shirt in two colours); null means "no value". Nested objects are refused: no model or
+# filter reads them. Checked by one validator, so a bad value gets one error naming its key
+# (a union type would answer with one error per member).
+_SCALAR_ATTRIBUTE_SCHEMA: list[dict[str, Any]] = [
+    {"type": "string", "maxLength": MAX_ID_LENGTH},
+    {"type": "number"},
+    {"type": "boolean"},
+]
+
+
+def is_attribute_value(value: object) -> bool:
+    """A free attribute's value: a string, number, boolean, null, or a list of strings or
+    numbers; nested objects are not."""
+    if isinstance(value, str):
+        return len(value) <= MAX_ID_LENGTH
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, list):
+        return len(value) <= MAX_CONTEXT_KEYS and all(
+            (isinstance(v, (int, float)) and not isinstance(v, bool))
+            or (isinstance(v, str) and len(v) <= MAX_ID_LENGTH)
+            for v in value
+        )
+    return False
+
+
+def attribute_type_message(value: object) -> str:
+    if isinstance(value, str):
+        return f"longer than {MAX_ID_LENGTH} characters"
+    if isinstance(value, list):
+        return (
+            f"a list attribute holds at most {MAX_CONTEXT_KEYS} strings or numbers, nothing nested"
+        )
+    kind = "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+    return f"{kind} is not an attribute value: use a string, number, boolean or a list of them"
+
+
+def _attribute_value(value: Any) -> Any:
+    if not is_attribute_value(value):
+        raise PydanticCustomError("attribute_type", attribute_type_message(value))
+    return value
+
+
+AttributeValue = Annotated[
+    Any,
+    AfterValidator(_attribute_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                *_SCALAR_ATTRIBUTE_SCHEMA,
+                {
+                    "type": "array",
+                    "items": {"anyOf": _SCALAR_ATTRIBUTE_SCHEMA[:2]},
+                    "maxItems": MAX_CONTEXT_KEYS,
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class Event(BaseModel):
@@ -103,7 +172,9 @@ class Item(BaseModel):
     brand: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     discount: float | None = Field(default=None, ge=0, le=1, description="fraction off, 0..1")
-    attributes: dict[ContextKey, Any] = Field(default_factory=dict, max_length=MAX_CONTEXT_KEYS)
+    attributes: dict[ContextKey, AttributeValue] = Field(
+        default_factory=dict, max_length=MAX_CONTEXT_KEYS
+    )
     in_stock: bool = True
 
 

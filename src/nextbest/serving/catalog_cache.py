@@ -83,5 +83,10 @@ class CatalogCache:
         self._table = (tag, generation, table)
         return table
 
+    def items(self) -> list[Item]:
+        """Every catalog item this worker knows (a snapshot)."""
+        with self._lock:
+            return list(self._items.values())
+
     def __len__(self) -> int:
         return len(self._items)

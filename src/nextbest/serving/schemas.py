@@ -203,6 +203,31 @@ class ItemsOut(BaseModel):
     upserted: int
 
 
+class CatalogProblemOut(BaseModel):
+    row: int = Field(description="1 = the first item (in item id order)")
+    column: str
+    message: str
+
+
+class AttributeUseOut(BaseModel):
+    share: float = Field(description="share of all items with a value")
+    share_where_used: float = Field(
+        description="share of the items of the categories where some item has it"
+    )
+    categories: int
+
+
+class CatalogReportOut(BaseModel):
+    items: int
+    missing: dict[str, float] = Field(description="key attribute -> share of items without it")
+    attributes: dict[str, AttributeUseOut]
+    attributes_per_item: float
+    constant: dict[str, Any] = Field(description="attributes with one value on every item")
+    problems: list[CatalogProblemOut]
+    problem_counts: dict[str, int]
+    advice: list[str]
+
+
 class HealthOut(BaseModel):
     status: str
     model_version: str | None

@@ -1,4 +1,4 @@
-"""`PUT /v1/items` (catalog upsert) and `GET /v1/items/{item_id}/similar`."""
+"""`PUT /v1/items` (catalog upsert), `GET /v1/catalog/report` and `GET /v1/items/{id}/similar`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from nextbest.events.catalog_quality import check_items
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
@@ -15,7 +16,7 @@ from nextbest.serving.routes.recommendations import (
     new_recommendation_id,
     reply_items,
 )
-from nextbest.serving.schemas import ItemsIn, ItemsOut, SimilarOut
+from nextbest.serving.schemas import CatalogReportOut, ItemsIn, ItemsOut, SimilarOut
 
 router = APIRouter(prefix="/v1", tags=["items"])
 
@@ -27,6 +28,17 @@ def put_items(batch: ItemsIn, services: AdminAccess) -> ItemsOut:
     upserted = services.catalog.catalog.upsert(batch.items)
     services.catalog.upserted(batch.items)
     return ItemsOut(upserted=upserted)
+
+
+@router.get("/catalog/report", response_model=CatalogReportOut, tags=["catalog"])
+def catalog_report(services: AdminAccess) -> CatalogReportOut:
+    """Admin key: what the catalog lacks. Per key attribute the share of items without a
+    value, per free attribute its coverage, attributes with one value everywhere, and advice.
+    (Impossible values never reach the catalog: `PUT /v1/items` refuses them with a 422.)"""
+    items = sorted(services.catalog.items(), key=lambda item: item.item_id)
+    report = check_items(items).to_dict()
+    report.pop("unknown_columns")
+    return CatalogReportOut.model_validate(report)
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarOut)
