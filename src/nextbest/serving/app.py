@@ -17,6 +17,7 @@ from nextbest.serving.limits import BodySizeLimit
 from nextbest.serving.metrics import MetricsMiddleware
 from nextbest.serving.registry import ModelClasses
 from nextbest.serving.routes import (
+    affinity,
     events,
     health,
     identity,
@@ -65,6 +66,7 @@ def create_app(
         items.router,
         models.router,
         placements.router,
+        affinity.router,
     ):
         app.include_router(router)
     app.include_router(health.router)

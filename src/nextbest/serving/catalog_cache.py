@@ -5,7 +5,8 @@ An item exists when the model answering knows it or the shop put it in the catal
 (`refresh`, every few seconds, so other workers' upserts arrive), and asks the database
 before calling an id unknown, so an item added through one worker is accepted by every
 worker at once. `table(model)` is the pipeline's `ItemTable` over the model's items and the
-catalog's, built once per change (the refresher builds it ahead of the requests).
+catalog's, built once per change (the refresher builds it ahead of the requests), and
+`facets()` what the affinity profiles take of each catalog item, likewise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from nextbest.events.catalog import Catalog
 from nextbest.events.schema import Item
+from nextbest.recommend.affinity import ItemFacets
 from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
 
@@ -28,6 +30,7 @@ class CatalogCache:
         self.catalog = catalog
         self._items: dict[str, Item] = {}
         self._table: tuple[bytes, int, ItemTable] | None = None
+        self._facets: tuple[int, ItemFacets] | None = None
         self._since = 0.0
         self._generation = 0  # grows with every change; keys the item table
         self._lock = threading.Lock()
@@ -82,6 +85,17 @@ class CatalogCache:
         table = ItemTable.build(model.model.item_ids if model is not None else None, items)
         self._table = (tag, generation, table)
         return table
+
+    def facets(self) -> ItemFacets:
+        """The catalog items' affinity facets (brand, category levels, price band, discount)."""
+        cached = self._facets
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        with self._lock:
+            generation, items = self._generation, list(self._items.values())
+        facets = ItemFacets.build(items)
+        self._facets = (generation, facets)
+        return facets
 
     def items(self) -> list[Item]:
         """Every catalog item this worker knows (a snapshot)."""

@@ -35,6 +35,10 @@ import numpy as np
 from nextbest.events.log import EventLog, LoggedEvent
 from nextbest.events.schema import Event, EventType
 from nextbest.models.base import RemembersUsers
+from nextbest.recommend.affinity import SESSION_HALF_LIFE, Affinity, ItemFacets
+from nextbest.recommend.affinity import decode as decode_affinity
+from nextbest.recommend.affinity import encode as encode_affinity
+from nextbest.serving.live_affinity import FacetsSource, ItemEvent, UserAffinities
 from nextbest.serving.registry import NO_MODEL_TAG, LoadedModel
 from nextbest.serving.state import StateStore
 from nextbest.serving.state.records import (
@@ -110,14 +114,17 @@ def advance(
     model: LoadedModel | None,
     records: Sequence[SessionRecord],
     pending: Sequence[Sequence[Applied]],
+    facets: ItemFacets | None = None,
 ) -> list[SessionRecord]:
-    """Each record moved past its pending events (those after its `last_seq`), in order."""
+    """Each record moved past its pending events (those after its `last_seq`), in order;
+    with `facets`, its affinity profile too."""
     out: list[SessionRecord] = []
     steps: list[list[tuple[int, float]]] = []  # per record: (item column, time) to step
     for record, events in zip(records, pending, strict=True):
         todo: list[tuple[int, float]] = []
         bought, last_item, last_seq = record.bought, record.last_item, record.last_seq
-        recent = record.recent
+        recent, affinity = record.recent, record.affinity
+        profile: Affinity | None = None  # decoded at the first event that moves it
         n_events, last_time, user_id = record.n_events, record.last_time, record.user_id
         for event in events:
             if event.seq <= last_seq:
@@ -130,6 +137,11 @@ def advance(
             recent = add_recent(recent, event.item_id, event.type, event.timestamp)
             if event.type == PURCHASE:
                 bought = add_bought(bought, event.item_id)
+            item_facets = facets.get(event.item_id) if facets is not None else None
+            if item_facets is not None:
+                if profile is None:
+                    profile = decode_affinity(affinity)
+                profile.add(item_facets, event.type, event.timestamp, SESSION_HALF_LIFE)
             column = model.index.get(event.item_id) if model is not None else None
             if column is not None:
                 todo.append((column, event.timestamp))
@@ -145,6 +157,7 @@ def advance(
                 bought=bought,
                 user_id=user_id,
                 recent=recent,
+                affinity=encode_affinity(profile) if profile is not None else affinity,
             )
         )
     if model is not None:
@@ -174,12 +187,22 @@ def _step_rows(
 
 
 class LiveState:
-    def __init__(self, store: StateStore, log: EventLog, rebuild_events: int = 200) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        log: EventLog,
+        rebuild_events: int = 200,
+        facets: FacetsSource | None = None,
+    ) -> None:
+        """`facets`: the catalog's affinity facets now (the catalog cache's); without it, no
+        affinity profiles are kept."""
         if rebuild_events < 1:
             raise ValueError(f"rebuild_events must be >= 1, not {rebuild_events!r}")
         self.store = store
         self.log = log
         self.rebuild_events = rebuild_events
+        self.facets = facets or (lambda: None)
+        self.affinities = UserAffinities(store, log, rebuild_events)
 
     # -- events in ------------------------------------------------------------------------
     def apply(
@@ -197,6 +220,7 @@ class LiveState:
         first event of a session costs no log read on the request's path. `stored`: the
         sessions' records as `stored_records` read them before the commit.
         """
+        facets = self.facets()
         by_session: dict[str, list[Applied]] = defaultdict(list)
         for event, seq in zip(events, seqs, strict=True):
             by_session[event.session_id].append(Applied.of(event, seq))
@@ -222,7 +246,7 @@ class LiveState:
             new_sessions
         )
         # the log already holds these events; a session they started has no more past
-        rebuilt = self._rebuild(model, [s for s in stale if s not in starting])
+        rebuilt = self._rebuild(model, [s for s in stale if s not in starting], facets)
         rebuilt.update(self._start(model, {s: by_session[s] for s in stale if s in starting}))
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
@@ -239,20 +263,37 @@ class LiveState:
                     assert value is not None
                     records.append(decode_session(value))
                 else:  # (rarely) gone since it was read: rebuild now
-                    records.append(self._rebuild(model, [session])[session])
+                    records.append(self._rebuild(model, [session], facets)[session])
                 pending.append(by_session[session])
-            return [encode_session(record) for record in advance(model, records, pending)]
+            moved = advance(model, records, pending, facets)
+            return [encode_session(record) for record in moved]
 
         written = self.store.update(keys, compute, values)
         purchases: dict[str, list[tuple[str, float]]] = defaultdict(list)  # user -> bought
+        users: dict[str, list[ItemEvent]] = defaultdict(list)  # user -> item events
         for session, value in zip(sessions, written, strict=True):
             owner = decode_session(value).user_id if value is not None else None
             for applied in by_session[session]:
                 user = owner or applied.user_id
-                if applied.type == PURCHASE and user and applied.item_id:
+                if not user or not applied.item_id:
+                    continue
+                if applied.type == PURCHASE:
                     purchases[user].append((applied.item_id, applied.timestamp))
+                users[user].append(
+                    ItemEvent(applied.type, applied.item_id, applied.timestamp, applied.seq)
+                )
         if purchases:
             self._apply_purchases(purchases)
+        if users and facets is not None:
+            self._apply_affinities(facets, users)
+
+    def _apply_affinities(self, facets: ItemFacets, users: dict[str, list[ItemEvent]]) -> None:
+        # the sessions are stored: a profile that fails to move must not drop them (the
+        # caller would); it is behind by these events until rebuilt
+        try:
+            self.affinities.apply(facets, users)
+        except Exception:
+            logger.exception("could not update the affinity of %d user(s)", len(users))
 
     def stored_records(self, sessions: Iterable[str]) -> dict[str, bytes | None]:
         """The sessions' stored records (maybe as this process last saw them; `apply`
@@ -300,9 +341,13 @@ class LiveState:
             record = decode_session(value)
             if record.user_id == user_id:
                 return record  # logged in already: nothing moves twice
-        record = self._rebuild(model, [session_id])[session_id]
+        facets = self.facets()
+        record = self._rebuild(model, [session_id], facets)[session_id]
         encoded = encode_session(record)
         self.store.update([key], lambda current: [encoded], [value])
+        if facets is not None and record.recent:  # what it did before the login counts too
+            events = [ItemEvent(i.type, i.item_id, i.time, None) for i in record.recent]
+            self._apply_affinities(facets, {user_id: events})
         if record.bought:
             when = {i.item_id: i.time for i in record.recent if i.type == PURCHASE}
             bought = [(item, when.get(item, record.last_time)) for item in record.bought]
@@ -353,7 +398,7 @@ class LiveState:
         if _usable(value, model):
             assert value is not None
             return decode_session(value)
-        record = self._rebuild(model, [session_id])[session_id]
+        record = self._rebuild(model, [session_id], self.facets())[session_id]
         encoded = encode_session(record)
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
@@ -379,6 +424,16 @@ class LiveState:
         )
         return record
 
+    def user_affinity(self, user_id: str) -> Affinity | None:
+        """The user's affinity profile (rebuilt from the log when missing); None without a
+        catalog to take attributes from."""
+        facets = self.facets()
+        return self.affinities.get(facets, user_id) if facets is not None else None
+
+    def session_affinity(self, model: LoadedModel | None, session_id: str) -> Affinity:
+        """The session's affinity profile, as its record holds it."""
+        return decode_affinity(self.session(model, session_id).affinity)
+
     def user_start(self, model: LoadedModel, user_id: str) -> bytes:
         """The state row a new session of the user would start from now (read only: the
         user's open session is closed in the copy, not in the store). For an unknown user,
@@ -393,7 +448,7 @@ class LiveState:
         return model.codec.join([record.state])
 
     def _rebuild(
-        self, model: LoadedModel | None, sessions: Iterable[str]
+        self, model: LoadedModel | None, sessions: Iterable[str], facets: ItemFacets | None = None
     ) -> dict[str, SessionRecord]:
         """Records rebuilt from each session's last `rebuild_events` logged events; a
         session of a user starts from the user's state (for a model that remembers users)."""
@@ -404,7 +459,7 @@ class LiveState:
         owners = self.log.session_owners(wanted)
         starts = [self._fresh(model, session, owners.get(session)) for session in wanted]
         pending = [[Applied.of(e, e.seq) for e in logged.get(s, [])] for s in wanted]
-        records = advance(model, starts, pending)
+        records = advance(model, starts, pending, facets)
         return dict(zip(wanted, records, strict=True))
 
     def _start(

@@ -228,6 +228,31 @@ class CatalogReportOut(BaseModel):
     advice: list[str]
 
 
+class AffinityValueOut(BaseModel):
+    value: str
+    score: float = Field(ge=0, le=1, description="share of the attribute's decayed weight")
+
+
+class AffinityProfileOut(BaseModel):
+    brand: list[AffinityValueOut]
+    category_1: list[AffinityValueOut] = Field(description="the top level of the category path")
+    category_2: list[AffinityValueOut] = Field(description="its first two levels")
+    category: list[AffinityValueOut] = Field(description="the full category path")
+    price_band: list[AffinityValueOut] = Field(
+        description="budget, low, mid, high or premium: the fifth of its category's prices"
+    )
+    discount_sensitivity: float = Field(
+        ge=0, le=1, description="0.5: meets discounts as often as the catalog has them"
+    )
+
+
+class AffinityOut(BaseModel):
+    user_id: str | None = None
+    session_id: str | None = None
+    events: int = Field(description="item events on catalog items the profile counts")
+    affinity: AffinityProfileOut
+
+
 class HealthOut(BaseModel):
     status: str
     model_version: str | None

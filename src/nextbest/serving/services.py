@@ -64,6 +64,7 @@ class Services:
         self.trends.refresh()
         self.catalog.refresh()
         self.catalog.table(self.registry.current)
+        self.catalog.facets()
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
         self._thread.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
@@ -102,6 +103,7 @@ class Services:
                 self.catalog.refresh()
                 table = self.catalog.table(self.registry.current)  # built here, not on a request
                 self.trends.update_row_counts(table)
+                self.catalog.facets()  # likewise
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()
@@ -150,7 +152,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         settings.keys_file,
         settings.home,
     )
-    live = LiveState(store, log, settings.rebuild_events)
+    live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
     trends = Trends(log, settings.trend_window_events)
     placements = load_placements(settings.placements)  # a bad file stops the server here
     recommender = Recommender(live, trends, catalog, placements)

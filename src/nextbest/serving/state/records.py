@@ -4,14 +4,16 @@ A session record holds the model state row (see `codec.py`) and what the server 
 it: which model version made the state (a record of another version is rebuilt from the log),
 the log position of the last event applied (an event at or before it is never applied twice),
 its latest item, the items bought in it, its last `MAX_RECENT` item events (item, type,
-time: what the pipeline's rules and filters look at) and the user it belongs to (none:
-anonymous). A user record holds the items the user bought and when, so recommendations can
-leave them out and the purchase rules can time their hold, and for a model that remembers
-users (HGRU4Rec) the state a new session of the user starts from and the session open now
-(its end moves the user state).
+time: what the pipeline's rules and filters look at), the user it belongs to (none:
+anonymous) and its affinity profile (`recommend/affinity.py`, its own bytes; b"" before the
+first item event with catalog attributes). A user record holds the items the user bought
+and when, so recommendations can leave them out and the purchase rules can time their hold,
+and for a model that remembers users (HGRU4Rec) the state a new session of the user starts
+from and the session open now (its end moves the user state).
 
-    session := "NBS3" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
+    session := "NBS4" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
                user:str bought:u16 str* recent:u16 (str type:u8 time:f64)* state_len:u32 state
+               affinity_len:u32 affinity
     user    := "NBU3" tag[8] open_session:str bought:u16 str* bought_at:f64* state_len:u32 state
     str     := len:u16 utf-8 (len 0xFFFF: none)
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field, replace
 
-SESSION_MAGIC = b"NBS3"
+SESSION_MAGIC = b"NBS4"
 USER_MAGIC = b"NBU3"
 NO_TAG = bytes(8)
 MAX_BOUGHT = 100  # per session and per user, the most recent
@@ -60,6 +62,7 @@ class SessionRecord:
     bought: tuple[str, ...] = field(default=())
     user_id: str | None = None  # the user the session belongs to
     recent: tuple[Interaction, ...] = ()  # the last MAX_RECENT item events, oldest first
+    affinity: bytes = b""  # the session's affinity profile, encoded
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def encode_session(record: SessionRecord) -> bytes:
             _pack_recent(record.recent),
             struct.pack("<I", len(record.state)),
             record.state,
+            struct.pack("<I", len(record.affinity)),
+            record.affinity,
         )
     )
 
@@ -184,8 +189,21 @@ def decode_session(data: bytes) -> SessionRecord:
     recent, offset = _unpack_recent(data, offset)
     (length,) = struct.unpack_from("<I", data, offset)
     state = data[offset + 4 : offset + 4 + length]
+    offset += 4 + length
+    (length,) = struct.unpack_from("<I", data, offset)
+    affinity = data[offset + 4 : offset + 4 + length]
     return SessionRecord(
-        tag, state, last_seq, n_steps, n_events, last_time, last_item, bought, user_id, recent
+        tag,
+        state,
+        last_seq,
+        n_steps,
+        n_events,
+        last_time,
+        last_item,
+        bought,
+        user_id,
+        recent,
+        affinity,
     )
 
 
