@@ -95,6 +95,16 @@ def test_lasting_keys_do_not_expire(make_store: MakeStore) -> None:
     assert store.get_many(["u:1"]) == [None]
 
 
+def test_one_update_writes_lasting_and_expiring_keys_together(make_store: MakeStore) -> None:
+    store = make_store(ttl_seconds=0.3)
+    stored = store.update(["s:2", "a:2"], lambda _: [b"session", b"profile"], lasting=[False, True])
+    assert stored == [b"session", b"profile"]
+    time.sleep(0.5)
+    assert store.get_many(["s:2", "a:2"]) == [None, b"profile"]
+    with pytest.raises(ValueError, match="2 lasting flags for 1 keys"):
+        store.update(["s:3"], lambda _: [b"x"], lasting=[True, False])
+
+
 def test_concurrent_updates_lose_nothing(make_store: MakeStore) -> None:
     """Four threads each add 25 to one counter: read-modify-write must not lose an increment."""
     store = make_store()

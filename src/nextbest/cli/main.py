@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from nextbest.cli.affinity import affinity_app
 from nextbest.cli.catalog import catalog_app
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(affinity_app, name="affinity")
 app.add_typer(rules_app, name="rules")
 app.command()(train)
 app.command()(evaluate)

@@ -34,6 +34,7 @@ keep one click from making anyone fully sensitive.
 from __future__ import annotations
 
 import struct
+from array import array
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -64,9 +65,9 @@ SESSION_HALF_LIFE = 10 * 60.0  # a session's intent drifts within minutes
 RESCALE_EXPONENT = 30.0
 PRIOR_EVENTS = 2.0  # pseudo-events at the catalog's discounted share
 
-_MAGIC = b"AF1"
-_HEAD = struct.Struct("<3sdQffI")  # magic, anchor, rebuilt_through, discounted, priced, events
-_ENTRY = struct.Struct("<f")
+_MAGIC = b"AF2"
+# magic, anchor, rebuilt_through, discounted, priced, events, values kept per attribute
+_HEAD = struct.Struct("<3sdQddI" + "B" * len(ATTRIBUTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,8 @@ class ItemFacets:
                 " > ".join(path) if path else None,
             )
             discount = None if item.price is None else bool(item.discount)
-            by_item[item.item_id] = Facets((item.brand, *levels, bands.get(item.item_id)), discount)
+            values = (item.brand, *levels, bands.get(item.item_id))
+            by_item[item.item_id] = Facets(tuple(_stored(v) for v in values), discount)
         return cls(by_item, discounted / len(priced) if priced else 0.0)
 
 
@@ -125,6 +127,11 @@ def price_bands(items: list[Item]) -> dict[str, str]:
         below = bisect_left(prices, float(item.price or 0.0))
         bands[item.item_id] = PRICE_BANDS[min(len(PRICE_BANDS) - 1, 5 * below // len(prices))]
     return bands
+
+
+def _stored(value: str | None) -> str | None:
+    """A value as profiles store it: NUL separates values in their bytes."""
+    return value.replace("\0", "") or None if value is not None else None
 
 
 @dataclass
@@ -201,6 +208,10 @@ class Affinity:
 
 
 def encode(profile: Affinity) -> bytes:
+    """The profile as bytes: a head, the counts of values kept per attribute, every weight as
+    float64 (totals first), then the values as one NUL-separated text (one split decodes
+    them all: a per-value loop would cost more than the update it carries)."""
+    counts = [len(kept) for kept in profile.weights]
     head = _HEAD.pack(
         _MAGIC,
         profile.anchor,
@@ -208,36 +219,35 @@ def encode(profile: Affinity) -> bytes:
         profile.discounted,
         profile.priced,
         profile.events,
+        *counts,
     )
-    parts = [head]
-    for total, kept in zip(profile.totals, profile.weights, strict=True):
-        parts.append(struct.pack("<fB", total, len(kept)))
-        for value, weight in kept.items():
-            data = value.encode()[:255]
-            parts.append(struct.pack("<B", len(data)) + data + _ENTRY.pack(weight))
-    return b"".join(parts)
+    weights = array("d", profile.totals)
+    names: list[str] = []
+    for kept in profile.weights:
+        weights.extend(kept.values())
+        names.extend(kept)
+    return head + weights.tobytes() + "\0".join(names).encode()
 
 
 def decode(data: bytes | None) -> Affinity:
     """The profile in `data`; an empty one for None, b"" or a record of another format."""
-    if not data or data[:3] != _MAGIC:
+    if not data or data[:3] != _MAGIC or len(data) < _HEAD.size:
         return Affinity()
-    _, anchor, rebuilt_through, discounted, priced, events = _HEAD.unpack_from(data, 0)
-    offset = _HEAD.size
-    totals, weights = [], []
-    for _ in ATTRIBUTES:
-        total, count = struct.unpack_from("<fB", data, offset)
-        offset += 5
-        kept = {}
-        for _ in range(count):
-            length = data[offset]
-            value = data[offset + 1 : offset + 1 + length].decode(errors="replace")
-            offset += 1 + length
-            kept[value] = _ENTRY.unpack_from(data, offset)[0]
-            offset += _ENTRY.size
-        totals.append(total)
-        weights.append(kept)
-    return Affinity(anchor, rebuilt_through, discounted, priced, events, totals, weights)
+    _, anchor, rebuilt_through, discounted, priced, events, *counts = _HEAD.unpack_from(data, 0)
+    n_weights = len(ATTRIBUTES) + sum(counts)
+    end = _HEAD.size + 8 * n_weights
+    weights = array("d")
+    weights.frombytes(data[_HEAD.size : end])
+    names = data[end:].decode(errors="replace").split("\0") if end < len(data) else []
+    kept, offset = [], 0
+    values = weights[len(ATTRIBUTES) :]
+    for count in counts:
+        kept.append(
+            dict(zip(names[offset : offset + count], values[offset : offset + count], strict=True))
+        )
+        offset += count
+    totals = list(weights[: len(ATTRIBUTES)])
+    return Affinity(anchor, rebuilt_through, discounted, priced, events, totals, kept)
 
 
 def describe(profile: Affinity, base: float, n: int = 5) -> dict[str, object]:

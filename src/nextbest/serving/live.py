@@ -38,7 +38,7 @@ from nextbest.models.base import RemembersUsers
 from nextbest.recommend.affinity import SESSION_HALF_LIFE, Affinity, ItemFacets
 from nextbest.recommend.affinity import decode as decode_affinity
 from nextbest.recommend.affinity import encode as encode_affinity
-from nextbest.serving.live_affinity import FacetsSource, ItemEvent, UserAffinities
+from nextbest.serving.live_affinity import FacetsSource, ItemEvent, Pending, UserAffinities
 from nextbest.serving.registry import NO_MODEL_TAG, LoadedModel
 from nextbest.serving.state import StateStore
 from nextbest.serving.state.records import (
@@ -53,6 +53,7 @@ from nextbest.serving.state.records import (
     encode_session,
     encode_user,
     is_session_record,
+    session_owner,
     session_tag,
 )
 
@@ -249,9 +250,18 @@ class LiveState:
         rebuilt = self._rebuild(model, [s for s in stale if s not in starting], facets)
         rebuilt.update(self._start(model, {s: by_session[s] for s in stale if s in starting}))
 
+        # The users whose profiles these events move, as far as can be told before the
+        # update (a session's owner, else its events' user); one update writes them with
+        # the sessions. A user only the update finds (a login by another worker meanwhile)
+        # is updated after it.
+        profiles = self._affinity_update(facets, sessions, values, rebuilt, by_session)
+        n_sessions = len(sessions)
+        unforeseen: dict[str, list[ItemEvent]] = {}
+        owners: list[str | None] = []  # of the records the last compute wrote
+
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             records, pending = [], []
-            for session, value in zip(sessions, current, strict=True):
+            for session, value in zip(sessions, current[:n_sessions], strict=True):
                 fresh = rebuilt.get(session)
                 if fresh is not None and _usable(value, model):
                     assert value is not None
@@ -266,26 +276,65 @@ class LiveState:
                     records.append(self._rebuild(model, [session], facets)[session])
                 pending.append(by_session[session])
             moved = advance(model, records, pending, facets)
-            return [encode_session(record) for record in moved]
+            owners[:] = [record.user_id for record in moved]
+            out: list[bytes | None] = [encode_session(record) for record in moved]
+            if profiles is not None:
+                assert facets is not None
+                by_user = _user_events(
+                    [
+                        (record.user_id, by_session[s])
+                        for record, s in zip(moved, sessions, strict=True)
+                    ]
+                )
+                out += self.affinities.compute(facets, profiles, current[n_sessions:], by_user)
+                unforeseen.clear()
+                unforeseen.update((u, e) for u, e in by_user.items() if u not in profiles.users)
+            return out
 
-        written = self.store.update(keys, compute, values)
+        keys_all, values_all, lasting = keys, values, False
+        if profiles is not None:
+            keys_all, values_all = keys + profiles.keys, values + profiles.values
+            lasting = [False] * n_sessions + [True] * len(profiles.keys)  # type: ignore[assignment]
+        self.store.update(keys_all, compute, values_all, lasting=lasting)
         purchases: dict[str, list[tuple[str, float]]] = defaultdict(list)  # user -> bought
-        users: dict[str, list[ItemEvent]] = defaultdict(list)  # user -> item events
-        for session, value in zip(sessions, written, strict=True):
-            owner = decode_session(value).user_id if value is not None else None
+        for session, owner in zip(sessions, owners, strict=True):
             for applied in by_session[session]:
                 user = owner or applied.user_id
-                if not user or not applied.item_id:
-                    continue
-                if applied.type == PURCHASE:
+                if applied.type == PURCHASE and user and applied.item_id:
                     purchases[user].append((applied.item_id, applied.timestamp))
-                users[user].append(
-                    ItemEvent(applied.type, applied.item_id, applied.timestamp, applied.seq)
-                )
         if purchases:
             self._apply_purchases(purchases)
-        if users and facets is not None:
-            self._apply_affinities(facets, users)
+        if unforeseen and facets is not None:
+            self._apply_affinities(facets, unforeseen)
+
+    def _affinity_update(
+        self,
+        facets: ItemFacets | None,
+        sessions: list[str],
+        values: list[bytes | None],
+        rebuilt: Mapping[str, SessionRecord],
+        by_session: Mapping[str, list[Applied]],
+    ) -> Pending | None:
+        """The profiles of the users these sessions' item events belong to, ready to update
+        (None: there are none, or no catalog to take attributes from)."""
+        if facets is None:
+            return None
+        owned = []
+        for session, value in zip(sessions, values, strict=True):
+            record = rebuilt.get(session)
+            if record is not None:
+                owner = record.user_id
+            elif value is not None and is_session_record(value):
+                owner = session_owner(value)
+            else:
+                owner = None
+            owned.append((owner, by_session[session]))
+        users = [
+            user
+            for user, events in _user_events(owned).items()
+            if any(facets.get(e.item_id) for e in events)
+        ]
+        return self.affinities.prepare(facets, users) if users else None
 
     def _apply_affinities(self, facets: ItemFacets, users: dict[str, list[ItemEvent]]) -> None:
         # the sessions are stored: a profile that fails to move must not drop them (the
@@ -553,6 +602,21 @@ class LiveState:
     def _end(self, model: LoadedModel, row: bytes) -> bytes:
         assert isinstance(model.model, RemembersUsers)
         return model.codec.split(model.model.end_session(model.codec.join([row])))[0]
+
+
+def _user_events(
+    sessions: Iterable[tuple[str | None, Sequence[Applied]]],
+) -> dict[str, list[ItemEvent]]:
+    """Item events by the user they count for: the session's owner, else the event's user."""
+    out: dict[str, list[ItemEvent]] = defaultdict(list)
+    for owner, events in sessions:
+        for applied in events:
+            user = owner or applied.user_id
+            if user and applied.item_id:
+                out[user].append(
+                    ItemEvent(applied.type, applied.item_id, applied.timestamp, applied.seq)
+                )
+    return out
 
 
 def _usable(value: bytes | None, model: LoadedModel | None) -> bool:

@@ -3,7 +3,8 @@
 A user's profile (`recommend/affinity.py`) lives under its own key, `a:USER`, without the idle
 expiry, apart from the user record (which a model version change rebuilds): tastes do not
 depend on the model. Every committed item event of a session that belongs to the user adds to
-it, in one atomic update per batch. A profile that is missing (a restart of the in-process
+it, in the same atomic update that moves the session (`LiveState.apply`): no extra round trip
+to the store. A profile that is missing (a restart of the in-process
 store, an eviction) is rebuilt from the user's last `USER_SESSIONS` sessions in the log, which
 already hold the events being applied; it remembers the last log position it read
 (`rebuilt_through`) and skips those events. Live events are applied whatever their order, so
@@ -43,27 +44,44 @@ class UserAffinities:
     def __init__(self, store: StateStore, log: EventLog, rebuild_events: int) -> None:
         self.store, self.log, self.rebuild_events = store, log, rebuild_events
 
+    def prepare(self, facets: ItemFacets, users: Sequence[str]) -> Pending:
+        """What an update of these users' profiles starts from: their keys, the values this
+        process guesses they hold, and the missing ones rebuilt from the log."""
+        keys = [AFFINITY_KEY + user for user in users]
+        values = self.store.guess_many(keys) if keys else []  # `update` corrects a stale guess
+        missing = [u for u, v in zip(users, values, strict=True) if v is None]
+        return Pending(list(users), keys, values, self._rebuild(facets, missing))
+
+    def compute(
+        self,
+        facets: ItemFacets,
+        pending: Pending,
+        current: Sequence[bytes | None],
+        events: Mapping[str, Sequence[ItemEvent]],
+    ) -> list[bytes | None]:
+        """The new values of `pending`'s keys (None: unchanged); no side effects."""
+        out: list[bytes | None] = []
+        for user, value in zip(pending.users, current, strict=True):
+            if value is None:  # the log it was rebuilt from holds these events
+                rebuilt = pending.rebuilt.get(user) or self._rebuild(facets, [user])[user]
+                out.append(encode(rebuilt) if not rebuilt.empty else None)
+                continue
+            profile = decode(value)
+            out.append(encode(profile) if _add(profile, facets, events.get(user, ())) else None)
+        return out
+
     def apply(self, facets: ItemFacets, events: Mapping[str, Sequence[ItemEvent]]) -> None:
         """Add each user's new events (already committed in the log) to their profile."""
         users = [user for user, evs in events.items() if any(facets.get(e.item_id) for e in evs)]
         if not users:
             return
-        keys = [AFFINITY_KEY + user for user in users]
-        values = self.store.guess_many(keys)  # `update` corrects a stale guess
-        missing = [u for u, v in zip(users, values, strict=True) if v is None]
-        rebuilt = self._rebuild(facets, missing)
-
-        def compute(current: list[bytes | None]) -> list[bytes | None]:
-            out: list[bytes | None] = []
-            for user, value in zip(users, current, strict=True):
-                if value is None:  # the log it was rebuilt from holds these events
-                    out.append(encode(rebuilt.get(user) or self._rebuild(facets, [user])[user]))
-                    continue
-                profile = decode(value)
-                out.append(encode(profile) if _add(profile, facets, events[user]) else None)
-            return out
-
-        self.store.update(keys, compute, values, lasting=True)
+        pending = self.prepare(facets, users)
+        self.store.update(
+            pending.keys,
+            lambda current: self.compute(facets, pending, current, events),
+            pending.values,
+            lasting=True,
+        )
 
     def get(self, facets: ItemFacets, user_id: str) -> Affinity:
         """The user's profile, rebuilt from the log (and stored) when missing."""
@@ -102,6 +120,16 @@ class UserAffinities:
             profile.rebuilt_through = max((e.seq for e in events), default=0)
             out[user] = profile
         return out
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An update of some users' profiles, ready to run (see `UserAffinities.prepare`)."""
+
+    users: list[str]
+    keys: list[str]
+    values: list[bytes | None]
+    rebuilt: dict[str, Affinity]
 
 
 def _add(profile: Affinity, facets: ItemFacets, events: Iterable[ItemEvent]) -> bool:

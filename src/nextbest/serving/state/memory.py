@@ -54,8 +54,9 @@ class MemoryStateStore(StateStore):
         keys: Sequence[str],
         compute: Compute,
         current: list[bytes | None] | None = None,
-        lasting: bool = False,
+        lasting: bool | Sequence[bool] = False,
     ) -> list[bytes | None]:
+        flags = self.lasting_flags(keys, lasting)
         with self._lock:  # nobody else can write meanwhile: compute runs once
             now = self._clock()
             current = [self._get(key, now) for key in keys]  # the caller's may be stale
@@ -63,10 +64,10 @@ class MemoryStateStore(StateStore):
             if len(new) != len(keys):
                 raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
             expiry = now + self.ttl_seconds
-            for key, value in zip(keys, new, strict=True):
+            for key, value, lasts in zip(keys, new, flags, strict=True):
                 if value is None:
                     continue
-                if lasting:
+                if lasts:
                     self._entries.pop(key, None)
                     self._lasting[key] = value
                     self._lasting.move_to_end(key)

@@ -207,6 +207,12 @@ def decode_session(data: bytes) -> SessionRecord:
     )
 
 
+def session_owner(data: bytes) -> str | None:
+    """The user an encoded session record belongs to, without decoding the rest."""
+    _, offset = _unpack_str(data, _HEAD.size)  # the last item comes first
+    return _unpack_str(data, offset)[0]
+
+
 def is_session_record(data: bytes) -> bool:
     """Written in this format (a record of an older format is rebuilt, not read)."""
     return data[:4] == SESSION_MAGIC

@@ -1,15 +1,15 @@
 """The shared state store: Redis, for several workers or hosts serving the same sessions.
 
-Values are plain Redis strings under `prefix + key`, written with an expiry (`PX`), or none
-for lasting values (user states). `update`
-is optimistic compare-and-set: read the keys (or take the values the caller just read),
-compute, then one Lua script checks that every key still holds what was read and writes the
-new values, atomically. If another worker wrote one of them in between, nothing is written
-and the update starts again on the values the script returns. Two round trips in the common
-case, one when the caller starts from `guess_many`: the values this process last read or
-wrote, kept for the most recent `LOCAL_COPIES` keys (a session's events usually reach the
-worker that handled its previous ones; when another worker wrote in between, the compare
-fails and its answer carries the current values, so a lost race costs no extra read).
+Values are plain Redis strings under `prefix + key`, written with an expiry (`PX`), or none for
+lasting values (user states). `update` is optimistic compare-and-set: read the keys (or take
+the values the caller just read), compute, then one Lua script checks that every key still
+holds what was read and writes the new values, atomically. If another worker wrote one of them
+in between, nothing is written and the update starts again on the values the script returns.
+Two round trips in the common case, one when the caller starts from `guess_many`: the values
+this process last read or wrote, kept for the most recent `LOCAL_COPIES` keys (a session's
+events usually reach the worker that handled its previous ones; when another worker wrote in
+between, the compare fails and its answer carries the current values, so a lost race costs no
+extra read).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from nextbest.serving.state.base import Compute, StateStore
 MAX_RETRIES = 50
 LOCAL_COPIES = 50_000  # keys whose last seen value this process keeps (see guess_many)
 
-# KEYS: the keys. ARGV[1]: expiry in ms ("0": none); then per key an expected value and a new value,
-# each "0" (expected: absent; new: leave as is) or "1" followed by the bytes.
+# KEYS: the keys. ARGV[1]: expiry in ms; then per key an expected value and a new value, each
+# "0" (expected: absent; new: leave as is) or "1" followed by the bytes; a new value tagged "2"
+# instead of "1" is written without expiry (a lasting key).
 # Returns 0 when it wrote, else every key's current value (false: absent), so that a writer
 # that lost the race starts again without another read.
 COMPARE_AND_SET = """
@@ -45,7 +46,7 @@ if stale then return current end
 for i, key in ipairs(KEYS) do
   local new = ARGV[2 * i + 1]
   if new ~= "0" then
-    if ARGV[1] == "0" then
+    if string.sub(new, 1, 1) == "2" then
       redis.call("SET", key, string.sub(new, 2))
     else
       redis.call("SET", key, string.sub(new, 2), "PX", ARGV[1])
@@ -56,8 +57,10 @@ return 0
 """
 
 
-def _tagged(value: bytes | None) -> bytes:
-    return b"0" if value is None else b"1" + value
+def _tagged(value: bytes | None, lasting: bool = False) -> bytes:
+    if value is None:
+        return b"0"
+    return (b"2" if lasting else b"1") + value
 
 
 class RedisStateStore(StateStore):
@@ -107,19 +110,20 @@ class RedisStateStore(StateStore):
         keys: Sequence[str],
         compute: Compute,
         current: list[bytes | None] | None = None,
-        lasting: bool = False,
+        lasting: bool | Sequence[bool] = False,
     ) -> list[bytes | None]:
         if not keys:
             return []
+        flags = self.lasting_flags(keys, lasting)
         full = self._keys(keys)
         seen = list(current) if current is not None else self.get_many(keys)
         for _ in range(MAX_RETRIES):
             new = compute(list(seen))
             if len(new) != len(keys):
                 raise ValueError(f"compute returned {len(new)} values for {len(keys)} keys")
-            arguments: list[bytes | int] = [0 if lasting else self._ttl_ms]
-            for before, after in zip(seen, new, strict=True):
-                arguments += [_tagged(before), _tagged(after)]
+            arguments: list[bytes | int] = [self._ttl_ms]
+            for before, after, lasts in zip(seen, new, flags, strict=True):
+                arguments += [_tagged(before), _tagged(after, lasts)]
             answer = self._compare_and_set(keys=full, args=arguments)
             if answer == 0:
                 stored = [n if n is not None else c for n, c in zip(new, seen, strict=True)]
