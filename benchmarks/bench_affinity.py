@@ -172,7 +172,8 @@ def table(result: dict[str, Any]) -> str:
         f"The profile itself: an event's update {parts['add']:.1f} µs; a session's profile "
         f"({parts['bytes']:.0f} bytes with every attribute full) decodes in "
         f"{parts['decode']:.1f} µs and encodes in {parts['encode']:.1f} µs, once per session "
-        "and batch. A user's profile adds one read-modify-write of its key per batch.",
+        "and batch. A user's profile is one more key in the same atomic update as its session "
+        "(no extra round trip), so its bytes travel to the store and back with every batch.",
     ]
     if result.get("note"):
         lines += ["", result["note"]]

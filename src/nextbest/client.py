@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -97,6 +98,20 @@ class NextbestClient:
     def put_items(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Insert or replace catalog items (an admin key; at most 1000 per call)."""
         return self._call("PUT", "/v1/items", json={"items": list(items)})
+
+    def user_affinity(self, user_id: str, n: int = 5) -> dict[str, Any]:
+        """What the user leans to: the top `n` brands, categories, price bands and the
+        discount sensitivity (a read key)."""
+        return self._call("GET", f"/v1/users/{quote(user_id, safe='')}/affinity", params={"n": n})
+
+    def session_affinity(self, session_id: str, n: int = 5) -> dict[str, Any]:
+        """The same for one session (a read key)."""
+        path = f"/v1/sessions/{quote(session_id, safe='')}/affinity"
+        return self._call("GET", path, params={"n": n})
+
+    def catalog_report(self) -> dict[str, Any]:
+        """What the catalog lacks (an admin key)."""
+        return self._call("GET", "/v1/catalog/report")
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")

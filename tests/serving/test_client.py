@@ -48,6 +48,12 @@ def test_the_client_sends_and_recommends(client: TestClient) -> None:
     with pytest.raises(NextbestError, match="409") as taken:
         writer.identify("s1", "u2")
     assert taken.value.status == 409
+    admin = NextbestClient("http://testserver", ADMIN, http=client)
+    admin.put_items([{"item_id": item(3), "brand": "Acme", "category_path": ["A", "B"]}])
+    writer.send_events([{"event_id": "c2", "type": "view", "session_id": "s9", "item_id": item(3)}])
+    assert reader.session_affinity("s9")["affinity"]["brand"][0]["value"] == "Acme"
+    assert reader.user_affinity("u 7?x")["events"] == 0  # the id is quoted in the path
+    assert admin.catalog_report()["items"] >= 2
 
 
 def test_the_client_retries_server_errors_then_succeeds() -> None:

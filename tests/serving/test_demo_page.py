@@ -178,6 +178,27 @@ def test_a_product_page_recommends_other_items_and_says_why(
     ]
 
 
+def test_the_side_panel_shows_what_the_session_leans_to(browser: Any, demo: Server) -> None:
+    page, _ = shop(browser, demo)
+    assert page.locator("#affinity dd[data-attribute]").count() == 0  # no item events yet
+    assert "Nothing yet" in (page.locator("#affinity").text_content() or "")
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")  # discounted (j % 5 == 0)
+    brand = page.locator("#affinity dd[data-attribute='brand']")
+    assert brand.evaluate_all("ls => ls.map(l => l.dataset.value)") == ["Acme"]
+    assert "100%" in (brand.text_content() or "")
+    category = page.locator("#affinity dd[data-attribute='category']")
+    assert category.evaluate_all("ls => ls.map(l => l.dataset.value)") == ["Things > Odd"]
+    drawn = float(page.locator("#affinity .discounts").get_attribute("data-sensitivity") or 0)
+    assert drawn > 0.5  # its one event is on a discounted item
+    click_and_wait(page, "#add-to-cart")  # a cart add of it: more weight, more trust
+    carted = float(page.locator("#affinity .discounts").get_attribute("data-sensitivity") or 0)
+    assert carted > drawn
+    click_and_wait(page, ".shop-name")
+    click_and_wait(page, f"#products li[data-item-id='{item(6)}']")  # a full-price item
+    after = float(page.locator("#affinity .discounts").get_attribute("data-sensitivity") or 0)
+    assert after < carted
+
+
 def test_the_cart_list_leaves_out_what_is_in_the_cart(
     browser: Any, demo: Server, home: Path
 ) -> None:

@@ -238,7 +238,53 @@
     if (ticket !== listTicket) return;  // a newer request is under way
     if (reply) showReply(list, placement, reply, new Set(never));
     else list.replaceChildren(emptyLine(`Recommendations unavailable: ${failure.message}`));
+    await showAffinity(ticket);
     bumpUpdates();
+  }
+
+  // How the affinity panel names each attribute, in the order it shows them.
+  const AFFINITY_NAMES = { brand: "Brands", category: "Categories", price_band: "Price bands" };
+
+  /** The session's affinity profile in the side panel (after the list: the same events). */
+  async function showAffinity(ticket) {
+    const panel = $("affinity");
+    let reply = null;
+    try {
+      reply = await nb.affinity({ n: 3 });
+    } catch (error) {
+      panel.replaceChildren(element("dd", "muted", `Affinity unavailable: ${error.message}`));
+      return;
+    }
+    if (ticket !== listTicket) return;
+    const rows = [];
+    for (const [key, name] of Object.entries(AFFINITY_NAMES)) {
+      const values = reply.affinity[key] || [];
+      if (!values.length) continue;
+      rows.push(element("dt", null, name));
+      for (const { value, score } of values) {
+        const line = element("dd");
+        line.dataset.attribute = key;
+        line.dataset.value = value;
+        const label = element("span", null, value.split(" > ").pop());
+        const bar = element("span", "bar");
+        bar.append(element("span"));
+        bar.firstChild.style.width = `${Math.round(score * 100)}%`;
+        label.append(bar);
+        line.append(label, element("small", "muted", `${Math.round(score * 100)}%`));
+        rows.push(line);
+      }
+    }
+    if (!rows.length) {
+      rows.push(element("dd", "muted", "Nothing yet: open a product."));
+    } else {
+      const sensitivity = reply.affinity.discount_sensitivity;
+      const word = sensitivity > 0.6 ? "drawn to" : sensitivity < 0.4 ? "not swayed by" : "neutral to";
+      rows.push(element("dt", null, "Discounts"));
+      const line = element("dd", "discounts", `${word} discounts (${sensitivity.toFixed(2)})`);
+      line.dataset.sensitivity = String(sensitivity);
+      rows.push(line);
+    }
+    panel.replaceChildren(...rows);
   }
 
   const emptyLine = (text) => element("li", "empty", text);

@@ -201,5 +201,26 @@
     });
   };
 
+  /** What this session (or, with a userId, this user) leans to, after the events sent so
+   *  far: {affinity: {brand: [{value, score}], category, price_band, ..., discount_sensitivity}}.
+   *  Needs readKey. */
+  Client.prototype.affinity = function (params) {
+    var self = this;
+    var n = (params && params.n) || 3;
+    var path = this.options.userId
+      ? "/v1/users/" + encodeURIComponent(this.options.userId)
+      : "/v1/sessions/" + encodeURIComponent(this.sessionId());
+    return this.drain().then(function () {
+      return root.fetch(self.options.endpoint + path + "/affinity?n=" + n, {
+        headers: { "Authorization": "Bearer " + self.options.readKey },
+      });
+    }).then(function (reply) {
+      return reply.json().then(function (body) {
+        if (!reply.ok) throw Object.assign(new Error(body.error || "HTTP " + reply.status), body);
+        return body;
+      });
+    });
+  };
+
   root.Nextbest = { init: function (options) { return new Client(options || {}); }, Client: Client };
 })(typeof window !== "undefined" ? window : this);
