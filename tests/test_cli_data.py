@@ -81,6 +81,26 @@ def test_stats_prints_counts(tmp_path: Path) -> None:
     assert "sessions" in result.output
 
 
+def test_stats_reports_noise_and_prepare_removes_it_when_asked(tmp_path: Path) -> None:
+    # session 1: a person, one page a minute; session 2: twelve pages in six seconds
+    rows = [f"1\ti{k}\t{60 * k}" for k in range(4)] + [f"2\ti{k}\t{0.5 * k}" for k in range(12)]
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("SessionId\tItemId\tTime\n" + "\n".join(rows) + "\n")
+    result = runner.invoke(app, ["data", "stats", str(tsv)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    bots = next(line for line in result.output.splitlines() if "bot-like sessions" in line)
+    assert "│ 1 " in bots and "12" in bots  # one session, its twelve events
+    out = tmp_path / "prepared"
+    args = ["data", "prepare", str(tsv), "--out", str(out), "--min-item-support", "1"]
+    cleaned = runner.invoke(app, [*args, "--bot-events-per-minute", "60", "--no-sessionize"])
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "bot-like sessions: 1 sessions, 12 events removed" in cleaned.output
+    kept = import_gru4rec(out / "train.tsv").events["session_id"].unique().to_list()
+    assert "2" not in kept
+    bad = runner.invoke(app, [*args, "--accidental-seconds", "-1"])
+    assert bad.exit_code == 2 and "accidental_seconds must be a positive" in bad.output
+
+
 def test_demo_shop_writes_the_documented_files(tmp_path: Path) -> None:
     out = tmp_path / "shop"
     args = ["data", "demo-shop", "--out", str(out), "--events", "30000", "--seed", "3"]

@@ -134,3 +134,15 @@ def test_the_affinity_routes_take_the_read_key_and_check_their_input(client: Tes
     assert reply.status_code == 422 and reply.json()["detail"][0]["field"] == "n"
     long_id = "x" * 300
     assert client.get(f"/v1/users/{long_id}/affinity", headers=auth(READ)).status_code == 422
+
+
+def test_a_damaged_profile_is_rebuilt_and_the_session_still_moves(make_client: MakeClient) -> None:
+    client = shop(make_client)
+    send(client, event("z1", "s1", "pan-1", user_id="u5"))
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    [good] = store.get_many(["a:u5"])
+    store.update(["a:u5"], lambda _: [good[:-20]], lasting=True)  # cut short
+    send(client, event("z2", "s1", "run-1", user_id="u5"))
+    assert set(brands(user_affinity(client, "u5"))) == {"Hausgut", "Peak"}  # from the log
+    session = client.get("/v1/sessions/s1/affinity", headers=auth(READ)).json()
+    assert session["events"] == 2

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nextbest.cli.common import console, friendly_errors, setup_logging
+from nextbest.cli.common import console, friendly_errors, results_table, setup_logging
 
 data_app = typer.Typer(no_args_is_help=True, help="Import, prepare and inspect datasets.")
 
@@ -80,8 +80,19 @@ def prepare(
     valid_days: Annotated[float | None, typer.Option(help="last training days for tuning")] = None,
     remove_repeats: Annotated[bool, typer.Option(help="drop consecutive repeats")] = False,
     sessionize: Annotated[bool, typer.Option(help="re-split sessions by the gap")] = True,
+    bot_events_per_minute: Annotated[
+        float | None, typer.Option(help="drop sessions of >= 10 events faster than this")
+    ] = None,
+    accidental_seconds: Annotated[
+        float | None, typer.Option(help="drop views followed by the next event this soon")
+    ] = None,
+    max_session_events: Annotated[
+        int | None, typer.Option(help="drop sessions with more events than this")
+    ] = None,
 ) -> None:
-    """Sessionize, filter and split events by time, writing GRU4Rec TSV files."""
+    """Sessionize, remove noise (when asked), filter and split events by time, writing
+    GRU4Rec TSV files."""
+    from nextbest.data.noise import NoiseConfig
     from nextbest.data.prepare import PrepareConfig, write_prepared
     from nextbest.data.prepare import prepare as run_prepare
     from nextbest.events.io import read_events
@@ -97,10 +108,18 @@ def prepare(
         test_days=test_days,
         valid_days=valid_days,
         sessionize=sessionize,
+        noise=NoiseConfig(
+            bot_events_per_minute=bot_events_per_minute,
+            accidental_seconds=accidental_seconds,
+            max_session_events=max_session_events,
+        ),
     )
     events = read_events(path)
     with console.status("preparing"):
         prepared = run_prepare(events, config)
+    for removed in prepared.noise_removed:
+        whole = f"{removed.sessions:,} sessions, " if removed.rule != "accidental clicks" else ""
+        console.print(f"{removed.rule}: {whole}{removed.events:,} events removed")
     write_prepared(prepared, out)
     console.print(f"prepared data written to {out}")
 
@@ -108,11 +127,26 @@ def prepare(
 @data_app.command()
 @friendly_errors
 def stats(path: Annotated[Path, typer.Argument(help="events (.parquet or GRU4Rec .tsv)")]) -> None:
-    """Print what a dataset holds."""
+    """Print what a dataset holds, and how much of it each noise rule would remove."""
+    from nextbest.data.noise import noise_report, report_rules
     from nextbest.data.stats import dataset_stats
     from nextbest.events.io import read_events
 
-    console.print(dataset_stats(read_events(path)).to_rich_table())
+    events = read_events(path)
+    console.print(dataset_stats(events).to_rich_table())
+    rules = report_rules()
+    rows = [
+        [
+            r.rule,
+            rules[r.rule],
+            f"{r.sessions:,}",
+            f"{r.events:,}",
+            f"{r.events / max(events.height, 1):.2%}",
+        ]
+        for r in noise_report(events)
+    ]
+    header = ["noise rule", "at", "sessions", "events", "of all events"]
+    console.print(results_table(header, rows))
 
 
 @data_app.command("demo-shop")

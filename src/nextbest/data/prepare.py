@@ -3,6 +3,7 @@
 The steps, each a pure function on an event table (EVENT_SCHEMA columns, row order kept):
 
     sessionize                  cut each visitor's stream where they were idle > 30 minutes
+    remove_noise (noise.py)     optional: bot-like sessions, over-long ones, accidental clicks
     remove_consecutive_repeats  optional: drop an item event that repeats the previous item
     filter_iteratively          drop rare items and short sessions until nothing changes
     split_by_time (splits.py)   hold out the sessions of the last day, then drop unseen items
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 
+from nextbest.data.noise import NoiseConfig, Removed, remove_noise
 from nextbest.data.splits import drop_unseen_items, split_by_time, train_valid_split
 from nextbest.data.stats import item_events, session_users
 from nextbest.data.tsv import write_gru4rec_tsv
@@ -239,6 +241,7 @@ class PrepareConfig:
     max_user_sessions: int | None = None
     test_days: float = 1.0
     valid_days: float | None = None
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # every rule off
 
     def __post_init__(self) -> None:
         _check_flag("sessionize", self.sessionize)
@@ -271,15 +274,23 @@ class PreparedData:
     n_test_events_dropped: int
     valid_train: pl.DataFrame | None = None
     valid: pl.DataFrame | None = None
+    noise_removed: tuple[Removed, ...] = ()  # per noise rule that ran
 
 
 def prepare(events: pl.DataFrame, config: PrepareConfig | None = None) -> PreparedData:
-    """Run sessionize -> repeats -> iterative filtering -> time split -> unseen-item removal."""
+    """Run sessionize -> noise -> repeats -> iterative filtering -> time split -> unseen-item
+    removal."""
     config = config or PrepareConfig()
     frame = sessionize(events, config.gap_seconds) if config.sessionize else events
+    frame, noise_removed = remove_noise(frame, config.noise)
+    for removed in noise_removed:
+        logger.info(
+            "%s: %d sessions, %d events removed", removed.rule, removed.sessions, removed.events
+        )
+    before_repeats = frame.height
     if config.remove_repeats:
         frame = remove_consecutive_repeats(frame)
-    n_repeats = events.height - frame.height
+    n_repeats = before_repeats - frame.height
     frame, report = filter_iteratively(
         frame,
         min_item_support=config.min_item_support,
@@ -310,6 +321,7 @@ def prepare(events: pl.DataFrame, config: PrepareConfig | None = None) -> Prepar
         n_test_events_dropped=split.n_test_events - test.height,
         valid_train=valid_train,
         valid=valid,
+        noise_removed=tuple(noise_removed),
     )
 
 

@@ -230,12 +230,17 @@ def encode(profile: Affinity) -> bytes:
 
 
 def decode(data: bytes | None) -> Affinity:
-    """The profile in `data`; an empty one for None, b"" or a record of another format."""
-    if not data or data[:3] != _MAGIC or len(data) < _HEAD.size:
+    """The profile in `data`; an empty one for None, b"" or a record of another format.
+    ValueError if `data` is damaged."""
+    if not data or data[:3] != _MAGIC:
         return Affinity()
+    if len(data) < _HEAD.size:
+        raise ValueError(f"an affinity profile of {len(data)} bytes is cut short")
     _, anchor, rebuilt_through, discounted, priced, events, *counts = _HEAD.unpack_from(data, 0)
     n_weights = len(ATTRIBUTES) + sum(counts)
     end = _HEAD.size + 8 * n_weights
+    if len(data) < end:
+        raise ValueError(f"an affinity profile of {len(data)} bytes is cut short")
     weights = array("d")
     weights.frombytes(data[_HEAD.size : end])
     names = data[end:].decode(errors="replace").split("\0") if end < len(data) else []

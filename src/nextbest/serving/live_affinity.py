@@ -15,12 +15,15 @@ A session's own profile is part of its record and moves in `live.advance`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nextbest.events.log import EventLog
 from nextbest.recommend.affinity import USER_HALF_LIFE, Affinity, ItemFacets, decode, encode
 from nextbest.serving.state import StateStore
+
+logger = logging.getLogger(__name__)
 
 AFFINITY_KEY = "a:"
 USER_SESSIONS = 20  # a lost profile is rebuilt from this many of the user's last sessions
@@ -62,12 +65,19 @@ class UserAffinities:
         """The new values of `pending`'s keys (None: unchanged); no side effects."""
         out: list[bytes | None] = []
         for user, value in zip(pending.users, current, strict=True):
-            if value is None:  # the log it was rebuilt from holds these events
-                rebuilt = pending.rebuilt.get(user) or self._rebuild(facets, [user])[user]
-                out.append(encode(rebuilt) if not rebuilt.empty else None)
-                continue
-            profile = decode(value)
-            out.append(encode(profile) if _add(profile, facets, events.get(user, ())) else None)
+            if value is not None:
+                try:
+                    profile = decode(value)
+                except ValueError:  # damaged: rebuilt below, so the sessions' update holds
+                    logger.warning("the affinity profile of user %r was unreadable", user)
+                else:
+                    changed = _add(profile, facets, events.get(user, ()))
+                    out.append(encode(profile) if changed else None)
+                    continue
+            # the log it is rebuilt from holds these events
+            rebuilt = pending.rebuilt.get(user) if value is None else None
+            rebuilt = rebuilt or self._rebuild(facets, [user])[user]
+            out.append(encode(rebuilt) if not rebuilt.empty else None)
         return out
 
     def apply(self, facets: ItemFacets, events: Mapping[str, Sequence[ItemEvent]]) -> None:
