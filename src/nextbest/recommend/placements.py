@@ -27,6 +27,7 @@ from nextbest.recommend.pipeline import Pipeline, Retrieval
 from nextbest.recommend.ranking.fusion import FusionRanker
 from nextbest.recommend.ranking.personal import PersonalRanker
 from nextbest.recommend.ranking.priority import PriorityRanker
+from nextbest.recommend.retrieval.attributes import AttributeSimilar
 from nextbest.recommend.retrieval.complements import Complements
 from nextbest.recommend.retrieval.given import GivenItems
 from nextbest.recommend.retrieval.session_model import SessionModelNext
@@ -45,13 +46,16 @@ MAX_K = 5000
 GENERATORS: dict[str, type[Any]] = {
     "session": SessionModelNext,
     "similar": SimilarItems,
+    "attributes": AttributeSimilar,
     "complements": Complements,
     "covisit": LiveCovisit,
     "popular": LivePopular,
     "new_items": NewItems,
     "search": GivenItems,
 }
-Source = Literal["session", "similar", "complements", "covisit", "popular", "new_items", "search"]
+Source = Literal[
+    "session", "similar", "attributes", "complements", "covisit", "popular", "new_items", "search"
+]
 Exclude = Literal["bought", "on_screen", "in_cart", "out_of_stock"]
 Need = Literal["item_id", "candidates", "user_id", "session_id"]
 
