@@ -34,15 +34,18 @@ from nextbest.recommend.rules.purchase_rules import learn_purchase_rules
 from nextbest.serving.registry import serve_model
 
 BEGIN, END = "<!-- strategies:begin -->", "<!-- strategies:end -->"
-SHIPPED = ["session", "similar", "complements"]
+SHIPPED = ["session", "similar", "complements"]  # the product placement before attributes
 WEIGHTS = {"session": 4.0, "complements": 0.5}  # the shipped product placement's
 VARIANTS: dict[str, tuple[list[str], dict[str, float]]] = {
     "the session model alone": (["session"], {}),
     "similar (model vectors) alone": (["similar"], {}),
     "attributes alone": (["attributes"], {}),
-    "product as shipped": (SHIPPED, {}),
+    "product without attributes (shipped before)": (SHIPPED, {}),
     "product + attributes (weight 0.5)": ([*SHIPPED, "attributes"], {"attributes": 0.5}),
-    "product + attributes (weight 1)": ([*SHIPPED, "attributes"], {"attributes": 1.0}),
+    "product + attributes (weight 1, shipped now)": (
+        [*SHIPPED, "attributes"],
+        {"attributes": 1.0},
+    ),
     "product, attributes in place of similar": (["session", "attributes", "complements"], {}),
 }
 
