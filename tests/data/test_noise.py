@@ -5,23 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from event_tables import event_table
 from nextbest.data.noise import NoiseConfig, accidental_clicks, noise_report, remove_noise
 from nextbest.data.prepare import PrepareConfig, prepare
-from nextbest.events.schema import conform_events
 
 
 def table(rows: list[tuple[str, str, str, float]]) -> pl.DataFrame:
-    return conform_events(
-        pl.DataFrame(
-            {
-                "event_id": [f"e{k}" for k in range(len(rows))],
-                "session_id": [r[0] for r in rows],
-                "type": [r[1] for r in rows],
-                "item_id": [r[2] for r in rows],
-                "timestamp": [r[3] for r in rows],
-            }
-        )
-    )
+    return event_table(rows, ("session_id", "type", "item_id", "timestamp"))
 
 
 PERSON = [("p", "view", f"i{k}", 1000.0 + 40 * k) for k in range(12)]  # one page per 40 s

@@ -8,9 +8,10 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
+from event_tables import event_table
 from nextbest.cli.main import app
 from nextbest.evaluation.affinity import evaluate_affinity
-from nextbest.events.schema import Item, conform_events
+from nextbest.events.schema import Item
 from nextbest.recommend.affinity import ItemFacets
 
 ITEMS = [
@@ -22,18 +23,7 @@ ITEMS = [
 
 
 def events(rows: list[tuple[str, str, str, str | None, float]]) -> pl.DataFrame:
-    return conform_events(
-        pl.DataFrame(
-            {
-                "event_id": [f"e{k}" for k in range(len(rows))],
-                "session_id": [r[0] for r in rows],
-                "type": [r[1] for r in rows],
-                "item_id": [r[2] for r in rows],
-                "user_id": [r[3] for r in rows],
-                "timestamp": [r[4] for r in rows],
-            }
-        )
-    )
+    return event_table(rows, ("session_id", "type", "item_id", "user_id", "timestamp"))
 
 
 TRAIN = events(

@@ -57,7 +57,11 @@ def evaluate(
     header = ["predict", "from", *(f"accuracy@{k}" for k in cutoffs)]
     console.print(results_table(header, result.rows(cutoffs)))
     if json_path is not None:
-        record = {"cases": result.cases, "users": result.users, "half_life_hours": half_life / 3600}
-        record["accuracy"] = result.accuracy  # type: ignore[assignment]
+        record = {
+            "cases": result.cases,
+            "users": result.users,
+            "half_life_hours": half_life / 3600,
+            "accuracy": result.accuracy,
+        }
         json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         console.print(f"results written to {json_path}")

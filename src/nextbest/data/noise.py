@@ -128,19 +128,12 @@ def remove_noise(events: pl.DataFrame, config: NoiseConfig) -> tuple[pl.DataFram
 
 def noise_report(events: pl.DataFrame) -> list[Removed]:
     """What each rule would remove at the report thresholds, each on the whole table."""
-    config = NoiseConfig(
-        bot_events_per_minute=REPORT_BOT_EVENTS_PER_MINUTE,
-        accidental_seconds=REPORT_ACCIDENTAL_SECONDS,
-        max_session_events=REPORT_MAX_SESSION_EVENTS,
+    rules = (
+        NoiseConfig(bot_events_per_minute=REPORT_BOT_EVENTS_PER_MINUTE),
+        NoiseConfig(max_session_events=REPORT_MAX_SESSION_EVENTS),
+        NoiseConfig(accidental_seconds=REPORT_ACCIDENTAL_SECONDS),
     )
-    out = []
-    for rule in (
-        NoiseConfig(bot_events_per_minute=config.bot_events_per_minute),
-        NoiseConfig(max_session_events=config.max_session_events),
-        NoiseConfig(accidental_seconds=config.accidental_seconds),
-    ):
-        out.extend(remove_noise(events, rule)[1])
-    return out
+    return [removed for rule in rules for removed in remove_noise(events, rule)[1]]
 
 
 def report_rules() -> dict[str, str]:

@@ -24,7 +24,7 @@ import polars as pl
 
 from nextbest.recommend.affinity import ATTRIBUTES, USER_HALF_LIFE, Affinity, ItemFacets
 
-TARGETS = {"brand": 0, "category": 3}  # index of the attribute in Facets.values
+TARGETS = {name: ATTRIBUTES.index(name) for name in ("brand", "category")}  # in Facets.values
 METHODS = ("profile", "popular", "last viewed")
 
 

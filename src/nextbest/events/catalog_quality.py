@@ -34,6 +34,7 @@ from nextbest.events.schema import (
     MAX_ID_LENGTH,
     Item,
     attribute_type_message,
+    conform_items,
     is_attribute_value,
 )
 
@@ -326,24 +327,17 @@ def typed_items(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     if report.n_problems:
         first = "; ".join(str(problem) for problem in report.problems[:5])
         raise ValueError(f"{source} has {report.n_problems:,} bad value(s): {first}")
-    columns = []
-    for name, dtype in ITEM_SCHEMA.items():
-        if name not in frame.columns:
-            default = True if name == "in_stock" else None
-            columns.append(pl.Series(name, [default] * frame.height, dtype=dtype))
-        elif frame[name].dtype == dtype:
-            columns.append(frame[name])
-        elif name == "in_stock":
-            text = frame[name].cast(pl.String).str.strip_chars().str.to_lowercase()
-            columns.append(
-                pl.Series(name, [None if t in (None, "") else t in TRUE_TEXTS for t in text])
-                .fill_null(True)
-                .cast(pl.Boolean)
-            )
-        else:
-            values = frame[name].cast(pl.String).str.strip_chars()
-            columns.append(values.replace("", None).cast(dtype, strict=True))
-    return pl.DataFrame(columns)
+    # texts as `conform_items` casts them: blank is missing, in_stock's words are flags
+    texts = [c for c in frame.columns if c in ITEM_SCHEMA and frame[c].dtype == pl.String]
+    normalised = frame.with_columns(
+        pl.col(texts).str.strip_chars().replace("", None),
+    )
+    if "in_stock" in texts:
+        normalised = normalised.with_columns(
+            pl.col("in_stock").str.to_lowercase().is_in(list(TRUE_TEXTS)).fill_null(True)
+            .alias("in_stock")
+        )  # fmt: skip
+    return conform_items(normalised)
 
 
 def read_categories(path: Path) -> set[str]:
