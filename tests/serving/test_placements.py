@@ -322,6 +322,49 @@ fill = []
     assert len({category_of(int(i[1:])) for i in shown}) == 3
 
 
+def test_the_preference_and_context_generators_read_the_live_state(
+    shop: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    strategies = """
+[placements.taste]
+generators = [{ source = "preference", k = 50 }]
+fill = []
+
+[placements.now]
+generators = [{ source = "context", k = 50 }]
+fill = []
+"""
+    client = shop(placements=placements_file(tmp_path, strategies))
+    # a user's earlier session: coffee of brand-1 (i21, i25), bought once
+    send(
+        client,
+        view("e1", "old", item(21), user_id="u1"),
+        view("e2", "old", item(25), user_id="u1"),
+        event("e3", "old", item(25), "purchase", user_id="u1"),
+    )
+    # a new session of theirs knows their tastes before any event of its own
+    body = recommend(client, session_id="new", user_id="u1", placement="taste", n=5).json()
+    first = body["items"][0]
+    assert first["source"] == "preference" and first["reason"] == "because you like brand-1"
+    assert item(25) not in ids(recommend(client, user_id="u1", placement="taste"))  # bought
+    # an anonymous session without events: no tastes, nothing (no fill here)
+    assert ids(recommend(client, session_id="anon", placement="taste")) == []
+    # its own events make its profile: treadmills now
+    send(client, view("e4", "anon", item(3)), view("e5", "anon", item(5)))
+    shown = recommend(client, session_id="anon", placement="taste", n=3).json()["items"]
+    assert shown and all(category_of(int(e["item_id"][1:])) == TREADMILLS for e in shown)
+    # context: what came after the session's items in others' sessions (old: i21 -> i25)
+    send(client, view("e6", "s2", item(21)))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.trends.refresh()
+    services.trends.update_row_counts(services.catalog.table(services.registry.current))
+    found = recommend(client, session_id="s2", placement="now", n=10).json()["items"]
+    reasons = {e["item_id"]: e["reason"] for e in found}
+    assert reasons[item(25)] == "often viewed with Item 21"
+    assert {e["source"] for e in found} == {"context"}
+    assert ids(recommend(client, session_id="nobody", placement="now")) == []
+
+
 # -- the placements file -------------------------------------------------------------------------
 HOME = "[placements.home]\n"
 ONE = HOME + "generators = [{ source = 'session' }]\n"

@@ -6,7 +6,10 @@ by the same `advance` the server uses), the placement answers its `n` items (the
 placement with event t-1 as the item on screen), and the true item at t is looked up in that
 list: Recall@K and MRR@K for K <= n (an item past the list counts as a miss, like a rank past
 K). Live counts come from the end of the training data; a registered user starts with the
-purchases of their training sessions. Reports add intra-list diversity (the share of pairs
+purchases of their training sessions. Affinity profiles are what the live state would hold at
+that point: the session's from its events 0..t-1, the user's from every item event of theirs
+before the case (training's and the test's, in any session) and this session's 0..t-1, never
+a later one (`UserProfiles`). Reports add intra-list diversity (the share of pairs
 in a list from different leaf categories) and category coverage (the share of the catalog's
 leaf categories that appear in any list).
 """
@@ -17,10 +20,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
 
+from nextbest.events.schema import CATEGORY_SEPARATOR, Item
+from nextbest.recommend.affinity import USER_HALF_LIFE, Affinity, ItemFacets
+from nextbest.recommend.affinity import decode as decode_affinity
+from nextbest.recommend.affinity import encode as encode_affinity
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context, Query
 from nextbest.recommend.items import ItemTable
@@ -130,6 +138,71 @@ def user_histories(train: pl.DataFrame) -> dict[str, UserRecord]:
     return records
 
 
+class UserProfiles:
+    """Each user's affinity profile at any point of a walk through the test sessions, from
+    `events` (training's and the test's): `start` a session, then `at` each case's time adds
+    the user's events of other sessions before it, and `add` this session's own as they are
+    applied, as the live state adds every committed event of the user."""
+
+    def __init__(self, events: pl.DataFrame, facets: ItemFacets) -> None:
+        frame = events.filter(
+            pl.col("user_id").is_not_null() & pl.col("item_id").is_not_null()
+        ).sort(["user_id", "timestamp"], maintain_order=True)
+        self.facets = facets
+        self._frame = frame.select("timestamp", "session_id", "type", "item_id")
+        users = frame["user_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]).tolist() if len(users) else []
+        ends = [*starts[1:], len(users)]
+        self._span = {str(users[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+        self._user: str | None = None
+        self._session: str | None = None
+        self._rows: list[tuple[float, str, str, str]] = []  # the user's events, by time
+        self._next = 0
+        self.profile = Affinity()
+
+    def start(self, user: str | None, session_id: str) -> None:
+        self._user, self._session, self._next = user, session_id, 0
+        start, end = self._span.get(user, (0, 0)) if user else (0, 0)
+        self._rows = self._frame.slice(start, end - start).rows() if end > start else []
+        self.profile = Affinity()
+
+    def at(self, when: float) -> Affinity | None:
+        """The user's profile before `when` (None: no user, or nothing known of them)."""
+        if self._user is None:
+            return None
+        rows, facets, profile = self._rows, self.facets, self.profile
+        while self._next < len(rows) and rows[self._next][0] < when:
+            time, session, kind, item = rows[self._next]
+            self._next += 1
+            item_facets = facets.get(item)
+            if session != self._session and item_facets is not None:
+                profile.add(item_facets, kind, time, USER_HALF_LIFE)
+        return None if profile.empty else decode_affinity(encode_affinity(profile))  # a copy
+
+    def add(self, item: str, kind: str, when: float) -> None:
+        item_facets = self.facets.get(item)
+        if self._user is not None and item_facets is not None:
+            self.profile.add(item_facets, kind, when, USER_HALF_LIFE)
+
+
+def facets_of_table(items: ItemTable) -> ItemFacets:
+    """The affinity facets of the table's items (what the server takes from its catalog)."""
+    listed = []
+    for row, item_id in enumerate(items.ids):
+        path = items.category[row]
+        price, discount = float(items.price[row]), float(items.discount[row])
+        listed.append(
+            Item(
+                item_id=str(item_id),
+                category_path=tuple(str(path).split(CATEGORY_SEPARATOR)) if path else (),
+                brand=items.brand[row],
+                price=None if np.isnan(price) else price,
+                discount=None if np.isnan(discount) else discount,
+            )
+        )
+    return ItemFacets.build(listed)
+
+
 def walk(
     placement: Placement,
     model: LoadedModel | None,
@@ -140,9 +213,11 @@ def walk(
     n: int,
     max_sessions: int | None = None,
     progress: Callable[[int], None] | None = None,
+    profiles: UserProfiles | None = None,
 ) -> Iterator[Case]:
     """Every case of the test events (EVENT_SCHEMA; item events only, in time order per
-    session), with the placement's list for it."""
+    session), with the placement's list for it; with `profiles`, the session's and the
+    user's affinity profiles as they stand before each case."""
     needs_item = "item_id" in placement.needs
     frame = test.filter(pl.col("item_id").is_not_null()).sort(["session_id", "timestamp"])
     groups = frame.partition_by("session_id", maintain_order=True, as_dict=False)
@@ -155,6 +230,9 @@ def walk(
         record: SessionRecord = fresh_record(model)
         user_id = next((u for *_, u in rows if u), None)
         user = users.get(user_id) if user_id else None
+        facets = profiles.facets if profiles is not None else None
+        if profiles is not None:
+            profiles.start(user_id, session_id)
         for t, (item, kind, when, _) in enumerate(rows):
             if t > 0 and item in items.row_of:
                 query = Query(
@@ -165,11 +243,16 @@ def walk(
                     item_id=record.last_item if needs_item else None,
                     now=when,
                 )
-                ctx = Context(query, model, items, record, live, when, user, rules)
+                user_affinity = partial(profiles.at, when) if profiles is not None else None
+                ctx = Context(
+                    query, model, items, record, live, when, user, rules, facets, user_affinity
+                )
                 shown = placement.pipeline.recommend(ctx)
                 yield Case(ctx, shown, items.row_of[item], kind, session_id, t)
             step = Applied(t + 1, kind, item, when, user_id)
-            record = advance(model, [record], [[step]])[0]
+            record = advance(model, [record], [[step]], facets)[0]
+            if profiles is not None:
+                profiles.add(item, kind, when)
         if progress is not None:
             progress(1)
 
@@ -189,10 +272,12 @@ def evaluate_placement(
     started = time.perf_counter()
     live = StaticCounts(train)
     users = user_histories(train)
+    profiles = UserProfiles(pl.concat([train, test]), facets_of_table(items))
     ranks: list[float] = []
     diverse: list[float] = []
     categories_seen: set[int] = set()
-    for case in walk(placement, model, items, live, test, users, n, max_sessions, progress):
+    cases = walk(placement, model, items, live, test, users, n, max_sessions, progress, profiles)
+    for case in cases:
         hit = np.flatnonzero(case.shown.rows == case.target_row)
         ranks.append(float(hit[0] + 1) if len(hit) else np.inf)
         codes = items.category_code[case.shown.rows]

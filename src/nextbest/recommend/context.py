@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from nextbest.recommend.affinity import Affinity, ItemFacets
+from nextbest.recommend.affinity import decode as decode_affinity
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.filters import Interactions
 from nextbest.serving.registry import LoadedModel
@@ -70,6 +72,10 @@ class Context:
     now: float
     user: UserRecord | None = None
     purchase_rules: PurchaseRules | None = None
+    # the catalog's affinity facets (price bands, the discounted share), and the user's
+    # profile on demand (a store read: only a stage that needs it pays for it)
+    facets: ItemFacets | None = None
+    user_affinity_of: Callable[[], Affinity | None] | None = None
 
     @property
     def n(self) -> int:
@@ -91,6 +97,24 @@ class Context:
             start = state if state is not None else model.codec.join([model.initial_row])
             state = model.model.step(start, np.array([column]), np.array([record.last_time]))
         return state
+
+    @cached_property
+    def session_affinity(self) -> Affinity | None:
+        """The session's affinity profile (None before an item event with attributes, and
+        for a damaged one: the next event's update rebuilds it)."""
+        try:
+            profile = decode_affinity(self.record.affinity)
+        except ValueError:
+            return None
+        return None if profile.empty else profile
+
+    @cached_property
+    def user_affinity(self) -> Affinity | None:
+        """The user's lasting affinity profile (None: anonymous, or nothing known yet)."""
+        if self.user_affinity_of is None:
+            return None
+        profile = self.user_affinity_of()
+        return profile if profile is not None and not profile.empty else None
 
     @cached_property
     def screen_row(self) -> int | None:

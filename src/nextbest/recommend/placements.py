@@ -30,6 +30,8 @@ from nextbest.recommend.ranking.priority import PriorityRanker
 from nextbest.recommend.retrieval.attributes import AttributeSimilar
 from nextbest.recommend.retrieval.complements import Complements
 from nextbest.recommend.retrieval.given import GivenItems
+from nextbest.recommend.retrieval.preference import Preference
+from nextbest.recommend.retrieval.session_context import SessionContext
 from nextbest.recommend.retrieval.session_model import SessionModelNext
 from nextbest.recommend.retrieval.similar import SimilarItems
 from nextbest.recommend.retrieval.trending import LiveCovisit, LivePopular, NewItems
@@ -48,14 +50,17 @@ GENERATORS: dict[str, type[Any]] = {
     "similar": SimilarItems,
     "attributes": AttributeSimilar,
     "complements": Complements,
+    "preference": Preference,
+    "context": SessionContext,
     "covisit": LiveCovisit,
     "popular": LivePopular,
     "new_items": NewItems,
     "search": GivenItems,
 }
 Source = Literal[
-    "session", "similar", "attributes", "complements", "covisit", "popular", "new_items", "search"
-]
+    "session", "similar", "attributes", "complements", "preference", "context", "covisit",
+    "popular", "new_items", "search",
+]  # fmt: skip
 Exclude = Literal["bought", "on_screen", "in_cart", "out_of_stock"]
 Need = Literal["item_id", "candidates", "user_id", "session_id"]
 

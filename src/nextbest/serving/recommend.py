@@ -92,6 +92,9 @@ class Recommender:
             now=query.now if query.now is not None else time.time(),
             user=live.user(user_id) if user_id else None,
             purchase_rules=model.purchase_rules if model is not None else None,
+            facets=self.catalog.facets(),
+            # read from the store only when a stage asks (the preference generator)
+            user_affinity_of=(lambda: live.user_affinity(user_id)) if user_id else None,
         )
 
     def recommend(self, model: LoadedModel | None, query: Query) -> list[Recommended]:
