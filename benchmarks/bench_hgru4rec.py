@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/bench_hgru4rec.py --part ml100k --seeds 3 --docs
     .venv/bin/python benchmarks/bench_hgru4rec.py --part demo --seeds 1 --variants gru4rec,init \
         --demo-config research_share=0 --demo-config teaser_share=0
+    .venv/bin/python benchmarks/bench_hgru4rec.py --part demo --write-split data/demo-users
+        # then: nextbest evaluate --model hgru4rec --protocol user-last-session \
+        #     --train data/demo-users/train.parquet --test data/demo-users/test.parquet
 
 Each user's last session is the test session (`split_users_last_session`, then test items
 unseen in training dropped); HGRU4Rec warms the user state on the user's training sessions,
@@ -13,10 +16,12 @@ tastes); `ml100k`, MovieLens 100k ratings cut into sessions by an inactivity gap
 (`--gap-hours`); `retailrocket` and `diginetica`, the raw samples with user ids in
 ../shared/datasets, read by the generic importer with their own sessions.
 The GRU models are trained with `--seeds` seeds; the table gives the mean ± half the range.
-`--variants` picks the GRU models (gru4rec, init, all, all+output), `--demo-config` changes a
-`DemoShopConfig` field (to measure a shop without one of its planted habits), `--boost` adds a
-reference row that is not a model: GRU4Rec's scores plus a bonus for the items of the user's
-last sessions, which measures what a user's history holds that the session does not show.
+`--variants` picks the GRU models (gru4rec, auto, init, all, all+output, init+output; auto is
+HGRU4Rec's default, which chooses its user level on a validation split inside fit; the others
+are set with user_level=on), `--demo-config` changes a `DemoShopConfig` field (to measure a
+shop without one of its planted habits), `--boost` adds a reference row that is not a model:
+GRU4Rec's scores plus a bonus for the items of the user's last sessions, which measures what
+a user's history holds that the session does not show.
 `--jobs` trains that many models side by side (each in its own process, one thread each).
 Results go to stdout as JSON lines, to `--log` and, with `--docs`, into docs/benchmarks.md
 between `<!-- hgru4rec:begin -->` and `<!-- hgru4rec:end -->`: each part has its own block
@@ -69,9 +74,11 @@ BASE = HGRU4RecConfig(
     n_sample=2048,
     dropout_p_hidden=0.0,
     threads=1,
+    user_level="on",  # each variant as set; the "auto" variant chooses on a validation split
 )
 # The HGRU4Rec variants, by the key `--variants` takes (with "gru4rec"), and their row names.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "auto": ("hgru4rec (auto: the default)", {"user_level": "auto"}),
     "init": ("hgru4rec (init)", {"user_propagation": "init"}),
     "all": ("hgru4rec (all)", {"user_propagation": "all"}),
     "all+output": ("hgru4rec (all + output)", {"user_propagation": "all", "user_to_output": True}),
@@ -124,6 +131,17 @@ def sample_events(part: str) -> tuple[pl.DataFrame, str]:
         days = day["eventdate"].str.to_date().cast(pl.Int64) * 86_400.0
         events = events.with_columns(pl.col("timestamp") + days)
     return events, f"{part} raw sample ({path.name}), generic importer"
+
+
+def write_split(events: pl.DataFrame, folder: Path) -> None:
+    """The user split as the files `nextbest evaluate --protocol user-last-session` reads:
+    train.parquet (every session but the users' last ones) and test.parquet (those, with the
+    items unseen in training dropped)."""
+    split = split_users_last_session(events)
+    folder.mkdir(parents=True, exist_ok=True)
+    split.train.write_parquet(folder / "train.parquet")
+    drop_unseen_items(split.test, split.train).write_parquet(folder / "test.parquet")
+    print(f"{folder}/train.parquet and test.parquet written", file=sys.stderr)
 
 
 def user_split(events: pl.DataFrame, validate: bool) -> tuple[Sessions, Sessions]:
@@ -217,6 +235,7 @@ def run(
         "cases": users.result.cases,
         "fit_seconds": round(fit_seconds, 1),
         "eval_seconds": round(users.result.eval_seconds, 1),
+        **getattr(model, "fit_report", dict)(),  # HGRU4Rec: its user level, chosen or as set
     }
 
 
@@ -330,6 +349,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells.append(f"{np.mean([r['fit_seconds'] for r in mine]):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     cases = {b: int(rows[0]["by_history"][b]["cases"]) for b in buckets}
+    chosen = [r for r in rows if r.get("user_level", {}).get("asked") == "auto"]
+    if chosen:
+        lines.append("")
+        lines.append(
+            "User level chosen by auto: "
+            + ", ".join(f"seed {r['seed']}: {r['user_level']['chosen']}" for r in chosen)
+        )
     lines.append("")
     lines.append(
         "Cases per bucket of earlier sessions: "
@@ -419,6 +445,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="models trained side by side")
     parser.add_argument("--log", type=Path, default=None, help="append JSON lines here")
     parser.add_argument("--docs", action="store_true", help="write the tables into the docs")
+    parser.add_argument(
+        "--write-split",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only write the part's user split to DIR/train.parquet and DIR/test.parquet",
+    )
     args = parser.parse_args()
     unknown = set(args.variants) - {"gru4rec", *VARIANTS}
     if unknown:
@@ -430,6 +463,15 @@ def main() -> None:
         parser.error(f"--hgru-config: {sorted(session_fields)} would change the session path")
     args.hgru_config = _changes(args.hgru_config, lambda **c: replace(BASE, **c))
     parts = list(PARTS) if args.part == "all" else [args.part]
+    if args.write_split is not None:
+        if len(parts) != 1 or parts[0] not in ("demo", "ml100k"):
+            parser.error("--write-split takes one --part: demo or ml100k")
+        if parts[0] == "demo":
+            events, _ = demo_events(args.demo_events, args.demo_users, args.demo_config)
+        else:
+            events, _ = ml100k_events(args.gap_hours)
+        write_split(events, args.write_split)
+        return
     sections = []
     for part in parts:
         info, rows = bench(args, part)

@@ -117,6 +117,16 @@ def config_dict(model: SessionModel[Any, Any]) -> dict[str, Any]:
     return asdict(model.config) if is_dataclass(model.config) else {}  # type: ignore[arg-type]
 
 
+def fit_report(model: SessionModel[Any, Any]) -> dict[str, Any]:
+    """What the model's `fit` decided by itself (HGRU4Rec: its user level), printed here and
+    returned for the JSON record; empty for models that decide nothing."""
+    summary = getattr(model, "fit_summary", lambda: None)()
+    if summary:
+        console.print(summary, highlight=False)
+    report: dict[str, Any] = getattr(model, "fit_report", dict)()
+    return report
+
+
 @friendly_errors
 def evaluate(
     model_name: ModelOption,
@@ -194,6 +204,7 @@ def evaluate(
     else:
         result = run_evaluation(model, test, config, train, count)
     record = result_record(model_name, config_dict(model), result, fit_seconds, protocol)
+    record.update(fit_report(model))
     console.print(results_table(*summary_rows([record], config.cutoffs)))
     if users is not None:
         console.print(results_table(*history_rows(users, config.cutoffs)))
@@ -315,6 +326,7 @@ def train(
         "events": train_sessions.n_events,
         "fit_seconds": round(fit_seconds, 3),
         "purchase_rules": None if rules is None else rules.counts(),
+        **fit_report(model),
     }
     folder = save_version(model, nextbest_home(), meta, extra=None if rules is None else rules.save)
     console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")

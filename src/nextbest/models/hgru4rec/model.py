@@ -9,26 +9,37 @@
 
 `as_gru4rec()` is the session path as a plain GRU4Rec: for a zero user state (no user id, an
 unknown user, a user's first session) HGRU4Rec's scores are exactly its scores.
+
+With `user_level="auto"` (the default) `fit` first chooses the user level on a validation
+split of the training data (`selection.py`), then trains the choice on all of it: `config`
+becomes the config actually trained (user_level "on" or "off"), and `user_level_choice` says
+what was chosen and why, with the validation figures (saved in model.json). With
+`user_level="off"` the model is GRU4Rec: trained without the user ids, its user state stays
+zero.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Self
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 import torch
 
 from nextbest.data.sessions import Sessions
-from nextbest.models.base import NotFittedError, SessionModel
+from nextbest.models.base import MODEL_FILE, NotFittedError, SessionModel
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.gru4rec.network import GRU4RecNet
 from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
 from nextbest.models.hgru4rec.batching import plan_users
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
 from nextbest.models.hgru4rec.network import HGRU4RecNet
+from nextbest.models.hgru4rec.selection import UserLevelChoice, choose_user_level, fixed_choice
 from nextbest.models.hgru4rec.state import HState
 from nextbest.models.hgru4rec.training import HierarchicalTrainer
 
@@ -46,6 +57,8 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         self.net: HGRU4RecNet | None = None
         self.history: list[EpochStats] = []
         self.fit_seconds = 0.0
+        self.requested = self.config  # what was asked for; `config` is what was trained
+        self.user_level_choice: UserLevelChoice | None = None
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: Sessions) -> Self:
@@ -56,6 +69,21 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         started = time.perf_counter()
         if train.n_sessions == 0:
             raise ValueError("no training session: nothing to learn")
+        asked = self.requested
+        if asked.user_level == "auto" and asked.user_setting_is_default():
+            self.config, choice = choose_user_level(asked, train, _fit_candidate)
+        else:
+            self.config, choice = _resolved(asked), fixed_choice(asked)
+        self._fit_setting(train)
+        self.user_level_choice = choice
+        logger.debug("hgru4rec %s", choice.summary())
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def _fit_setting(self, train: Sessions) -> None:
+        """Train `config` (user_level "on" or "off") on `train`."""
+        if self.config.user_level == "off":  # GRU4Rec's fit: every session its own user
+            train = replace(train, user_ids=None)
         self.item_ids = train.item_ids
         self.net = HGRU4RecNet(train.n_items, self.config)
         walk = plan_users(train, self.config.batch_size)
@@ -67,8 +95,20 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         self.history = run_epochs(
             "hgru4rec", self.config.n_epochs, lambda: trainer.epoch_users(walk, train.items)
         )
-        self.fit_seconds = time.perf_counter() - started
-        return self
+
+    @property
+    def uses_users(self) -> bool:
+        """False when the session path alone is trained and served (user_level "off")."""
+        return self.config.user_level != "off"
+
+    def fit_report(self) -> dict[str, Any]:
+        """What `fit` decided, for the JSON record of an evaluation or a saved version."""
+        choice = self.user_level_choice
+        return {} if choice is None else {"user_level": choice.to_dict()}
+
+    def fit_summary(self) -> str | None:
+        """One line saying what `fit` decided (the user level and why)."""
+        return None if self.user_level_choice is None else self.user_level_choice.summary()
 
     # -- answering --------------------------------------------------------------------------
     def initial_state(self, n: int) -> HState:
@@ -106,7 +146,8 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         session begins from the result (for a server: when a session expires or ends)."""
         net = self._fitted()
         final = state.session[:, state.session.shape[1] - self.config.layers[-1] :]
-        user = net.user_step(final, state.user)  # [B, U]
+        # [B, U]; the session path alone ("off") keeps no user state
+        user = net.user_step(final, state.user) if self.uses_users else torch.zeros_like(state.user)
         return self.start_session(HState(state.session, user, state.sessions + 1))
 
     @torch.no_grad()
@@ -115,13 +156,17 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         has no finished session yet (anonymous, unknown, first visit). The user part is kept."""
         net = self._fitted()
         start = torch.cat(net.session_init(state.user), dim=1)  # [B, sum(H)]
-        returning = (state.sessions > 0).unsqueeze(1)  # [B, 1]
+        returning = (state.sessions > 0).unsqueeze(1) & self.uses_users  # [B, 1]
         session = torch.where(returning, start, torch.zeros_like(start))
         return HState(session, state.user, state.sessions)
 
     def warm_up(self, history: Sessions, owned: Sequence[np.ndarray]) -> HState:
         """The states of len(owned) users after their sessions `owned[b]` (indices into
         `history`, in time order), each ready to start a new session."""
+        if not self.uses_users:  # what the replay gives: zero states, the sessions counted
+            state = self.initial_state(len(owned))
+            counts = [len(sessions) for sessions in owned]
+            return HState(state.session, state.user, torch.tensor(counts, dtype=torch.int64))
         parts = [
             self._warm_block(history, owned[first : first + WARM_UP_BATCH])
             for first in range(0, len(owned), WARM_UP_BATCH)
@@ -165,6 +210,20 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         return plain
 
     # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """model.json also keeps the user-level choice, so a loaded model still says it."""
+        super().save(folder)
+        meta = json.loads((folder / MODEL_FILE).read_text())
+        meta.update(self.fit_report())
+        (folder / MODEL_FILE).write_text(json.dumps(meta))
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        model = super().load(folder)
+        raw = json.loads((folder / MODEL_FILE).read_text()).get("user_level")
+        model.user_level_choice = None if raw is None else UserLevelChoice.from_dict(raw)
+        return model
+
     def arrays(self) -> dict[str, np.ndarray]:
         net = self._fitted()
         return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
@@ -181,3 +240,13 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         if self.net is None:
             raise NotFittedError("HGRU4Rec is not fitted: call fit() or load() first")
         return self.net
+
+
+def _resolved(config: HGRU4RecConfig) -> HGRU4RecConfig:
+    """The config trained without selection: "auto" with user-level fields set means "on"."""
+    return replace(config, user_level="on") if config.user_level == "auto" else config
+
+
+def _fit_candidate(config: HGRU4RecConfig, train: Sessions) -> HGRU4Rec:
+    """A candidate of the user-level selection, fitted as set (no nested selection)."""
+    return HGRU4Rec(config).fit(train)
