@@ -42,6 +42,7 @@ POPULARITY = 0.5
 MAX_CATEGORIES = 8
 MAX_BRANDS = 4
 BAND = {band: code for code, band in enumerate(PRICE_BANDS)}
+LIKE = "because you like "
 _GAP = np.abs(np.subtract.outer(np.arange(len(PRICE_BANDS)), np.arange(len(PRICE_BANDS))))
 NEARNESS = np.where(_GAP == 0, 1.0, np.where(_GAP == 1, 0.5, 0.0))  # band x band
 
@@ -58,6 +59,10 @@ class Columns:
     levels: tuple[tuple[dict[str, int], np.ndarray], ...]
     band: np.ndarray  # int64 [R] price band code, -1: unknown
     discounted: np.ndarray  # bool [R]
+    # the reasons, written once: per brand code (the last: none), and per category code (the
+    # last: none) at each depth named (its leaf, its second level, its first level)
+    brand_reason: np.ndarray  # object [B + 1]
+    category_reason: np.ndarray  # object [3, C + 1]
 
     @classmethod
     def of(cls, items: ItemTable, facets: ItemFacets | None) -> Columns:
@@ -84,7 +89,15 @@ class Columns:
                     band[row] = BAND[value]
         with np.errstate(invalid="ignore"):
             discounted = (items.discount > 0) & ~np.isnan(items.price)
-        columns = cls(facets, brands, brand_code, brand_rows, tuple(levels), band, discounted)
+        brand_reason = np.array([*(f"{LIKE}{b}" for b in brands), ""], dtype=object)
+        category_reason = np.array(
+            [[f"{LIKE}{p[min(depth, len(p)) - 1]}" for p in parts] + [""] for depth in (9, 2, 1)],
+            dtype=object,
+        )  # depth 9: the leaf, however deep
+        columns = cls(
+            facets, brands, brand_code, brand_rows, tuple(levels), band, discounted,
+            brand_reason, category_reason,
+        )  # fmt: skip
         items.memo["preference_columns"] = columns
         return columns
 
@@ -148,11 +161,19 @@ class Preference:
         popularity = np.log1p(counts) / np.log1p(top) if top > 0 else np.zeros(len(rows))
         scores = category_term + brand_term + PRICE * fit + deal_term + POPULARITY * popularity
         order = np.argsort(-scores, kind="stable")[:k]
-        reasons = [
-            _reason(ctx, int(rows[i]), brand_term[i], category_term[i], deal_term[i], shares)
-            for i in order
-        ]
-        return Candidates.of(rows[order], scores[order], self.name, reasons)
+        picked = rows[order]
+        # the reason: the deal when it weighs most, else the brand when it weighs at least as
+        # much as the category, else the category at the deepest level the shopper leans to
+        code = items.category_code[picked]
+        depth = np.where(shares[0][code] > 0, 0, np.where(shares[1][code] > 0, 1, 2))
+        reasons = columns.category_reason[depth, code]
+        brand = columns.brand_code[picked]
+        by_brand = (brand_term[order] >= category_term[order]) & (brand >= 0)
+        reasons = np.where(by_brand, columns.brand_reason[brand], reasons)
+        deal = deal_term[order] > np.maximum(brand_term[order], category_term[order])
+        reasons = np.where(deal, "because you like deals", reasons)
+        reasons = np.where(reasons == "", "picked for you", reasons).astype(object)
+        return Candidates.of(picked, scores[order], self.name, reasons)
 
 
 def _over(codes: Mapping[str, int], shares: dict[str, float]) -> np.ndarray:
@@ -163,21 +184,3 @@ def _over(codes: Mapping[str, int], shares: dict[str, float]) -> np.ndarray:
         if code is not None:
             out[code] = share
     return out
-
-
-def _reason(
-    ctx: Context, row: int, brand: float, category: float, deal: float, shares: list[np.ndarray]
-) -> str:
-    """What weighs most for the item: its brand, its category (named at the deepest level the
-    shopper leans to), or its discount."""
-    items = ctx.items
-    if deal > max(brand, category):
-        return "because you like deals"
-    if brand >= category and items.brand[row]:
-        return f"because you like {items.brand[row]}"
-    code = int(items.category_code[row])
-    if code < 0:
-        return "picked for you"
-    path = items.categories[code].split(CATEGORY_SEPARATOR)
-    depth = next((d for d, level in zip((0, 2, 1), shares, strict=True) if level[code] > 0), 0)
-    return f"because you like {path[depth - 1] if depth else path[-1]}"

@@ -43,39 +43,47 @@ class SessionContext:
         anchors = self.anchors(ctx)
         if not anchors or k <= 0:
             return Candidates.empty()
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows, scores, reasons
+        # each part: rows, scores, and per entry the index of its reason in `texts`
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        texts: list[str] = []
+
+        def add(rows: np.ndarray, scores: np.ndarray, reason: str | np.ndarray) -> None:
+            if isinstance(reason, str):
+                which = np.full(len(rows), len(texts))
+                texts.append(reason)
+            else:
+                unique, which = np.unique(reason.astype(str), return_inverse=True)
+                which = which.reshape(-1) + len(texts)
+                texts.extend(unique.tolist())
+            parts.append((rows, scores, which))
+
         row_of = items.row_of
         for place, anchor in enumerate(anchors):
             found = ctx.live.followers(str(items.ids[anchor]), k, ctx.skip)
-            rows = np.array([row_of[i] for i, _ in found if i in row_of], dtype=np.int64)
-            if not len(rows):
-                continue
-            counts = np.array([c for i, c in found if i in row_of], dtype=np.float64)
-            scores = COVIEWED / (1 + place) * counts / counts.max()
-            reason = f"often viewed with {items.title_of(anchor)}"
-            parts.append((rows, scores, np.full(len(rows), reason, dtype=object)))
+            pairs = [(row_of[i], c) for i, c in found if i in row_of]
+            if pairs:
+                rows, counts = np.array(pairs).T
+                scores = COVIEWED / (1 + place) * counts / counts.max()
+                add(rows.astype(np.int64), scores, f"often viewed with {items.title_of(anchor)}")
         bought = Complements().generate(ctx, k)
         if len(bought) and bought.scores.max() > 0:
-            scores = COBOUGHT * bought.scores / bought.scores.max()
-            parts.append((bought.rows, scores, bought.reasons))
+            add(bought.rows, COBOUGHT * bought.scores / bought.scores.max(), bought.reasons)
         code = int(items.category_code[anchors[0]])
         if code >= 0:
             rows = items.category_rows[code]
             rows = rows[~np.isin(rows, ctx.hard_banned)]
             counts = ctx.live.count_rows(items)[rows]
-            top = counts.max() if len(counts) else 0.0
-            if top > 0:
-                keep = np.argsort(-counts, kind="stable")[:k]
-                keep = keep[counts[keep] > 0]
+            keep = np.argsort(-counts, kind="stable")[:k]
+            keep = keep[counts[keep] > 0]
+            if len(keep):
                 rows, counts = rows[keep], counts[keep]
-                scores = CATEGORY_POPULAR * np.log1p(counts) / np.log1p(top)
-                reason = f"popular in {items.leaf_of(anchors[0])} now"
-                parts.append((rows, scores, np.full(len(rows), reason, dtype=object)))
+                scores = CATEGORY_POPULAR * np.log1p(counts) / np.log1p(counts[0])
+                add(rows, scores, f"popular in {items.leaf_of(anchors[0])} now")
         if not parts:
             return Candidates.empty()
         rows = np.concatenate([p[0] for p in parts])
         scores = np.concatenate([p[1] for p in parts])
-        reasons = np.concatenate([p[2] for p in parts])
+        which = np.concatenate([p[2] for p in parts])
         unique, inverse = np.unique(rows, return_inverse=True)
         total = np.zeros(len(unique))
         np.add.at(total, inverse, scores)
@@ -83,7 +91,8 @@ class SessionContext:
         best = np.lexsort((-scores, inverse))
         first = best[np.searchsorted(inverse[best], np.arange(len(unique)))]
         order = np.argsort(-total, kind="stable")[:k]
-        return Candidates.of(unique[order], total[order], self.name, reasons[first][order])
+        reasons = np.array(texts, dtype=object)[which[first[order]]]
+        return Candidates.of(unique[order], total[order], self.name, reasons)
 
     @staticmethod
     def anchors(ctx: Context) -> list[int]:
