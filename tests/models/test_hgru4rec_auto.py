@@ -58,7 +58,8 @@ def test_auto_is_the_default_and_bad_values_are_refused_by_name() -> None:
 def test_where_the_user_level_helps_auto_chooses_it(chose_user_level: HGRU4Rec) -> None:
     model = chose_user_level
     choice = model.user_level_choice
-    assert choice is not None and choice.asked == "auto"
+    assert choice is not None
+    assert choice.asked == "auto"
     assert choice.chosen != SESSION_ONLY, choice.summary()
     assert set(choice.validation) == set(USER_LEVEL_CANDIDATES)
     best = choice.validation[choice.chosen]["mrr@20"]
@@ -81,7 +82,8 @@ def test_where_users_carry_no_signal_auto_keeps_gru4rec_exactly() -> None:
     data = unsignalled()
     model = HGRU4Rec(HGRU4RecConfig(**{**SMALL, "n_epochs": 6})).fit(data)  # type: ignore[arg-type]
     choice = model.user_level_choice
-    assert choice is not None and choice.chosen == SESSION_ONLY, choice.summary()
+    assert choice is not None
+    assert choice.chosen == SESSION_ONLY, choice.summary()
     assert model.config.user_level == "off" and not model.uses_users
     # Trained as GRU4Rec, weight for weight, and a returning user is served as GRU4Rec serves.
     plain = GRU4Rec(model.config.session_config()).fit(data)
@@ -100,7 +102,7 @@ def test_the_validation_split_is_each_users_last_training_session_never_the_test
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rng = np.random.default_rng(3)
-    rows = []
+    rows: list[tuple[str, str, float, str | None]] = []
     t = 0
     for user in range(30):
         for session in range(int(rng.integers(1, 5))):
@@ -161,6 +163,11 @@ def test_the_choice_survives_save_and_load(chose_user_level: HGRU4Rec, tmp_path:
     mine = model.step(state, np.array([0, 0]), np.zeros(2))
     theirs = loaded.step(state, np.array([0, 0]), np.zeros(2))
     assert np.array_equal(model.score(mine), loaded.score(theirs))
+    # A model saved before user_level existed was trained with its user level as set.
+    del stored["user_level"], stored["config"]["user_level"], stored["config"]["user_level_margin"]
+    (tmp_path / "m" / MODEL_FILE).write_text(json.dumps(stored))
+    old = HGRU4Rec.load(tmp_path / "m")
+    assert old.config.user_level == "on" and old.uses_users and old.user_level_choice is None
 
 
 def test_explicit_user_level_settings_are_used_as_set(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,7 +220,10 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
     @classmethod
     def load(cls, folder: Path) -> Self:
         model = super().load(folder)
-        raw = json.loads((folder / MODEL_FILE).read_text()).get("user_level")
+        meta = json.loads((folder / MODEL_FILE).read_text())
+        if "user_level" not in meta["config"]:  # saved before the choice: the user level as set
+            model.config = model.requested = replace(model.config, user_level="on")
+        raw = meta.get("user_level")
         model.user_level_choice = None if raw is None else UserLevelChoice.from_dict(raw)
         return model
 
