@@ -155,12 +155,24 @@ def demo_shop(
     out: Annotated[Path, typer.Option(help="folder to write the demo shop into")],
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
     events: Annotated[int, typer.Option(help="number of events")] = 1_000_000,
+    cold_items: Annotated[
+        float,
+        typer.Option(help="share of the catalog held out of training (new items in the test)"),
+    ] = 0.0,
 ) -> None:
-    """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet."""
+    """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet.
+
+    `--cold-items 0.1` holds 10% of the items out of train.tsv and keeps their test events,
+    listing them in cold_items.txt: the cold-start test of `nextbest evaluate --items`."""
     from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
 
+    if not 0.0 <= cold_items < 1.0:
+        raise ValueError(f"--cold-items must be a share in [0, 1), not {cold_items}")
     config = DemoShopConfig(seed=seed, n_events=events)
     with console.status(f"generating {events:,} events"):
         shop = generate_demo_shop(config)
-        write_demo_shop(shop, out)
+        paths = write_demo_shop(shop, out, cold_items)
     console.print(f"demo shop ({shop.events.height:,} events) written to {out}")
+    if "cold_items.txt" in paths:
+        count = len(paths["cold_items.txt"].read_text().split())
+        console.print(f"{count:,} items held out of training, listed in {paths['cold_items.txt']}")

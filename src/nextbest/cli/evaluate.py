@@ -19,6 +19,7 @@ from nextbest.evaluation.next_event import (
     DEFAULT_CUTOFFS,
     EvalConfig,
     EvalResult,
+    cold_start_figures,
     evaluate_next_event,
     prefix_target_sessions,
 )
@@ -26,6 +27,7 @@ from nextbest.evaluation.report import result_record, summary_rows, write_json, 
 from nextbest.evaluation.user_protocol import PROTOCOL as USER_PROTOCOL
 from nextbest.evaluation.user_protocol import UserEvalResult, evaluate_user_last_session
 from nextbest.events.io import read_events
+from nextbest.events.schema import items_of_table
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
 from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
@@ -41,17 +43,45 @@ ItemsOption = Annotated[
 ]
 
 
-def load_train(path: Path, skip_bad: bool) -> Sessions:
-    train = Sessions.from_events(read_events(path, "skip" if skip_bad else "raise"))
+def load_train(path: Path, skip_bad: bool, items: pl.DataFrame | None = None) -> Sessions:
+    return training_sessions(read_events(path, "skip" if skip_bad else "raise"), path, items)
+
+
+def training_sessions(
+    events: pl.DataFrame, path: Path, items: pl.DataFrame | None = None
+) -> Sessions:
+    """The coded training sessions; with a catalog, every catalog item joins the vocabulary
+    (an item without training events is then still ranked, and can be a test target)."""
+    vocabulary = None
+    if items is not None:
+        seen = events.filter(pl.col("item_id").is_not_null())["item_id"].unique()
+        listed = pl.concat([seen, items["item_id"].cast(pl.String)]).unique()
+        vocabulary = np.array(sorted(listed.to_list()), dtype=object)
+    train = Sessions.from_events(events, item_ids=vocabulary)
     if train.n_events == 0:
         raise ValueError(f"{path} holds no item events to train on")
     return train
 
 
+def check_catalog_need(model: SessionModel[Any, Any], items_path: Path | None) -> None:
+    """Refuse, before any data is read, a model that embeds attributes without a catalog."""
+    attributes = getattr(model.config, "attributes", ())
+    if attributes and items_path is None:
+        raise ValueError(
+            f"--param attributes={','.join(attributes)} needs the catalog: add --items FILE "
+            "(the demo shop's items.csv format)"
+        )
+
+
 def fit_model(
-    name: str, params: dict[str, str], train: Sessions
+    name: str,
+    params: dict[str, str],
+    train: Sessions,
+    items: pl.DataFrame | None = None,
 ) -> tuple[SessionModel[Any, Any], float]:
     model = build_model(name, params)
+    if items is not None:
+        model.use_catalog(items_of_table(items))
     started = time.perf_counter()
     with console.status(f"fitting {name} on {train.n_events:,} events"):
         model.fit(train)
@@ -157,6 +187,9 @@ def evaluate(
     UserId column; models with user state (hgru4rec) first replay the user's TRAIN sessions.
     `--placement`: the placement's whole pipeline answers each case (rules, diversity and
     promotions included; `--items` gives the catalog and learns the purchase rules).
+    `--items` (without `--placement`): every catalog item is ranked, test events of catalog
+    items unseen in training stay as targets, and the results add cold_cases and
+    cold_recall@K / cold_mrr@K over them; GRU4Rec's `attributes=` reads the catalog.
     """
     setup_logging()
     if placement is not None:
@@ -177,8 +210,9 @@ def evaluate(
         batch_size=batch_size,
     )
     params = parse_params(param or [])
-    build_model(model_name, params)  # refuse bad parameters before loading any data
-    train = load_train(train_path, skip_bad)
+    check_catalog_need(build_model(model_name, params), items_path)  # before loading any data
+    items = read_items(items_path) if items_path is not None else None
+    train = load_train(train_path, skip_bad, items)
     count = None
     if protocol == "prefix-target":
         from nextbest.events.importers import import_prefix_target
@@ -196,16 +230,20 @@ def evaluate(
         test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)
     if protocol == USER_PROTOCOL:
         _check_users(train, train_path, test, test_path)
-    model, fit_seconds = fit_model(model_name, params, train)
+    model, fit_seconds = fit_model(model_name, params, train, items)
     users: UserEvalResult | None = None
     if protocol == USER_PROTOCOL:
         users = run_user_evaluation(model, test, config, train)
         result = users.result
     else:
         result = run_evaluation(model, test, config, train, count)
+    if items is not None:
+        result.extra.update(cold_start_figures(result, train.item_support()))
     record = result_record(model_name, config_dict(model), result, fit_seconds, protocol)
     record.update(fit_report(model))
     console.print(results_table(*summary_rows([record], config.cutoffs)))
+    if items is not None:
+        console.print(cold_line(record, config.cutoffs), highlight=False)
     if users is not None:
         console.print(results_table(*history_rows(users, config.cutoffs)))
     if json_path is not None:
@@ -216,6 +254,17 @@ def evaluate(
             f"{model_name} on {test_path.name}", [record], {model_name: result}, report
         )
         console.print(f"report written to {path}")
+
+
+def cold_line(record: dict[str, Any], cutoffs: tuple[int, ...]) -> str:
+    """One line on the cases whose target is a catalog item without training events."""
+    if not record["cold_cases"]:
+        return "cold items: no test case targets a catalog item unseen in training"
+    figures = ", ".join(
+        f"Recall@{k} {record[f'cold_recall@{k}']:.4f} MRR@{k} {record[f'cold_mrr@{k}']:.4f}"
+        for k in cutoffs
+    )
+    return f"cold items ({record['cold_cases']:,} cases, targets unseen in training): {figures}"
 
 
 def read_items(path: Path) -> pl.DataFrame:
@@ -310,15 +359,18 @@ def train(
     """
     setup_logging()
     params = parse_params(param or [])
-    build_model(model_name, params)
+    unfitted = build_model(model_name, params)
+    check_catalog_need(unfitted, items_path)
+    embeds = bool(getattr(unfitted.config, "attributes", ()))
     events = read_events(train_path, "skip" if skip_bad else "raise")
-    train_sessions = Sessions.from_events(events)
-    if train_sessions.n_events == 0:
-        raise ValueError(f"{train_path} holds no item events to train on")
     # Before fitting: a bad catalog fails in a second, not after minutes of training.
     rules, rules_note = learn_rules(events, train_path, items_path)
+    # A model that embeds attributes ranks the whole catalog (new items by their attributes);
+    # the others keep the items they were trained on.
+    items = read_items(items_path) if embeds and items_path is not None else None
+    train_sessions = training_sessions(events, train_path, items)
     del events  # the model trains on the coded sessions; the table need not stay in memory
-    model, fit_seconds = fit_model(model_name, params, train_sessions)
+    model, fit_seconds = fit_model(model_name, params, train_sessions, items)
     meta = {
         "model": model_name,
         "params": config_dict(model),

@@ -57,6 +57,7 @@ class EvalResult:
     eval_seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
     sessions: np.ndarray | None = None  # [cases] the test session of each case
+    targets: np.ndarray | None = None  # [cases] the target item index of each case
 
     @property
     def cases(self) -> int:
@@ -135,10 +136,12 @@ def evaluate_next_event(
     ranks: list[np.ndarray] = []
     positions: list[np.ndarray] = []
     owners: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
     started = time.perf_counter()
     for first in range(0, len(order), config.batch_size):
         block = order[first : first + config.batch_size]
-        _walk_block(model, test, block, count, config, stats, (ranks, positions, owners), initial)
+        out = (ranks, positions, owners, targets)
+        _walk_block(model, test, block, count, config, stats, out, initial)
         if progress is not None:
             progress(len(block))
     all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
@@ -151,7 +154,21 @@ def evaluate_next_event(
         popularity=stats.popularity(),
         eval_seconds=time.perf_counter() - started,
         sessions=np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64),
+        targets=np.concatenate(targets) if targets else np.zeros(0, dtype=np.int64),
     )
+
+
+def cold_start_figures(result: EvalResult, train_support: np.ndarray) -> dict[str, float]:
+    """Recall and MRR over the cases whose target item had no training event (a catalog
+    item new in the test period): `cold_cases`, `cold_recall@K`, `cold_mrr@K`."""
+    if result.targets is None:
+        raise ValueError("the result does not know its targets")
+    cold = train_support[result.targets] == 0
+    figures: dict[str, float] = {"cold_cases": int(cold.sum())}
+    for k in result.cutoffs:
+        figures[f"cold_recall@{k}"] = recall_at(result.ranks[cold], k) if cold.any() else 0.0
+        figures[f"cold_mrr@{k}"] = mrr_at(result.ranks[cold], k) if cold.any() else 0.0
+    return figures
 
 
 def _walk_block(
@@ -161,14 +178,14 @@ def _walk_block(
     count: np.ndarray,
     config: EvalConfig,
     stats: _ListStats,
-    out: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    out: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]],
     initial: Callable[[np.ndarray], Any] | None = None,
 ) -> None:
     """Step one block of sessions (sorted by length, longest first) through to their ends.
 
-    Appends each case's rank, position and test session to the three lists of `out`.
+    Appends each case's rank, position, test session and target item to the lists of `out`.
     """
-    ranks, positions, owners = out
+    ranks, positions, owners, targets_out = out
     starts = test.offsets[block]  # [b]
     lengths = test.lengths[block]  # [b], non-increasing
     state = model.initial_state(len(block)) if initial is None else initial(block)
@@ -187,9 +204,11 @@ def _walk_block(
         scored_state = state if len(wanted) == size else model.select(state, wanted)
         # views (broadcasts) become a writable contiguous copy, which torch needs
         scores = np.require(model.score(scored_state), np.float32, ["C", "W"])  # [w, n_items]
-        ranks.append(target_ranks(scores, test.items[targets[wanted]], config.ties))
+        truth = test.items[targets[wanted]]
+        ranks.append(target_ranks(scores, truth, config.ties))
         positions.append(np.full(len(wanted), t + 1, dtype=np.int64))
         owners.append(block[wanted])
+        targets_out.append(truth)
         stats.add(torch.from_numpy(scores))
 
 

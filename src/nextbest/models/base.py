@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import (
@@ -39,6 +40,7 @@ import numpy as np
 from nextbest.data.sessions import Sessions
 
 if TYPE_CHECKING:
+    from nextbest.events.schema import Item
     from nextbest.models.scoring import Scorer
 
 StateT = TypeVar("StateT")
@@ -75,6 +77,10 @@ class SessionModel(ABC, Generic[StateT, ConfigT]):
     @abstractmethod
     def fit(self, train: Sessions) -> Self:
         """Learn from training sessions; must set `self.item_ids = train.item_ids`."""
+
+    def use_catalog(self, items: Mapping[str, Item]) -> None:
+        """The catalog (items by id) before `fit`: a model that reads item attributes keeps
+        it (GRU4Rec with `attributes=...`); the others have no use for it."""
 
     @property
     def n_items(self) -> int:

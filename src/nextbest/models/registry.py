@@ -16,13 +16,14 @@ from nextbest.models.knn.sknn import SKNN
 from nextbest.models.knn.stan import STAN
 from nextbest.models.knn.vsknn import VSKNN
 from nextbest.models.knn.vstan import VSTAN
-from nextbest.models.popularity import MostPopular, SessionPopular
+from nextbest.models.popularity import CategoryPopular, MostPopular, SessionPopular
 
 MODELS: dict[str, type[SessionModel[Any, Any]]] = {
     model.name: model
     for model in (
         MostPopular,
         SessionPopular,
+        CategoryPopular,
         CoVisitation,
         SKNN,
         VSKNN,

@@ -43,10 +43,21 @@ class GRU4RecConfig:
     final_act: str | None = None  # overrides elu_param: linear, elu-<alpha>, relu, tanh
     seed: int = 42
     threads: int = 1  # PyTorch intra-op threads during fit (not a model property)
+    # Item attributes added to the id rows (category, brand, price, discount, free attribute
+    # names; see attributes.py): off by default, and needs the catalog (`--items`).
+    attributes: tuple[str, ...] = ()
+    # With attributes: the share of items whose id rows a training step leaves out, so that
+    # the attribute rows alone learn to score an item whose id is unknown (a new item).
+    attribute_id_dropout: float = 0.1
+    # With attributes: their learning rate relative to the id rows'. An attribute row is in
+    # nearly every mini-batch (an id row only when its item is); at the full rate it drifts
+    # and blurs the ids (docs/gru4rec.md, "Item attributes", has the measurements).
+    attribute_rate: float = 0.1
 
     def __post_init__(self) -> None:
         # JSON and keyword callers hand lists; keep the dataclass hashable and immutable.
         object.__setattr__(self, "layers", tuple(int(size) for size in self.layers))
+        object.__setattr__(self, "attributes", tuple(str(name) for name in self.attributes))
         _check(self.loss in LOSSES, "loss", self.loss, f"one of {list(LOSSES)}")
         _check(
             len(self.layers) >= 1 and all(size >= 1 for size in self.layers),
@@ -64,7 +75,7 @@ class GRU4RecConfig:
         )
         _check(self.n_epochs >= 1, "n_epochs", self.n_epochs, "an integer >= 1")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        for name in ("dropout_p_embed", "dropout_p_hidden"):
+        for name in ("dropout_p_embed", "dropout_p_hidden", "attribute_id_dropout"):
             value = getattr(self, name)
             _check(0.0 <= value < 1.0, name, value, "a probability in [0, 1)")
         _check(self.learning_rate > 0.0, "learning_rate", self.learning_rate, "a number > 0")
@@ -75,6 +86,15 @@ class GRU4RecConfig:
         _check(self.logq >= 0.0, "logq", self.logq, "a number >= 0")
         _check(self.elu_param >= 0.0, "elu_param", self.elu_param, "a number >= 0")
         _check(self.threads >= 1, "threads", self.threads, "an integer >= 1")
+        _check(self.attribute_rate > 0.0, "attribute_rate", self.attribute_rate, "a number > 0")
+        _check(
+            all(name.strip() and name == name.strip() for name in self.attributes)
+            and len(set(self.attributes)) == len(self.attributes),
+            "attributes",
+            ",".join(self.attributes),
+            "distinct attribute names, e.g. category,brand,price (also discount, category_1, "
+            "category_2 or a free attribute's name)",
+        )
         if self.final_act is not None:
             _check(
                 _parse_activation(self.final_act) is not None,

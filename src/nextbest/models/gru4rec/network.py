@@ -25,6 +25,7 @@ import math
 import torch
 from torch import nn
 
+from nextbest.models.gru4rec.attributes import AttributeIndex, AttributeTables
 from nextbest.models.gru4rec.config import GRU4RecConfig
 
 Hidden = list[torch.Tensor]  # one [B, H_l] tensor per layer
@@ -65,7 +66,12 @@ class GRULayer(nn.Module):
 
 
 class GRU4RecNet(nn.Module):
-    def __init__(self, n_items: int, config: GRU4RecConfig) -> None:
+    def __init__(
+        self, n_items: int, config: GRU4RecConfig, attributes: AttributeIndex | None = None
+    ) -> None:
+        """`attributes`: the items' attribute slots, with `config.attributes` set (see
+        attributes.py); their tables are created after every id table, so the id tables
+        draw the same initial values with or without them."""
         super().__init__()
         generator = torch.Generator().manual_seed(config.seed)
         self.mode = config.input_mode
@@ -84,6 +90,32 @@ class GRU4RecNet(nn.Module):
             layers.append(GRULayer(n_in, size, generator))
             n_in = size
         self.layers = nn.ModuleList(layers)
+        self.attributes: AttributeTables | None = None
+        if attributes is not None:
+            input_width = {"shared": None, "separate": config.embedding}.get(
+                self.mode, 3 * config.layers[0]
+            )
+            self.attributes = AttributeTables(attributes, last, input_width, config.attribute_rate)
+
+    @property
+    def training_attributes(self) -> AttributeTables | None:
+        """The attribute tables while they are still apart from the id tables (training)."""
+        tables = self.attributes
+        return None if tables is None or bool(tables.folded) else tables
+
+    @torch.no_grad()
+    def fold_attributes(self) -> None:
+        """Add every item's attribute rows into its id rows, once: from then on the item
+        tables alone score (serving and evaluation cost what an id-only network costs)."""
+        tables = self.training_attributes
+        if tables is None:
+            return
+        everything = torch.arange(self.item_weights.shape[0])
+        if self.mode != "shared":  # the shared input table is item_weights, folded below
+            self.input_table.add_(tables.input_rows(everything))
+        self.item_weights.add_(tables.output_rows(everything))
+        self.item_bias.add_(tables.bias_rows(everything))
+        tables.folded.fill_(True)
 
     @property
     def input_table(self) -> nn.Parameter:

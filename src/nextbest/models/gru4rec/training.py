@@ -107,14 +107,33 @@ class Trainer:
         weights = _leaf(net.item_weights, cols)  # [C, H]
         bias = _leaf(net.item_bias, cols)  # [C]
         embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
-        hidden = net.encode(rows, hidden, embed_mask, hidden_masks)
-        scores = net.logits(hidden[-1], weights, bias)  # [B, C]
+        attributes = net.training_attributes
+        if attributes is None:
+            hidden = net.encode(rows, hidden, embed_mask, hidden_masks)
+            scores = net.logits(hidden[-1], weights, bias)  # [B, C]
+        else:  # id rows plus attribute rows; the attribute tables are dense parameters
+            keep_in, keep_cols = self._id_masks(len(inputs), len(cols), train)
+            x = rows * keep_in[:, None] + attributes.input_rows(inputs)
+            hidden = net.encode(x, hidden, embed_mask, hidden_masks)
+            scores = net.logits(
+                hidden[-1],
+                weights * keep_cols[:, None] + attributes.output_rows(cols),
+                bias * keep_cols + attributes.bias_rows(cols),
+            )
         leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
         if net.mode == "shared":  # one table: a row used as input and column updates once
             leaves.append((net.item_weights, torch.cat([inputs, cols]), (rows, weights)))
         else:
             leaves += [(net.input_table, inputs, (rows,)), (net.item_weights, cols, (weights,))]
         return scores, hidden, leaves
+
+    def _id_masks(self, n_inputs: int, n_cols: int, train: bool) -> tuple[torch.Tensor, ...]:
+        """1 where an input row's / a column's id part counts, 0 where this step scores the
+        item by its attributes alone (as a new item is scored); all ones outside training."""
+        p = self.config.attribute_id_dropout if train else 0.0
+        draws = torch.rand(n_inputs + n_cols, generator=self.generator)
+        keep = draws.ge_(p).float()
+        return keep[:n_inputs], keep[n_inputs:]
 
     def _loss(self, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "cross-entropy":
