@@ -192,3 +192,30 @@ def test_the_offline_walk_feeds_the_profiles_as_they_stood_then() -> None:
     # the session's own events count as they happen: the second list knows two shoes
     first, second = (case.ctx.session_affinity for case in s1)
     assert first is not None and second is not None and second.events == first.events + 1
+
+
+def test_the_first_page_of_a_returning_user_knows_their_tastes_only() -> None:
+    rows = [
+        ("old", "u1", "pan-1", "purchase", 10.0),
+        ("s1", "u1", "stride-20", "view", 100.0),
+        ("s1", "u1", "stride-40", "view", 101.0),
+        ("s2", None, "stride-20", "view", 100.0),
+    ]
+    events = event_table(rows, ("session_id", "user_id", "item_id", "type", "timestamp"))
+    test = events.filter(events["session_id"] != "old")
+    profiles = UserProfiles(events, facets_of_table(TABLE))
+    raw = {"placements": {"p": {"generators": [{"source": "preference", "k": 40}], "fill": []}}}
+    placement = parse_placements(raw, "test")["p"]
+    cases = list(
+        walk(placement, None, TABLE, NO_EVENTS, test, {}, 40, profiles=profiles, at_start=True)
+    )
+    assert [(c.session_id, c.position) for c in cases] == [("s1", 0), ("s2", 0)]
+    first = {str(TABLE.ids[r]) for r in cases[0].shown.rows}
+    assert first == {f"pan-{n}" for n in range(5)}  # the pan bought before; nothing of s1 yet
+    assert len(cases[1].shown) == 0  # an anonymous session's first page: no tastes
+    product = parse_placements(
+        {"placements": {"p": {"needs": ["item_id"], "generators": [{"source": "preference"}]}}},
+        "test",
+    )["p"]
+    with pytest.raises(ValueError, match="needs an item on screen"):
+        list(walk(product, None, TABLE, NO_EVENTS, test, {}, 40, at_start=True))

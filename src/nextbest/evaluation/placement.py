@@ -214,11 +214,16 @@ def walk(
     max_sessions: int | None = None,
     progress: Callable[[int], None] | None = None,
     profiles: UserProfiles | None = None,
+    at_start: bool = False,
 ) -> Iterator[Case]:
     """Every case of the test events (EVENT_SCHEMA; item events only, in time order per
     session), with the placement's list for it; with `profiles`, the session's and the
-    user's affinity profiles as they stand before each case."""
+    user's affinity profiles as they stand before each case. `at_start`: instead, one case
+    per session, the list before its first event (what a returning user's first page shows;
+    not for a placement that needs an item on screen)."""
     needs_item = "item_id" in placement.needs
+    if at_start and needs_item:
+        raise ValueError(f"placement {placement.name!r} needs an item on screen: no first page")
     frame = test.filter(pl.col("item_id").is_not_null()).sort(["session_id", "timestamp"])
     groups = frame.partition_by("session_id", maintain_order=True, as_dict=False)
     rules = model.purchase_rules if model is not None else None
@@ -234,7 +239,9 @@ def walk(
         if profiles is not None:
             profiles.start(user_id, session_id)
         for t, (item, kind, when, _) in enumerate(rows):
-            if t > 0 and item in items.row_of:
+            if at_start and t > 0:
+                break
+            if (t > 0 or at_start) and item in items.row_of:
                 query = Query(
                     n=n,
                     placement=placement.name,
