@@ -204,3 +204,27 @@ def test_category_popularity_ranks_the_current_category_first() -> None:
     )
     with pytest.raises(ValueError, match="catpop needs the catalog"):
         CategoryPopular().fit(train)
+
+
+def test_hgru4rec_embeds_attributes_as_gru4rec_does(tmp_path: Path) -> None:
+    from nextbest.models.hgru4rec import HGRU4Rec, HGRU4RecConfig
+
+    train, catalog = category_sessions(seed=8)
+    users = np.array([f"u{s % 40}" for s in range(train.n_sessions)], dtype=object)
+    train = Sessions(**{**train.__dict__, "user_ids": users})
+    config = HGRU4RecConfig(**SMALL, attributes=("category", "brand"), user_level="on")  # type: ignore[arg-type]
+    model = HGRU4Rec(config)
+    model.use_catalog(catalog)
+    model.fit(train)
+    state = model.initial_state(1)
+    for shoe in (1, 4):
+        state = model.step(state, np.array([shoe]), np.zeros(1))
+    scores = model.score(state)[0]
+    assert scores[7] > scores[8:].max()  # the new shoe among the shoes
+    model.save(tmp_path / "h")
+    loaded = HGRU4Rec.load(tmp_path / "h")
+    again = loaded.step(loaded.initial_state(1), np.array([7]), np.zeros(1))
+    first = model.step(model.initial_state(1), np.array([7]), np.zeros(1))
+    assert np.array_equal(model.score(first), loaded.score(again))
+    with pytest.raises(ValueError, match="needs the catalog"):
+        HGRU4Rec(config).fit(train)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,10 @@ from torch import nn
 
 from nextbest.events.schema import Item
 from nextbest.recommend.affinity import ItemFacets
+
+if TYPE_CHECKING:
+    from nextbest.models.gru4rec.config import GRU4RecConfig
+    from nextbest.models.gru4rec.network import GRU4RecNet
 
 MIN_ITEMS = 2  # a value needs this many catalog items to get a row
 MAX_LIST_VALUES = 4  # of a list-valued free attribute, its first values get slots
@@ -109,6 +114,60 @@ class AttributeIndex:
                     slots[i, column], weights[i, column] = row, 1.0 / len(rows)
                     column += 1
         return cls(np.array(names, dtype=str), slots, weights)
+
+
+def index_for(
+    config: GRU4RecConfig, catalog: Mapping[str, Item] | None, item_ids: np.ndarray
+) -> AttributeIndex | None:
+    """The attribute index a fit of `config` needs (None with attributes off); a missing
+    catalog or attributes no two items share are refused, naming the parameter."""
+    if not config.attributes:
+        return None
+    named = ",".join(config.attributes)
+    if catalog is None:
+        raise ValueError(
+            f"attributes={named} needs the catalog: give the items file (--items FILE), "
+            "or call use_catalog(items) before fit"
+        )
+    index = AttributeIndex.build(item_ids, catalog, expand_kinds(config.attributes))
+    if index.n_rows == 1:
+        raise ValueError(
+            f"no value of attributes={named} is shared by two or more items of the catalog: "
+            "nothing to embed"
+        )
+    return index
+
+
+@torch.no_grad()
+def clear_unseen(net: GRU4RecNet, support: np.ndarray) -> torch.Tensor:
+    """Zero the id rows of the items without training events (catalog items new to the
+    model): no gradient ever reaches them, so their random start would be all they say."""
+    unseen = torch.from_numpy(np.flatnonzero(support == 0))
+    if len(unseen):
+        net.input_table[unseen] = 0.0
+        net.item_weights[unseen] = 0.0
+    return unseen
+
+
+@torch.no_grad()
+def settle_unseen(net: GRU4RecNet, unseen: torch.Tensor, index: AttributeIndex | None) -> None:
+    """After training: fold the attribute rows into the item tables, then rank the items
+    with neither training events nor attribute values below every item with evidence.
+
+    Their zero rows would score 0, above many trained items. The last layer's state is a
+    GRU output, in [-1, 1] per unit, so item j scores at least bias_j - |w_j|_1: a bias
+    below the least of those bounds ranks them last.
+    """
+    net.fold_attributes()
+    if index is not None and len(unseen):
+        unseen = unseen[~torch.from_numpy(index.covered())[unseen]]
+    if not len(unseen):
+        return
+    known = torch.ones(net.item_bias.shape[0], dtype=torch.bool)
+    known[unseen] = False
+    if bool(known.any()):
+        lowest = net.item_bias[known] - net.item_weights[known].abs().sum(dim=1)
+        net.item_bias[unseen] = float(lowest.min()) - 1.0
 
 
 def _free(kind: str) -> bool:

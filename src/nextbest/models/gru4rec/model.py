@@ -23,7 +23,12 @@ import torch
 from nextbest.data.sessions import Sessions
 from nextbest.events.schema import Item
 from nextbest.models.base import NotFittedError, SessionModel
-from nextbest.models.gru4rec.attributes import AttributeIndex, expand_kinds
+from nextbest.models.gru4rec.attributes import (
+    AttributeIndex,
+    clear_unseen,
+    index_for,
+    settle_unseen,
+)
 from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.network import GRU4RecNet
@@ -61,14 +66,10 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
     def _fit(self, train: Sessions) -> Self:
         started = time.perf_counter()
         self.item_ids = train.item_ids
-        index = self._attribute_index(train.item_ids)
+        index = index_for(self.config, self.catalog, train.item_ids)
         self.net = GRU4RecNet(train.n_items, self.config, index)
         support = train.item_support()
-        unseen = torch.from_numpy(np.flatnonzero(support == 0))
-        if len(unseen):  # catalog items without training events: no id evidence at all
-            with torch.no_grad():
-                self.net.input_table[unseen] = 0.0
-                self.net.item_weights[unseen] = 0.0
+        unseen = clear_unseen(self.net, support)
         walk = plan(train, self.config.batch_size)
         if walk.n_batches == 0:
             raise ValueError("no training session has two or more events: nothing to learn")
@@ -76,44 +77,10 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         self.history = run_epochs(
             "gru4rec", self.config.n_epochs, lambda: trainer.epoch(walk, train.items)
         )
-        self.net.fold_attributes()
-        if len(unseen):
-            self._rank_last(unseen, index)
+        settle_unseen(self.net, unseen, index)
         self.attribute_values = None if index is None else index.values
         self.fit_seconds = time.perf_counter() - started
         return self
-
-    def _attribute_index(self, item_ids: np.ndarray) -> AttributeIndex | None:
-        if not self.config.attributes:
-            return None
-        if self.catalog is None:
-            raise ValueError(
-                f"attributes={','.join(self.config.attributes)} needs the catalog: give the "
-                "items file (--items FILE), or call use_catalog(items) before fit"
-            )
-        index = AttributeIndex.build(item_ids, self.catalog, expand_kinds(self.config.attributes))
-        if index.n_rows == 1:
-            raise ValueError(
-                f"no value of attributes={','.join(self.config.attributes)} is shared by two "
-                "or more items of the catalog: nothing to embed"
-            )
-        return index
-
-    @torch.no_grad()
-    def _rank_last(self, unseen: torch.Tensor, index: AttributeIndex | None) -> None:
-        """Items with neither training events nor attribute values score below every item
-        with evidence (their zero rows would otherwise score 0, above many trained items).
-
-        The last layer's state is a GRU output, in [-1, 1] per unit, so item j scores at
-        least bias_j - |w_j|_1: a bias below the least of those bounds ranks them last."""
-        net = self._fitted()
-        if index is not None:
-            unseen = unseen[~torch.from_numpy(index.covered())[unseen]]
-        known = torch.ones(net.item_bias.shape[0], dtype=torch.bool)
-        known[unseen] = False
-        if len(unseen) and bool(known.any()):
-            lowest = net.item_bias[known] - net.item_weights[known].abs().sum(dim=1)
-            net.item_bias[unseen] = float(lowest.min()) - 1.0
 
     # -- answering --------------------------------------------------------------------------
     def initial_state(self, n: int) -> torch.Tensor:

@@ -107,19 +107,9 @@ class Trainer:
         weights = _leaf(net.item_weights, cols)  # [C, H]
         bias = _leaf(net.item_bias, cols)  # [C]
         embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
-        attributes = net.training_attributes
-        if attributes is None:
-            hidden = net.encode(rows, hidden, embed_mask, hidden_masks)
-            scores = net.logits(hidden[-1], weights, bias)  # [B, C]
-        else:  # id rows plus attribute rows; the attribute tables are dense parameters
-            keep_in, keep_cols = self._id_masks(len(inputs), len(cols), train)
-            x = rows * keep_in[:, None] + attributes.input_rows(inputs)
-            hidden = net.encode(x, hidden, embed_mask, hidden_masks)
-            scores = net.logits(
-                hidden[-1],
-                weights * keep_cols[:, None] + attributes.output_rows(cols),
-                bias * keep_cols + attributes.bias_rows(cols),
-            )
+        x, (w, b) = self.with_attributes(inputs, rows, (cols, weights, bias), train)
+        hidden = net.encode(x, hidden, embed_mask, hidden_masks)
+        scores = net.logits(hidden[-1], w, b)  # [B, C]
         leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
         if net.mode == "shared":  # one table: a row used as input and column updates once
             leaves.append((net.item_weights, torch.cat([inputs, cols]), (rows, weights)))
@@ -127,13 +117,30 @@ class Trainer:
             leaves += [(net.input_table, inputs, (rows,)), (net.item_weights, cols, (weights,))]
         return scores, hidden, leaves
 
-    def _id_masks(self, n_inputs: int, n_cols: int, train: bool) -> tuple[torch.Tensor, ...]:
-        """1 where an input row's / a column's id part counts, 0 where this step scores the
-        item by its attributes alone (as a new item is scored); all ones outside training."""
+    def with_attributes(
+        self,
+        inputs: torch.Tensor,
+        rows: torch.Tensor,
+        columns: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        train: bool,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The input rows [B, In] and the columns' (weights [C, H], bias [C]) with their
+        attribute rows added, while the attribute tables are apart (training); unchanged
+        without attributes. `columns` is (cols, their weight rows, their bias).
+
+        In training, `attribute_id_dropout` of the inputs and columns lose their id part:
+        those are scored by their attributes alone, as a new item is.
+        """
+        cols, weights, bias = columns
+        attributes = self.net.training_attributes
+        if attributes is None:
+            return rows, (weights, bias)
         p = self.config.attribute_id_dropout if train else 0.0
-        draws = torch.rand(n_inputs + n_cols, generator=self.generator)
-        keep = draws.ge_(p).float()
-        return keep[:n_inputs], keep[n_inputs:]
+        keep = torch.rand(len(inputs) + len(cols), generator=self.generator).ge_(p).float()
+        keep_in, keep_cols = keep[: len(inputs)], keep[len(inputs) :]
+        x = rows * keep_in[:, None] + attributes.input_rows(inputs)
+        w = weights * keep_cols[:, None] + attributes.output_rows(cols)
+        return x, (w, bias * keep_cols + attributes.bias_rows(cols))
 
     def _loss(self, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "cross-entropy":

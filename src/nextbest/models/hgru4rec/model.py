@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -32,8 +33,15 @@ import numpy as np
 import torch
 
 from nextbest.data.sessions import Sessions
+from nextbest.events.schema import Item
 from nextbest.models.base import MODEL_FILE, NotFittedError, SessionModel
 from nextbest.models.gru4rec import GRU4Rec
+from nextbest.models.gru4rec.attributes import (
+    AttributeIndex,
+    clear_unseen,
+    index_for,
+    settle_unseen,
+)
 from nextbest.models.gru4rec.network import GRU4RecNet
 from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
 from nextbest.models.hgru4rec.batching import plan_users
@@ -59,6 +67,13 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         self.fit_seconds = 0.0
         self.requested = self.config  # what was asked for; `config` is what was trained
         self.user_level_choice: UserLevelChoice | None = None
+        self.catalog: Mapping[str, Item] | None = None  # read by fit when attributes are on
+        self.attribute_values: np.ndarray | None = None  # [V] "kind=value" of the fitted net
+
+    def use_catalog(self, items: Mapping[str, Item]) -> None:
+        """The catalog whose attributes `fit` embeds (with `config.attributes` set), as
+        GRU4Rec's; the candidates of the user-level choice are fitted with it too."""
+        self.catalog = items
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: Sessions) -> Self:
@@ -71,7 +86,8 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
             raise ValueError("no training session: nothing to learn")
         asked = self.requested
         if asked.user_level == "auto" and asked.user_setting_is_default():
-            self.config, choice = choose_user_level(asked, train, _fit_candidate)
+            fit = partial(_fit_candidate, catalog=self.catalog)
+            self.config, choice = choose_user_level(asked, train, fit)
         else:
             self.config, choice = _resolved(asked), fixed_choice(asked)
         self._fit_setting(train)
@@ -85,16 +101,21 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
         if self.config.user_level == "off":  # GRU4Rec's fit: every session its own user
             train = replace(train, user_ids=None)
         self.item_ids = train.item_ids
-        self.net = HGRU4RecNet(train.n_items, self.config)
+        index = index_for(self.config, self.catalog, train.item_ids)
+        self.net = HGRU4RecNet(train.n_items, self.config, index)
+        support = train.item_support()
+        unseen = clear_unseen(self.net, support)
         walk = plan_users(train, self.config.batch_size)
         if walk.n_batches == 0:
             raise ValueError("no training session has two or more events: nothing to learn")
         trainer = HierarchicalTrainer(
-            self.net, self.config, train.item_support(), walk.n_batches * self.config.n_epochs
+            self.net, self.config, support, walk.n_batches * self.config.n_epochs
         )
         self.history = run_epochs(
             "hgru4rec", self.config.n_epochs, lambda: trainer.epoch_users(walk, train.items)
         )
+        settle_unseen(self.net, unseen, index)
+        self.attribute_values = None if index is None else index.values
 
     @property
     def uses_users(self) -> bool:
@@ -229,10 +250,21 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
 
     def arrays(self) -> dict[str, np.ndarray]:
         net = self._fitted()
-        return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        arrays = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        if self.attribute_values is not None:
+            arrays["attribute_values"] = self.attribute_values.astype(str)
+        return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        net = HGRU4RecNet(self.n_items, self.config)
+        index = None
+        if "attribute_values" in arrays:
+            self.attribute_values = arrays.pop("attribute_values").astype(str)
+            index = AttributeIndex(
+                self.attribute_values,
+                arrays["net.attributes.slots"],
+                arrays["net.attributes.weights"],
+            )
+        net = HGRU4RecNet(self.n_items, self.config, index)
         net.load_state_dict(
             {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
         )
@@ -250,6 +282,11 @@ def _resolved(config: HGRU4RecConfig) -> HGRU4RecConfig:
     return replace(config, user_level="on") if config.user_level == "auto" else config
 
 
-def _fit_candidate(config: HGRU4RecConfig, train: Sessions) -> HGRU4Rec:
+def _fit_candidate(
+    config: HGRU4RecConfig, train: Sessions, catalog: Mapping[str, Item] | None = None
+) -> HGRU4Rec:
     """A candidate of the user-level selection, fitted as set (no nested selection)."""
-    return HGRU4Rec(config).fit(train)
+    candidate = HGRU4Rec(config)
+    if catalog is not None:
+        candidate.use_catalog(catalog)
+    return candidate.fit(train)

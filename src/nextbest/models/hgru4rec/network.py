@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nextbest.models.gru4rec.attributes import AttributeIndex
 from nextbest.models.gru4rec.network import GRU4RecNet, GRULayer, Hidden, glorot_
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
 
@@ -24,8 +25,10 @@ USER_SEED_OFFSET = 7919  # the user level draws from its own stream: session ini
 
 
 class HGRU4RecNet(GRU4RecNet):
-    def __init__(self, n_items: int, config: HGRU4RecConfig) -> None:
-        super().__init__(n_items, config.session_config())
+    def __init__(
+        self, n_items: int, config: HGRU4RecConfig, attributes: AttributeIndex | None = None
+    ) -> None:
+        super().__init__(n_items, config.session_config(), attributes)
         generator = torch.Generator().manual_seed(config.seed + USER_SEED_OFFSET)
         last, users = config.layers[-1], config.user_layer
         self.user_gru = GRULayer(last, users, generator)  # input: a session's final state

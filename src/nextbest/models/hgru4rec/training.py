@@ -101,17 +101,21 @@ class HierarchicalTrainer(Trainer):
         net = self.hnet
         if scoring is None:
             rows = net.input_table.detach().index_select(0, inputs)  # [B, In]
+            cols = inputs[:0]
+            weights, bias = net.item_weights.detach()[:0], net.item_bias.detach()[:0]
         else:
             rows = _leaf(net.input_table, inputs)
+            cols = scoring[1]
+            weights = _leaf(net.item_weights, cols)  # [C, H]
+            bias = _leaf(net.item_bias, cols)  # [C]
         embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
-        hidden = net.encode(rows, hidden, embed_mask, hidden_masks, net.user_gates(user))
+        x, (w, b) = self.with_attributes(inputs, rows, (cols, weights, bias), train)
+        hidden = net.encode(x, hidden, embed_mask, hidden_masks, net.user_gates(user))
         if scoring is None:
             return hidden, None, []
-        scored, cols = scoring
-        weights = _leaf(net.item_weights, cols)  # [C, H]
-        bias = _leaf(net.item_bias, cols)  # [C]
+        scored = scoring[0]
         out = net.output(hidden[-1], user).index_select(0, scored)  # [b, H_last]
-        scores = net.logits(out, weights, bias)  # [b, C]
+        scores = net.logits(out, w, b)  # [b, C]
         leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
         if net.mode == "shared":
             leaves.append((net.item_weights, torch.cat([inputs, cols]), (rows, weights)))

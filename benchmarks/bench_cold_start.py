@@ -1,0 +1,134 @@
+"""Cold start: GRU4Rec with item attributes against the id-only GRU4Rec and category
+popularity, on a demo shop with a tenth of its catalog held out of training.
+
+    .venv/bin/python benchmarks/bench_cold_start.py                      # seed 7, 1M events
+    .venv/bin/python benchmarks/bench_cold_start.py --write-docs         # and update the docs
+    .venv/bin/python benchmarks/bench_cold_start.py --seed 8 --events 300000 --sweep \\
+        --write-docs                                                     # the validation sweep
+
+The shop is what `nextbest data demo-shop --cold-items 0.1` writes: the held-out items have no
+training event, their test events stay, and the catalog describes them. Each model is fitted
+and evaluated as `nextbest evaluate --items items.csv` does it (the same functions): every
+catalog item is ranked after every test event (next-event protocol, conservative ties), and
+the cold figures are over the cases whose target is a held-out item. GRU4Rec runs with
+`nextbest demo`'s settings. `--sweep` adds the variants that chose the attribute settings
+(their learning rate, the id dropout, which attributes); run it on a shop other than the
+test's (seed 8), so that the choice never saw the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_placements import GRU4REC
+from bench_serving import machine, save_result, write_docs
+from nextbest.cli.evaluate import read_items, training_sessions
+from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
+from nextbest.data.sessions import Sessions
+from nextbest.evaluation.next_event import EvalConfig, cold_start_figures, evaluate_next_event
+from nextbest.events.io import read_events
+from nextbest.events.schema import items_of_table
+from nextbest.models.registry import build_model
+
+ATTRIBUTES = {"attributes": "category,brand,price"}
+MODELS: dict[str, tuple[str, dict[str, str]]] = {
+    "category popularity (catpop)": ("catpop", {}),
+    "GRU4Rec, ids only": ("gru4rec", GRU4REC),
+    "GRU4Rec + category, brand, price": ("gru4rec", GRU4REC | ATTRIBUTES),
+}
+SWEEP: dict[str, tuple[str, dict[str, str]]] = {
+    "attributes at the id rows' learning rate (attribute_rate=1)": (
+        "gru4rec",
+        GRU4REC | ATTRIBUTES | {"attribute_rate": "1"},
+    ),
+    "attribute_rate=0.3": ("gru4rec", GRU4REC | ATTRIBUTES | {"attribute_rate": "0.3"}),
+    "attribute_rate=0.03": ("gru4rec", GRU4REC | ATTRIBUTES | {"attribute_rate": "0.03"}),
+    "no id dropout (attribute_id_dropout=0)": (
+        "gru4rec",
+        GRU4REC | ATTRIBUTES | {"attribute_id_dropout": "0"},
+    ),
+    "attribute_id_dropout=0.3": (
+        "gru4rec",
+        GRU4REC | ATTRIBUTES | {"attribute_id_dropout": "0.3"},
+    ),
+    "category only": ("gru4rec", GRU4REC | {"attributes": "category"}),
+}
+BEGIN, END = "<!-- cold-start:begin -->", "<!-- cold-start:end -->"
+SWEEP_BEGIN, SWEEP_END = "<!-- cold-start-sweep:begin -->", "<!-- cold-start-sweep:end -->"
+
+
+def run(folder: Path, name: str, params: dict[str, str]) -> dict[str, Any]:
+    items = read_items(folder / "items.csv")
+    train = training_sessions(read_events(folder / "train.tsv", "raise"), folder, items)
+    test_events = read_events(folder / "test.tsv", "raise")
+    test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)
+    model = build_model(name, params)
+    model.use_catalog(items_of_table(items))
+    started = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - started
+    support = train.item_support()
+    result = evaluate_next_event(model, test, EvalConfig(cutoffs=(20,)), train_support=support)
+    return {
+        "cases": result.cases,
+        **{k: round(v, 4) for k, v in result.metrics().items() if k.endswith("@20")},
+        **{k: round(float(v), 4) for k, v in cold_start_figures(result, support).items()},
+        "fit_seconds": round(fit_seconds, 1),
+    }
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| model | Recall@20 | MRR@20 | cold cases | cold Recall@20 | cold MRR@20 | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        lines.append(
+            f"| {label} | {r['recall@20']:.4f} | {r['mrr@20']:.4f} | {int(r['cold_cases']):,} "
+            f"| {r['cold_recall@20']:.4f} | {r['cold_mrr@20']:.4f} | {r['fit_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--cold-items", type=float, default=0.1)
+    parser.add_argument("--sweep", action="store_true", help="add the attribute settings' sweep")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    variants = MODELS | (SWEEP if args.sweep else {})
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        shop = generate_demo_shop(DemoShopConfig(seed=args.seed, n_events=args.events))
+        write_demo_shop(shop, tmp, args.cold_items)
+        for label, (name, params) in variants.items():
+            rows[label] = run(Path(tmp), name, params)
+            print(label, rows[label], flush=True)
+    text = table(rows)
+    print(text)
+    tag = f"cold_start_seed{args.seed}_{args.events}" + ("_sweep" if args.sweep else "")
+    save_result(tag, {"rows": rows, "args": vars(args), "machine": machine()})
+    if args.write_docs:
+        command = (
+            f"`.venv/bin/python benchmarks/bench_cold_start.py --seed {args.seed} "
+            f"--events {args.events}{' --sweep' if args.sweep else ''} --write-docs`"
+        )
+        where = machine()
+        header = (
+            f"Demo shop seed {args.seed}, {args.events:,} events, {args.cold_items:.0%} of "
+            f"the items held out of training; {command}; {where['cpu']}, {where['cores']} "
+            f"cores, {where['date']} (fit times on a machine shared with other work).\n\n"
+        )
+        begin, end = (SWEEP_BEGIN, SWEEP_END) if args.sweep else (BEGIN, END)
+        heading = "Cold start: the attribute settings' sweep" if args.sweep else "Cold start"
+        write_docs(header + text, begin, end, heading)
+
+
+if __name__ == "__main__":
+    main()
