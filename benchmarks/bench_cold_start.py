@@ -14,26 +14,46 @@ the cold figures are over the cases whose target is a held-out item. GRU4Rec run
 `nextbest demo`'s settings. `--sweep` adds the variants that chose the attribute settings
 (their learning rate, the id dropout, which attributes); run it on a shop other than the
 test's (seed 8), so that the choice never saw the test.
+
+    .venv/bin/python benchmarks/bench_cold_start.py --beauty ../shared/datasets/amazon_beauty
+
+Amazon Beauty as S3Rec prepared it (`Beauty.txt`: a user's items in time order a line;
+`Beauty_item2attributes.json`: the brand and category ids of each item, unlabelled): each
+user's history without its last item trains, and the last item is the test (ranked after the
+rest, against every item). The attribute ids are one list-valued attribute, `tags`. Its items
+all have 5+ interactions, so there is no cold case: what it shows is whether the attributes
+help the items that are rare.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench_placements import GRU4REC
 from bench_serving import machine, save_result, write_docs
 from nextbest.cli.evaluate import read_items, training_sessions
 from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
 from nextbest.data.sessions import Sessions
-from nextbest.evaluation.next_event import EvalConfig, cold_start_figures, evaluate_next_event
+from nextbest.evaluation.next_event import (
+    EvalConfig,
+    cold_start_figures,
+    evaluate_next_event,
+    prefix_target_sessions,
+)
 from nextbest.events.io import read_events
-from nextbest.events.schema import items_of_table
+from nextbest.events.schema import Item, items_of_table
 from nextbest.models.registry import build_model
 
+# One thread: quality is measured here, not speed, and two 2-thread fits on two shared cores
+# slow each other down many times over.
+GRU4REC = GRU4REC | {"threads": "1"}
 ATTRIBUTES = {"attributes": "category,brand,price"}
 MODELS: dict[str, tuple[str, dict[str, str]]] = {
     "category popularity (catpop)": ("catpop", {}),
@@ -55,9 +75,11 @@ SWEEP: dict[str, tuple[str, dict[str, str]]] = {
         "gru4rec",
         GRU4REC | ATTRIBUTES | {"attribute_id_dropout": "0.3"},
     ),
-    "category only": ("gru4rec", GRU4REC | {"attributes": "category"}),
 }
+RESULTS = Path(__file__).resolve().parent / "results"
+BEAUTY_EPOCHS = "5"
 BEGIN, END = "<!-- cold-start:begin -->", "<!-- cold-start:end -->"
+BEAUTY_BEGIN, BEAUTY_END = "<!-- cold-start-beauty:begin -->", "<!-- cold-start-beauty:end -->"
 SWEEP_BEGIN, SWEEP_END = "<!-- cold-start-sweep:begin -->", "<!-- cold-start-sweep:end -->"
 
 
@@ -81,6 +103,65 @@ def run(folder: Path, name: str, params: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def beauty(folder: Path) -> dict[str, dict[str, Any]]:
+    """GRU4Rec with and without the items' attribute ids on Amazon Beauty (last item test)."""
+    lines = (folder / "Beauty.txt").read_text().split("\n")
+    histories = [line.split()[1:] for line in lines if line.strip()]
+    tags = json.loads((folder / "Beauty_item2attributes.json").read_text())
+    catalog = {
+        item: Item(item_id=item, attributes={"tags": [str(t) for t in values]})
+        for item, values in tags.items()
+    }
+    kept = [h for h in histories if len(h) >= 3]  # two to train on, one to test
+    train = Sessions(
+        item_ids=np.array(sorted({i for h in kept for i in h[:-1]}), dtype=object),
+        session_ids=np.array([str(u) for u in range(len(kept))], dtype=object),
+        offsets=np.concatenate([[0], np.cumsum([len(h) - 1 for h in kept])]).astype(np.int64),
+        items=np.zeros(0, dtype=np.int64),
+        times=np.zeros(0),
+    )
+    index = train.item_index()
+    items = np.array([index[i] for h in kept for i in h[:-1]], dtype=np.int64)
+    times = np.arange(len(items), dtype=np.float64)  # positions: GRU4Rec reads the order only
+    train = Sessions(**{**train.__dict__, "items": items, "times": times})
+    test, count = prefix_target_sessions(
+        [h[:-1] for h in kept], [h[-1] for h in kept], train.item_ids
+    )
+    support = train.item_support()
+    rows = {}
+    for label, extra in (("GRU4Rec, ids only", {}), ("GRU4Rec + tags", {"attributes": "tags"})):
+        model = build_model("gru4rec", GRU4REC | {"n_epochs": BEAUTY_EPOCHS} | extra)
+        model.use_catalog(catalog)
+        started = time.perf_counter()
+        model.fit(train)
+        fit_seconds = time.perf_counter() - started
+        result = evaluate_next_event(
+            model, test, EvalConfig(cutoffs=(10, 20)), count=count, train_support=support
+        )
+        figures = {k: round(v, 4) for k, v in result.metrics().items() if "@" in k}
+        rare = support[result.targets] <= np.quantile(support, 0.5)  # type: ignore[index]
+        figures["rare_cases"] = int(rare.sum())
+        figures["rare_recall@20"] = round(float((result.ranks[rare] <= 20).mean()), 4)
+        rows[label] = {"cases": result.cases, **figures, "fit_seconds": round(fit_seconds, 1)}
+        print(label, rows[label], flush=True)
+    return rows
+
+
+def beauty_table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| model | cases | Recall@10 | NDCG@10 | Recall@20 | MRR@20 | rare cases | "
+        "rare Recall@20 | fit s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        lines.append(
+            f"| {label} | {r['cases']:,} | {r['recall@10']:.4f} | {r['ndcg@10']:.4f} "
+            f"| {r['recall@20']:.4f} | {r['mrr@20']:.4f} | {r['rare_cases']:,} "
+            f"| {r['rare_recall@20']:.4f} | {r['fit_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| model | Recall@20 | MRR@20 | cold cases | cold Recall@20 | cold MRR@20 | fit s |",
@@ -94,14 +175,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--cold-items", type=float, default=0.1)
-    parser.add_argument("--sweep", action="store_true", help="add the attribute settings' sweep")
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     variants = MODELS | (SWEEP if args.sweep else {})
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,16 +184,52 @@ def main() -> None:
         for label, (name, params) in variants.items():
             rows[label] = run(Path(tmp), name, params)
             print(label, rows[label], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--cold-items", type=float, default=0.1)
+    parser.add_argument("--sweep", action="store_true", help="add the attribute settings' sweep")
+    parser.add_argument("--beauty", type=Path, help="the amazon_beauty folder: run on it")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--from-results",
+        action="store_true",
+        help="write the docs from the results this command saved last (benchmarks/results)",
+    )
+    args = parser.parse_args()
+    if args.beauty is not None:
+        found = beauty(args.beauty)
+        text = beauty_table(found)
+        print(text)
+        save_result("cold_start_beauty", {"rows": found, "machine": machine()})
+        if args.write_docs:
+            command = "`.venv/bin/python benchmarks/bench_cold_start.py --beauty DIR --write-docs`"
+            header = (
+                f"Amazon Beauty (S3Rec's preparation), each user's last item as the test; "
+                f"GRU4Rec with `nextbest demo`'s settings and {BEAUTY_EPOCHS} epochs; "
+                f'{command}; {machine()["cpu"]}. "rare": targets with at most the median '
+                "item's training interactions.\n\n"
+            )
+            write_docs(header + text, BEAUTY_BEGIN, BEAUTY_END, "Cold start: Amazon Beauty")
+        return
+    tag = f"cold_start_seed{args.seed}_{args.events}" + ("_sweep" if args.sweep else "")
+    if args.from_results:
+        saved = json.loads((RESULTS / f"{tag}.json").read_text())
+        rows, where = saved["rows"], saved["machine"]
+    else:
+        rows, where = measure(args), machine()
+        save_result(tag, {"rows": rows, "args": vars(args), "machine": where})
     text = table(rows)
     print(text)
-    tag = f"cold_start_seed{args.seed}_{args.events}" + ("_sweep" if args.sweep else "")
-    save_result(tag, {"rows": rows, "args": vars(args), "machine": machine()})
-    if args.write_docs:
+    if args.write_docs or args.from_results:
         command = (
             f"`.venv/bin/python benchmarks/bench_cold_start.py --seed {args.seed} "
             f"--events {args.events}{' --sweep' if args.sweep else ''} --write-docs`"
         )
-        where = machine()
         header = (
             f"Demo shop seed {args.seed}, {args.events:,} events, {args.cold_items:.0%} of "
             f"the items held out of training; {command}; {where['cpu']}, {where['cores']} "

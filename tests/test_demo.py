@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from nextbest.cli.demo import DEMO_MODELS
 from nextbest.cli.main import app
+from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.store import META_FILE, latest_version, list_versions
 from nextbest.serving import demo as serving_demo
 from nextbest.serving.auth import read_keys_file
@@ -41,6 +42,10 @@ def test_demo_trains_evaluates_and_reports(tmp_path: Path, monkeypatch: pytest.M
     assert len(list_versions(tmp_path)) == len(DEMO_MODELS)
     # the default --serve-model is the newest version, the one the server would serve
     assert served_model(tmp_path) == "gru4rec"
+    # the served GRU4Rec embeds the catalog's category, brand and price band
+    served = GRU4Rec.load(latest_version(tmp_path))  # type: ignore[arg-type]
+    assert served.config.attributes == ("category", "brand", "price")
+    assert served.attribute_values is not None and len(served.attribute_values) > 10
     by_name = {r["model"]: r for r in records}
     # the demo shop plants sequential structure: every session model beats popularity
     for name, record in by_name.items():

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from nextbest.models.gru4rec.network import GRU4RecNet
 
 MIN_ITEMS = 2  # a value needs this many catalog items to get a row
-MAX_LIST_VALUES = 4  # of a list-valued free attribute, its first values get slots
+MAX_LIST_VALUES = 8  # of a list-valued free attribute, its first values get slots
 CATEGORY_LEVELS = ("category_1", "category_2", "category")
 FACET_KINDS = ("brand", "category_1", "category_2", "category", "price_band")  # ItemFacets order
 DISCOUNT_BANDS = ((0.1, "to10"), (0.3, "to30"), (0.5, "to50"))  # upper bounds; above: over50
