@@ -671,9 +671,7 @@ def main() -> None:
     result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
     result["label"] = args.label
     result["other_cpu"] = {}  # cores busy with processes other than the benchmark's
-    result["command"] = "python benchmarks/bench_serving.py" + (
-        " --write-docs" if args.write_docs else ""
-    )
+    result["command"] = " ".join(["python benchmarks/bench_serving.py", *sys.argv[1:]])
     with others_cpu(result, "compute", {os.getpid()}):
         result["compute"] = compute_alone(folder, 3000)
         result["pipelines"] = {

@@ -130,7 +130,7 @@ def test_attribute_tables_are_folded_into_the_item_tables_after_fit() -> None:
     assert bool(model.net.attributes.folded) and model.net.training_attributes is None
     everything = torch.arange(16)
     # item 7's id row stayed zero in training: its folded row is its attribute rows exactly
-    expected = model.net.attributes.output_rows(everything)[7]
+    expected = model.net.attributes.output_rows(everything)[7].detach()
     assert torch.allclose(model.net.item_weights[7], expected)
     assert float(expected.abs().sum()) > 0.0
 
