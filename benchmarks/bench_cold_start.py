@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from bench_placements import GRU4REC
 from bench_serving import machine, save_result, write_docs
@@ -113,17 +114,17 @@ def beauty(folder: Path) -> dict[str, dict[str, Any]]:
         for item, values in tags.items()
     }
     kept = [h for h in histories if len(h) >= 3]  # two to train on, one to test
-    train = Sessions(
-        item_ids=np.array(sorted({i for h in kept for i in h[:-1]}), dtype=object),
-        session_ids=np.array([str(u) for u in range(len(kept))], dtype=object),
-        offsets=np.concatenate([[0], np.cumsum([len(h) - 1 for h in kept])]).astype(np.int64),
-        items=np.zeros(0, dtype=np.int64),
-        times=np.zeros(0),
+    # each user's history but its last item as one session; times are positions (GRU4Rec
+    # reads the order only), so the sessions keep the file's order
+    owners = [str(user) for user, history in enumerate(kept) for _ in history[:-1]]
+    events = pl.DataFrame(
+        {
+            "session_id": owners,
+            "item_id": [item for history in kept for item in history[:-1]],
+            "timestamp": np.arange(len(owners), dtype=np.float64),
+        }
     )
-    index = train.item_index()
-    items = np.array([index[i] for h in kept for i in h[:-1]], dtype=np.int64)
-    times = np.arange(len(items), dtype=np.float64)  # positions: GRU4Rec reads the order only
-    train = Sessions(**{**train.__dict__, "items": items, "times": times})
+    train = Sessions.from_events(events)
     test, count = prefix_target_sessions(
         [h[:-1] for h in kept], [h[-1] for h in kept], train.item_ids
     )
@@ -162,16 +163,18 @@ def beauty_table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: dict[str, dict[str, Any]]) -> str:
-    lines = [
-        "| model | Recall@20 | MRR@20 | cold cases | cold Recall@20 | cold MRR@20 | fit s |",
-        "|---|---|---|---|---|---|---|",
-    ]
+def table(rows: dict[str, dict[str, Any]], fit_times: bool = True) -> str:
+    """The figures of each variant; `fit_times=False` leaves out the fit seconds (a sweep
+    compares quality, and its fits share the machine with whatever else runs)."""
+    header = ["model", "Recall@20", "MRR@20", "cold cases", "cold Recall@20", "cold MRR@20"]
+    header += ["fit s"] if fit_times else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, r in rows.items():
-        lines.append(
-            f"| {label} | {r['recall@20']:.4f} | {r['mrr@20']:.4f} | {int(r['cold_cases']):,} "
-            f"| {r['cold_recall@20']:.4f} | {r['cold_mrr@20']:.4f} | {r['fit_seconds']:.0f} |"
-        )
+        cells = [label, f"{r['recall@20']:.4f}", f"{r['mrr@20']:.4f}"]
+        cells += [f"{int(r['cold_cases']):,}", f"{r['cold_recall@20']:.4f}"]
+        cells += [f"{r['cold_mrr@20']:.4f}"]
+        cells += [f"{r['fit_seconds']:.0f}"] if fit_times else []
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -223,7 +226,7 @@ def main() -> None:
     else:
         rows, where = measure(args), machine()
         save_result(tag, {"rows": rows, "args": vars(args), "machine": where})
-    text = table(rows)
+    text = table(rows, fit_times=not args.sweep)
     print(text)
     if args.write_docs or args.from_results:
         command = (
@@ -233,7 +236,9 @@ def main() -> None:
         header = (
             f"Demo shop seed {args.seed}, {args.events:,} events, {args.cold_items:.0%} of "
             f"the items held out of training; {command}; {where['cpu']}, {where['cores']} "
-            f"cores, {where['date']} (fit times on a machine shared with other work).\n\n"
+            f"cores, {where['date']}"
+            + ("" if args.sweep else " (fit times on a machine shared with other work)")
+            + ".\n\n"
         )
         begin, end = (SWEEP_BEGIN, SWEEP_END) if args.sweep else (BEGIN, END)
         heading = "Cold start: the attribute settings' sweep" if args.sweep else "Cold start"

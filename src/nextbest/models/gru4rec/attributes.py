@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nextbest.events.schema import Item
+from nextbest.recommend.affinity import ATTRIBUTES as FACET_KINDS  # what ItemFacets holds
 from nextbest.recommend.affinity import ItemFacets
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 MIN_ITEMS = 2  # a value needs this many catalog items to get a row
 MAX_LIST_VALUES = 8  # of a list-valued free attribute, its first values get slots
 CATEGORY_LEVELS = ("category_1", "category_2", "category")
-FACET_KINDS = ("brand", "category_1", "category_2", "category", "price_band")  # ItemFacets order
+# the kinds a config name stands for; other names are themselves (a facet or a free attribute)
+ALIASES = {"category": CATEGORY_LEVELS, "price": ("price_band",), "discount": ("discount_band",)}
 DISCOUNT_BANDS = ((0.1, "to10"), (0.3, "to30"), (0.5, "to50"))  # upper bounds; above: over50
 
 
@@ -54,9 +56,7 @@ def expand_kinds(names: Sequence[str]) -> tuple[str, ...]:
     `price_band`, `discount` is `discount_band`), in order, without repeats."""
     kinds: list[str] = []
     for name in names:
-        parts = {"category": CATEGORY_LEVELS, "price": ("price_band",)}.get(name, (name,))
-        parts = ("discount_band",) if name == "discount" else parts
-        kinds += [k for k in parts if k not in kinds]
+        kinds += [k for k in ALIASES.get(name, (name,)) if k not in kinds]
     return tuple(kinds)
 
 

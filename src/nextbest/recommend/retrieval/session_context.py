@@ -27,6 +27,7 @@ import numpy as np
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
 from nextbest.recommend.retrieval.complements import Complements
+from nextbest.recommend.retrieval.trending import found_rows
 
 COVIEWED = 1.0
 COBOUGHT = 0.3
@@ -57,14 +58,11 @@ class SessionContext:
                 texts.extend(unique.tolist())
             parts.append((rows, scores, which))
 
-        row_of = items.row_of
         for place, anchor in enumerate(anchors):
-            found = ctx.live.followers(str(items.ids[anchor]), k, ctx.skip)
-            pairs = [(row_of[i], c) for i, c in found if i in row_of]
-            if pairs:
-                rows, counts = np.array(pairs).T
+            rows, counts = found_rows(ctx, ctx.live.followers(str(items.ids[anchor]), k, ctx.skip))
+            if len(rows):
                 scores = COVIEWED / (1 + place) * counts / counts.max()
-                add(rows.astype(np.int64), scores, f"often viewed with {items.title_of(anchor)}")
+                add(rows, scores, f"often viewed with {items.title_of(anchor)}")
         bought = Complements().generate(ctx, k)
         if len(bought) and bought.scores.max() > 0:
             add(bought.rows, COBOUGHT * bought.scores / bought.scores.max(), bought.reasons)

@@ -13,7 +13,8 @@ from nextbest.recommend.context import Context
 COVISIT, POPULARITY = "covisit", "popularity"
 
 
-def _rows(ctx: Context, found: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+def found_rows(ctx: Context, found: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The table rows and scores of live-count results (item ids), dropping unknown items."""
     row_of = ctx.items.row_of
     pairs = [(row_of[item], score) for item, score in found if item in row_of]
     rows = np.array([r for r, _ in pairs], dtype=np.int64)
@@ -30,7 +31,7 @@ class LivePopular:
     name: str = POPULARITY
 
     def generate(self, ctx: Context, k: int) -> Candidates:
-        rows, scores = _rows(ctx, ctx.live.popular(k, ctx.skip))
+        rows, scores = found_rows(ctx, ctx.live.popular(k, ctx.skip))
         return Candidates.of(rows, scores, self.name, popular_reasons(ctx, rows))
 
 
@@ -43,7 +44,7 @@ class LiveCovisit:
         if anchor is None:
             return Candidates.empty()
         found = ctx.live.followers(str(ctx.items.ids[anchor]), k, ctx.skip)
-        rows, scores = _rows(ctx, found)
+        rows, scores = found_rows(ctx, found)
         reason = f"often viewed after {ctx.items.title_of(anchor)}"
         return Candidates.of(rows, scores, self.name, reason)
 
@@ -73,7 +74,7 @@ class NewItems:
 
         parts = []
         if anchor is not None:
-            rows, scores = _rows(ctx, ctx.live.followers(anchor, k, skip))
+            rows, scores = found_rows(ctx, ctx.live.followers(anchor, k, skip))
             reason = f"often viewed after {items.title_of(items.row_of[anchor])}"
             parts.append(Candidates.of(rows, scores, COVISIT, reason))
         taken = {str(i) for i in items.ids[parts[0].rows]} if parts else set()
@@ -81,7 +82,7 @@ class NewItems:
             popular = ctx.live.popular(
                 k, lambda i: banned(i) or i in taken, self.min_count, unknown_to=model
             )
-            rows, scores = _rows(ctx, popular)
+            rows, scores = found_rows(ctx, popular)
             rows, scores = rows[: k - len(taken)], scores[: k - len(taken)]
             parts.append(Candidates.of(rows, scores, POPULARITY, popular_reasons(ctx, rows)))
         return concat(parts)
