@@ -60,3 +60,20 @@ def test_a_bad_placement_is_one_line_and_exit_2(shop: Path, tmp_path: Path) -> N
     bad.write_text("[placements.product]\ngenerators = [{ source = 'session', k = 0 }]\n")
     broken = runner.invoke(app, [*base, "--placement", f"{bad}:product"], terminal_width=200)
     assert broken.exit_code == 2 and "generators[0].k" in broken.output
+
+
+def test_an_attribute_model_reads_the_placements_catalog(shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "attributes.json"
+    args = [
+        "evaluate", "--model", "gru4rec", "--param", "layers=16", "--param", "n_epochs=1",
+        "--param", "attributes=category,brand", "--train", str(shop / "train.tsv"),
+        "--test", str(shop / "test.tsv"), "--items", str(shop / "items.csv"),
+        "--placement", "product", "--max-sessions", "50", "--json", str(out),
+    ]  # fmt: skip
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["params"]["attributes"] == ["category", "brand"]
+    missing = runner.invoke(
+        app, [a for a in args if a != str(shop / "items.csv") and a != "--items"]
+    )
+    assert missing.exit_code == 2 and "needs the catalog: add --items FILE" in missing.output

@@ -321,14 +321,14 @@ def evaluate_placement_cli(
         raise ValueError(f"--max-sessions must be >= 1, not {max_sessions}")
     cutoffs = tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS
     params = parse_params(param or [])
-    build_model(model_name, params)
+    check_catalog_need(build_model(model_name, params), items_path)
     items = read_items(items_path) if items_path is not None else None
     train_events = read_events(train_path, "skip" if skip_bad else "raise")
     test_events = read_events(test_path, "skip" if skip_bad else "raise")
     train_sessions = Sessions.from_events(train_events)
     if train_sessions.n_events == 0:
         raise ValueError(f"{train_path} holds no item events to train on")
-    model, fit_seconds = fit_model(model_name, params, train_sessions)
+    model, fit_seconds = fit_model(model_name, params, train_sessions, items)
     rules, note = learn_rules(train_events, train_path, items_path)
     console.print(note, highlight=False)
     result = run_placement_evaluation(
