@@ -1,0 +1,1 @@
+"""Learned rankers over `RankingData` (see nextbest.twostage.data.LearnedRanker)."""
