@@ -33,6 +33,10 @@ from nextbest.models.store import nextbest_home, save_version
 from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="pop, spop, covisit, sknn, ...")]
+OptionalModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="pop, spop, covisit, sknn, ... (or --pipeline FILE)"),
+]
 TrainOption = Annotated[Path, typer.Option("--train", help="training events (.tsv or .parquet)")]
 ParamOption = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="model parameter KEY=VALUE (repeatable)")
@@ -159,9 +163,11 @@ def fit_report(model: SessionModel[Any, Any]) -> dict[str, Any]:
 
 @friendly_errors
 def evaluate(
-    model_name: ModelOption,
-    train_path: TrainOption,
-    test_path: Annotated[Path, typer.Option("--test", help="test events, or prefix/target file")],
+    model_name: OptionalModelOption = None,
+    train_path: Annotated[Path | None, typer.Option("--train", help="training events")] = None,
+    test_path: Annotated[
+        Path | None, typer.Option("--test", help="test events, or prefix/target file")
+    ] = None,
     param: ParamOption = None,
     cutoff: Annotated[list[int] | None, typer.Option(help="cutoff K (repeatable)")] = None,
     ties: Annotated[str, typer.Option(help="conservative, standard or median")] = "conservative",
@@ -180,6 +186,12 @@ def evaluate(
     max_sessions: Annotated[
         int | None, typer.Option(help="with --placement: at most this many test sessions")
     ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            help="a two-stage pipeline file (generators + learned ranker) instead of --model"
+        ),
+    ] = None,
 ) -> None:
     """Fit a model on TRAIN and evaluate it on TEST with the next-event protocol.
 
@@ -187,11 +199,39 @@ def evaluate(
     UserId column; models with user state (hgru4rec) first replay the user's TRAIN sessions.
     `--placement`: the placement's whole pipeline answers each case (rules, diversity and
     promotions included; `--items` gives the catalog and learns the purchase rules).
+    `--pipeline FILE`: several generators and a learned ranker (a `[pipeline]` TOML file, see
+    benchmarks/pipelines/); the generators are fitted before a cut of TRAIN, the ranker on the
+    sessions after it, then the generators on all of TRAIN; the JSON adds candidate_recall@K.
     `--items` (without `--placement`): every catalog item is ranked, test events of catalog
     items unseen in training stay as targets, and the results add cold_cases and
     cold_recall@K / cold_mrr@K over them; GRU4Rec's `attributes=` reads the catalog.
     """
     setup_logging()
+    if train_path is None or test_path is None:
+        raise ValueError("--train and --test are both required")
+    if (model_name is None) == (pipeline is None):
+        raise ValueError("give either --model NAME or --pipeline FILE (one of them)")
+    if pipeline is not None:
+        if ties not in TIE_POLICIES:
+            raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
+        if protocol != "next-event" or placement is not None or param:
+            raise ValueError(
+                "--pipeline runs the next-event protocol on its own file's generators: "
+                "leave out --protocol, --placement and --param"
+            )
+        from nextbest.cli.pipeline_eval import evaluate_pipeline_cli
+
+        evaluate_pipeline_cli(
+            pipeline, train_path, test_path, items_path,
+            EvalConfig(
+                cutoffs=tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS,
+                ties=ties,  # type: ignore[arg-type]
+                batch_size=batch_size,
+            ),
+            json_path, skip_bad,
+        )  # fmt: skip
+        return
+    assert model_name is not None
     if placement is not None:
         evaluate_placement_cli(
             model_name, train_path, test_path, param, cutoff, placement, items_path,

@@ -57,6 +57,29 @@ class Sessions:
         """[n_items] number of events of each item."""
         return np.bincount(self.items, minlength=self.n_items)
 
+    def take(self, rows: np.ndarray, keep: np.ndarray | None = None) -> Sessions:
+        """The sessions `rows` (in that order), with the same vocabulary, and only the events
+        where `keep` [n_events] is True when it is given (sessions may become shorter or
+        empty)."""
+        lengths = self.lengths[rows]
+        starts = self.offsets[rows]
+        events = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
+        events = events + np.arange(int(lengths.sum()))  # [n] event indices, in order
+        if keep is not None:
+            mask = keep[events]
+            owner = np.repeat(np.arange(len(rows)), lengths)
+            lengths = np.bincount(owner[mask], minlength=len(rows))
+            events = events[mask]
+        return Sessions(
+            item_ids=self.item_ids,
+            session_ids=self.session_ids[rows],
+            offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
+            items=self.items[events],
+            times=self.times[events],
+            user_ids=None if self.user_ids is None else self.user_ids[rows],
+            event_types=None if self.event_types is None else self.event_types[events],
+        )
+
     @classmethod
     def from_events(
         cls,

@@ -101,9 +101,11 @@ class RankingData:
         selected = np.asarray(selected, dtype=np.int64)
         bounds = self.case_bounds
         sizes = bounds[selected + 1] - bounds[selected]
-        rows = np.concatenate(
-            [np.arange(bounds[c], bounds[c + 1]) for c in selected]
-        ) if len(selected) else np.zeros(0, np.int64)
+        rows = (
+            np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in selected])
+            if len(selected)
+            else np.zeros(0, np.int64)
+        )
         return replace(
             self,
             case=np.repeat(np.arange(len(selected)), sizes),
@@ -155,9 +157,7 @@ def save_ranking_data(data: RankingData, path: Path) -> None:
 
 def load_ranking_data(path: Path) -> RankingData:
     with np.load(path, allow_pickle=False) as z:
-        history = (
-            History(z["h_items"], z["h_types"], z["h_age"]) if "h_items" in z.files else None
-        )
+        history = History(z["h_items"], z["h_types"], z["h_age"]) if "h_items" in z.files else None
         groups = {
             str(name): tuple(str(n) for n in z[f"group_{g}"])
             for g, name in enumerate(z["group_names"])
@@ -173,3 +173,43 @@ def load_ranking_data(path: Path) -> RankingData:
             history=history,
             n_items=int(z["n_items"]),
         )
+
+
+def concat_ranking_data(parts: Sequence[RankingData]) -> RankingData:
+    """The cases of `parts` one after another (renumbered; sessions kept apart per part)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ValueError("concat_ranking_data: nothing to join")
+    first = parts[0]
+    if any(p.names != first.names for p in parts):
+        raise ValueError("concat_ranking_data: the parts have different features")
+    case_offsets = np.cumsum([0] + [p.n_cases for p in parts])
+    session_offsets = np.cumsum(
+        [0] + [int(p.session.max()) + 1 if p.session is not None else 0 for p in parts]
+    )
+    histories = [p.history for p in parts]
+    history = None
+    if all(h is not None for h in histories):
+        history = History(
+            np.concatenate([h.items for h in histories if h is not None]),
+            np.concatenate([h.types for h in histories if h is not None]),
+            np.concatenate([h.age for h in histories if h is not None]),
+        )
+    sessions = [p.session for p in parts]
+    return RankingData(
+        case=np.concatenate([p.case + o for p, o in zip(parts, case_offsets, strict=False)]),
+        item=np.concatenate([p.item for p in parts]),
+        features=np.concatenate([p.features for p in parts]),
+        names=first.names,
+        groups=first.groups,
+        label=None
+        if any(p.label is None for p in parts)
+        else np.concatenate([p.label for p in parts if p.label is not None]),
+        session=None
+        if any(s is None for s in sessions)
+        else np.concatenate(
+            [s + o for s, o in zip(sessions, session_offsets, strict=False) if s is not None]
+        ),
+        history=history,
+        n_items=max(p.n_items for p in parts),
+    )

@@ -109,29 +109,6 @@ def fixed_choice(config: HGRU4RecConfig) -> UserLevelChoice:
     )
 
 
-def take(sessions: Sessions, rows: np.ndarray, keep: np.ndarray | None = None) -> Sessions:
-    """The sessions `rows` (in that order), with only the events where `keep` [n_events] is
-    True when it is given (sessions may become shorter or empty)."""
-    lengths = sessions.lengths[rows]
-    starts = sessions.offsets[rows]
-    events = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
-    events = events + np.arange(int(lengths.sum()))  # [n] event indices, session after session
-    if keep is not None:
-        mask = keep[events]
-        owner = np.repeat(np.arange(len(rows)), lengths)
-        lengths = np.bincount(owner[mask], minlength=len(rows))
-        events = events[mask]
-    return Sessions(
-        item_ids=sessions.item_ids,
-        session_ids=sessions.session_ids[rows],
-        offsets=np.r_[0, np.cumsum(lengths)].astype(np.int64),
-        items=sessions.items[events],
-        times=sessions.times[events],
-        user_ids=None if sessions.user_ids is None else sessions.user_ids[rows],
-        event_types=None if sessions.event_types is None else sessions.event_types[events],
-    )
-
-
 def validation_split(train: Sessions) -> tuple[Sessions, Sessions]:
     """(the training sessions but the validation ones, the validation sessions): each user with
     two or more training sessions gives their last (latest last event; ties: the later start,
@@ -149,11 +126,11 @@ def validation_split(train: Sessions) -> tuple[Sessions, Sessions]:
     chosen = chosen[known[chosen] & (counts[owners[chosen]] >= 2) & (train.lengths[chosen] > 0)]
     is_valid = np.zeros(n, dtype=bool)
     is_valid[chosen] = True
-    rest = take(train, np.flatnonzero(~is_valid))
+    rest = train.take(np.flatnonzero(~is_valid))
     seen = rest.item_support() > 0
-    valid = take(train, np.flatnonzero(is_valid), keep=seen[train.items])
+    valid = train.take(np.flatnonzero(is_valid), keep=seen[train.items])
     long_enough = np.flatnonzero(valid.lengths >= 2)
-    return rest, take(valid, long_enough)
+    return rest, valid.take(long_enough)
 
 
 def choose_user_level(
