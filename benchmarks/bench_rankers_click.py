@@ -11,7 +11,9 @@ gives the mean ± half the range over seeds of the pooled AUC and of the gAUC (t
 each test session, weighted by its rows: `nextbest.twostage.metrics`). A ranker that does
 not depend on the seed (`SEEDLESS`) runs once. `--rankers` picks some rows; `--param
 KEY=VALUE` changes an attention-GRU setting for all its rows (e.g. `--param epochs=2`);
-`--valid-share` holds out the last share of the training cases for choosing the epoch.
+`--valid-share` holds out the last share of the training cases for choosing the epoch;
+`--train-cases N` trains on the last N training cases only; `--jobs` runs that many fits side
+by side (forked processes, one thread each).
 
 Rows: `attention_gru` and its ablations (no time gate or decay, one transform for all action
 types, neither), and `popularity`, the test rows ranked by the feature column `item.pop` (or
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Self
@@ -143,6 +147,35 @@ def spread(values: list[float]) -> str:
     return f"{mean:.4f} ± {half:.4f}" if len(values) > 1 else f"{mean:.4f}"
 
 
+# what the forked workers read (set by main before the pool starts: shared, not pickled)
+_SHARED: dict[str, Any] = {}
+
+
+def run_one(name: str, seed: int) -> dict[str, Any]:
+    """Fit one ranker with one seed and score the test file (in a worker or in place)."""
+    torch.set_num_threads(1)
+    train, valid, test = _SHARED["train"], _SHARED["valid"], _SHARED["test"]
+    ranker = RANKERS[name](seed, train, _SHARED["params"])
+    start = time.perf_counter()
+    ranker.fit(train, valid)
+    fit_seconds = time.perf_counter() - start
+    scores = ranker.predict(test)
+    run: dict[str, Any] = {
+        "seed": seed,
+        "auc": auc(test.label, scores),
+        "gauc": gauc(test.label, scores, _SHARED["groups"]),
+        "fit_seconds": round(fit_seconds, 1),
+        "loadavg": Path("/proc/loadavg").read_text().split()[0],
+    }
+    config = getattr(ranker, "config", None)
+    if config is not None:
+        run["config"] = asdict(config)
+    if getattr(ranker, "history_log", None):
+        run["epochs"] = ranker.history_log  # type: ignore[attr-defined]
+    print(json.dumps({"ranker": name, **run}), file=sys.stderr, flush=True)
+    return run
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", type=Path, required=True)
@@ -151,6 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rankers", default=",".join(RANKERS), help="comma-separated rows")
     parser.add_argument("--param", action="append", default=[], help="attention-GRU KEY=VALUE")
     parser.add_argument("--valid-share", type=float, default=0.0)
+    parser.add_argument(
+        "--train-cases", type=int, default=0, help="train on the last N cases only (0: all)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="fits side by side (1 thread each)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -164,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     full_train, test = load_ranking_data(args.train), load_ranking_data(args.test)
     if test.label is None:
         raise SystemExit(f"{args.test} has no labels")
+    if 0 < args.train_cases < full_train.n_cases:
+        full_train = full_train.cases(
+            np.arange(full_train.n_cases - args.train_cases, full_train.n_cases)
+        )
     train, valid = split_valid(full_train, args.valid_share)
     groups = test.session[test.case] if test.session is not None else test.case
     print(
@@ -172,41 +213,30 @@ def main(argv: list[str] | None = None) -> None:
         f"{float(np.mean(test.label)):.4f}",
         file=sys.stderr,
     )
+    _SHARED.update(train=train, valid=valid, test=test, groups=groups, params=params)
 
-    results: list[dict[str, Any]] = []
     notes: list[str] = []
+    tasks: list[tuple[str, int]] = []
     for name in chosen:
-        runs = []
-        for seed in seeds[:1] if name in SEEDLESS else seeds:
+        if name == "popularity":
             try:
-                ranker = RANKERS[name](seed, full_train, params)
+                notes.append(f"popularity ranks by the column {popularity_column(train.names)}")
             except SkipRanker as why:
-                notes.append(f"{name}: skipped, {why}")
-                break
-            start = time.perf_counter()
-            ranker.fit(train, valid)
-            fit_seconds = time.perf_counter() - start
-            scores = ranker.predict(test)
-            run: dict[str, Any] = {
-                "seed": seed,
-                "auc": auc(test.label, scores),
-                "gauc": gauc(test.label, scores, groups),
-                "fit_seconds": round(fit_seconds, 1),
-                "loadavg": Path("/proc/loadavg").read_text().split()[0]
-                if Path("/proc/loadavg").exists()
-                else None,
-            }
-            config = getattr(ranker, "config", None)
-            if config is not None:
-                run["config"] = asdict(config)
-            if getattr(ranker, "history_log", None):
-                run["epochs"] = ranker.history_log  # type: ignore[attr-defined]
-            print(json.dumps({"ranker": name, **run}), file=sys.stderr)
-            runs.append(run)
+                notes.append(f"popularity: skipped, {why}")
+                continue
+        tasks += [(name, seed) for seed in (seeds[:1] if name in SEEDLESS else seeds)]
+    if args.jobs > 1:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            futures = [pool.submit(run_one, name, seed) for name, seed in tasks]
+            outcomes = [future.result() for future in futures]
+    else:
+        outcomes = [run_one(name, seed) for name, seed in tasks]
+    results: list[dict[str, Any]] = []
+    for name in chosen:
+        runs = [run for (task, _), run in zip(tasks, outcomes, strict=True) if task == name]
         if runs:
             results.append({"ranker": name, "runs": runs})
-    if "popularity" in chosen and "popularity" in {r["ranker"] for r in results}:
-        notes.append(f"popularity ranks by the column {popularity_column(full_train.names)}")
 
     lines = [
         "| ranker | test AUC | test gAUC | seeds | fit s (load) |",
@@ -234,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                     "seeds": seeds,
                     "params": params,
                     "valid_share": args.valid_share,
+                    "train_cases": full_train.n_cases,
                     "python": platform.python_version(),
                     "torch": torch.__version__,
                     "results": results,

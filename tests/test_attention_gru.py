@@ -179,3 +179,17 @@ def test_softmax_loss_learns_too(split: tuple[RankingData, RankingData]) -> None
     assert test.label is not None
     scores = AttentionGRURanker(replace(FAST, loss="softmax")).fit(train).predict(test)
     assert auc(test.label, scores) > 0.85
+
+
+def test_negative_sampling_keeps_every_positive() -> None:
+    from nextbest.twostage.rankers.attention_gru import _sample
+
+    rng = np.random.default_rng(0)
+    local = np.repeat(np.arange(50), 100)
+    rows = np.arange(len(local))
+    labels = (rng.random(len(rows)) < 0.02).astype(np.float32)
+    kept, kept_local = _sample(rows, local, labels, 10, rng)
+    assert set(np.flatnonzero(labels)) <= set(kept)
+    assert (np.diff(kept_local) >= 0).all()
+    negatives_per_case = np.bincount(kept_local[labels[kept] == 0], minlength=50)
+    assert 5 < negatives_per_case.mean() < 15

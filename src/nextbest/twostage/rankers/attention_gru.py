@@ -66,7 +66,7 @@ class AttentionGRUConfig:
     hidden_size: int = 32  # GRU state size
     attention_size: int = 32  # width of the attention's ELU layer
     mlp_size: int = 64  # the network is in -> 2 * mlp_size -> mlp_size -> 1
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 64  # cases per mini-batch (all of their candidate rows)
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
@@ -74,6 +74,11 @@ class AttentionGRUConfig:
     # the other candidates of their case (ranks within a case only: logits are not comparable
     # across cases, so the pooled AUC suffers)
     loss: Loss = "bce"
+    # training rows per case: every positive and about this many of its negatives, drawn
+    # afresh each epoch (0: all). Candidate lists of 100+ rows with one click make most of
+    # the work negatives; a uniform sample leaves the ranking within a case unbiased and
+    # shifts every logit by the same amount, so the pooled AUC is unaffected too.
+    negatives: int = 32
     time_decay: bool = True  # the time gate and the decay of attention with age
     action_types: bool = True  # one transform and bias per action type (else one shared)
     seed: int = 0
@@ -87,6 +92,7 @@ class AttentionGRUConfig:
         _check(self.learning_rate > 0, "learning_rate", "a number > 0")
         _check(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         _check(self.loss in ("bce", "softmax"), "loss", "'bce' or 'softmax'")
+        _check(self.negatives >= 0, "negatives", "an integer >= 0 (0: all)")
         _check(self.threads >= 1, "threads", "an integer >= 1")
 
 
@@ -294,12 +300,14 @@ class AttentionGRURanker:
         rows = offsets + np.arange(int(sizes.sum()))
         return rows, np.repeat(np.arange(len(cases)), sizes)
 
-    def _scores(self, prepared: _Prepared, cases: np.ndarray) -> tuple[Tensor, np.ndarray]:
+    def _scores(
+        self, prepared: _Prepared, cases: np.ndarray, rows: np.ndarray, local: np.ndarray
+    ) -> Tensor:
+        """Logits of `rows`, each of the case `cases[local[row]]`."""
         assert self.network is not None
-        rows, local = self._batch_rows(prepared.bounds, cases)
         index = torch.from_numpy(cases)
         row_index = torch.from_numpy(rows)
-        logits = self.network(
+        logits: Tensor = self.network(
             prepared.items[index],
             prepared.types[index],
             prepared.age[index],
@@ -308,7 +316,7 @@ class AttentionGRURanker:
             prepared.row_item[row_index],
             self._standardise(prepared.features[row_index]),
         )
-        return logits, rows
+        return logits
 
     # -- LearnedRanker -------------------------------------------------------------------
     def fit(self, train: RankingData, valid: RankingData | None = None) -> Self:
@@ -353,13 +361,16 @@ class AttentionGRURanker:
                 total, count = 0.0, 0
                 for start in range(0, n_cases, config.batch_size):
                     cases = order[start : start + config.batch_size]
-                    logits, rows = self._scores(prepared, cases)
+                    rows, local = self._batch_rows(prepared.bounds, cases)
+                    if config.negatives:
+                        rows, local = _sample(rows, local, train.label, config.negatives, rng)
+                    logits = self._scores(prepared, cases, rows, local)
                     target = labels[torch.from_numpy(rows)]
                     loss: Tensor | None
                     if config.loss == "bce":
                         loss = F.binary_cross_entropy_with_logits(logits, target)
                     else:
-                        loss = _case_softmax_loss(logits, target, prepared.bounds, cases)
+                        loss = _case_softmax_loss(logits, target, local, len(cases))
                     if loss is None:  # no positive among these cases
                         continue
                     optimiser.zero_grad()
@@ -389,8 +400,8 @@ class AttentionGRURanker:
         with torch.no_grad():
             for start in range(0, n_cases, batch):
                 cases = np.arange(start, min(start + batch, n_cases))
-                logits, rows = self._scores(prepared, cases)
-                out[rows] = logits.double().numpy()
+                rows, local = self._batch_rows(prepared.bounds, cases)
+                out[rows] = self._scores(prepared, cases, rows, local).double().numpy()
         return out
 
     def predict(self, data: RankingData) -> np.ndarray:
@@ -453,20 +464,38 @@ class AttentionGRURanker:
         return ranker
 
 
+def _sample(
+    rows: np.ndarray,
+    local: np.ndarray,
+    labels: np.ndarray,
+    negatives: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every positive row and each negative with probability negatives / (the case's
+    negatives), so about `negatives` per case."""
+    positive = labels[rows] > 0.5
+    n_cases = int(local[-1]) + 1 if len(local) else 0
+    n_negative = np.bincount(local[~positive], minlength=n_cases)
+    share = np.minimum(1.0, negatives / np.maximum(n_negative, 1))
+    keep = positive | (rng.random(len(rows)) < share[local])
+    return rows[keep], local[keep]
+
+
 def _case_softmax_loss(
-    logits: Tensor, target: Tensor, bounds: np.ndarray, cases: np.ndarray
+    logits: Tensor, target: Tensor, local: np.ndarray, n_cases: int
 ) -> Tensor | None:
-    """Mean over cases with a positive of -log(sum of the positives' softmax share)."""
-    sizes = bounds[cases + 1] - bounds[cases]
-    width = int(sizes.max()) if len(sizes) else 0
-    if width == 0:
+    """Mean over cases with a positive of -log(the positives' share of the case's softmax);
+    `local` (non-decreasing) gives each row's case."""
+    if len(local) == 0:
         return None
-    local = np.repeat(np.arange(len(cases)), sizes)
-    position = np.arange(int(sizes.sum())) - np.repeat(np.r_[0, np.cumsum(sizes)[:-1]], sizes)
+    sizes = np.bincount(local, minlength=n_cases)
+    width = int(sizes.max())
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    position = np.arange(len(local)) - starts[local]
     flat = torch.from_numpy(local * width + position)
-    grid = logits.new_full((len(cases) * width,), -math.inf).index_put((flat,), logits)
-    positive = logits.new_zeros(len(cases) * width).index_put((flat,), target)
-    grid, positive = grid.view(len(cases), width), positive.view(len(cases), width)
+    grid = logits.new_full((n_cases * width,), -math.inf).index_put((flat,), logits)
+    positive = logits.new_zeros(n_cases * width).index_put((flat,), target)
+    grid, positive = grid.view(n_cases, width), positive.view(n_cases, width)
     has = positive.sum(dim=1) > 0
     if not bool(has.any()):
         return None
