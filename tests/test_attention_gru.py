@@ -193,3 +193,13 @@ def test_negative_sampling_keeps_every_positive() -> None:
     assert (np.diff(kept_local) >= 0).all()
     negatives_per_case = np.bincount(kept_local[labels[kept] == 0], minlength=50)
     assert 5 < negatives_per_case.mean() < 15
+
+
+def test_quantile_scaling_roundtrip(tmp_path: Path, split: tuple[RankingData, RankingData]) -> None:
+    train, test = split
+    ranker = AttentionGRURanker(replace(FAST, epochs=1, scaling="quantile"))
+    ranker.fit(train.cases(np.arange(100)))
+    ranker.save(tmp_path / "quantile")
+    loaded = AttentionGRURanker.load(tmp_path / "quantile")
+    np.testing.assert_array_equal(loaded.predict(test), ranker.predict(test))
+    assert np.isfinite(ranker.predict(test)).all()

@@ -56,6 +56,7 @@ from nextbest.twostage.metrics import auc
 CONFIG_FILE = "attention_gru.json"
 WEIGHTS_FILE = "attention_gru.pt"
 CLIP = 5.0  # standardised features are clipped to +-CLIP
+QUANTILES = 65  # knots per column of scaling="quantile"
 
 Loss = Literal["bce", "softmax"]
 
@@ -79,6 +80,10 @@ class AttentionGRUConfig:
     # the work negatives; a uniform sample leaves the ranking within a case unbiased and
     # shifts every logit by the same amount, so the pooled AUC is unaffected too.
     negatives: int = 32
+    # feature columns: "standard" (x - mean) / deviation; "quantile" first maps each column
+    # through its training quantiles (QUANTILES knots) to [0, 1], which evens out scores
+    # with a few huge values, then standardises
+    scaling: Literal["standard", "quantile"] = "standard"
     time_decay: bool = True  # the time gate and the decay of attention with age
     action_types: bool = True  # one transform and bias per action type (else one shared)
     seed: int = 0
@@ -93,6 +98,7 @@ class AttentionGRUConfig:
         _check(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         _check(self.loss in ("bce", "softmax"), "loss", "'bce' or 'softmax'")
         _check(self.negatives >= 0, "negatives", "an integer >= 0 (0: all)")
+        _check(self.scaling in ("standard", "quantile"), "scaling", "'standard' or 'quantile'")
         _check(self.threads >= 1, "threads", "an integer >= 1")
 
 
@@ -106,8 +112,12 @@ class _Network(nn.Module):
 
     feature_mean: Tensor
     feature_scale: Tensor
+    feature_knots: Tensor
+    feature_levels: Tensor
 
-    def __init__(self, config: AttentionGRUConfig, n_items: int, n_features: int) -> None:
+    def __init__(
+        self, config: AttentionGRUConfig, n_items: int, n_features: int, n_columns: int
+    ) -> None:
         super().__init__()
         d, h, a = config.embedding_size, config.hidden_size, config.attention_size
         self.config = config
@@ -149,6 +159,8 @@ class _Network(nn.Module):
         # feature standardisation learned at fit (buffers: saved with the weights)
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_scale", torch.ones(n_features))
+        self.register_buffer("feature_knots", torch.zeros(n_columns, QUANTILES))
+        self.register_buffer("feature_levels", torch.zeros(n_columns, QUANTILES))
 
     def history(
         self, items: Tensor, types: Tensor, age: Tensor, gap: Tensor
@@ -255,6 +267,8 @@ class AttentionGRURanker:
             raise ValueError(f"attention_gru: the data lacks fitted feature columns {missing}")
         columns = [data.names.index(name) for name in self.names]
         raw = data.features[:, columns].astype(np.float32)
+        if self.config.scaling == "quantile":
+            raw = self._quantiles(raw)
         indicators = [
             np.isnan(raw[:, self.names.index(name)]).astype(np.float32) for name in self.missing
         ]
@@ -285,6 +299,34 @@ class AttentionGRURanker:
             features=torch.from_numpy(np.ascontiguousarray(features)),
             bounds=data.case_bounds,
         )
+
+    def _fit_quantiles(self, raw: np.ndarray) -> None:
+        """Per column: the training quantiles (ties merged, their levels averaged), padded."""
+        assert self.network is not None
+        levels = np.linspace(0.0, 1.0, QUANTILES)
+        knots = np.zeros((raw.shape[1], QUANTILES))
+        targets = np.zeros((raw.shape[1], QUANTILES))
+        for j in range(raw.shape[1]):
+            values = raw[:, j][~np.isnan(raw[:, j])]
+            if len(values) == 0:
+                continue
+            points = np.quantile(values.astype(np.float64), levels)
+            unique, inverse = np.unique(points, return_inverse=True)
+            means = np.bincount(inverse, weights=levels) / np.bincount(inverse)
+            knots[j, : len(unique)], knots[j, len(unique) :] = unique, unique[-1]
+            targets[j, : len(unique)], targets[j, len(unique) :] = means, means[-1]
+        self.network.feature_knots.copy_(torch.from_numpy(knots))
+        self.network.feature_levels.copy_(torch.from_numpy(targets))
+
+    def _quantiles(self, raw: np.ndarray) -> np.ndarray:
+        assert self.network is not None
+        knots = self.network.feature_knots.double().numpy()
+        levels = self.network.feature_levels.double().numpy()
+        out = np.empty_like(raw)
+        for j in range(raw.shape[1]):
+            out[:, j] = np.interp(raw[:, j], knots[j], levels[j])
+            out[np.isnan(raw[:, j]), j] = np.nan
+        return out
 
     def _standardise(self, features: Tensor) -> Tensor:
         assert self.network is not None
@@ -337,7 +379,9 @@ class AttentionGRURanker:
             torch.manual_seed(config.seed)
             rng = np.random.default_rng(config.seed)
             n_features = len(self.names) + len(self.missing)
-            self.network = network = _Network(config, self.n_items, n_features)
+            self.network = network = _Network(config, self.n_items, n_features, len(self.names))
+            if config.scaling == "quantile":
+                self._fit_quantiles(train.features)
             prepared = self._prepare(train)
             with torch.no_grad():
                 values = prepared.features.double()
@@ -455,7 +499,8 @@ class AttentionGRURanker:
             state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise ValueError(f"{folder / WEIGHTS_FILE} is missing or corrupt: {exc}") from None
-        network = _Network(ranker.config, ranker.n_items, len(ranker.names) + len(ranker.missing))
+        n_features = len(ranker.names) + len(ranker.missing)
+        network = _Network(ranker.config, ranker.n_items, n_features, len(ranker.names))
         try:
             network.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:
