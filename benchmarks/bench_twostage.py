@@ -103,6 +103,9 @@ def main() -> None:
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--save-data", type=Path, help="write the click-prediction split here")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--cache", type=Path, help="reuse generators fitted on the same data (fit seconds kept)"
+    )
     args = parser.parse_args()
     path = args.pipeline or ROOT / "benchmarks" / "pipelines" / f"{args.dataset}.toml"
     spec = load_spec(path)
@@ -116,7 +119,9 @@ def main() -> None:
         "load_before": os.getloadavg(),
         "cpus": os.cpu_count(),
     }
-    run = run_pipeline(spec, train, test, catalog, say=lambda line: print(line, flush=True))
+    run = run_pipeline(
+        spec, train, test, catalog, say=lambda line: print(line, flush=True), cache=args.cache
+    )
     record["load_after_pipeline"] = os.getloadavg()
     record["pipeline"] = {
         "ranker": spec.ranker,

@@ -170,6 +170,7 @@ def test_ranking_data_round_trips_and_joins(tmp_path: Path) -> None:
             "unknown \\[pipeline\\] keys",
         ),
         ("[pipeline\n", "not valid TOML"),
+        ('[pipeline]\nranker_params = { leaves = 3 }\ngenerators = [{ model = "pop" }]\n', "leaves"),
     ],
 )
 def test_bad_pipeline_files_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -242,3 +243,31 @@ def test_evaluate_pipeline_refuses_bad_combinations(small_shop: Path, tmp_path: 
     assert result.exit_code != 0 and "either --model NAME or --pipeline FILE" in result.output
     missing = runner.invoke(app, [*base, "--pipeline", str(tmp_path / "none.toml")])
     assert missing.exit_code != 0 and "cannot read pipeline file" in missing.output
+
+
+def test_live_popularity_counts_only_events_before_the_case() -> None:
+    train = sessions_of([[0, 1, 0, 0, 2, 0]], 3)  # times 0, 60, ..., 300
+    stats = ItemStats.build(train).with_stream([train], train_events=1000)  # windows 2 and 20
+    short, long = stats.live_counts(np.array([0, 0, 0, 2]), np.array([60.0, 180.0, 300.0, 120.0]))
+    # up to t=60: events 0 and 1 -> item 0 once; up to 180: 0,1,0,0 -> three times (long)
+    assert long.tolist() == [1.0, 3.0, 4.0, 0.0]
+    # the short window holds the last 2 events before the moment: (0, 0) at 120 and 180
+    assert short.tolist() == [1.0, 2.0, 1.0, 0.0]
+
+
+def test_fitted_generators_are_reused_from_the_cache(tmp_path: Path) -> None:
+    from nextbest.twostage.protocol import GeneratorSpec, Generators
+
+    train = sessions_of([[0, 1, 2], [0, 1, 3], [1, 2]], 4)
+    specs = [GeneratorSpec("vsknn", 10), GeneratorSpec("covisit", 10)]
+    first = Generators.fit(specs, train, cache=tmp_path)
+    lines: list[str] = []
+    again = Generators.fit(specs, train, cache=tmp_path, say=lines.append)
+    assert sum("loaded" in line for line in lines) == 2
+    state = first.models[0].step(first.models[0].initial_state(1), np.array([0]), np.array([0.0]))
+    state2 = again.models[0].step(again.models[0].initial_state(1), np.array([0]), np.array([0.0]))
+    assert np.allclose(first.models[0].score(state), again.models[0].score(state2))
+    other = sessions_of([[0, 1, 2], [2, 3]], 4)  # other data: fitted anew
+    lines.clear()
+    Generators.fit(specs, other, cache=tmp_path, say=lines.append)
+    assert not any("loaded" in line for line in lines)

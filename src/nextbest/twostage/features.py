@@ -8,7 +8,9 @@ Everything is vectorised over the rows; a served request is one case with its ca
 The feature groups (`GROUPS`) are what the ablation leaves out one at a time:
 
     generators  each generator's rank, score and gap to its best score; how many proposed it
-    item        popularity overall and recent, age since first seen, price, discount
+    item        popularity overall and recent, live popularity (the item's share of the last
+                events before the case, of every session: what the server's trends see),
+                age since first seen, price, discount
     session     events so far, time since the previous event, the last event's type
     repeat      whether the candidate is in the session, how often, how many steps ago
     match       category of the last item, the session's share of the candidate's
@@ -18,8 +20,8 @@ The feature groups (`GROUPS`) are what the ablation leaves out one at a time:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -30,6 +32,9 @@ from nextbest.twostage.generate import Cases, Merged
 
 HISTORY = 20  # actions kept per case
 RECENT_SHARE = 1 / 7  # "recent" popularity: the last seventh of the training period
+# live popularity: the item's events among the last events before the case (of all sessions),
+# in windows of these shares of the training events
+LIVE_WINDOWS = {"item.live_short": 0.002, "item.live_long": 0.02}
 CHUNK_ROWS = 1 << 20
 GROUPS = ("generators", "item", "session", "repeat", "match", "context")
 PLACEMENTS = {"next": 0, "home": 1, "product": 2, "cart": 3, "email": 4, "search": 5}
@@ -48,6 +53,38 @@ class ItemStats:
     category: np.ndarray  # [n_items] int64 code of the leaf category (-1: unknown)
     brand: np.ndarray  # [n_items] int64 (-1: unknown)
     price_band: np.ndarray  # [n_items] int64 (-1: unknown)
+    # the event stream live popularity counts in: keys item * (n + 1) + position, sorted, and
+    # the stream's times in order (positions index them); windows in events
+    stream_keys: np.ndarray | None = None
+    stream_times: np.ndarray | None = None
+    live_windows: tuple[int, ...] = ()
+
+    def with_stream(self, parts: Sequence[Sessions], train_events: int) -> ItemStats:
+        """These statistics with a live event stream: every event of `parts`, in time order
+        (a case counts only the events before its moment)."""
+        items = np.concatenate([p.items for p in parts])
+        times = np.concatenate([p.times for p in parts])
+        order = np.argsort(times, kind="stable")
+        items, times = items[order], times[order]
+        n = len(items)
+        keys = np.sort(items.astype(np.int64) * (n + 1) + np.arange(n, dtype=np.int64))
+        windows = tuple(max(1, round(train_events * share)) for share in LIVE_WINDOWS.values())
+        return replace(self, stream_keys=keys, stream_times=times, live_windows=windows)
+
+    def live_counts(self, item: np.ndarray, moment: np.ndarray) -> list[np.ndarray]:
+        """Per window: the events of `item` among the last window's events before `moment`
+        (inclusive of the moment itself: the case's last event is live already)."""
+        if self.stream_keys is None or self.stream_times is None:
+            return [np.full(len(item), np.nan, np.float32) for _ in LIVE_WINDOWS]
+        n = len(self.stream_times)
+        end = np.searchsorted(self.stream_times, moment, side="right")
+        base = item.astype(np.int64) * (n + 1)
+        upto = np.searchsorted(self.stream_keys, base + end)
+        out = []
+        for window in self.live_windows:
+            start = np.maximum(end - window, 0)
+            out.append((upto - np.searchsorted(self.stream_keys, base + start)).astype(np.float32))
+        return out
 
     @classmethod
     def build(cls, train: Sessions, catalog: Mapping[str, Item] | None = None) -> ItemStats:
@@ -175,6 +212,10 @@ def _generator_features(merged: Merged) -> dict[str, np.ndarray]:
         out[f"{name}.rank"] = merged.rank[:, g]
         out[f"{name}.score"] = score
         out[f"{name}.gap"] = best[merged.case] - score
+        # the score as a share of the case's best: the kNN family's scores grow with the
+        # training data, so the share carries over from the ranker's cut to the full data
+        top = best[merged.case]
+        out[f"{name}.share"] = np.where(top > 0, score / np.where(top > 0, top, 1), np.nan)
     proposed = ~np.isnan(merged.rank)
     out["generators.count"] = proposed.sum(axis=1).astype(np.float32)
     # reciprocal-rank fusion of all generators (Cormack et al.'s offset of 60)
@@ -187,9 +228,11 @@ def _item_features(
     case: np.ndarray, item: np.ndarray, cases: CaseInputs, stats: ItemStats
 ) -> dict[str, np.ndarray]:
     age_days = (cases.moment[case] - stats.first_seen[item]) / 86400.0
+    live = stats.live_counts(item, cases.moment[case])
     return {
         "item.pop": np.log1p(stats.pop[item]),
         "item.pop_recent": np.log1p(stats.pop_recent[item]),
+        **{name: np.log1p(count) for name, count in zip(LIVE_WINDOWS, live, strict=True)},
         "item.age_days": age_days.astype(np.float32),
         "item.price": stats.price[item],
         "item.discount": stats.discount[item],

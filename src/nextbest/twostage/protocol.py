@@ -19,6 +19,7 @@ ranking. Nothing is chosen on the test split.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 import tomllib
@@ -126,7 +127,7 @@ def load_spec(path: Path) -> PipelineSpec:
         build_model(entry["model"], params)  # a bad parameter fails here, before any data
         generators.append(GeneratorSpec(entry["model"], k, params, str(entry.get("label", ""))))
     try:
-        return PipelineSpec(
+        spec = PipelineSpec(
             generators=tuple(generators),
             ranker=str(table.get("ranker", "gbdt")),
             ranker_params=dict(table.get("ranker_params", {})),
@@ -134,11 +135,20 @@ def load_spec(path: Path) -> PipelineSpec:
             ranker_folds=int(table.get("ranker_folds", 1)),
             max_ranker_cases=int(table.get("max_ranker_cases", 200_000)),
         )
+        make_ranker(spec.ranker, spec.ranker_params)  # a bad ranker parameter fails here
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+    return spec
 
 
 def make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
+    try:
+        return _make_ranker(name, params)
+    except TypeError as exc:  # an unknown parameter name
+        raise ValueError(f"ranker {name}: {exc}") from exc
+
+
+def _make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
     if name == "gbdt":
         from nextbest.twostage.rankers.gbdt import GBDTConfig, GBDTRanker
 
@@ -150,7 +160,7 @@ def make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
     if name == "ftrl":
         from nextbest.twostage.rankers.ftrl import FTRLConfig, FTRLRanker
 
-        return FTRLRanker(FTRLConfig(**params))  # type: ignore[return-value]
+        return FTRLRanker(FTRLConfig.from_dict(dict(params)))  # type: ignore[return-value]
     if name == "attention_gru":
         from nextbest.twostage.rankers.attention_gru import (
             AttentionGRUConfig,
@@ -178,15 +188,30 @@ class Generators:
         train: Sessions,
         catalog: Mapping[str, Item] | None = None,
         say: Progress | None = None,
+        cache: Path | None = None,
     ) -> Generators:
+        """Fit every generator on `train`. `cache`: a folder of fitted models by a hash of
+        (model, parameters, training data): a model fitted before on the same data is loaded
+        instead (the benchmarks' repeated runs)."""
         models, seconds = [], {}
         for spec in specs:
+            folder = cache / _fit_key(spec, train) if cache is not None else None
+            started = time.perf_counter()
+            if folder is not None and (folder / "done").exists():
+                model = MODELS[spec.model].load(folder)
+                seconds[spec.name] = float((folder / "done").read_text())
+                if say:
+                    say(f"loaded {spec.name} fitted earlier on the same data from {folder}")
+                models.append(model)
+                continue
             model = build_model(spec.model, dict(spec.params))
             if catalog is not None:
                 model.use_catalog(catalog)
-            started = time.perf_counter()
             model.fit(train)
             seconds[spec.name] = time.perf_counter() - started
+            if folder is not None:
+                model.save(folder)
+                (folder / "done").write_text(str(seconds[spec.name]))
             if say:
                 say(
                     f"fitted {spec.name} on {train.n_events:,} events in {seconds[spec.name]:.1f} s"
@@ -195,10 +220,13 @@ class Generators:
         return cls(tuple(specs), models, train, ItemStats.build(train, catalog), seconds)
 
     def candidates(
-        self, cases: Cases, say: Progress | None = None
+        self, cases: Cases, say: Progress | None = None, stream: Sequence[Sessions] = ()
     ) -> tuple[RankingData, dict[str, float]]:
         """The ranking data of `cases` (coded in the generators' vocabulary), labelled with
-        each case's next item, and the seconds each generator took to walk them."""
+        each case's next item, and the seconds each generator took to walk them. `stream`:
+        the sessions whose events live popularity counts (those before each case's moment:
+        what a server has seen by then); default the generators' training data and the
+        cases' sessions."""
         support = self.train.item_support()
         proposals, seconds = [], {}
         for spec, model in zip(self.specs, self.models, strict=True):
@@ -210,11 +238,19 @@ class Generators:
                 say(f"{spec.name}: top-{spec.k} of {cases.n_cases:,} cases in {took:.1f} s")
         started = time.perf_counter()
         merged = merge_proposals(proposals)
-        data = ranking_data(
-            merged, CaseInputs.of(cases), self.stats, cases.target_item, cases.session
-        )
+        parts = list(stream) or [self.train, cases.sessions]
+        stats = self.stats.with_stream(parts, self.train.n_events)
+        data = ranking_data(merged, CaseInputs.of(cases), stats, cases.target_item, cases.session)
         seconds["features"] = time.perf_counter() - started
         return data, seconds
+
+
+def _fit_key(spec: GeneratorSpec, train: Sessions) -> str:
+    digest = hashlib.sha256(f"{spec.model}|{sorted(spec.params.items())}".encode())
+    for array in (train.items, train.times, train.offsets):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update("|".join(map(str, train.item_ids[:1000])).encode())
+    return f"{spec.model}-{digest.hexdigest()[:20]}"
 
 
 def latest_cases(cases: Cases, limit: int) -> Cases:
@@ -290,13 +326,14 @@ def run_pipeline(
     ties: TiePolicy = "conservative",
     say: Progress | None = None,
     ranker_data: RankingData | None = None,
+    cache: Path | None = None,
 ) -> PipelineRun:
     """Fit and evaluate the whole pipeline with the protocol above (`test` coded in `train`'s
     vocabulary). `ranker_data`: reuse the ranker's training candidates of an earlier run."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     if ranker_data is None:
-        ranker_data = ranker_training_data(spec, train, catalog, seconds, say)
+        ranker_data = ranker_training_data(spec, train, catalog, seconds, say, cache)
     ranker = make_ranker(spec.ranker, spec.ranker_params)
     tick = time.perf_counter()
     ranker.fit(ranker_data)
@@ -304,7 +341,7 @@ def run_pipeline(
     if say:
         took = seconds["ranker fit"]
         say(f"ranker {spec.ranker} fitted on {ranker_data.n_cases:,} cases in {took:.1f} s")
-    full = Generators.fit(spec.generators, train, catalog, say)
+    full = Generators.fit(spec.generators, train, catalog, say, cache)
     for name, value in full.fit_seconds.items():
         seconds[f"fit on all: {name}"] = value
     cases = Cases.of(test)
@@ -339,6 +376,7 @@ def ranker_training_data(
     catalog: Mapping[str, Item] | None,
     seconds: dict[str, float],
     say: Progress | None = None,
+    cache: Path | None = None,
 ) -> RankingData:
     """The ranker's candidates: the latest `ranker_share` of the training sessions in
     `ranker_folds` consecutive slices, each walked by generators fitted on every session
@@ -358,7 +396,7 @@ def ranker_training_data(
                 f"fold {fold + 1}/{spec.ranker_folds}: generators on {before.n_sessions:,} "
                 f"sessions, the ranker's candidates from the next {after.n_sessions:,}"
             )
-        early = Generators.fit(spec.generators, before, catalog, say)
+        early = Generators.fit(spec.generators, before, catalog, say, cache)
         for name, value in early.fit_seconds.items():
             key = f"fit before cut: {name}"
             seconds[key] = seconds.get(key, 0.0) + value
