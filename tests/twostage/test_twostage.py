@@ -170,7 +170,7 @@ def test_ranking_data_round_trips_and_joins(tmp_path: Path) -> None:
             "unknown \\[pipeline\\] keys",
         ),
         ("[pipeline\n", "not valid TOML"),
-        ('[pipeline]\nranker_params = { leaves = 3 }\ngenerators = [{ model = "pop" }]\n', "leaves"),
+        ('[pipeline]\nranker_params = { leaves = 3 }\ngenerators = [{ model = "pop" }]', "leaves"),
     ],
 )
 def test_bad_pipeline_files_are_named(tmp_path: Path, text: str, message: str) -> None:
@@ -256,7 +256,7 @@ def test_live_popularity_counts_only_events_before_the_case() -> None:
 
 
 def test_fitted_generators_are_reused_from_the_cache(tmp_path: Path) -> None:
-    from nextbest.twostage.protocol import GeneratorSpec, Generators
+    from nextbest.twostage.protocol import Generators, GeneratorSpec
 
     train = sessions_of([[0, 1, 2], [0, 1, 3], [1, 2]], 4)
     specs = [GeneratorSpec("vsknn", 10), GeneratorSpec("covisit", 10)]
