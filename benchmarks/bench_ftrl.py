@@ -284,6 +284,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[20, 50, 100, 200])
     parser.add_argument("--repetitions", type=int, default=3000)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--max-cases",
+        type=int,
+        help="with --train/--test: only the latest this many cases of each (River's pace)",
+    )
     args = parser.parse_args(argv)
 
     if args.synthetic:
@@ -293,6 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.train and args.test:
         train, test = load_ranking_data(args.train), load_ranking_data(args.test)
         source = f"{args.train} / {args.test}"
+        if args.max_cases:
+            train = train.cases(np.arange(max(0, train.n_cases - args.max_cases), train.n_cases))
+            test = test.cases(np.arange(min(test.n_cases, args.max_cases)))
+            source += f" (the last {args.max_cases:,} training cases, the first test ones)"
     else:
         parser.error("give --train PATH --test PATH, or --synthetic")
     if train.label is None or test.label is None:

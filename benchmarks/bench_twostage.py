@@ -92,8 +92,83 @@ def click_quality(data: Any, scores: np.ndarray) -> dict[str, float]:
     }
 
 
+BEGIN, END = "<!-- twostage:begin -->", "<!-- twostage:end -->"
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """The docs section: the pipeline beside the best single model, the rankers, the
+    ablation and the cost of each part, per dataset."""
+    lines = [
+        "| dataset | pipeline MRR@20 | best single MRR@20 | ratio | pipeline Recall@20 | best "
+        "generator Recall@20 (alone) | candidate recall@20 / @50 | ranker AUC / gAUC | "
+        "training s (load) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        p, best = r["pipeline"], r.get("best_single", {})
+        singles = r.get("singles", {})
+        best_recall = max((v["recall@20"] for v in singles.values()), default=float("nan"))
+        fit = sum(
+            v for k, v in p["seconds"].items()
+            if k.startswith(("fit", "candidates for the ranker", "ranker fit"))
+        )  # fmt: skip
+        cr = p["candidate_recall"]
+        lines.append(
+            f"| {r['dataset']} | {p['mrr@20']:.4f} | {best.get('mrr@20', float('nan')):.4f} "
+            f"({best.get('model', '')}) | {r.get('ratio_mrr@20', float('nan')):.3f} | "
+            f"{p['recall@20']:.4f} | {best_recall:.4f} | {cr['20']:.3f} / {cr['50']:.3f} | "
+            f"{p['auc']:.3f} / {p['gauc']:.3f} | {fit:.0f} "
+            f"({r['load_before'][0]:.1f}-{r['load_after_pipeline'][0]:.1f}) |"
+        )
+    lines.append("")
+    for r in records:
+        lines.append(f"**{r['dataset']}** (`{r['command']}`, {r['started']}):")
+        lines.append("")
+        lines.append("| variant | MRR@20 | Recall@20 | AUC | gAUC |")
+        lines.append("|---|---|---|---|---|")
+        p = r["pipeline"]
+        lines.append(
+            f"| {p['ranker']} (the pipeline) | {p['mrr@20']:.4f} | {p['recall@20']:.4f} | "
+            f"{p['auc']:.3f} | {p['gauc']:.3f} |"
+        )
+        for name, v in r.get("rankers", {}).items():
+            lines.append(
+                f"| ranker {name} | {v['mrr@20']:.4f} | {v['recall@20']:.4f} | "
+                f"{v['auc']:.3f} | {v['gauc']:.3f} |"
+            )
+        for group, v in r.get("ablation", {}).items():
+            lines.append(
+                f"| without {group} | {v['mrr@20']:.4f} | {v['recall@20']:.4f} | "
+                f"{v['auc']:.3f} | {v['gauc']:.3f} |"
+            )
+        for name, v in r.get("singles", {}).items():
+            lines.append(f"| {name} alone | {v['mrr@20']:.4f} | {v['recall@20']:.4f} | | |")
+        parts = {k: v for k, v in p["seconds"].items() if v >= 0.5}
+        lines.append("")
+        lines.append("Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()) + ".")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_docs(paths: list[Path]) -> None:
+    records = [json.loads(path.read_text()) for path in paths]
+    text = DOCS.read_text()
+    block = f"{BEGIN}\n{render(records)}\n{END}"
+    if BEGIN in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Two-stage ranking\n\n" + block + "\n"
+    DOCS.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--write-docs", type=Path, nargs="+", help="results JSON files -> docs")
+    if "--write-docs" in sys.argv:
+        write_docs(parser.parse_known_args()[0].write_docs)
+        return
     parser.add_argument("--dataset", required=True, choices=[*SPLITS, "demo"])
     parser.add_argument("--pipeline", type=Path, help="default: benchmarks/pipelines/DATASET.toml")
     parser.add_argument("--shared", type=Path, default=SHARED)
