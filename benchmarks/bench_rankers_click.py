@@ -12,8 +12,9 @@ each test session, weighted by its rows: `nextbest.twostage.metrics`). A ranker 
 not depend on the seed (`SEEDLESS`) runs once. `--rankers` picks some rows; `--param
 KEY=VALUE` changes an attention-GRU setting for all its rows (e.g. `--param epochs=2`);
 `--valid-share` holds out the last share of the training cases for choosing the epoch;
-`--train-cases N` trains on the last N training cases only; `--jobs` runs that many fits side
-by side (forked processes, one thread each).
+`--train-cases N` trains on the last N training cases only; `--drop PREFIX` leaves out the
+feature columns named so (e.g. `--drop repeat.`: what the history features add); `--jobs`
+runs that many fits side by side (forked processes, one thread each).
 
 Rows: `attention_gru` and its ablations (no time gate or decay, one transform for all action
 types, neither), and `popularity`, the test rows ranked by the feature column `item.pop` (or
@@ -187,6 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--train-cases", type=int, default=0, help="train on the last N cases only (0: all)"
     )
+    parser.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        help="leave out the feature columns whose names start with this (repeatable)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="fits side by side (1 thread each)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
@@ -205,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         full_train = full_train.cases(
             np.arange(full_train.n_cases - args.train_cases, full_train.n_cases)
         )
+    if args.drop:
+        dropped = [n for n in full_train.names if n.startswith(tuple(args.drop))]
+        full_train, test = full_train.without(dropped), test.without(dropped)
+        print(f"without {len(dropped)} columns: {', '.join(dropped)}", file=sys.stderr)
     train, valid = split_valid(full_train, args.valid_share)
     groups = test.session[test.case] if test.session is not None else test.case
     print(
@@ -265,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
                     "params": params,
                     "valid_share": args.valid_share,
                     "train_cases": full_train.n_cases,
+                    "dropped": args.drop,
                     "python": platform.python_version(),
                     "torch": torch.__version__,
                     "results": results,
