@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown rankers {unknown}; known: {list(RANKERS)}")
     params = parse_params(args.param)
     full_train, test = load_ranking_data(args.train), load_ranking_data(args.test)
-    if test.label is None:
+    labels = test.label
+    if labels is None:
         raise SystemExit(f"{args.test} has no labels")
     if 0 < args.train_cases < full_train.n_cases:
         full_train = full_train.cases(
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"train {len(full_train)} rows / {full_train.n_cases} cases, test {len(test)} rows / "
         f"{test.n_cases} cases, {len(test.names)} features, positives "
-        f"{float(np.mean(test.label)):.4f}",
+        f"{float(np.mean(labels)):.4f}",
         file=sys.stderr,
     )
     _SHARED.update(train=train, valid=valid, test=test, groups=groups, params=params)
