@@ -102,8 +102,22 @@ def popularity(seed: int, train: RankingData, params: dict[str, Any]) -> Learned
     return ColumnRanker(popularity_column(train.names))
 
 
+def ftrl(seed: int, train: RankingData, params: dict[str, Any]) -> LearnedRanker:
+    from nextbest.twostage.rankers.ftrl import FTRLConfig, FTRLRanker
+
+    return FTRLRanker(FTRLConfig(seed=seed))  # type: ignore[return-value]
+
+
+def gbdt(seed: int, train: RankingData, params: dict[str, Any]) -> LearnedRanker:
+    from nextbest.twostage.rankers.gbdt import GBDTConfig, GBDTRanker
+
+    return GBDTRanker(GBDTConfig(seed=seed, threads=1))
+
+
 RANKERS: dict[str, Factory] = {
     "popularity": popularity,
+    "ftrl": ftrl,
+    "gbdt": gbdt,
     "attention_gru": attention_gru(),
     "attention_gru -time": attention_gru(time_decay=False),
     "attention_gru -types": attention_gru(action_types=False),
