@@ -77,3 +77,15 @@ def test_no_case_with_its_target_is_a_clear_error() -> None:
     )
     with pytest.raises(ValueError, match="no training case has its next item"):
         GBDTRanker(GBDTConfig(threads=1)).fit(empty)
+
+
+def test_explain_names_the_feature_that_moved_an_item_up() -> None:
+    train, test = planted(400, 30, 0), planted(50, 30, 3)
+    ranker = GBDTRanker(GBDTConfig(n_estimators=60, threads=1)).fit(train)
+    assert test.label is not None
+    positives = np.flatnonzero(test.label > 0.5)[:10]
+    reasons = ranker.explain(test, positives, top=2)
+    assert len(reasons) == 10 and all(len(r) == 2 for r in reasons)
+    # the planted positives stand out by their signal: it moved most of them up
+    firsts = [r[0] for r in reasons]
+    assert sum(name == "signal" and value > 0 for name, value in firsts) >= 7

@@ -213,6 +213,7 @@ def test_evaluate_pipeline_beats_its_generators_on_a_small_shop(
     result = runner.invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "candidate recall" in result.output
+    assert "why the first test case's top items rank where they do" in result.output
     record = json.loads(out.read_text())
     assert record["model"] == "pipeline:gbdt" and record["cases"] > 1000
     for k in (5, 10, 20, 50):

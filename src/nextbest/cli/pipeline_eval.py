@@ -67,10 +67,29 @@ def evaluate_pipeline_cli(
         + ", ".join(f"{name} {value:.4f}" for name, value in run.recall_of_generators.items()),
         highlight=False,
     )
+    example = explain_example(run, train)
+    if example:
+        console.print(example, highlight=False)
     if json_path is not None:
         write_json(record, json_path)
         console.print(f"results written to {json_path}")
     return record
+
+
+def explain_example(run: PipelineRun, train: Sessions, n: int = 5) -> str:
+    """The first test case's top items and the features that moved each (a ranker that can
+    explain itself: gbdt)."""
+    explain = getattr(run.ranker, "explain", None)
+    data = run.test_data
+    if explain is None or not len(data):
+        return ""
+    rows = np.flatnonzero(data.case == data.case[0])
+    rows = rows[np.argsort(-run.scores[rows], kind="stable")][:n]
+    lines = ["why the first test case's top items rank where they do (feature: contribution):"]
+    for row, reasons in zip(rows, explain(data, rows), strict=True):
+        why = ", ".join(f"{name} {value:+.2f}" for name, value in reasons)
+        lines.append(f"  {train.item_ids[data.item[row]]}: {why}")
+    return "\n".join(lines)
 
 
 def pipeline_record(

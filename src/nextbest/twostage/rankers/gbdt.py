@@ -107,6 +107,24 @@ class GBDTRanker:
             return np.zeros(0)
         return np.asarray(self.booster.predict(data.features, num_threads=self.config.threads))
 
+    def explain(
+        self, data: RankingData, rows: np.ndarray, top: int = 3
+    ) -> list[list[tuple[str, float]]]:
+        """Per row: the `top` features that moved its score most, with their signed share of
+        the score (LightGBM's SHAP contributions; positive moved the item up)."""
+        if self.booster is None:
+            raise ValueError("gbdt: not fitted")
+        if not len(rows):
+            return []
+        contributions = np.asarray(
+            self.booster.predict(data.features[rows], pred_contrib=True, num_threads=1)
+        )[:, :-1]  # the last column is the expected value
+        out = []
+        for row in contributions:
+            order = np.argsort(-np.abs(row), kind="stable")[:top]
+            out.append([(self.names[j], float(row[j])) for j in order])
+        return out
+
     def importance(self) -> dict[str, float]:
         """Each feature's total gain, as a share of all."""
         if self.booster is None:
