@@ -179,3 +179,15 @@ def test_hashing_is_fixed_across_processes(train: RankingData):
 
 
 PINNED = [[223784, 101480], [40057, 101480]]
+
+
+def test_the_numba_tokens_are_the_numpy_definitions() -> None:
+    data = planted_ranking_data(n_cases=300, seed=4)
+    ranker = FTRLRanker(FTRLConfig(epochs=1, feature_pairs=())).fit(data)
+    assert data.history is not None
+    last_item = data.history.items[:, -1][data.case]
+    last_type = data.history.types[:, -1][data.case]
+    values = data.features.copy()
+    values[::7, 0] = np.nan  # NaN buckets too
+    reference = ranker._chunk_tokens(values, data.item, last_item, last_type)
+    assert np.array_equal(ranker._kernel_tokens(values, data.item, last_item, last_type), reference)
