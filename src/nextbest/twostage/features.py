@@ -72,8 +72,10 @@ class ItemStats:
         return replace(self, stream_keys=keys, stream_times=times, live_windows=windows)
 
     def live_counts(self, item: np.ndarray, moment: np.ndarray) -> list[np.ndarray]:
-        """Per window: the events of `item` among the last window's events before `moment`
-        (inclusive of the moment itself: the case's last event is live already)."""
+        """Per window: the events of `item` among the last window's events up to `moment`,
+        inclusive: the case's own last event is live already, as it is in a server. (A target
+        stamped at the very moment of the event before it would be counted too; none of the
+        public test splits nor the demo shop's has one.)"""
         if self.stream_keys is None or self.stream_times is None:
             return [np.full(len(item), np.nan, np.float32) for _ in LIVE_WINDOWS]
         n = len(self.stream_times)
