@@ -135,7 +135,7 @@ def render(records: list[dict[str, Any]]) -> str:
         )
     lines.append("")
     for r in records:
-        command = r["command"].replace("/tmp/twostage/", "DIR/")
+        command = r["command"].replace("/tmp/twostage", "DIR")
         lines.append(f"**{r['dataset']}** (`{command}`, {r['started']}):")
         lines.append("")
         lines.append("| variant | MRR@20 | Recall@20 | AUC | gAUC |")
