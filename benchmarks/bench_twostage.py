@@ -53,7 +53,9 @@ BEST_SINGLE = {
 }
 
 
-def load(dataset: str, shared: Path, demo_dir: Path) -> tuple[Sessions, Sessions, Any]:
+def load(
+    dataset: str, shared: Path, demo_dir: Path, files: tuple[str, str] | None = None
+) -> tuple[Sessions, Sessions, Any]:
     if dataset == "demo":
         if not (demo_dir / "train.tsv").exists():
             from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
@@ -66,7 +68,7 @@ def load(dataset: str, shared: Path, demo_dir: Path) -> tuple[Sessions, Sessions
 
         catalog = items_of_table(conform_items(pl.read_csv(demo_dir / "items.csv")))
     else:
-        folder, (train_file, test_file) = shared / dataset, SPLITS[dataset]
+        folder, (train_file, test_file) = shared / dataset, files or SPLITS[dataset]
         catalog = None
     train = Sessions.from_events(read_events(folder / train_file))
     test = Sessions.from_events(
@@ -187,6 +189,13 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--demo-dir", type=Path, default=Path("/tmp/nextbest-demo-shop"))
     parser.add_argument("--singles", action="store_true", help="evaluate each generator alone")
+    parser.add_argument(
+        "--files",
+        nargs=2,
+        metavar=("TRAIN", "TEST"),
+        help="other files of the dataset's folder (rsc15_100k: train_tr.tsv train_valid.tsv, "
+        "the validation split that chooses a pipeline's settings without the test)",
+    )
     parser.add_argument("--rankers", nargs="*", default=["popularity", "ftrl", "attention_gru"])
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--save-data", type=Path, help="write the click-prediction split here")
@@ -198,7 +207,8 @@ def main() -> None:
     path = args.pipeline or ROOT / "benchmarks" / "pipelines" / f"{args.dataset}.toml"
     spec = load_spec(path)
     command = "python benchmarks/bench_twostage.py " + " ".join(sys.argv[1:])
-    train, test, catalog = load(args.dataset, args.shared, args.demo_dir)
+    files = tuple(args.files) if args.files else None
+    train, test, catalog = load(args.dataset, args.shared, args.demo_dir, files)  # type: ignore[arg-type]
     record: dict[str, Any] = {
         "dataset": args.dataset,
         "pipeline": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
