@@ -17,9 +17,8 @@ feature columns named so (e.g. `--drop repeat.`: what the history features add);
 runs that many fits side by side (forked processes, one thread each).
 
 Rows: `attention_gru` and its ablations (no time gate or decay, one transform for all action
-types, neither), and `popularity`, the test rows ranked by the feature column `item.pop` (or
-the first column whose name starts with it; skipped with a note when there is none). Other
-rankers join the table by adding a factory to `RANKERS`.
+types, neither), `ftrl`, `gbdt`, and `popularity` (the pipeline's baseline ranker: recent
+popularity, then overall). Other rankers join the table by adding a factory to `RANKERS`.
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,44 +41,7 @@ import torch
 from nextbest.twostage.data import LearnedRanker, RankingData, load_ranking_data
 from nextbest.twostage.metrics import auc, gauc
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
-
-POPULARITY_PREFIX = "item.pop"
-
-
-class SkipRanker(Exception):
-    """A ranker that cannot run on these files (the reason goes under the table)."""
-
-
-@dataclass
-class ColumnRanker:
-    """Ranks by one feature column (higher first, missing last): a baseline, not learned."""
-
-    column: str
-    name: str = "popularity"
-
-    def fit(self, train: RankingData, valid: RankingData | None = None) -> Self:
-        return self
-
-    def predict(self, data: RankingData) -> np.ndarray:
-        values = data.column(self.column).astype(np.float64)
-        return np.where(np.isnan(values), -np.inf, values)
-
-    def save(self, folder: Path) -> None:
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, folder: Path) -> Self:
-        raise NotImplementedError
-
-
-def popularity_column(names: tuple[str, ...]) -> str:
-    if POPULARITY_PREFIX in names:
-        return POPULARITY_PREFIX
-    for name in names:
-        if name.startswith(POPULARITY_PREFIX):
-            return name
-    raise SkipRanker(f"no feature column named {POPULARITY_PREFIX}* in the training file")
-
+from nextbest.twostage.rankers.popularity import PopularityRanker
 
 Factory = Callable[[int, RankingData, dict[str, Any]], LearnedRanker]
 
@@ -99,7 +61,7 @@ def attention_gru(time_decay: bool = True, action_types: bool = True) -> Factory
 
 
 def popularity(seed: int, train: RankingData, params: dict[str, Any]) -> LearnedRanker:
-    return ColumnRanker(popularity_column(train.names))
+    return PopularityRanker()  # the pipeline's baseline: recent popularity, then overall
 
 
 def ftrl(seed: int, train: RankingData, params: dict[str, Any]) -> LearnedRanker:
@@ -244,12 +206,6 @@ def main(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     tasks: list[tuple[str, int]] = []
     for name in chosen:
-        if name == "popularity":
-            try:
-                notes.append(f"popularity ranks by the column {popularity_column(train.names)}")
-            except SkipRanker as why:
-                notes.append(f"popularity: skipped, {why}")
-                continue
         tasks += [(name, seed) for seed in (seeds[:1] if name in SEEDLESS else seeds)]
     if args.jobs > 1:
         context = multiprocessing.get_context("fork")

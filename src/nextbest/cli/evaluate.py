@@ -211,9 +211,14 @@ def evaluate(
         raise ValueError("--train and --test are both required")
     if (model_name is None) == (pipeline is None):
         raise ValueError("give either --model NAME or --pipeline FILE (one of them)")
+    if ties not in TIE_POLICIES:
+        raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
+    config = EvalConfig(
+        cutoffs=tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS,
+        ties=ties,  # type: ignore[arg-type]
+        batch_size=batch_size,
+    )
     if pipeline is not None:
-        if ties not in TIE_POLICIES:
-            raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
         if protocol != "next-event" or placement is not None or param:
             raise ValueError(
                 "--pipeline runs the next-event protocol on its own file's generators: "
@@ -222,14 +227,8 @@ def evaluate(
         from nextbest.cli.pipeline_eval import evaluate_pipeline_cli
 
         evaluate_pipeline_cli(
-            pipeline, train_path, test_path, items_path,
-            EvalConfig(
-                cutoffs=tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS,
-                ties=ties,  # type: ignore[arg-type]
-                batch_size=batch_size,
-            ),
-            json_path, skip_bad,
-        )  # fmt: skip
+            pipeline, train_path, test_path, items_path, config, json_path, skip_bad
+        )
         return
     assert model_name is not None
     if placement is not None:
@@ -238,17 +237,10 @@ def evaluate(
             max_sessions, json_path, skip_bad,
         )  # fmt: skip
         return
-    if ties not in TIE_POLICIES:
-        raise ValueError(f"--ties must be one of {', '.join(TIE_POLICIES)}, not {ties!r}")
     if protocol not in ("next-event", "prefix-target", USER_PROTOCOL):
         raise ValueError(
             f"--protocol must be next-event, prefix-target or user-last-session, not {protocol!r}"
         )
-    config = EvalConfig(
-        cutoffs=tuple(sorted(set(cutoff))) if cutoff else DEFAULT_CUTOFFS,
-        ties=ties,  # type: ignore[arg-type]
-        batch_size=batch_size,
-    )
     params = parse_params(param or [])
     check_catalog_need(build_model(model_name, params), items_path)  # before loading any data
     items = read_items(items_path) if items_path is not None else None

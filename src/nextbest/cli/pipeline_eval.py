@@ -37,14 +37,12 @@ def evaluate_pipeline_cli(
     json_path: Path | None,
     skip_bad: bool,
 ) -> dict[str, Any]:
-    from nextbest.cli.evaluate import read_items
+    from nextbest.cli.evaluate import load_train, read_items
 
     spec = load_spec(pipeline_path)  # a bad file fails before any data is read
     catalog = items_of_table(read_items(items_path)) if items_path is not None else None
     on_error: Literal["skip", "raise"] = "skip" if skip_bad else "raise"
-    train = Sessions.from_events(read_events(train_path, on_error))
-    if train.n_events == 0:
-        raise ValueError(f"{train_path} holds no item events to train on")
+    train = load_train(train_path, skip_bad)
     test_events = read_events(test_path, on_error)
     test = Sessions.from_events(test_events, item_ids=train.item_ids, min_session_length=2)
     if test.n_events == 0:

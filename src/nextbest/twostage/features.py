@@ -27,7 +27,7 @@ import numpy as np
 
 from nextbest.data.sessions import Sessions
 from nextbest.events.schema import Item
-from nextbest.twostage.data import ACTION_CODES, OTHER, PAD, VIEW, History, RankingData
+from nextbest.twostage.data import ACTION_CODES, CART, OTHER, PAD, VIEW, History, RankingData
 from nextbest.twostage.generate import Cases, Merged
 
 HISTORY = 20  # actions kept per case
@@ -278,7 +278,7 @@ def _history_features(
         since[rows] = np.where(any_hit, steps, np.nan)
         hit_age = history.age[c, latest]
         age[rows] = np.where(any_hit, np.log1p(np.maximum(hit_age, 0)), np.nan)
-        carted[rows] = (hit & (history.types[c] == 2)).any(axis=1)
+        carted[rows] = (hit & (history.types[c] == CART)).any(axis=1)
         n_valid = np.maximum(valid.sum(axis=1), 1)
         safe_seen = np.where(valid, seen, 0)
         for name, codes in facets.items():

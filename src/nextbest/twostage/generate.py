@@ -101,7 +101,7 @@ def propose(
     case_of_event = np.full(sessions.n_events, -1, dtype=np.int64)
     case_of_event[cases.target] = np.arange(cases.n_cases)
     unknown = torch.from_numpy(support == 0) if support is not None else None
-    positive_only = (name or model.name) in POSITIVE_ONLY or model.name in POSITIVE_ONLY
+    positive_only = model.name in POSITIVE_ONLY
     lengths = sessions.lengths
     wanted_sessions = np.unique(cases.session)
     order = wanted_sessions[np.argsort(-lengths[wanted_sessions], kind="stable")]

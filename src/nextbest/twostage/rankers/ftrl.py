@@ -43,6 +43,7 @@ import numba
 import numpy as np
 
 from nextbest.twostage.data import PAD, RankingData
+from nextbest.twostage.metrics import auc
 
 FORMAT = "nextbest.ftrl/1"
 STATE_FILE = "ftrl_state.npz"
@@ -269,26 +270,13 @@ def _array_sha256(array: np.ndarray) -> str:
 
 
 def _separation(values: np.ndarray, labels: np.ndarray) -> float:
-    """|AUC - 0.5| of one feature against the labels (NaN as the median), by ranks."""
+    """|AUC - 0.5| of one feature against the labels (NaN as the median)."""
     ok = np.isfinite(values)
     if ok.sum() < 2:
         return 0.0
     values = np.where(ok, values, np.median(values[ok]))
-    positive = labels > 0.5
-    n_pos = int(positive.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return 0.0
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    # average ranks of ties: the mean of each run of equal values' positions
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    run_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(values))
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    auc = (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return float(abs(auc - 0.5))
+    separation = auc(labels, values)  # NaN without both classes
+    return 0.0 if np.isnan(separation) else abs(separation - 0.5)
 
 
 @dataclass(frozen=True)

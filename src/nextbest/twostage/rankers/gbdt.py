@@ -9,7 +9,7 @@ pairs), so the others are left out of training. The last `valid_share` of the tr
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -178,8 +178,6 @@ def sample_rows(data: RankingData, hard: int, random: int, seed: int) -> Ranking
         within = np.arange(len(rest)) - starts[data.case[rest][by_case]]
         keep[rest[by_case[within < random]]] = True
     rows = np.flatnonzero(keep)
-    from dataclasses import replace
-
     return replace(
         data,
         case=data.case[rows],
