@@ -378,18 +378,41 @@ def evaluate_placement_cli(
 
 @friendly_errors
 def train(
-    model_name: ModelOption,
     train_path: TrainOption,
+    model_name: OptionalModelOption = None,
     param: ParamOption = None,
     items_path: ItemsOption = None,
     skip_bad: Annotated[bool, typer.Option(help="skip malformed rows, counting them")] = False,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            help="train a two-stage pipeline file (its generators and learned ranker) as one "
+            "version, instead of --model"
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
 
     With `--items`, the purchase rules (durables held back, consumables' cycles, complements)
     are learned from the purchases in TRAIN and saved with the version.
+    `--pipeline FILE`: the ranker learns on the latest training sessions' candidates from
+    generators fitted before them, then the generators are fitted on all of TRAIN; the
+    version serves the `next` placement (and every placement that names the `generators`
+    source or the `learned` ranker).
     """
     setup_logging()
+    if (model_name is None) == (pipeline is None):
+        raise ValueError("give either --model NAME or --pipeline FILE (one of them)")
+    if pipeline is not None:
+        if param:
+            raise ValueError(
+                "--pipeline takes its generators' parameters from its file: leave out --param"
+            )
+        from nextbest.cli.pipeline_eval import train_pipeline_cli
+
+        train_pipeline_cli(pipeline, train_path, items_path, skip_bad)
+        return
+    assert model_name is not None
     params = parse_params(param or [])
     unfitted = build_model(model_name, params)
     check_catalog_need(unfitted, items_path)

@@ -132,3 +132,39 @@ def pipeline_record(
     record["candidates_per_case"] = round(len(run.test_data) / max(len(run.ranks), 1), 1)
     record["cases_without_candidates"] = int(len(run.ranks) - len(np.unique(run.test_data.case)))
     return record
+
+
+def train_pipeline_cli(
+    pipeline_path: Path, train_path: Path, items_path: Path | None, skip_bad: bool
+) -> Path:
+    """`nextbest train --pipeline FILE`: the generators and the ranker as one version."""
+    from nextbest.cli.evaluate import learn_rules, read_items, training_sessions
+    from nextbest.models.store import nextbest_home, save_version
+    from nextbest.twostage.model import spec_dict, train_pipeline
+
+    spec = load_spec(pipeline_path)  # a bad file fails before any data is read
+    events = read_events(train_path, "skip" if skip_bad else "raise")
+    rules, rules_note = learn_rules(events, train_path, items_path)
+    catalog = items_of_table(read_items(items_path)) if items_path is not None else None
+    train = training_sessions(events, train_path)
+    del events
+    started = time.perf_counter()
+    model, seconds = train_pipeline(
+        spec, train, catalog, say=lambda line: console.print(line, highlight=False)
+    )
+    took = time.perf_counter() - started
+    meta = {
+        "model": "pipeline",
+        "pipeline": str(pipeline_path),
+        "params": spec_dict(spec),
+        "train": str(train_path),
+        "events": train.n_events,
+        "fit_seconds": round(took, 3),
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+        "purchase_rules": None if rules is None else rules.counts(),
+    }
+    folder = save_version(model, nextbest_home(), meta, extra=None if rules is None else rules.save)
+    over = ", ".join(model.labels)
+    console.print(f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s -> {folder}")
+    console.print(rules_note, highlight=False)
+    return folder

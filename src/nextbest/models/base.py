@@ -130,6 +130,11 @@ class SessionModel(ABC, Generic[StateT, ConfigT]):
 
         return Scorer(self)
 
+    def state_codec(self) -> Any | None:
+        """How the server stores this model's states as bytes, when the state kinds
+        `codec_for` knows do not cover it (a composite of models); None: the usual codec."""
+        return None
+
     def item_embeddings(self) -> np.ndarray | None:
         """[n_items, d] vectors whose dot products say how alike two items are (for
         "similar items" and diversity), or None when the model has none."""

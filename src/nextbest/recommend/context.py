@@ -41,6 +41,7 @@ class Query:
     filter: str | None = None  # a filter expression for this request only
     filter_params: Mapping[str, Any] = field(default_factory=dict)
     now: float | None = None  # the request's clock (the server's when None)
+    explain: bool = False  # the learned ranker says which features moved each item
 
 
 class LiveCounts(Protocol):
@@ -76,6 +77,9 @@ class Context:
     # profile on demand (a store read: only a stage that needs it pays for it)
     facets: ItemFacets | None = None
     user_affinity_of: Callable[[], Affinity | None] | None = None
+    # set by the learned ranker: its features of the candidates (for online learning) and,
+    # when the query asks, each item's explanation
+    ranked: Any = None
 
     @property
     def n(self) -> int:

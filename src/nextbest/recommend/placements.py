@@ -25,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.pipeline import Pipeline, Retrieval
 from nextbest.recommend.ranking.fusion import FusionRanker
+from nextbest.recommend.ranking.learned import LearnedRanking
 from nextbest.recommend.ranking.personal import PersonalRanker
 from nextbest.recommend.ranking.priority import PriorityRanker
 from nextbest.recommend.retrieval.attributes import AttributeSimilar
 from nextbest.recommend.retrieval.complements import Complements
 from nextbest.recommend.retrieval.given import GivenItems
+from nextbest.recommend.retrieval.pipeline_generators import PipelineGenerators
 from nextbest.recommend.retrieval.preference import Preference
 from nextbest.recommend.retrieval.session_context import SessionContext
 from nextbest.recommend.retrieval.session_model import SessionModelNext
@@ -56,10 +58,11 @@ GENERATORS: dict[str, type[Any]] = {
     "popular": LivePopular,
     "new_items": NewItems,
     "search": GivenItems,
+    "generators": PipelineGenerators,
 }
 Source = Literal[
     "session", "similar", "attributes", "complements", "preference", "context", "covisit",
-    "popular", "new_items", "search",
+    "popular", "new_items", "search", "generators",
 ]  # fmt: skip
 Exclude = Literal["bought", "on_screen", "in_cart", "out_of_stock"]
 Need = Literal["item_id", "candidates", "user_id", "session_id"]
@@ -110,7 +113,7 @@ class CampaignSpec(_Strict):
 
 class PlacementSpec(_Strict):
     generators: Annotated[list[GeneratorSpec], Field(min_length=1)]
-    ranker: Literal["priority", "fusion", "personal"] = "fusion"
+    ranker: Literal["priority", "fusion", "personal", "learned"] = "fusion"
     ranker_weights: dict[str, float] = {}
     exclude: list[Exclude] = ["bought", "on_screen", "in_cart", "out_of_stock"]
     filters: list[str] = []
@@ -223,6 +226,8 @@ def _pipeline(
         ranker = PriorityRanker(tuple(g.share for g in spec.generators))
     elif spec.ranker == "personal":
         ranker = PersonalRanker(spec.ranker_weights.get("personal", 1.0))
+    elif spec.ranker == "learned":
+        ranker = LearnedRanking(FusionRanker(dict(spec.ranker_weights)))
     else:
         ranker = FusionRanker(dict(spec.ranker_weights))
     rules: list[Any] = [

@@ -21,6 +21,7 @@ from typing import Any
 
 from nextbest.events.schema import Event
 from nextbest.serving import metrics
+from nextbest.serving.online import OUTCOMES
 from nextbest.serving.schemas import Rejected, parse_event, unknown_item
 from nextbest.serving.services import Services
 
@@ -70,6 +71,10 @@ async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
         except Exception:  # the events are committed: acknowledge them, rebuild the states
             logger.exception("state update failed for %d committed event(s)", len(fresh))
             services.live.forget({event.session_id for event, _ in fresh})
+    if services.online is not None:  # the outcomes of learned lists: queued, learned later
+        for event, _ in fresh:
+            if event.recommendation_id and event.item_id and str(event.type) in OUTCOMES:
+                services.online.outcome(event.recommendation_id, event.item_id)
     duplicates = [event.event_id for event, seq in zip(events, seqs, strict=True) if not seq]
     metrics.EVENTS.labels("accepted").inc(len(fresh))
     metrics.EVENTS.labels("duplicate").inc(len(duplicates))

@@ -54,6 +54,25 @@ MODEL_LOADED = Gauge(
     multiprocess_mode="livemax",
 )
 
+RANKED = Counter(
+    "nextbest_ranked_lists_total",
+    "Lists of the learned ranker: ordered by it (learned), or in the generators' order "
+    "because the answering version has no usable ranker (fallback)",
+    ["outcome"],
+)
+RANKER_REFUSED = Gauge(
+    "nextbest_ranker_refused",
+    "1 while the answering version's ranker was refused at load (a corrupt or unreadable "
+    "state): its lists come in the generators' order",
+    multiprocess_mode="livemax",
+)
+ONLINE = Counter(
+    "nextbest_ranker_online_total",
+    "Online learning of the FTRL ranker: outcomes learned, outcomes whose list this worker "
+    "does not hold (unknown), outcomes dropped when the learner was behind, states saved",
+    ["outcome"],
+)
+
 
 def model_switched(old: tuple[str, str] | None, new: tuple[str, str]) -> None:
     """Record a switch of the answering model: (version, model name)."""

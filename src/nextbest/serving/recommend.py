@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from nextbest.recommend.context import Context, LiveCounts, Query
 from nextbest.recommend.placements import Placement, Placements
@@ -29,6 +30,7 @@ class Recommended:
     score: float
     source: str
     reason: str
+    because: tuple[tuple[str, float], ...] = ()  # the learned ranker's top features, if asked
 
 
 class UnknownPlacement(ValueError):
@@ -98,12 +100,22 @@ class Recommender:
         )
 
     def recommend(self, model: LoadedModel | None, query: Query) -> list[Recommended]:
+        return self.recommend_ranked(model, query)[0]
+
+    def recommend_ranked(
+        self, model: LoadedModel | None, query: Query
+    ) -> tuple[list[Recommended], Any]:
+        """The list, and what a learned ranker saw of it (`Ranked`; None without one)."""
         placement = self.placement(query)
         ctx = self.context(model, query)
         shown = placement.pipeline.recommend(ctx)
         ids = ctx.items.ids
+        explained = ctx.ranked.explained if ctx.ranked is not None else {}
         return [
-            Recommended(str(ids[row]), float(score), str(source), str(reason))
+            Recommended(
+                str(ids[row]), float(score), str(source), str(reason),
+                tuple(explained.get(row, ())),
+            )
             for row, score, source, reason in zip(
                 shown.rows.tolist(),
                 placement.pipeline.source_scores(shown).tolist(),
@@ -111,7 +123,7 @@ class Recommender:
                 shown.reasons,
                 strict=True,
             )
-        ]  # fmt: skip
+        ], ctx.ranked  # fmt: skip
 
     def similar(self, model: LoadedModel | None, item_id: str, n: int) -> list[Recommended]:
         """Items to show beside `item_id`, outside any session (the `similar` placement)."""

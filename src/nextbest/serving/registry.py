@@ -38,10 +38,12 @@ ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
 
 def default_classes() -> dict[str, type[SessionModel[Any, Any]]]:
-    """Every model nextbest can train (`nextbest.models.registry.MODELS`)."""
+    """Every model nextbest can train (`nextbest.models.registry.MODELS`) and the two-stage
+    pipeline (`nextbest train --pipeline`)."""
     from nextbest.models.registry import MODELS
+    from nextbest.twostage.model import NAME, PipelineModel
 
-    return dict(MODELS)
+    return {**MODELS, NAME: PipelineModel}
 
 
 @dataclass(frozen=True, eq=False)

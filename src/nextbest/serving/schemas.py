@@ -139,6 +139,26 @@ class RecommendedItem(BaseModel):
         "popularity, promoted, pinned, search"
     )
     reason: str = Field(description="a short text a page may show, e.g. 'similar to X'")
+    because: dict[str, float] | None = Field(
+        default=None,
+        description="with explain=true on a placement with the learned ranker: the features "
+        "that moved the item most, with their signed contribution to its score (left out "
+        "otherwise)",
+        exclude_if=lambda value: value is None,
+    )
+
+
+class RankerOut(BaseModel):
+    version: str | None = Field(description="the model version answering now")
+    ranker: str | None = Field(
+        description="its learned ranker (gbdt, ftrl, ...); None: not a pipeline"
+    )
+    state: str = Field(
+        description="ranker: as trained; ranker-online: as online learning left it; refused: "
+        "unreadable at load (lists come in the generators' order); none: no ranker"
+    )
+    error: str | None = Field(description="why the ranker was refused")
+    online_learning: bool
 
 
 class RecommendationsIn(BaseModel):
@@ -155,6 +175,7 @@ class RecommendationsIn(BaseModel):
     )
     filter: str | None = Field(default=None, min_length=1, max_length=MAX_FILTER_CHARS)
     filter_params: dict[str, Any] = {}
+    explain: bool = False
 
 
 class RecommendationsOut(BaseModel):

@@ -24,6 +24,7 @@ from nextbest.serving import metrics
 from nextbest.serving.auth import ApiKeys, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState
+from nextbest.serving.online import OnlineLearner
 from nextbest.serving.recommend import Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
 from nextbest.serving.served import ServedRecorder, forget_old_served
@@ -49,6 +50,7 @@ class Services:
     trends: Trends
     recommender: Recommender
     served: ServedRecorder
+    online: OnlineLearner | None = None  # a two-stage version's FTRL learning from outcomes
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -87,6 +89,7 @@ class Services:
         if loaded is not None:
             old = (before.version, before.name) if before is not None else None
             metrics.model_switched(old, (loaded.version, loaded.name))
+            metrics.RANKER_REFUSED.set(1 if getattr(loaded.model, "ranker_error", None) else 0)
         elif before is None:
             logger.warning(
                 "no model in %s/models yet: serving live popularity until `nextbest train` "
@@ -120,6 +123,8 @@ class Services:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.online is not None:
+            self.online.close()  # saves what it learned
         self.served.close()  # writes the lists still queued
         self.log.close()
         self.store.close()
@@ -156,15 +161,22 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
     trends = Trends(log, settings.trend_window_events)
     placements = load_placements(settings.placements)  # a bad file stops the server here
     recommender = Recommender(live, trends, catalog, placements)
+    registry = ModelRegistry(settings.home, classes)
+    online = (
+        OnlineLearner(settings.home, lambda: registry.current, settings.online_save_seconds)
+        if settings.online_learning
+        else None
+    )
     return Services(
         settings=settings,
         keys=keys,
         log=log,
         catalog=catalog,
         store=store,
-        registry=ModelRegistry(settings.home, classes),
+        registry=registry,
         live=live,
         trends=trends,
         recommender=recommender,
         served=ServedRecorder(log),
+        online=online,
     )

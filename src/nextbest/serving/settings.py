@@ -13,6 +13,7 @@
     NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
     NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
+    NEXTBEST_ONLINE_LEARNING      0: a two-stage version's FTRL ranker does not learn from outcomes
     NEXTBEST_DEMO                 1: serve the demo shop's page at / (with its keys: demo only)
 
 The rest (poll intervals, windows) have defaults that suit a shop; see the fields below.
@@ -55,6 +56,8 @@ class ServingSettings(BaseSettings):
     placements: Path | None = None  # the placements file; None: the shipped defaults
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
     torch_threads: int = Field(default=1, ge=1)
+    online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
+    online_save_seconds: float = Field(default=30.0, gt=0)  # how often its state is saved
     docs: bool = True
     demo: bool = False  # the demo shop's page at / (hands out the demo's keys: demo only)
     web_dir: Path | None = None  # web/ (SDK, demo page); default: the source checkout's

@@ -64,6 +64,8 @@ class Trends:
         self._generation = 0  # grows with every new ranking
         self._unknown: tuple[bytes, int, list[str]] | None = None
         self._row_counts: tuple[ItemTable, int, np.ndarray] | None = None
+        # counts over the latest `w` item events, for each window a ranker asked for
+        self._windows: dict[int, tuple[deque[str], Counter[str]]] = {}
         self._lock = threading.Lock()
 
     def start_at_recent(self) -> None:
@@ -107,6 +109,11 @@ class Trends:
         self._counts[item] += 1
         if len(self._views) > self.window_events:
             self._forget(self._counts, self._views.popleft())
+        for window, (latest, counts) in self._windows.items():
+            latest.append(item)
+            counts[item] += 1
+            if len(latest) > window:
+                self._forget(counts, latest.popleft())
         previous = self._last_item.pop(session, None)
         self._last_item[session] = item
         if len(self._last_item) > self.max_sessions:
@@ -177,6 +184,20 @@ class Trends:
             array = np.array([counts.get(item, 0) for item in items.ids], dtype=np.float64)
         self._row_counts = (items, generation, array)
         return array
+
+    def recent_counts(self, item_ids: list[str], window: int) -> np.ndarray:
+        """Each item's events among the latest `window` item events read from the log,
+        [len(item_ids)] float32: the live popularity a learned ranker's features count
+        (`nextbest.twostage.features.LIVE_WINDOWS`). A window asked for the first time is
+        counted from the events kept (at most `window_events`), then kept up to date."""
+        with self._lock:
+            tracked = self._windows.get(window)
+            if tracked is None:
+                kept = list(self._views)[-window:] if window < len(self._views) else self._views
+                latest = deque(kept)
+                tracked = self._windows[window] = (latest, Counter(latest))
+            counts = tracked[1]
+            return np.array([counts.get(item, 0) for item in item_ids], dtype=np.float32)
 
     def followers(self, item_id: str, k: int, skip: Skip) -> list[tuple[str, float]]:
         """The items that most often came right after `item_id` recently, with their counts."""

@@ -96,6 +96,19 @@ class RankingData:
             groups=groups,
         )
 
+    def take(self, rows: np.ndarray) -> RankingData:
+        """Some rows (in increasing case order), their cases kept as they are."""
+        return replace(
+            self,
+            case=self.case[rows],
+            item=self.item[rows],
+            features=self.features[rows],
+            label=None if self.label is None else self.label[rows],
+        )
+
+    def with_labels(self, label: np.ndarray) -> RankingData:
+        return replace(self, label=np.asarray(label, np.float32))
+
     def cases(self, selected: np.ndarray) -> RankingData:
         """The rows of some cases (sorted case indices), renumbered 0..len(selected)-1."""
         selected = np.asarray(selected, dtype=np.int64)

@@ -59,6 +59,11 @@ class ItemStats:
     stream_times: np.ndarray | None = None
     live_windows: tuple[int, ...] = ()
 
+    @staticmethod
+    def windows_of(train_events: int) -> tuple[int, ...]:
+        """The live windows, in events, of a generator trained on `train_events` events."""
+        return tuple(max(1, round(train_events * share)) for share in LIVE_WINDOWS.values())
+
     def with_stream(self, parts: Sequence[Sessions], train_events: int) -> ItemStats:
         """These statistics with a live event stream: every event of `parts`, in time order
         (a case counts only the events before its moment)."""
@@ -68,7 +73,7 @@ class ItemStats:
         items, times = items[order], times[order]
         n = len(items)
         keys = np.sort(items.astype(np.int64) * (n + 1) + np.arange(n, dtype=np.int64))
-        windows = tuple(max(1, round(train_events * share)) for share in LIVE_WINDOWS.values())
+        windows = self.windows_of(train_events)
         return replace(self, stream_keys=keys, stream_times=times, live_windows=windows)
 
     def live_counts(self, item: np.ndarray, moment: np.ndarray) -> list[np.ndarray]:
@@ -160,6 +165,37 @@ class CaseInputs:
         )
         return cls(moment, length, gap, History(items, types, age))
 
+    @classmethod
+    def of_session(
+        cls,
+        recent: Sequence[tuple[str, str, float]],
+        n_events: int,
+        index: Mapping[str, int],
+        placement: int = 0,
+        width: int = HISTORY,
+    ) -> CaseInputs:
+        """One served case: a session's latest item events (item id, event type, time),
+        oldest first, as the server's session record keeps them, and its events so far.
+        Items outside the vocabulary `index` stay in the history as unknown (-1 is padding,
+        so they are coded -2: they match no candidate)."""
+        last = list(recent)[-width:]
+        items = np.full((1, width), -1, np.int64)
+        types = np.full((1, width), PAD, np.int8)
+        age = np.zeros((1, width), np.float32)
+        moment = last[-1][2] if last else 0.0
+        for position, (item_id, kind, time) in enumerate(last, start=width - len(last)):
+            items[0, position] = index.get(item_id, -2)
+            types[0, position] = ACTION_CODES.get(kind, OTHER)
+            age[0, position] = moment - time
+        gap = last[-1][2] - last[-2][2] if len(last) >= 2 else np.nan
+        return cls(
+            np.array([moment], np.float64),
+            np.array([max(n_events, len(last))], np.float32),
+            np.array([gap], np.float32),
+            History(items, types, age),
+            placement,
+        )
+
 
 def ranking_data(
     merged: Merged,
@@ -167,9 +203,12 @@ def ranking_data(
     stats: ItemStats,
     label_items: np.ndarray | None = None,
     session: np.ndarray | None = None,
+    live: Sequence[np.ndarray] | None = None,
 ) -> RankingData:
     """The features of every merged candidate; `label_items` [n_cases]: each case's next item
-    (the label is 1 where the candidate is it)."""
+    (the label is 1 where the candidate is it). `live`: per `LIVE_WINDOWS` window, each row's
+    count of events among the latest ones (a server's own counts); default: from `stats`'s
+    event stream."""
     names: list[str] = []
     groups: dict[str, tuple[str, ...]] = {}
     columns: list[np.ndarray] = []
@@ -182,7 +221,7 @@ def ranking_data(
 
     case, item = merged.case, merged.item
     add("generators", _generator_features(merged))
-    add("item", _item_features(case, item, cases, stats))
+    add("item", _item_features(case, item, cases, stats, live))
     add("session", _session_features(case, cases))
     repeat, match = _history_features(case, item, cases, stats)
     add("repeat", repeat)
@@ -227,10 +266,15 @@ def _generator_features(merged: Merged) -> dict[str, np.ndarray]:
 
 
 def _item_features(
-    case: np.ndarray, item: np.ndarray, cases: CaseInputs, stats: ItemStats
+    case: np.ndarray,
+    item: np.ndarray,
+    cases: CaseInputs,
+    stats: ItemStats,
+    live: Sequence[np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     age_days = (cases.moment[case] - stats.first_seen[item]) / 86400.0
-    live = stats.live_counts(item, cases.moment[case])
+    if live is None:
+        live = stats.live_counts(item, cases.moment[case])
     return {
         "item.pop": np.log1p(stats.pop[item]),
         "item.pop_recent": np.log1p(stats.pop_recent[item]),

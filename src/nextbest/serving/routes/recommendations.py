@@ -58,20 +58,27 @@ def reply_items(items: list[Recommended]) -> list[RecommendedItem]:
     for source, count in Counter(item.source for item in items).items():
         metrics.RECOMMENDED.labels(source).inc(count)
     return [
-        RecommendedItem(item_id=i.item_id, score=i.score, source=i.source, reason=i.reason)
+        RecommendedItem(
+            item_id=i.item_id,
+            score=i.score,
+            source=i.source,
+            reason=i.reason,
+            because=dict(i.because) if i.because else None,
+        )
         for i in items
     ]
 
 
 def run_query(
     services: Services, query: RecommendQuery
-) -> tuple[LoadedModel | None, list[Recommended]]:
-    """The placement's list for `query`; ApiError 422 naming what is wrong with it."""
+) -> tuple[LoadedModel | None, list[Recommended], Any]:
+    """The placement's list for `query` (and what a learned ranker saw of it); ApiError 422
+    naming what is wrong with it."""
     model = services.model
     if query.item_id is not None and services.catalog.unknown([query.item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {query.item_id!r}")
     try:
-        return model, services.recommender.recommend(model, query)
+        return model, *services.recommender.recommend_ranked(model, query)
     except UnknownPlacement as exc:
         raise ApiError(422, "unknown placement", "placement", str(exc)) from None
     except MissingInput as exc:
@@ -113,8 +120,10 @@ def parse_candidates(text: str | None) -> tuple[str, ...]:
 
 
 def answer(services: Services, query: RecommendQuery) -> RecommendationsOut:
-    model, items = run_query(services, query)
+    model, items, ranked = run_query(services, query)
     recommendation_id = new_recommendation_id()
+    if ranked is not None and services.online is not None:
+        services.online.impression(model, recommendation_id, ranked, items)
     keep_served(
         services, recommendation_id, model, items, query.session_id, query.user_id,
         query.placement, query.item_id,
@@ -187,6 +196,10 @@ async def get_recommendations(
     candidates: Annotated[
         str | None, Query(description="comma-separated item ids to re-rank (search placement)")
     ] = None,
+    explain: Annotated[
+        bool,
+        Query(description="with the learned ranker: each item's features that moved it most"),
+    ] = False,
 ) -> RecommendationsOut:
     """The `n` next-best items for the session as it is now on a placement (`home` when none),
     each with its source and a reason to show; never an item the session (or the user)
@@ -200,6 +213,7 @@ async def get_recommendations(
         candidates=parse_candidates(candidates),
         filter=filter,
         filter_params=parse_filter_params(filter_params),
+        explain=explain,
     )
     return answer(services, query)
 
@@ -216,6 +230,7 @@ async def post_recommendations(body: RecommendationsIn, services: ReadAccess) ->
         candidates=tuple(body.candidates),
         filter=body.filter,
         filter_params=body.filter_params,
+        explain=body.explain,
     )
     return answer(services, query)
 

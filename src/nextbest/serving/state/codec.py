@@ -196,7 +196,10 @@ def codec_for(model: SessionModel[Any, Any]) -> StateCodec:
     """The codec of `model`'s state kind; ValueError when that kind cannot be stored as bytes."""
     probe = model.initial_state(2)
     codec: StateCodec
-    if isinstance(probe, torch.Tensor):
+    own = model.state_codec()
+    if own is not None:
+        codec = own
+    elif isinstance(probe, torch.Tensor):
         codec = TensorCodec()
     elif isinstance(probe, np.ndarray):
         codec = ArrayCodec()

@@ -533,6 +533,21 @@ class FTRLRanker:
         result: np.ndarray = 1.0 / (1.0 + np.exp(-self.predict(data)))
         return result
 
+    def explain(
+        self, data: RankingData, rows: np.ndarray, top: int = 3
+    ) -> list[list[tuple[str, float]]]:
+        """Per row: the `top` token fields with the largest weights in its logit (a logistic
+        model's logit is the sum of its tokens' weights; positive moved the item up)."""
+        if not len(rows):
+            return []
+        names = self._field_names()
+        contributions = self.weights()[self.tokens(data.take(np.asarray(rows)))]  # [r, K]
+        out = []
+        for row in contributions:
+            order = np.argsort(-np.abs(row), kind="stable")[:top]
+            out.append([(names[j], float(row[j])) for j in order])
+        return out
+
     def weights(self) -> np.ndarray:
         """[2**bits] the current weights of all slots."""
         c = self.config

@@ -1,0 +1,214 @@
+"""Online learning of a two-stage version's FTRL ranker, off the request's path.
+
+Each list the learned ranker ordered is an *impression*: the worker keeps the ranker's
+features of the shown items under the list's `recommendation_id` (the latest
+`max_impressions`, in memory). An event that carries the id back (a click, a cart, a
+purchase) is an *outcome*: `outcome` queues it and returns; a background thread learns it.
+The first outcome of a list teaches one FTRL pass over all its shown items (the item of the
+outcome 1, the others 0); a later outcome on another item of the same list teaches that
+item's row as a positive. Lists without an outcome teach nothing (a list nobody looked at
+says nothing about its items).
+
+The learned state is saved beside the version's trained ranker (`ranker-online/`, written
+atomically) every `save_seconds` while it changes and at shutdown, and a restart loads it:
+what was learned survives. `reset` goes back to the trained ranker and deletes the saved
+state. A saved state that cannot be read is refused at load (`PipelineModel.ranker_error`),
+and the version serves in its generators' order until it is reset or replaced.
+
+With several worker processes, each learns from the outcomes it receives for the lists it
+served, and the state saved last is the one a restart loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextbest.serving import metrics
+from nextbest.serving.registry import LoadedModel
+from nextbest.twostage.data import RankingData
+from nextbest.twostage.model import (
+    RANKER_DIR,
+    PipelineModel,
+    forget_online,
+    load_ranker,
+    save_online,
+)
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = frozenset({"click", "cart", "purchase"})
+
+
+@dataclass
+class Impression:
+    version: str
+    items: list[str]  # shown, in order, that the ranker scored
+    data: RankingData  # its rows, in `items` order
+    positives: set[str] = field(default_factory=set)
+
+
+def learns_online(model: LoadedModel | None) -> bool:
+    pipeline = model.model if model is not None else None
+    return (
+        isinstance(pipeline, PipelineModel)
+        and pipeline.ranker is not None
+        and hasattr(pipeline.ranker, "update")
+    )
+
+
+class OnlineLearner:
+    def __init__(
+        self,
+        home: Path,
+        current: Any,
+        save_seconds: float = 30.0,
+        max_impressions: int = 50_000,
+        max_pending: int = 10_000,
+    ) -> None:
+        """`current`: a callable giving the model answering now (the registry's)."""
+        self.home = home
+        self.current = current
+        self.save_seconds = save_seconds
+        self.max_impressions = max_impressions
+        self._impressions: OrderedDict[str, Impression] = OrderedDict()
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=max_pending)
+        self._lock = threading.Lock()  # impressions, and the ranker while it learns or resets
+        self._dirty: str | None = None  # the version whose ranker learned since its last save
+        self._last_save = time.monotonic()
+        self._idle = threading.Condition()
+        self._queued = self._handled = 0
+        self._thread = threading.Thread(target=self._run, name="online-learner", daemon=True)
+        self._thread.start()
+
+    def folder(self, version: str) -> Path:
+        return self.home / "models" / version
+
+    # -- the request and event paths: quick, never blocking ----------------------------------
+    def impression(
+        self, model: LoadedModel | None, recommendation_id: str, ranked: Any, items: list[Any]
+    ) -> None:
+        """Keep the ranker's features of the shown items of one answered list."""
+        if model is None or not learns_online(model):
+            return
+        column_of = {int(row): position for position, row in enumerate(ranked.rows)}
+        shown, rows = [], []
+        for item in items:
+            column = model.index.get(item.item_id)
+            position = column_of.get(column) if column is not None else None
+            if position is not None:
+                shown.append(item.item_id)
+                rows.append(position)
+        if not rows:
+            return
+        kept = Impression(model.version, shown, ranked.data.take(np.asarray(rows)))
+        with self._lock:
+            self._impressions[recommendation_id] = kept
+            while len(self._impressions) > self.max_impressions:
+                self._impressions.popitem(last=False)
+
+    def outcome(self, recommendation_id: str, item_id: str) -> None:
+        """Queue one outcome (an event carrying `recommendation_id` for `item_id`)."""
+        with self._idle:
+            try:
+                self._queue.put_nowait((recommendation_id, item_id))
+            except queue.Full:
+                metrics.ONLINE.labels("dropped").inc()
+                return
+            self._queued += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every outcome queued before the call is learned (tests, shutdown)."""
+        with self._idle:
+            target = self._queued
+            return self._idle.wait_for(lambda: self._handled >= target, timeout)
+
+    # -- the learner -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                work = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                work = ()  # type: ignore[assignment]
+            if work is None:
+                return
+            if work:
+                try:
+                    self._learn(*work)
+                except Exception:
+                    logger.exception("online learning failed for one outcome")
+                with self._idle:
+                    self._handled += 1
+                    self._idle.notify_all()
+            if self._dirty and time.monotonic() - self._last_save >= self.save_seconds:
+                self.save()
+
+    def _learn(self, recommendation_id: str, item_id: str) -> None:
+        model = self.current()
+        with self._lock:
+            kept = self._impressions.get(recommendation_id)
+            if kept is None or model is None or kept.version != model.version:
+                metrics.ONLINE.labels("unknown").inc()
+                return
+            if item_id not in kept.items or item_id in kept.positives:
+                return  # not a shown item of the list, or learned already
+            ranker = model.model.ranker
+            if ranker is None:
+                return
+            if not kept.positives:  # the list's first outcome: every shown item once
+                labels = np.array([i == item_id for i in kept.items], np.float32)
+                ranker.update(kept.data.with_labels(labels))
+            else:
+                row = kept.items.index(item_id)
+                ranker.update(kept.data.take(np.array([row])).with_labels(np.ones(1)))
+            kept.positives.add(item_id)
+            self._dirty = model.version
+        metrics.ONLINE.labels("learned").inc()
+
+    def save(self) -> bool:
+        """Write the learned state of the version answering now, if it learned since."""
+        model = self.current()
+        with self._lock:
+            if model is None or self._dirty != model.version or model.model.ranker is None:
+                return False
+            try:
+                save_online(model.model.ranker, self.folder(model.version))
+            except Exception:
+                logger.exception("could not save the online ranker of %s", model.version)
+                return False
+            self._dirty = None
+            self._last_save = time.monotonic()
+        metrics.ONLINE.labels("saved").inc()
+        return True
+
+    def reset(self, model: LoadedModel) -> str:
+        """Back to the trained ranker: the online state is forgotten, in memory and on disk.
+        Returns where the ranker now comes from; ValueError when the version has no ranker
+        to go back to."""
+        pipeline = model.model
+        if not isinstance(pipeline, PipelineModel):
+            raise ValueError(f"model {model.version} is not a two-stage pipeline: no ranker")
+        folder = self.folder(model.version)
+        with self._lock:
+            forget_online(folder)
+            ranker, error, source = load_ranker(pipeline.spec, folder)
+            pipeline.ranker, pipeline.ranker_error, pipeline.ranker_source = ranker, error, source
+            self._impressions.clear()  # their features are scored by the old state
+            self._dirty = None
+        metrics.RANKER_REFUSED.set(1 if error else 0)
+        if error:
+            raise ValueError(error)
+        return RANKER_DIR
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self.save()

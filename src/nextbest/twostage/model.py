@@ -1,0 +1,391 @@
+"""The two-stage pipeline as one servable model version: its generators and its ranker.
+
+`nextbest train --pipeline FILE` writes a `PipelineModel` as one version folder:
+
+    model.json, arrays.npz    name "pipeline", the spec, the item vocabulary
+    members/<label>/          each generator, saved as `nextbest train` saves a model
+    stats.npz                 the item statistics of the training data (the ranker's features)
+    ranker/                   the learned ranker, as trained by the offline protocol
+    ranker-online/            the FTRL ranker as the server's online learning left it (if any)
+
+To the server it is a session model like any other: its state is every member's state side
+by side (`EnsembleState`, stored as one bytes row by `EnsembleCodec`), each event steps every
+member, and its scorer answers for one member at a time (`MemberState`). The `generators`
+source of a placement asks every member for its top-k, and the `learned` ranker scores the
+merged candidates with the features of `nextbest.twostage.features` (the same code as
+offline). Where a single model is expected (the `session` generator, the `prior` filler,
+similar items), the first generator answers.
+
+A ranker that cannot be read (a corrupt file) is refused at load with the reason in
+`ranker_error`; the version still serves, in the generators' order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+
+from nextbest.data.sessions import Sessions
+from nextbest.events.schema import Item
+from nextbest.models.base import ARRAYS_FILE, MODEL_FILE, NotFittedError, SessionModel
+from nextbest.models.registry import MODELS
+from nextbest.models.scoring import Scorer
+from nextbest.twostage.data import LearnedRanker
+from nextbest.twostage.features import ItemStats
+from nextbest.twostage.protocol import (
+    Generators,
+    GeneratorSpec,
+    PipelineSpec,
+    make_ranker,
+    ranker_training_data,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME = "pipeline"
+MEMBERS_DIR, RANKER_DIR, ONLINE_DIR, STATS_FILE = "members", "ranker", "ranker-online", "stats.npz"
+_LENGTH = struct.Struct("<I")
+
+
+class EnsembleState:
+    """The batch state of every member, in the spec's generator order."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.parts = list(parts)
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A question for one member's scorer: its part of a session's state."""
+
+    member: int
+    state: Any
+
+
+class PipelineModel(SessionModel[EnsembleState, PipelineSpec]):
+    name = NAME
+    config_class = PipelineSpec
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        members: Sequence[SessionModel[Any, Any]] = (),
+        ranker: LearnedRanker | None = None,
+        stats: ItemStats | None = None,
+        ranker_error: str | None = None,
+    ) -> None:
+        super().__init__(spec)
+        self.spec = spec
+        self.members = list(members)
+        self.ranker = ranker
+        self.stats = stats
+        self.ranker_error = ranker_error  # why the saved ranker was refused (None: it was not)
+        self.ranker_source = RANKER_DIR  # which folder the ranker came from
+        if self.members:
+            self.item_ids = self.members[0].item_ids
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.spec.generators)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, train: Sessions) -> Self:
+        """Fit the generators on `train` (no ranker: `train_pipeline` runs the protocol)."""
+        fitted = Generators.fit(self.spec.generators, train)
+        self._take(fitted)
+        return self
+
+    def _take(self, fitted: Generators) -> None:
+        self.members = fitted.models
+        self.item_ids = fitted.train.item_ids
+        self.stats = fitted.stats
+
+    # -- answering --------------------------------------------------------------------------
+    def initial_state(self, n: int) -> EnsembleState:
+        return EnsembleState([m.initial_state(n) for m in self._fitted()])
+
+    def step(self, state: EnsembleState, items: np.ndarray, times: np.ndarray) -> EnsembleState:
+        return EnsembleState(
+            [m.step(p, items, times) for m, p in zip(self._fitted(), state.parts, strict=True)]
+        )
+
+    def select(self, state: EnsembleState, rows: np.ndarray) -> EnsembleState:
+        return EnsembleState(
+            [m.select(p, rows) for m, p in zip(self._fitted(), state.parts, strict=True)]
+        )
+
+    def score(self, state: EnsembleState) -> np.ndarray:
+        """The first generator's scores (where one model's answer is wanted)."""
+        return self._fitted()[0].score(state.parts[0])
+
+    def _fitted(self) -> list[SessionModel[Any, Any]]:
+        if not self.members:
+            raise NotFittedError("the pipeline has no fitted generators: train it first")
+        return self.members
+
+    # -- serving ----------------------------------------------------------------------------
+    def scorer(self, cache: Path | None = None) -> Scorer:
+        return EnsembleScorer(
+            self,
+            [
+                m.scorer(cache / label if cache is not None else None)
+                for m, label in zip(self._fitted(), self.labels, strict=True)
+            ],
+        )
+
+    def item_embeddings(self) -> np.ndarray | None:
+        for member in self._fitted():
+            vectors = member.item_embeddings()
+            if vectors is not None:
+                return vectors
+        return None
+
+    def state_codec(self) -> Any:
+        from nextbest.serving.state.codec import codec_for
+
+        return EnsembleCodec([codec_for(m) for m in self._fitted()])
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        members = self._fitted()
+        if self.stats is None:
+            raise NotFittedError("the pipeline has no item statistics: train it first")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MODEL_FILE).write_text(
+            json.dumps({"model": NAME, "config": spec_dict(self.spec), "ranker": self.spec.ranker})
+        )
+        np.savez(folder / ARRAYS_FILE, allow_pickle=False, item_ids=self.item_ids.astype(str))  # type: ignore[union-attr]
+        for member, label in zip(members, self.labels, strict=True):
+            member.save(folder / MEMBERS_DIR / label)
+        save_stats(self.stats, folder / STATS_FILE)
+        if self.ranker is not None:
+            self.ranker.save(folder / RANKER_DIR)
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        meta = json.loads((folder / MODEL_FILE).read_text())
+        if meta.get("model") != NAME:
+            raise ValueError(f"{folder} holds model {meta.get('model')!r}, not {NAME!r}")
+        spec = spec_of(meta["config"])
+        members = [MODELS[g.model].load(folder / MEMBERS_DIR / g.name) for g in spec.generators]
+        vocabulary = members[0].item_ids
+        assert vocabulary is not None
+        for g, member in zip(spec.generators, members, strict=True):
+            if member.item_ids is None or not np.array_equal(member.item_ids, vocabulary):
+                raise ValueError(f"{folder}: generator {g.name} has another item vocabulary")
+        model = cls(spec, members, stats=load_stats(folder / STATS_FILE))
+        model.ranker, model.ranker_error, model.ranker_source = load_ranker(spec, folder)
+        return model
+
+
+def load_ranker(spec: PipelineSpec, folder: Path) -> tuple[LearnedRanker | None, str | None, str]:
+    """The version's ranker: the online-learned state if there is one, else the trained one;
+    (None, the reason, folder) when it cannot be read: it is refused, never half-used."""
+    source = ONLINE_DIR if (folder / ONLINE_DIR).is_dir() else RANKER_DIR
+    kind = type(make_ranker(spec.ranker, spec.ranker_params))
+    try:
+        ranker = kind.load(folder / source)  # type: ignore[attr-defined]
+    except Exception as exc:  # a corrupt or missing file: refuse it, say why
+        reason = f"the {spec.ranker} ranker in {folder / source} was refused: {exc}"
+        logger.error("%s; serving the generators' order", reason)
+        return None, reason, source
+    return ranker, None, source
+
+
+def save_online(ranker: LearnedRanker, folder: Path) -> None:
+    """Write the online-learned ranker beside the trained one, atomically (a new folder
+    renamed over the old), so a crash mid-write never leaves a half state behind."""
+    staging = folder / f".{ONLINE_DIR}.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    ranker.save(staging)
+    target = folder / ONLINE_DIR
+    if target.exists():
+        old = folder / f".{ONLINE_DIR}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old)
+    else:
+        staging.rename(target)
+
+
+def forget_online(folder: Path) -> bool:
+    """Delete the online-learned state (the trained ranker answers again); True if there was
+    one."""
+    target = folder / ONLINE_DIR
+    if not target.exists():
+        return False
+    shutil.rmtree(target)
+    return True
+
+
+class EnsembleScorer(Scorer):
+    """Each member's scorer; a `MemberState` names the member, a whole state asks the first."""
+
+    def __init__(self, model: PipelineModel, scorers: Sequence[Scorer]) -> None:
+        super().__init__(model)
+        self.scorers = list(scorers)
+
+    def _route(self, state: Any) -> tuple[Scorer, Any]:
+        if isinstance(state, MemberState):
+            return self.scorers[state.member], state.state
+        if isinstance(state, EnsembleState):
+            return self.scorers[0], state.parts[0]
+        raise TypeError(f"a pipeline scores its own states, not {type(state).__name__}")
+
+    def __call__(self, state: Any) -> torch.Tensor:
+        scorer, part = self._route(state)
+        return scorer(part)
+
+    def top(
+        self, state: Any, n: int, banned: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scorer, part = self._route(state)
+        return scorer.top(part, n, banned)
+
+    def top_many(
+        self,
+        states: Sequence[Any],
+        n: Sequence[int],
+        banned: Sequence[np.ndarray | None],
+        exact: Sequence[int | None] | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Grouped by member, so a member with a fast path reads its matrix once."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        routed = [self._route(s) for s in states]
+        for position, (scorer, _) in enumerate(routed):
+            groups[self.scorers.index(scorer)].append(position)
+        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(states)
+        for member, positions in groups.items():
+            answers = self.scorers[member].top_many(
+                [routed[p][1] for p in positions],
+                [n[p] for p in positions],
+                [banned[p] for p in positions],
+                [exact[p] for p in positions] if exact is not None else None,
+            )
+            for position, answer in zip(positions, answers, strict=True):
+                out[position] = answer
+        return [answer for answer in out if answer is not None]
+
+    def score_rows(self, state: Any, columns: np.ndarray) -> np.ndarray:
+        scorer, part = self._route(state)
+        return scorer.score_rows(part, columns)
+
+
+class EnsembleCodec:
+    """A row is every member's row, each behind its length (4 bytes)."""
+
+    def __init__(self, codecs: Sequence[Any]) -> None:
+        self.codecs = list(codecs)
+
+    def split(self, state: EnsembleState) -> list[bytes]:
+        per_member = [c.split(p) for c, p in zip(self.codecs, state.parts, strict=True)]
+        return [
+            b"".join(_LENGTH.pack(len(part)) + part for part in parts)
+            for parts in zip(*per_member, strict=True)
+        ]
+
+    def _parts(self, row: bytes) -> list[bytes]:
+        parts, offset = [], 0
+        for _ in self.codecs:
+            (length,) = _LENGTH.unpack_from(row, offset)
+            offset += _LENGTH.size
+            parts.append(row[offset : offset + length])
+            offset += length
+        if offset != len(row):
+            raise ValueError("a pipeline state row of another shape")
+        return parts
+
+    def join(self, rows: Sequence[bytes]) -> EnsembleState:
+        split = [self._parts(row) for row in rows]
+        return EnsembleState(
+            [c.join([parts[m] for parts in split]) for m, c in enumerate(self.codecs)]
+        )
+
+    def group_key(self, row: bytes) -> Hashable:
+        return tuple(c.group_key(p) for c, p in zip(self.codecs, self._parts(row), strict=True))
+
+
+# -- training ---------------------------------------------------------------------------------
+def train_pipeline(
+    spec: PipelineSpec,
+    train: Sessions,
+    catalog: Mapping[str, Item] | None = None,
+    say: Callable[[str], None] | None = None,
+    cache: Path | None = None,
+) -> tuple[PipelineModel, dict[str, float]]:
+    """The protocol's training half: the ranker learns on candidates of the latest training
+    sessions from generators fitted before them, then the generators are fitted on all of
+    `train`. Returns the model and the seconds of each part."""
+    seconds: dict[str, float] = {}
+    data = ranker_training_data(spec, train, catalog, seconds, say, cache)
+    ranker = make_ranker(spec.ranker, spec.ranker_params)
+    started = time.perf_counter()
+    ranker.fit(data)
+    seconds["ranker fit"] = time.perf_counter() - started
+    if say:
+        took = seconds["ranker fit"]
+        say(f"ranker {spec.ranker} fitted on {data.n_cases:,} cases in {took:.1f} s")
+    full = Generators.fit(spec.generators, train, catalog, say, cache)
+    for name, value in full.fit_seconds.items():
+        seconds[f"fit on all: {name}"] = value
+    model = PipelineModel(spec, ranker=ranker)
+    model._take(full)
+    assert model.stats is not None
+    model.stats = _with_windows(model.stats, train.n_events)
+    return model, seconds
+
+
+def _with_windows(stats: ItemStats, train_events: int) -> ItemStats:
+    from dataclasses import replace
+
+    return replace(stats, live_windows=ItemStats.windows_of(train_events))
+
+
+# -- spec and statistics as plain data --------------------------------------------------------
+def spec_dict(spec: PipelineSpec) -> dict[str, Any]:
+    out = asdict(spec)
+    out["generators"] = [asdict(g) for g in spec.generators]
+    return out
+
+
+def spec_of(raw: Mapping[str, Any]) -> PipelineSpec:
+    generators = tuple(
+        GeneratorSpec(g["model"], int(g["k"]), dict(g["params"]), str(g.get("label", "")))
+        for g in raw["generators"]
+    )
+    rest = {k: v for k, v in raw.items() if k != "generators"}
+    return PipelineSpec(generators=generators, **rest)
+
+
+_STAT_ARRAYS = ("pop", "pop_recent", "first_seen", "price", "discount", "category", "brand",
+                "price_band")  # fmt: skip
+
+
+def save_stats(stats: ItemStats, path: Path) -> None:
+    arrays = {name: getattr(stats, name) for name in _STAT_ARRAYS}
+    arrays["live_windows"] = np.asarray(stats.live_windows, np.int64)
+    np.savez(path, allow_pickle=False, **arrays)  # type: ignore[arg-type]
+
+
+def load_stats(path: Path) -> ItemStats:
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    known = {f.name for f in fields(ItemStats)}
+    windows = tuple(int(w) for w in arrays.pop("live_windows"))
+    return ItemStats(**{k: v for k, v in arrays.items() if k in known}, live_windows=windows)
