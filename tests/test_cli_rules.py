@@ -174,7 +174,7 @@ def test_demo_saves_the_rules_with_every_model(
     monkeypatch.setattr(demo_cli, "DEMO_MODELS", (("pop", {}), ("spop", {})))
     demo_cli.train_demo_models(home, train_path.parent, "pop")
     versions = list_versions(home)
-    assert len(versions) == 2
+    assert len(versions) == 3  # pop, spop and the two-stage pipeline
     for folder in versions:
         rules = PurchaseRules.load(folder)
         assert rules is not None and rules.category(TREADMILL) is not None

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nextbest.cli.demo import DEMO_MODELS
+from nextbest.cli.demo import DEMO_MODELS, PIPELINE
 from nextbest.cli.main import app
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.store import META_FILE, latest_version, list_versions
 from nextbest.serving import demo as serving_demo
 from nextbest.serving.auth import read_keys_file
+from nextbest.twostage.model import PipelineModel
 
 
 def served_model(home: Path) -> str:
@@ -36,14 +37,24 @@ def test_demo_trains_evaluates_and_reports(tmp_path: Path, monkeypatch: pytest.M
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "demo-report" / "results.json").read_text())
-    assert [r["model"] for r in records] == [name for name, _ in DEMO_MODELS]
+    # the two-stage pipeline beside every single model, in the report
+    assert [r["model"] for r in records] == [name for name, _ in DEMO_MODELS] + [PIPELINE]
     assert (tmp_path / "demo-report" / "report.png").stat().st_size > 10_000
     assert "Recall@20" in (tmp_path / "demo-report" / "report.md").read_text()
-    assert len(list_versions(tmp_path)) == len(DEMO_MODELS)
-    # the default --serve-model is the newest version, the one the server would serve
-    assert served_model(tmp_path) == "gru4rec"
-    # the served GRU4Rec embeds the catalog's category, brand and price band
-    served = GRU4Rec.load(latest_version(tmp_path))  # type: ignore[arg-type]
+    assert len(list_versions(tmp_path)) == len(DEMO_MODELS) + 1
+    # the default --serve-model is the pipeline, the newest version, the one served
+    assert served_model(tmp_path) == PIPELINE
+    pipeline = PipelineModel.load(latest_version(tmp_path))  # type: ignore[arg-type]
+    assert pipeline.ranker is not None and pipeline.labels == (
+        "covisit",
+        "vstan",
+        "stan",
+        "vsknn",
+        "spop",
+    )
+    # the GRU4Rec version embeds the catalog's category, brand and price band
+    gru = next(v for v in list_versions(tmp_path) if v.name.endswith("-gru4rec"))
+    served = GRU4Rec.load(gru)
     assert served.config.attributes == ("category", "brand", "price")
     assert served.attribute_values is not None and len(served.attribute_values) > 10
     by_name = {r["model"]: r for r in records}
@@ -71,10 +82,10 @@ def test_demo_saves_the_served_model_last_then_serves_it(
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "demo-report" / "results.json").read_text())
-    others = [name for name, _ in DEMO_MODELS if name != "covisit"]
+    others = [name for name, _ in DEMO_MODELS if name != "covisit"] + [PIPELINE]
     assert [r["model"] for r in records] == [*others, "covisit"]
     versions = list_versions(tmp_path)
-    assert len(versions) == len(DEMO_MODELS) and served_model(tmp_path) == "covisit"
+    assert len(versions) == len(DEMO_MODELS) + 1 and served_model(tmp_path) == "covisit"
     assert calls == [(tmp_path, port, "127.0.0.1")]
     keys = read_keys_file(tmp_path / "demo-keys.json")  # written before serving, to be shown
     assert keys.read and keys.write and keys.admin

@@ -19,7 +19,7 @@ import httpx
 import polars as pl
 import pytest
 from server_process import Server, free_port
-from serving_helpers import ADMIN, N_ITEMS, READ, WRITE, auth, item
+from serving_helpers import ADMIN, N_ITEMS, READ, WRITE, auth, cyclic_sessions, item
 
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import ITEM_SCHEMA
@@ -172,7 +172,12 @@ def test_a_product_page_recommends_other_items_and_says_why(
     shown = recommended(page, "product")
     assert shown and item(5) not in shown
     assert all(explained(page, "product"))  # a reason, or at least the source
-    assert asked[-1]["placement"] == "product" and asked[-1]["item_id"] == item(5)
+    # the product list and, beside it, the two-stage pipeline's (here a single model's)
+    last = {query["placement"]: query for query in asked[-2:]}
+    assert set(last) == {"product", "next"}
+    assert last["product"]["item_id"] == item(5) and last["next"]["item_id"] == item(5)
+    assert last["next"]["explain"] == "true"
+    assert recommended(page, "next") and item(5) not in recommended(page, "next")
     assert [(e.type, e.item_id, e.placement) for e in session_events(page, home)] == [
         ("view", item(5), "home")
     ]
@@ -257,7 +262,9 @@ def test_the_back_button_returns_from_a_product_page_to_home(browser: Any, demo:
         page.locator("#page-home").is_visible() and not page.locator("#page-product").is_visible()
     )
     assert recommended(page, "home")
-    assert [query["placement"] for query in asked] == ["home", "product", "home"]
+    placements = [query["placement"] for query in asked]
+    assert placements[0] == "home" and sorted(placements[1:3]) == ["next", "product"]
+    assert placements[3:] == ["home"]
 
 
 def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
@@ -460,3 +467,37 @@ def test_buying_a_treadmill_swaps_treadmills_for_running_shoes(
     assert home and not [i for i in home if int(i[1:]) < 10]  # no treadmill any more
     assert 10 <= int(home[0][1:]) < 20  # running shoes first, and the page says why
     assert "goes with Product i04" in explained(page, "home")
+
+
+@pytest.fixture
+def pipeline_demo(home: Path) -> Iterator[Server]:
+    """The demo page over a two-stage version (co-visitation and popularity, FTRL)."""
+    from nextbest.models.store import save_version
+    from nextbest.twostage.model import train_pipeline
+    from nextbest.twostage.protocol import GeneratorSpec, PipelineSpec
+
+    spec = PipelineSpec(
+        (GeneratorSpec("covisit", 10), GeneratorSpec("pop", N_ITEMS)), "ftrl", ranker_share=0.3
+    )
+    model, _ = train_pipeline(spec, cyclic_sessions())
+    save_version(model, home, {"model": "pipeline"})
+    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
+    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things"]}
+             for j in range(N_ITEMS)]  # fmt: skip
+    server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
+    yield server
+    server.stop()
+
+
+def test_the_product_page_shows_the_pipelines_list_and_why(
+    browser: Any, pipeline_demo: Server
+) -> None:
+    page, _ = shop(browser, pipeline_demo)
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")
+    shown = recommended(page, "next")
+    assert shown and shown[0] == item(6)  # the walk goes on after 5
+    because = page.locator("#recommendations-next li[data-item-id]").evaluate_all(
+        "ls => ls.map(l => l.dataset.because || '')"
+    )
+    assert all(because)  # every item says which features moved it
+    assert page.locator("#recommendations-next .because").first.is_visible()

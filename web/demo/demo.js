@@ -151,8 +151,19 @@
   function explanation(line, entry) {
     line.dataset.reason = entry.reason || "";
     line.dataset.source = entry.source || "";
+    if (entry.because) return whyLearned(line, entry);
     if (entry.reason) return element("span", "reason", entry.reason);
     return element("span", "reason source", entry.source ? `source: ${entry.source}` : "");
+  }
+
+  /** The learned ranker's answer to "why here": the features that moved the item most. */
+  function whyLearned(line, entry) {
+    const parts = Object.entries(entry.because).map(
+      ([name, value]) => `${name} ${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(2)}`);
+    line.dataset.because = parts.join(", ");
+    const block = element("span", "reason");
+    block.append(element("span", "", entry.reason), element("span", "because", parts.join(" · ")));
+    return block;
   }
 
   function bumpUpdates() {
@@ -217,6 +228,10 @@
    *  screen, or what is already in the cart. */
   function listRequest(placement) {
     if (placement === "product") return { params: { item_id: productId }, never: [productId] };
+    // the two-stage pipeline's list, with the features that moved each item
+    if (placement === "next") {
+      return { params: { item_id: productId, explain: true }, never: [productId] };
+    }
     if (placement === "cart") return { params: {}, never: state.cart.map((line) => line.itemId) };
     return { params: {}, never: [] };
   }
@@ -224,22 +239,30 @@
   /** Ask for `placement`'s list and show it. Counts a render in body[data-updates] whatever
    *  the outcome, so a page (or a test) can wait for it. */
   async function showList(placement) {
-    const list = $(`recommendations-${placement}`);
     const ticket = ++listTicket;
-    const { params, never } = listRequest(placement);
-    let reply = null;
-    let failure = null;
-    try {
-      // a few more than shown, so that the row stays full when the page drops some
-      reply = await nb.recommend({ n: LIST_SIZE + never.length, placement, ...params });
-    } catch (error) {
-      failure = error;
-    }
+    // the product page shows the two-stage pipeline's list beside its own, in one render
+    const placements = placement === "product" ? ["product", "next"] : [placement];
+    const answers = await Promise.all(placements.map(fetchList));
     if (ticket !== listTicket) return;  // a newer request is under way
-    if (reply) showReply(list, placement, reply, new Set(never));
-    else list.replaceChildren(emptyLine(`Recommendations unavailable: ${failure.message}`));
+    placements.forEach((name, k) => {
+      const { reply, failure, never } = answers[k];
+      const list = $(`recommendations-${name}`);
+      if (reply) showReply(list, name, reply, new Set(never));
+      else list.replaceChildren(emptyLine(`Recommendations unavailable: ${failure.message}`));
+    });
     await showAffinity(ticket);
     bumpUpdates();
+  }
+
+  async function fetchList(placement) {
+    const { params, never } = listRequest(placement);
+    try {
+      // a few more than shown, so that the row stays full when the page drops some
+      const reply = await nb.recommend({ n: LIST_SIZE + never.length, placement, ...params });
+      return { reply, failure: null, never };
+    } catch (error) {
+      return { reply: null, failure: error, never };
+    }
   }
 
   // How the affinity panel names each attribute, in the order it shows them.

@@ -19,7 +19,11 @@ from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, EvalResult
 from nextbest.evaluation.report import result_record, summary_rows, write_report
 from nextbest.events.io import read_events
+from nextbest.events.schema import items_of_table
 from nextbest.models.store import nextbest_home, save_version
+
+DEMO_PIPELINE = Path(__file__).parents[1] / "twostage" / "demo.toml"
+PIPELINE = "pipeline"  # the two-stage pipeline: the single models' generators and a ranker
 
 DEMO_MODELS: tuple[tuple[str, dict[str, str]], ...] = (
     ("pop", {}),
@@ -55,8 +59,12 @@ def demo(
     events: Annotated[int, typer.Option(help="size of the generated demo shop")] = 1_000_000,
     seed: Annotated[int, typer.Option(help="demo shop seed")] = 7,
     serve_model: Annotated[
-        str, typer.Option(help="the model to serve: trained and saved last, so it is the newest")
-    ] = "gru4rec",
+        str,
+        typer.Option(
+            help="the model to serve (trained and saved last, so it is the newest): pipeline "
+            "(the two-stage pipeline) or a single model"
+        ),
+    ] = PIPELINE,
     host: Annotated[
         str, typer.Option(help="address to serve on (the page hands out the demo's keys)")
     ] = "127.0.0.1",
@@ -69,7 +77,7 @@ def demo(
     from nextbest.serving.demo import DEMO_KEYS, check_port, serve_demo, write_demo_keys
 
     setup_logging()
-    names = [name for name, _ in DEMO_MODELS]
+    names = [name for name, _ in DEMO_MODELS] + [PIPELINE]
     if serve_model not in names:
         raise ValueError(f"--serve-model must be one of {', '.join(names)}, not {serve_model!r}")
     if serve:
@@ -101,7 +109,8 @@ def make_demo_shop(home: Path, events: int, seed: int) -> Path:
 
 
 def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
-    """Train, evaluate and save every demo model, `serve_model` last; report; return its folder."""
+    """Train, evaluate and save every demo model and the two-stage pipeline, `serve_model`
+    last; report; return its folder."""
     train_path, items = shop_dir / "train.tsv", shop_dir / "items.csv"
     events = read_events(train_path)
     train = Sessions.from_events(events)
@@ -118,17 +127,24 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     results: dict[str, EvalResult] = {}
     config = EvalConfig()
     best: tuple[float, Path | None] = (-1.0, None)
-    ordered = sorted(DEMO_MODELS, key=lambda entry: entry[0] == serve_model)  # stable: it goes last
-    for name, params in ordered:
-        if catalog is None and "attributes" in params:  # a shop without items.csv
-            params = {k: v for k, v in params.items() if k != "attributes"}
-        model, fit_seconds = fit_model(name, params, train, catalog)
-        result = run_evaluation(model, test, config, train)
-        record = result_record(name, config_dict(model), result, fit_seconds)
+    extra = None if rules is None else rules.save
+    names = [name for name, _ in DEMO_MODELS] + [PIPELINE]
+    ordered = sorted(names, key=lambda name: name == serve_model)  # stable: it goes last
+    params_of = dict(DEMO_MODELS)
+    for name in ordered:
+        if name == PIPELINE:
+            console.print(f"two-stage pipeline: {DEMO_PIPELINE}")
+            model, record, result = run_demo_pipeline(train, test, catalog, config)
+        else:
+            params = params_of[name]
+            if catalog is None and "attributes" in params:  # a shop without items.csv
+                params = {k: v for k, v in params.items() if k != "attributes"}
+            model, fit_seconds = fit_model(name, params, train, catalog)
+            result = run_evaluation(model, test, config, train)
+            record = result_record(name, config_dict(model), result, fit_seconds)
         records.append(record)
-        results[name] = result
+        results[record["model"]] = result
         # the newest version is the one served: serve_model comes last
-        extra = None if rules is None else rules.save
         folder = save_version(model, home, {"model": name, "metrics": record}, extra=extra)
         if record["mrr@20"] > best[0]:
             best = (record["mrr@20"], folder)
@@ -137,3 +153,31 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     console.print(f"report: {report}")
     console.print(f"best model by MRR@20: {best[1]}")
     return folder  # the last saved: serve_model's
+
+
+def run_demo_pipeline(
+    train: Sessions, test: Sessions, catalog: Any, config: EvalConfig
+) -> tuple[Any, dict[str, Any], EvalResult]:
+    """The demo's two-stage pipeline through the honest protocol (the ranker on the latest
+    training sessions, the generators refitted on all), evaluated like the single models;
+    returns it as a servable model with its record."""
+    import time
+
+    from nextbest.cli.pipeline_eval import pipeline_record, pipeline_result
+    from nextbest.twostage.model import PipelineModel
+    from nextbest.twostage.protocol import load_spec, run_pipeline
+
+    spec = load_spec(DEMO_PIPELINE)
+    items = items_of_table(catalog) if catalog is not None else None
+    started = time.perf_counter()
+    run = run_pipeline(spec, train, test, items, config.ties, say=_say)
+    seconds = time.perf_counter() - started
+    result = pipeline_result(run, train, config, seconds)
+    record = pipeline_record(spec, run, train, config, seconds, result)
+    record["model"] = PIPELINE
+    assert run.generators is not None
+    return PipelineModel.of(spec, run.generators, run.ranker), record, result
+
+
+def _say(line: str) -> None:
+    console.print(f"  {line}", highlight=False)

@@ -90,16 +90,13 @@ def explain_example(run: PipelineRun, train: Sessions, n: int = 5) -> str:
     return "\n".join(lines)
 
 
-def pipeline_record(
-    spec: PipelineSpec,
-    run: PipelineRun,
-    train: Sessions,
-    config: EvalConfig,
-    seconds: float,
-) -> dict[str, Any]:
+def pipeline_result(
+    run: PipelineRun, train: Sessions, config: EvalConfig, seconds: float
+) -> EvalResult:
+    """The run's figures as `evaluate --model` reports them (for tables and reports)."""
     support = train.item_support()
     coverage, popularity = list_figures(run.test_data, run.scores, support, config.cutoffs)
-    result = EvalResult(
+    return EvalResult(
         ranks=run.ranks,
         positions=run.positions,
         cutoffs=config.cutoffs,
@@ -108,6 +105,18 @@ def pipeline_record(
         popularity=popularity,
         eval_seconds=seconds,
     )
+
+
+def pipeline_record(
+    spec: PipelineSpec,
+    run: PipelineRun,
+    train: Sessions,
+    config: EvalConfig,
+    seconds: float,
+    result: EvalResult | None = None,
+) -> dict[str, Any]:
+    if result is None:
+        result = pipeline_result(run, train, config, seconds)
     params = {
         "ranker": spec.ranker,
         "ranker_params": dict(spec.ranker_params),

@@ -29,7 +29,7 @@ import struct
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -97,6 +97,14 @@ class PipelineModel(SessionModel[EnsembleState, PipelineSpec]):
         if self.members:
             self.item_ids = self.members[0].item_ids
 
+    @classmethod
+    def of(cls, spec: PipelineSpec, fitted: Generators, ranker: LearnedRanker | None) -> Self:
+        """A servable pipeline of generators fitted on all training data and its ranker (as
+        `train_pipeline` or an offline `run_pipeline` left them)."""
+        model = cls(spec, ranker=ranker)
+        model._take(fitted)
+        return model
+
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.generators)
@@ -111,7 +119,11 @@ class PipelineModel(SessionModel[EnsembleState, PipelineSpec]):
     def _take(self, fitted: Generators) -> None:
         self.members = fitted.models
         self.item_ids = fitted.train.item_ids
-        self.stats = fitted.stats
+        # the live windows scale with the training data, as offline (`ItemStats.with_stream`)
+        windows = ItemStats.windows_of(fitted.train.n_events)
+        self.stats = replace(
+            fitted.stats, live_windows=windows, stream_keys=None, stream_times=None
+        )
 
     # -- answering --------------------------------------------------------------------------
     def initial_state(self, n: int) -> EnsembleState:
@@ -344,17 +356,7 @@ def train_pipeline(
     full = Generators.fit(spec.generators, train, catalog, say, cache)
     for name, value in full.fit_seconds.items():
         seconds[f"fit on all: {name}"] = value
-    model = PipelineModel(spec, ranker=ranker)
-    model._take(full)
-    assert model.stats is not None
-    model.stats = _with_windows(model.stats, train.n_events)
-    return model, seconds
-
-
-def _with_windows(stats: ItemStats, train_events: int) -> ItemStats:
-    from dataclasses import replace
-
-    return replace(stats, live_windows=ItemStats.windows_of(train_events))
+    return PipelineModel.of(spec, full, ranker), seconds
 
 
 # -- spec and statistics as plain data --------------------------------------------------------

@@ -309,6 +309,7 @@ class PipelineRun:
     ranker_data: RankingData  # what the ranker learned on (the ablations reuse it)
     target_items: np.ndarray  # [test cases]
     fallback_rank: np.ndarray  # [n_items] the order after the candidates
+    generators: Generators | None = None  # fitted on all training data (what a version serves)
 
     def ranks_of(self, scores: np.ndarray, data: RankingData | None = None) -> np.ndarray:
         """The test cases' ranks under other scores of the same candidates."""
@@ -367,6 +368,7 @@ def run_pipeline(
         ranker_data=ranker_data,
         target_items=cases.target_item,
         fallback_rank=fallback,
+        generators=full,
     )
 
 
