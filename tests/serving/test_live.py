@@ -12,7 +12,7 @@ import pytest
 import torch
 from serving_helpers import CLASSES, item
 
-from nextbest.events.log import EventLog
+from nextbest.events.log import EventLog, open_event_log, sqlite_url
 from nextbest.events.schema import Event
 from nextbest.models.store import latest_version
 from nextbest.serving.live import LiveState
@@ -205,3 +205,24 @@ def test_purchases_are_remembered_per_session_and_user(
     store.delete(["u:u1"])
     assert live.user("u1").bought == (item(4), item(5))  # rebuilt from the log
     assert live.user("nobody").bought == ()
+
+
+def test_trends_count_each_asked_window_of_the_latest_item_events(tmp_path: Path) -> None:
+    from nextbest.serving.trends import Trends
+
+    log = open_event_log(sqlite_url(tmp_path))
+    try:
+        sequence = ["a", "b", "a", "c", "a", "b"]
+        log.append([Event(event_id=f"w{k}", type="view", session_id=f"s{k % 2}", item_id=i,
+                          timestamp=1_000.0 + k) for k, i in enumerate(sequence)])  # fmt: skip
+        trends = Trends(log, window_events=100)
+        trends.refresh()
+        assert trends.recent_counts(["a", "b", "c"], 3).tolist() == [1.0, 1.0, 1.0]  # c a b
+        assert trends.recent_counts(["a", "b", "c"], 100).tolist() == [3.0, 2.0, 1.0]
+        log.append([Event(event_id="w9", type="view", session_id="s9", item_id="c",
+                          timestamp=2_000.0)])  # fmt: skip
+        trends.refresh()  # a window asked before is kept up to date: a b c now
+        assert trends.recent_counts(["a", "b", "c"], 3).tolist() == [1.0, 1.0, 1.0]
+        assert trends.recent_counts(["a", "b", "c"], 2).tolist() == [0.0, 1.0, 1.0]
+    finally:
+        log.close()
