@@ -22,6 +22,13 @@ Diginetica catalog (43k items), Redis for the shared session state, SQLite for t
 3. events in batches of 100 from 8 connections as fast as they are acknowledged; afterwards the
    log must hold exactly every acknowledged event.
 
+With `--pipeline FILE` (benchmarks/pipelines/serving.toml), the server serves a two-stage
+version trained on the same sample (`nextbest train --pipeline`), the placement is `next`
+(every generator's top-k, the learned ranker over the merged candidates), and step 1 measures
+that placement's pipeline alone with its learned ranker and with the generators' order
+(rank fusion) in its place: the difference is the ranker's share of the compute (features
+and prediction).
+
 The model is trained for one epoch on a sample of the Diginetica sessions with the whole
 training vocabulary, which gives the full-size network (and so the full cost) in seconds.
 The load generator is a small asyncio HTTP/1.1 client on uvloop (32 keep-alive connections,
@@ -45,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +89,7 @@ try:  # the item neighbour table; absent from older code, which this script also
 except ImportError:
     NeighbourTable = None  # type: ignore[assignment,misc]
 BEGIN, END = "<!-- serving:begin -->", "<!-- serving:end -->"
+PIPELINE_BEGIN, PIPELINE_END = "<!-- serving-pipeline:begin -->", "<!-- serving-pipeline:end -->"
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -98,6 +107,30 @@ def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
     model = GRU4Rec(GRU4RecConfig(loss="bpr-max", layers=(100,), n_epochs=1, batch_size=128))
     model.fit(sample)
     folder = save_version(model, home, {"model": "gru4rec", "note": "bench_serving"})
+    return folder, [str(i) for i in vocabulary]
+
+
+def train_pipeline_version(
+    home: Path, sample_sessions: int, spec_path: Path
+) -> tuple[Path, list[str]]:
+    """The two-stage pipeline of `spec_path`, trained on the same sample as `train_model`."""
+    from nextbest.twostage.model import train_pipeline
+    from nextbest.twostage.protocol import load_spec
+
+    frame = pl.read_csv(
+        DIGINETICA,
+        separator="\t",
+        schema_overrides={"SessionId": pl.String, "ItemId": pl.String, "Time": pl.Float64},
+    ).rename({"SessionId": "session_id", "ItemId": "item_id", "Time": "timestamp"})
+    vocabulary = Sessions.from_events(frame).item_ids
+    keep = frame["session_id"].unique(maintain_order=True).head(sample_sessions)
+    sample = Sessions.from_events(
+        frame.filter(pl.col("session_id").is_in(keep.implode())), vocabulary
+    )
+    started = time.perf_counter()
+    model, seconds = train_pipeline(load_spec(spec_path), sample, say=print)
+    print(f"pipeline trained in {time.perf_counter() - started:.0f} s: {seconds}")
+    folder = save_version(model, home, {"model": "pipeline", "note": "bench_serving"})
     return folder, [str(i) for i in vocabulary]
 
 
@@ -152,12 +185,18 @@ def upload_catalog(port: int, catalog: list[Item]) -> None:
 
 
 def pipeline_alone(
-    folder: Path, catalog: list[Item], placement: str, iterations: int
+    folder: Path, catalog: list[Item], placement: str, iterations: int, fusion: bool = False
 ) -> dict[str, float]:
     """One request's pipeline compute, in process: context, generators, ranker, rules,
-    diversity, promotion, fill (the session's record already read)."""
+    diversity, promotion, fill (the session's record already read). `fusion`: the learned
+    ranker replaced by rank fusion (the generators' order)."""
+    from dataclasses import replace
+
+    from nextbest.recommend.ranking.fusion import FusionRanker
+    from nextbest.serving.registry import default_classes
+
     torch.set_num_threads(1)
-    loaded = load_model(folder, {GRU4Rec.name: GRU4Rec})
+    loaded = load_model(folder, default_classes())
     if NeighbourTable is not None and loaded.embeddings is not None:  # as the server has it
         loaded.memo["neighbours"] = NeighbourTable.build(
             loaded.score, loaded.embeddings, NEIGHBOURS
@@ -171,7 +210,9 @@ def pipeline_alone(
         "timestamp": np.arange(50_000, dtype=np.float64),
     })  # fmt: skip
     live = StaticCounts(frame)
-    pipeline = load_placements()[placement]
+    pipeline = load_placements()[placement].pipeline
+    if fusion:
+        pipeline = replace(pipeline, ranker=FusionRanker())
     record = fresh_record(loaded)
     for k, column in enumerate(rng.integers(0, loaded.n_items, 5)):
         record = advance(loaded, [record], [[Applied(k + 1, "view", ids[column], 0.0, None)]])[0]
@@ -183,7 +224,7 @@ def pipeline_alone(
             item_id=on_screen if placement == "product" else None,  # as the load sends it
         )  # fmt: skip
         ctx = Context(query, loaded, items, record, live, 1.0, None, loaded.purchase_rules)
-        return len(pipeline.pipeline.recommend(ctx))
+        return len(pipeline.recommend(ctx))
 
     return _timed(run, iterations)
 
@@ -482,17 +523,33 @@ def others_cpu(
 
 
 def markdown(result: dict[str, Any]) -> str:
-    c, e, m = result["compute"], result["events"], result["machine"]
-    serving, reference = c["serving"], c["reference"]
-    rows = [
-        (
-            "compute of one recommendation (step, score 43k, filter, top-10)",
-            "p50 / p99 (mean)",
-            f"{serving['p50_ms']} / {serving['p99_ms']} ({serving['mean_ms']}) ms",
-            "<= 1 ms",
-            f"{reference['p50_ms']} / {reference['p99_ms']} ms",
+    c, e, m = result.get("compute"), result["events"], result["machine"]
+    rows = []
+    if c:
+        serving, reference = c["serving"], c["reference"]
+        rows.append(
+            (
+                "compute of one recommendation (step, score 43k, filter, top-10)",
+                "p50 / p99 (mean)",
+                f"{serving['p50_ms']} / {serving['p99_ms']} ({serving['mean_ms']}) ms",
+                "<= 1 ms",
+                f"{reference['p50_ms']} / {reference['p99_ms']} ms",
+            )
         )
-    ]
+    for name, fused in result.get("fusion", {}).items():
+        learned = result["pipelines"][name]
+        share = 1 - fused["mean_ms"] / learned["mean_ms"]
+        rows.append(
+            (
+                f"`{name}` with the generators' order (rank fusion) in place of the learned "
+                "ranker; the ranker's share of the pipeline's compute (features, prediction)",
+                "p50 / p99 (mean); share",
+                f"{fused['p50_ms']} / {fused['p99_ms']} ({fused['mean_ms']}) ms; "
+                f"{100 * share:.0f}%",
+                "",
+                "",
+            )
+        )
     for name, part in result["placements"].items():
         pipeline, rec = result["pipelines"][name], part["median_run"]["recommendation"]
         rows += [
@@ -534,7 +591,8 @@ def markdown(result: dict[str, Any]) -> str:
                 "the same (median run) over the compute of one recommendation, and over the "
                 "placement's pipeline alone",
                 "ratio",
-                f"{part['cpu_per_pair_over_compute']}x, {part['cpu_per_pair_over_pipeline']}x",
+                f"{part.get('cpu_per_pair_over_compute', '-')}x, "
+                f"{part['cpu_per_pair_over_pipeline']}x",
                 "<= 2x",
                 "",
             ),
@@ -569,8 +627,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"    {result['command']}",
         "",
-        f"`nextbest serve --workers 2`, GRU4Rec with 100 units over the {result['items']:,} "
-        "Diginetica items, Redis session state, SQLite event log (WAL, synchronous=FULL). "
+        f"`nextbest serve --workers 2`, {result.get('served', 'GRU4Rec with 100 units')} over "
+        f"the {result['items']:,} Diginetica items, Redis session state, SQLite event log "
+        "(WAL, synchronous=FULL). "
         "Load average before each part: "
         + ", ".join(f"{k} {v}" for k, v in result["load"].items())
         + "; cores used by other processes (Redis among them) during each part: "
@@ -579,8 +638,13 @@ def markdown(result: dict[str, Any]) -> str:
         + str(sum(run["errors"] for p in result["placements"].values() for run in p["all_runs"]))
         + "; every acknowledged event in the log exactly once: "
         f"{result['log_check']}; recommendation lists kept for attribution: "
-        f"{result['served_lists_kept']}. Reference: the same compute through the plain "
-        "`SessionModel` interface (`model.score` + `model.recommend`), in the same run.",
+        f"{result['served_lists_kept']}."
+        + (
+            " Reference: the same compute through the plain `SessionModel` interface "
+            "(`model.score` + `model.recommend`), in the same run."
+            if c
+            else ""
+        ),
         "",
         "| what | statistic | nextbest | target | reference |",
         "|---|---|---|---|---|",
@@ -644,7 +708,12 @@ def main() -> None:
     parser.add_argument("--sample-sessions", type=int, default=20_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument(
-        "--placements", default="home,product", help="shipped placements, comma-separated"
+        "--placements",
+        default=None,
+        help="shipped placements, comma-separated (default: home,product; next with --pipeline)",
+    )
+    parser.add_argument(
+        "--pipeline", type=Path, help="serve a two-stage pipeline of this file (see above)"
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the rate sweep")
     parser.add_argument("--label", default="", help="a name for this code in the results")
@@ -663,20 +732,34 @@ def main() -> None:
             text += "\n\n" + comparison([json.loads(args.beside.read_text()), result])
         write_docs(text)
         return
-    placements = [name.strip() for name in args.placements.split(",") if name.strip()]
+    default = "next" if args.pipeline else "home,product"
+    placements = [n.strip() for n in (args.placements or default).split(",") if n.strip()]
     home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
-    folder, items = train_model(home, args.sample_sessions)
+    if args.pipeline:
+        folder, items = train_pipeline_version(home, args.sample_sessions, args.pipeline)
+    else:
+        folder, items = train_model(home, args.sample_sessions)
     catalog = synthetic_catalog(items)
     synthetic_rules(catalog).save(folder)
     result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
     result["label"] = args.label
     result["other_cpu"] = {}  # cores busy with processes other than the benchmark's
     result["command"] = " ".join(["python benchmarks/bench_serving.py", *sys.argv[1:]])
+    if args.pipeline:
+        spec = tomllib.loads(args.pipeline.read_text())["pipeline"]
+        generators = ", ".join(f"{g['model']} (k {g.get('k', 100)})" for g in spec["generators"])
+        ranker = spec.get("ranker", "gbdt")
+        result["served"] = f"the two-stage pipeline of `{args.pipeline}`: {generators}, {ranker}"
     with others_cpu(result, "compute", {os.getpid()}):
-        result["compute"] = compute_alone(folder, 3000)
+        result["compute"] = None if args.pipeline else compute_alone(folder, 3000)
         result["pipelines"] = {
             name: pipeline_alone(folder, catalog, name, 2000) for name in placements
         }
+        if args.pipeline:
+            result["fusion"] = {
+                name: pipeline_alone(folder, catalog, name, 2000, fusion=True)
+                for name in placements
+            }
     prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
     env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
     port = free_port()
@@ -714,7 +797,12 @@ def main() -> None:
     save_result(f"serving-{args.label}" if args.label else "serving", result)
     print(markdown(result))
     if args.write_docs:
-        write_docs(markdown(result))
+        if args.pipeline:
+            write_docs(
+                markdown(result), PIPELINE_BEGIN, PIPELINE_END, "Serving the two-stage pipeline"
+            )
+        else:
+            write_docs(markdown(result))
 
 
 def placement_runs(
@@ -746,9 +834,10 @@ def placement_runs(
     part["server_cpu_ms_per_pair"] = round(float(np.median(cpu)), 3)
     pipeline = result["pipelines"][placement]["mean_ms"]
     part["cpu_per_pair_over_pipeline"] = round(part["server_cpu_ms_per_pair"] / pipeline, 2)
-    part["cpu_per_pair_over_compute"] = round(
-        part["server_cpu_ms_per_pair"] / result["compute"]["serving"]["mean_ms"], 2
-    )
+    if result.get("compute"):
+        part["cpu_per_pair_over_compute"] = round(
+            part["server_cpu_ms_per_pair"] / result["compute"]["serving"]["mean_ms"], 2
+        )
     if not args.no_sweep:
         failed = 0
         for rate in SWEEP_RATES:

@@ -49,6 +49,8 @@ class StaticCounts:
         items = recent["item_id"].to_list()
         sessions = recent["session_id"].to_list()
         self._counts: Counter[str] = Counter(i for i in items if i is not None)
+        self._latest = [i for i in items if i is not None]  # item events, oldest first
+        self._windows: dict[int, Counter[str]] = {}
         self._ranking = [item for item, _ in self._counts.most_common()]
         self._followers: dict[str, Counter[str]] = {}
         self._row_counts: tuple[ItemTable, np.ndarray] | None = None
@@ -61,6 +63,13 @@ class StaticCounts:
             last[session] = item
             if previous is not None and previous != item:
                 self._followers.setdefault(previous, Counter())[item] += 1
+
+    def recent_counts(self, item_ids: list[str], window: int) -> np.ndarray:
+        """Each item's events among the latest `window` item events (as `Trends`)."""
+        counts = self._windows.get(window)
+        if counts is None:
+            counts = self._windows[window] = Counter(self._latest[-window:])
+        return np.array([counts.get(item, 0) for item in item_ids], dtype=np.float32)
 
     def popular(
         self,

@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Self
 
@@ -105,6 +106,14 @@ class PipelineModel(SessionModel[EnsembleState, PipelineSpec]):
         model._take(fitted)
         return model
 
+    @cached_property
+    def unsupported(self) -> np.ndarray:
+        """Columns without a training event: never proposed (a GRU's untrained rows score
+        at random), as offline (`nextbest.twostage.generate.propose`)."""
+        if self.stats is None:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(self.stats.pop == 0).astype(np.int64)
+
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(g.name for g in self.spec.generators)
@@ -158,12 +167,18 @@ class PipelineModel(SessionModel[EnsembleState, PipelineSpec]):
             ],
         )
 
-    def item_embeddings(self) -> np.ndarray | None:
-        for member in self._fitted():
-            vectors = member.item_embeddings()
-            if vectors is not None:
-                return vectors
+    @cached_property
+    def embedding_member(self) -> int | None:
+        """The first generator with item vectors: its vectors are the pipeline's (similar
+        items, diversity), and its scorer answers for them."""
+        for index, member in enumerate(self._fitted()):
+            if member.item_embeddings() is not None:
+                return index
         return None
+
+    def item_embeddings(self) -> np.ndarray | None:
+        member = self.embedding_member
+        return None if member is None else self._fitted()[member].item_embeddings()
 
     def state_codec(self) -> Any:
         from nextbest.serving.state.codec import codec_for
@@ -247,10 +262,12 @@ def forget_online(folder: Path) -> bool:
 
 
 class EnsembleScorer(Scorer):
-    """Each member's scorer; a `MemberState` names the member, a whole state asks the first."""
+    """Each member's scorer; a `MemberState` names the member, a whole state asks the first,
+    and a bare state (from item vectors) the member whose vectors they are."""
 
     def __init__(self, model: PipelineModel, scorers: Sequence[Scorer]) -> None:
         super().__init__(model)
+        self.pipeline = model
         self.scorers = list(scorers)
 
     def _route(self, state: Any) -> tuple[Scorer, Any]:
@@ -258,7 +275,12 @@ class EnsembleScorer(Scorer):
             return self.scorers[state.member], state.state
         if isinstance(state, EnsembleState):
             return self.scorers[0], state.parts[0]
-        raise TypeError(f"a pipeline scores its own states, not {type(state).__name__}")
+        # a bare state: built from the pipeline's item vectors (similar items), which are
+        # those of its embedding member
+        member = self.pipeline.embedding_member
+        if member is None:
+            raise TypeError(f"a pipeline scores its own states, not {type(state).__name__}")
+        return self.scorers[member], state
 
     def __call__(self, state: Any) -> torch.Tensor:
         scorer, part = self._route(state)

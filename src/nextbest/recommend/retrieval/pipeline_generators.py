@@ -40,6 +40,10 @@ class PipelineGenerators:
             return Candidates.empty()
         banned = ctx.hard_banned
         banned = banned[banned < ctx.items.n_model]
+        unsupported = pipeline.unsupported  # sorted, and fixed for the version
+        if len(unsupported):  # the union, unique, without sorting tens of thousands again
+            at = np.minimum(np.searchsorted(unsupported, banned), len(unsupported) - 1)
+            banned = np.concatenate([banned[unsupported[at] != banned], unsupported])
         specs = pipeline.spec.generators
         answers = ctx.model.score.top_many(
             [MemberState(m, part) for m, part in enumerate(state.parts)],
