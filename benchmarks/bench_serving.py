@@ -75,7 +75,7 @@ from nextbest.recommend.items import ItemTable
 from nextbest.recommend.placements import load_placements
 from nextbest.recommend.rules.purchase_rules import CategoryRule, PurchaseRules
 from nextbest.serving.live import Applied, advance, fresh_record
-from nextbest.serving.registry import load_model
+from nextbest.serving.registry import default_classes, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGINETICA = ROOT.parent / "shared" / "datasets" / "diginetica" / "train.tsv"
@@ -193,7 +193,6 @@ def pipeline_alone(
     from dataclasses import replace
 
     from nextbest.recommend.ranking.fusion import FusionRanker
-    from nextbest.serving.registry import default_classes
 
     torch.set_num_threads(1)
     loaded = load_model(folder, default_classes())
@@ -767,7 +766,8 @@ def main() -> None:
     result["placements"] = {}
     try:
         upload_catalog(port, catalog)
-        wait_for_neighbours(home)
+        if load_model(folder, default_classes()).embeddings is not None:  # else none is built
+            wait_for_neighbours(home)
         time.sleep(5)  # both workers' refreshers read the catalog and build its item table
         ours = {os.getpid(), server.pid}
         for name in placements:

@@ -40,15 +40,19 @@ class PipelineGenerators:
             return Candidates.empty()
         banned = ctx.hard_banned
         banned = banned[banned < ctx.items.n_model]
-        unsupported = pipeline.unsupported  # sorted, and fixed for the version
-        if len(unsupported):  # the union, unique, without sorting tens of thousands again
-            at = np.minimum(np.searchsorted(unsupported, banned), len(unsupported) - 1)
-            banned = np.concatenate([banned[unsupported[at] != banned], unsupported])
         specs = pipeline.spec.generators
+        # items without a training event: banned for the generators that would propose them
+        # (the kNN family and co-visitation score them 0, and propose positive scores only)
+        everywhere = banned
+        unsupported = pipeline.unsupported  # sorted, and fixed for the version
+        if len(unsupported) and any(g.model not in POSITIVE_ONLY for g in specs):
+            # the union, unique, without sorting tens of thousands again
+            at = np.minimum(np.searchsorted(unsupported, banned), len(unsupported) - 1)
+            everywhere = np.concatenate([banned[unsupported[at] != banned], unsupported])
         answers = ctx.model.score.top_many(
             [MemberState(m, part) for m, part in enumerate(state.parts)],
             [g.k for g in specs],
-            [banned] * len(specs),
+            [banned if g.model in POSITIVE_ONLY else everywhere for g in specs],
             None,
         )
         anchor = ctx.anchor_row

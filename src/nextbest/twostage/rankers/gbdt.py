@@ -18,6 +18,7 @@ import numpy as np
 
 from nextbest.twostage.data import RankingData
 
+SERIAL_ROWS = 20_000  # predictions of fewer rows run on one thread
 MODEL_FILE = "gbdt.txt"
 CONFIG_FILE = "gbdt.json"
 
@@ -105,7 +106,10 @@ class GBDTRanker:
             raise ValueError("gbdt: the data's features are not those the ranker was fitted on")
         if not len(data):
             return np.zeros(0)
-        return np.asarray(self.booster.predict(data.features, num_threads=self.config.threads))
+        # a served request (a few hundred rows) is faster on one thread than on several,
+        # and the server's other worker needs the other core
+        threads = 1 if len(data) < SERIAL_ROWS else self.config.threads
+        return np.asarray(self.booster.predict(data.features, num_threads=threads))
 
     def explain(
         self, data: RankingData, rows: np.ndarray, top: int = 3
