@@ -212,3 +212,23 @@ def test_a_corrupt_ranker_state_is_refused_and_the_generators_order_serves(
     # resetting goes back to the trained ranker, which is intact
     assert again.post("/v1/ranker/reset", headers=auth(ADMIN)).json()["state"] == "ranker"
     assert "nextbest_ranker_refused 0.0" in again.get("/metrics").text
+
+
+def test_a_reset_on_one_worker_resets_the_others(start: Callable[..., TestClient]) -> None:
+    import time
+
+    first, second = start(online_save_seconds=0.1), start(online_save_seconds=0.1)
+    teach(first, 30, 7)
+    folder = version_folder(first)
+    deadline = time.monotonic() + 10
+    while not (folder / ONLINE_DIR).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (folder / ONLINE_DIR).exists()  # the first worker saved what it learned
+    reset = second.post("/v1/ranker/reset", headers=auth(ADMIN))
+    assert reset.status_code == 200 and reset.json()["state"] == "ranker"
+    deadline = time.monotonic() + 10
+    while ranker_of(first).rows_seen != ranker_of(second).rows_seen and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert np.array_equal(ranker_of(first).zn, ranker_of(second).zn)  # the first followed
+    time.sleep(0.5)  # several save intervals: the forgotten state is not saved again
+    assert not (folder / ONLINE_DIR).exists()

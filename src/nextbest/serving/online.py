@@ -16,7 +16,9 @@ state. A saved state that cannot be read is refused at load (`PipelineModel.rank
 and the version serves in its generators' order until it is reset or replaced.
 
 With several worker processes, each learns from the outcomes it receives for the lists it
-served, and the state saved last is the one a restart loads.
+served, and the state saved last is the one a restart loads. A reset leaves a marker file
+in the version folder (`ranker-reset`); every worker's learner looks for a newer one about
+once a second and resets itself too, so no worker saves the forgotten state again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from nextbest.twostage.model import (
 logger = logging.getLogger(__name__)
 
 OUTCOMES = frozenset({"click", "cart", "purchase"})
+RESET_MARKER = "ranker-reset"  # in the version folder: when the ranker was last reset
 
 
 @dataclass
@@ -86,6 +89,7 @@ class OnlineLearner:
         self._last_save = time.monotonic()
         self._idle = threading.Condition()
         self._queued = self._handled = 0
+        self._reset_seen: dict[str, float] = {}  # version -> the marker's time acted on
         self._thread = threading.Thread(target=self._run, name="online-learner", daemon=True)
         self._thread.start()
 
@@ -148,6 +152,7 @@ class OnlineLearner:
                 with self._idle:
                     self._handled += 1
                     self._idle.notify_all()
+            self._follow_reset()
             if self._dirty and time.monotonic() - self._last_save >= self.save_seconds:
                 self.save()
 
@@ -172,6 +177,28 @@ class OnlineLearner:
             kept.positives.add(item_id)
             self._dirty = model.version
         metrics.ONLINE.labels("learned").inc()
+
+    def _marker_time(self, version: str) -> float:
+        try:
+            return (self.folder(version) / RESET_MARKER).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _follow_reset(self) -> None:
+        """Reset this worker's ranker too when another worker reset the version's."""
+        model = self.current()
+        if model is None or not isinstance(model.model, PipelineModel):
+            return
+        marker = self._marker_time(model.version)
+        seen = self._reset_seen.setdefault(model.version, marker)  # at start: nothing to do
+        if marker > seen:
+            self._reset_seen[model.version] = marker
+            try:
+                self._reset_in_memory(model)
+            except ValueError:
+                logger.exception("could not follow the reset of the ranker of %s", model.version)
+            else:
+                logger.info("the ranker of %s was reset by another worker", model.version)
 
     def save(self) -> bool:
         """Write the learned state of the version answering now, if it learned since."""
@@ -199,9 +226,17 @@ class OnlineLearner:
         folder = self.folder(model.version)
         with self._lock:
             forget_online(folder)
-            ranker, error, source = load_ranker(pipeline.spec, folder)
+            (folder / RESET_MARKER).write_text(f"{time.time()}\n")  # the other workers follow
+            self._reset_seen[model.version] = self._marker_time(model.version)
+        return self._reset_in_memory(model)
+
+    def _reset_in_memory(self, model: LoadedModel) -> str:
+        pipeline = model.model
+        assert isinstance(pipeline, PipelineModel)
+        with self._lock:
+            ranker, error, source = load_ranker(pipeline.spec, self.folder(model.version))
             pipeline.ranker, pipeline.ranker_error, pipeline.ranker_source = ranker, error, source
-            self._impressions.clear()  # their features are scored by the old state
+            self._impressions.clear()  # their features were scored by the old state
             self._dirty = None
         metrics.RANKER_REFUSED.set(1 if error else 0)
         if error:
