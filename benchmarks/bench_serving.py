@@ -729,7 +729,10 @@ def main() -> None:
         text = markdown(result)
         if args.beside:
             text += "\n\n" + comparison([json.loads(args.beside.read_text()), result])
-        write_docs(text)
+        if result.get("fusion"):  # a run of --pipeline
+            write_docs(text, PIPELINE_BEGIN, PIPELINE_END, "Serving the two-stage pipeline")
+        else:
+            write_docs(text)
         return
     default = "next" if args.pipeline else "home,product"
     placements = [n.strip() for n in (args.placements or default).split(",") if n.strip()]
