@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from docs_section import replace_section
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
 from nextbest.events.io import read_events
@@ -222,11 +223,7 @@ def write_docs(rows: list[dict[str, Any]]) -> None:
             f"| {r['reference']['fit_seconds'] or ''} | {r['speedup'] or ''} "
             f"| {load['before_fit'][0]:.1f} / {load['after_fit'][0]:.1f} | `{r['command']}` |"
         )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    DOCS.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + rest.split(END, 1)[1])
+    replace_section("\n".join(lines), BEGIN, END, "GRU4Rec against the authors' code", DOCS)
 
 
 if __name__ == "__main__":

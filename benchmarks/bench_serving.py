@@ -64,6 +64,7 @@ import torch
 import uvloop
 from sqlalchemy import func, select
 
+from docs_section import replace_section
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.placement import StaticCounts
 from nextbest.events.log import open_event_log, sqlite_url
@@ -688,15 +689,7 @@ def save_result(name: str, result: dict[str, Any]) -> None:
 
 def write_docs(text: str, begin: str = BEGIN, end: str = END, heading: str = "Serving") -> None:
     """Put `text` between the markers in docs/benchmarks.md (a new section when absent)."""
-    path = ROOT / "docs" / "benchmarks.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{begin}\n{text}\n{end}"
-    if begin in current and end in current:
-        before, rest = current.split(begin, 1)
-        current = before + section + rest.split(end, 1)[1]
-    else:
-        current = current.rstrip("\n") + f"\n\n## {heading}\n\n" + section + "\n"
-    path.write_text(current)
+    replace_section(text, begin, end, heading)
 
 
 def main() -> None:

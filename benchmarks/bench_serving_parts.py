@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench_serving import KEY, ROOT, _clear_redis, machine, save_result, train_model
+from bench_serving import KEY, _clear_redis, machine, save_result, train_model
+from docs_section import replace_section
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import Event
 from nextbest.models.gru4rec import GRU4Rec
@@ -239,15 +240,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write_docs(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    current = path.read_text()
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + section + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n### Where a pair's CPU goes\n\n" + section + "\n"
-    path.write_text(current)
+    replace_section(text, BEGIN, END, "Where a pair's CPU goes", level="###")
 
 
 def main() -> None:

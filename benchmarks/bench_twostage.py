@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from docs_section import replace_section
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import mrr_at, recall_at
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
@@ -168,14 +169,7 @@ def render(records: list[dict[str, Any]]) -> str:
 
 def write_docs(paths: list[Path]) -> None:
     records = [json.loads(path.read_text()) for path in paths]
-    text = DOCS.read_text()
-    block = f"{BEGIN}\n{render(records)}\n{END}"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Two-stage ranking\n\n" + block + "\n"
-    DOCS.write_text(text)
+    replace_section(render(records), BEGIN, END, "Two-stage ranking", DOCS)
 
 
 def main() -> None:

@@ -266,13 +266,14 @@ class AttentionGRURanker:
         if missing:
             raise ValueError(f"attention_gru: the data lacks fitted feature columns {missing}")
         columns = [data.names.index(name) for name in self.names]
-        raw = data.features[:, columns].astype(np.float32)
+        # one matrix, filled in place (millions of rows: no second copy of them)
+        features = np.empty((len(data), len(columns) + len(self.missing)), np.float32)
+        raw = features[:, : len(columns)]
+        raw[:] = data.features[:, columns]
         if self.config.scaling == "quantile":
-            raw = self._quantiles(raw)
-        indicators = [
-            np.isnan(raw[:, self.names.index(name)]).astype(np.float32) for name in self.missing
-        ]
-        features = np.concatenate([raw, *[col[:, None] for col in indicators]], axis=1)
+            raw[:] = self._quantiles(raw)
+        for k, name in enumerate(self.missing):
+            features[:, len(columns) + k] = np.isnan(raw[:, self.names.index(name)])
         history = data.history
         items = history.items.astype(np.int64)
         rows = np.where(items < 0, 0, np.where(items < self.n_items, items + 1, self.n_items + 1))
@@ -296,7 +297,7 @@ class AttentionGRURanker:
             age=torch.from_numpy(age[:n_cases].astype(np.float32)),
             gap=torch.from_numpy(gap[:n_cases].astype(np.float32)),
             row_item=torch.from_numpy(row_item),
-            features=torch.from_numpy(np.ascontiguousarray(features)),
+            features=torch.from_numpy(features),
             bounds=data.case_bounds,
         )
 
@@ -383,14 +384,12 @@ class AttentionGRURanker:
             if config.scaling == "quantile":
                 self._fit_quantiles(train.features)
             prepared = self._prepare(train)
+            mean, std = _column_moments(prepared.features.numpy())
             with torch.no_grad():
-                values = prepared.features.double()
-                mean = torch.nanmean(values, dim=0)
-                centred = torch.nan_to_num(values - mean, nan=0.0)
-                counts = (~torch.isnan(values)).sum(dim=0).clamp(min=1)
-                std = (centred.pow(2).sum(dim=0) / counts).sqrt()
-                network.feature_mean.copy_(torch.nan_to_num(mean, nan=0.0).float())
-                network.feature_scale.copy_(torch.where(std > 1e-9, std, 1.0).float())
+                network.feature_mean.copy_(torch.from_numpy(mean).float())
+                network.feature_scale.copy_(
+                    torch.from_numpy(np.where(std > 1e-9, std, 1.0)).float()
+                )
             labels = torch.from_numpy(train.label.astype(np.float32))
             optimiser = torch.optim.Adam(
                 network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -507,6 +506,25 @@ class AttentionGRURanker:
             raise ValueError(f"{folder / WEIGHTS_FILE} does not fit its config: {exc}") from None
         ranker.network = network
         return ranker
+
+
+def _column_moments(values: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and deviation over its non-NaN values (0 and 0 for a column of NaN
+    only), in float64, a block of rows at a time: a ranker's training data can be millions
+    of rows, and float64 copies of all of it do not fit in memory."""
+    n_columns = values.shape[1]
+    count, total = np.zeros(n_columns), np.zeros(n_columns)
+    for start in range(0, len(values), chunk):
+        block = values[start : start + chunk].astype(np.float64)
+        known = ~np.isnan(block)
+        count += known.sum(axis=0)
+        total += np.where(known, block, 0.0).sum(axis=0)
+    mean = total / np.maximum(count, 1)
+    squares = np.zeros(n_columns)
+    for start in range(0, len(values), chunk):
+        block = values[start : start + chunk].astype(np.float64) - mean
+        squares += np.where(np.isnan(block), 0.0, block * block).sum(axis=0)
+    return mean, np.sqrt(squares / np.maximum(count, 1))
 
 
 def _sample(
