@@ -114,11 +114,9 @@ class RankingData:
         selected = np.asarray(selected, dtype=np.int64)
         bounds = self.case_bounds
         sizes = bounds[selected + 1] - bounds[selected]
-        rows = (
-            np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in selected])
-            if len(selected)
-            else np.zeros(0, np.int64)
-        )
+        # each case's rows, without a Python loop: a run of consecutive rows per case
+        starts = bounds[selected] - np.r_[0, np.cumsum(sizes)[:-1]] if len(selected) else sizes
+        rows = np.repeat(starts, sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
         return replace(
             self,
             case=np.repeat(np.arange(len(selected)), sizes),
