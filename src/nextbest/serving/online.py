@@ -244,6 +244,12 @@ class OnlineLearner:
         return RANKER_DIR
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Learn what is queued (for up to 10 s), stop, and save."""
+        try:
+            self._queue.put(None, timeout=10)
+        except queue.Full:  # the learner is far behind: the outcomes still queued are lost
+            logger.warning(
+                "online learner: stopping with %d outcomes unlearned", self._queue.qsize()
+            )
         self._thread.join(timeout=10)
         self.save()
