@@ -232,3 +232,30 @@ def test_a_reset_on_one_worker_resets_the_others(start: Callable[..., TestClient
     assert np.array_equal(ranker_of(first).zn, ranker_of(second).zn)  # the first followed
     time.sleep(0.5)  # several save intervals: the forgotten state is not saved again
     assert not (folder / ONLINE_DIR).exists()
+
+
+def test_the_pipelines_sessions_live_in_redis_across_workers(
+    start: Callable[..., TestClient], redis_prefix: tuple[str, str]
+) -> None:
+    """Two apps (two workers) sharing Redis: the session the first stepped (every generator's
+    state in one row) is the one the second ranks from."""
+    url, prefix = redis_prefix
+    first = start(redis_url=url, redis_prefix=prefix)
+    second = start(redis_url=url, redis_prefix=prefix)
+    assert send(first, view("r1", "sr", item(20)), view("r2", "sr", item(21))).status_code == 200
+    reply = next_list(second, "sr")
+    assert reply["items"][0]["item_id"] == item(22)
+    assert next_list(first, "sr")["items"] == reply["items"]
+    # the row in Redis holds both generators' states after the two events
+    import redis
+
+    from nextbest.serving.state.records import decode_session
+
+    client = redis.Redis.from_url(url)
+    stored = client.get(f"{prefix}s:sr")
+    client.close()
+    assert stored is not None
+    record = decode_session(stored)
+    assert record.n_events == 2 and record.last_item == item(21)
+    model = first.app.state.services.model  # type: ignore[attr-defined]
+    assert len(model.codec.join([record.state]).parts) == 2
