@@ -123,6 +123,8 @@ def test_next_is_ranked_by_the_learned_ranker_over_every_generator(
     assert reply["items"][0]["item_id"] == item(5)  # the walk goes on: after 4 comes 5
     sources = {i["source"] for i in reply["items"]}
     assert sources <= {"covisit", "pop"} and "pop" in sources
+    reasons = {i["source"]: i["reason"] for i in reply["items"]}  # a text a shopper can read
+    assert reasons["pop"] == "popular" and reasons["covisit"] == f"often viewed after {item(4)}"
     because = reply["items"][0]["because"]
     assert because and len(because) == 3
     assert all(isinstance(v, float) for v in because.values())

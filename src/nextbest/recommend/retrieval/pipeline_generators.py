@@ -21,6 +21,20 @@ from nextbest.recommend.retrieval.session_model import SessionModelNext
 from nextbest.twostage.generate import POSITIVE_ONLY
 from nextbest.twostage.model import MemberState, PipelineModel
 
+NEIGHBOURS = ("sknn", "vsknn", "stan", "vstan")
+POPULAR = ("pop", "spop", "catpop")
+
+
+def reason_of(model: str, title: str | None) -> str:
+    """What a shopper may read under an item, by the kind of generator that proposed it."""
+    if model in NEIGHBOURS:
+        return "shoppers with sessions like yours went on to it"
+    if model == "covisit":
+        return f"often viewed after {title}" if title else "often viewed together"
+    if model in POPULAR:
+        return "popular"
+    return f"next after {title}" if title else "picked for you"
+
 
 def served_pipeline(ctx: Context) -> PipelineModel | None:
     model = ctx.model.model if ctx.model is not None else None
@@ -56,7 +70,7 @@ class PipelineGenerators:
             None,
         )
         anchor = ctx.anchor_row
-        about = f" after {ctx.items.title_of(anchor)}" if anchor is not None else ""
+        title = ctx.items.title_of(anchor) if anchor is not None else None
         lists = []
         for g, (top, values) in zip(specs, answers, strict=True):
             top, values = np.asarray(top, np.int64), np.asarray(values, np.float64)
@@ -64,7 +78,7 @@ class PipelineGenerators:
             if g.model in POSITIVE_ONLY:
                 keep &= values > 0
             top, values = top[keep], values[keep]
-            part = Candidates.of(top, values, g.name, f"{g.name}{about}")
+            part = Candidates.of(top, values, g.name, reason_of(g.model, title))
             lists.append(
                 part.with_features(
                     **{
