@@ -94,7 +94,9 @@ PIPELINE_BEGIN, PIPELINE_END = "<!-- serving-pipeline:begin -->", "<!-- serving-
 
 
 # -- the model ---------------------------------------------------------------------------------
-def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
+def diginetica_sample(sample_sessions: int) -> Sessions:
+    """The first `sample_sessions` Diginetica training sessions, coded in the whole training
+    vocabulary (so the models have the full size, and the full cost)."""
     frame = pl.read_csv(
         DIGINETICA,
         separator="\t",
@@ -102,9 +104,14 @@ def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
     ).rename({"SessionId": "session_id", "ItemId": "item_id", "Time": "timestamp"})
     vocabulary = Sessions.from_events(frame).item_ids
     keep = frame["session_id"].unique(maintain_order=True).head(sample_sessions)
-    sample = Sessions.from_events(
+    return Sessions.from_events(
         frame.filter(pl.col("session_id").is_in(keep.implode())), vocabulary
     )
+
+
+def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
+    sample = diginetica_sample(sample_sessions)
+    vocabulary = sample.item_ids
     model = GRU4Rec(GRU4RecConfig(loss="bpr-max", layers=(100,), n_epochs=1, batch_size=128))
     model.fit(sample)
     folder = save_version(model, home, {"model": "gru4rec", "note": "bench_serving"})
@@ -118,16 +125,8 @@ def train_pipeline_version(
     from nextbest.twostage.model import train_pipeline
     from nextbest.twostage.protocol import load_spec
 
-    frame = pl.read_csv(
-        DIGINETICA,
-        separator="\t",
-        schema_overrides={"SessionId": pl.String, "ItemId": pl.String, "Time": pl.Float64},
-    ).rename({"SessionId": "session_id", "ItemId": "item_id", "Time": "timestamp"})
-    vocabulary = Sessions.from_events(frame).item_ids
-    keep = frame["session_id"].unique(maintain_order=True).head(sample_sessions)
-    sample = Sessions.from_events(
-        frame.filter(pl.col("session_id").is_in(keep.implode())), vocabulary
-    )
+    sample = diginetica_sample(sample_sessions)
+    vocabulary = sample.item_ids
     started = time.perf_counter()
     model, seconds = train_pipeline(load_spec(spec_path), sample, say=print)
     print(f"pipeline trained in {time.perf_counter() - started:.0f} s: {seconds}")

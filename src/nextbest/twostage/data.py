@@ -128,6 +128,18 @@ class RankingData:
         )
 
 
+def largest_contributions(
+    contributions: np.ndarray, names: Sequence[str], top: int
+) -> list[list[tuple[str, float]]]:
+    """Per row of `contributions` [rows, names]: the `top` (name, value) of largest size, in
+    that order (what a ranker's `explain` answers)."""
+    out = []
+    for row in contributions:
+        order = np.argsort(-np.abs(row), kind="stable")[:top]
+        out.append([(names[j], float(row[j])) for j in order])
+    return out
+
+
 class LearnedRanker(Protocol):
     """A ranker that learns from `RankingData`: higher `predict` ranks first within a case."""
 

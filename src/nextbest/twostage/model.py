@@ -26,7 +26,6 @@ import json
 import logging
 import shutil
 import struct
-import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -48,8 +47,8 @@ from nextbest.twostage.protocol import (
     Generators,
     GeneratorSpec,
     PipelineSpec,
-    make_ranker,
-    ranker_training_data,
+    fit_pipeline,
+    ranker_class,
 )
 
 logger = logging.getLogger(__name__)
@@ -222,9 +221,8 @@ def load_ranker(spec: PipelineSpec, folder: Path) -> tuple[LearnedRanker | None,
     """The version's ranker: the online-learned state if there is one, else the trained one;
     (None, the reason, folder) when it cannot be read: it is refused, never half-used."""
     source = ONLINE_DIR if (folder / ONLINE_DIR).is_dir() else RANKER_DIR
-    kind = type(make_ranker(spec.ranker, spec.ranker_params))
     try:
-        ranker = kind.load(folder / source)  # type: ignore[attr-defined]
+        ranker = ranker_class(spec.ranker).load(folder / source)
     except Exception as exc:  # a corrupt or missing file: refuse it, say why
         reason = f"the {spec.ranker} ranker in {folder / source} was refused: {exc}"
         logger.error("%s; serving the generators' order", reason)
@@ -270,27 +268,28 @@ class EnsembleScorer(Scorer):
         self.pipeline = model
         self.scorers = list(scorers)
 
-    def _route(self, state: Any) -> tuple[Scorer, Any]:
+    def _route(self, state: Any) -> tuple[int, Any]:
+        """The member that answers for `state`, and its part of it."""
         if isinstance(state, MemberState):
-            return self.scorers[state.member], state.state
+            return state.member, state.state
         if isinstance(state, EnsembleState):
-            return self.scorers[0], state.parts[0]
+            return 0, state.parts[0]
         # a bare state: built from the pipeline's item vectors (similar items), which are
         # those of its embedding member
         member = self.pipeline.embedding_member
         if member is None:
             raise TypeError(f"a pipeline scores its own states, not {type(state).__name__}")
-        return self.scorers[member], state
+        return member, state
 
     def __call__(self, state: Any) -> torch.Tensor:
-        scorer, part = self._route(state)
-        return scorer(part)
+        member, part = self._route(state)
+        return self.scorers[member](part)
 
     def top(
         self, state: Any, n: int, banned: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        scorer, part = self._route(state)
-        return scorer.top(part, n, banned)
+        member, part = self._route(state)
+        return self.scorers[member].top(part, n, banned)
 
     def top_many(
         self,
@@ -300,11 +299,11 @@ class EnsembleScorer(Scorer):
         exact: Sequence[int | None] | None = None,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Grouped by member, so a member with a fast path reads its matrix once."""
-        groups: dict[int, list[int]] = defaultdict(list)
         routed = [self._route(s) for s in states]
-        for position, (scorer, _) in enumerate(routed):
-            groups[self.scorers.index(scorer)].append(position)
-        out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(states)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for position, (member, _) in enumerate(routed):
+            groups[member].append(position)
+        out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(states)
         for member, positions in groups.items():
             answers = self.scorers[member].top_many(
                 [routed[p][1] for p in positions],
@@ -314,11 +313,11 @@ class EnsembleScorer(Scorer):
             )
             for position, answer in zip(positions, answers, strict=True):
                 out[position] = answer
-        return [answer for answer in out if answer is not None]
+        return out
 
     def score_rows(self, state: Any, columns: np.ndarray) -> np.ndarray:
-        scorer, part = self._route(state)
-        return scorer.score_rows(part, columns)
+        member, part = self._route(state)
+        return self.scorers[member].score_rows(part, columns)
 
 
 class EnsembleCodec:
@@ -367,25 +366,13 @@ def train_pipeline(
     sessions from generators fitted before them, then the generators are fitted on all of
     `train`. Returns the model and the seconds of each part."""
     seconds: dict[str, float] = {}
-    data = ranker_training_data(spec, train, catalog, seconds, say, cache)
-    ranker = make_ranker(spec.ranker, spec.ranker_params)
-    started = time.perf_counter()
-    ranker.fit(data)
-    seconds["ranker fit"] = time.perf_counter() - started
-    if say:
-        took = seconds["ranker fit"]
-        say(f"ranker {spec.ranker} fitted on {data.n_cases:,} cases in {took:.1f} s")
-    full = Generators.fit(spec.generators, train, catalog, say, cache)
-    for name, value in full.fit_seconds.items():
-        seconds[f"fit on all: {name}"] = value
+    ranker, full, _ = fit_pipeline(spec, train, catalog, seconds, say, cache)
     return PipelineModel.of(spec, full, ranker), seconds
 
 
 # -- spec and statistics as plain data --------------------------------------------------------
 def spec_dict(spec: PipelineSpec) -> dict[str, Any]:
-    out = asdict(spec)
-    out["generators"] = [asdict(g) for g in spec.generators]
-    return out
+    return asdict(spec)  # the generators too, as dicts
 
 
 def spec_of(raw: Mapping[str, Any]) -> PipelineSpec:

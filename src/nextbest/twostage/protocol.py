@@ -149,25 +149,40 @@ def make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
 
 
 def _make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
+    kind = ranker_class(name)
+    if name == "popularity":
+        return kind()  # type: ignore[no-any-return]
     if name == "gbdt":
-        from nextbest.twostage.rankers.gbdt import GBDTConfig, GBDTRanker
+        from nextbest.twostage.rankers.gbdt import GBDTConfig
 
-        return GBDTRanker(GBDTConfig(**params))
+        return kind(GBDTConfig(**params))  # type: ignore[no-any-return]
+    if name == "ftrl":
+        from nextbest.twostage.rankers.ftrl import FTRLConfig
+
+        return kind(FTRLConfig.from_dict(dict(params)))  # type: ignore[no-any-return]
+    from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig
+
+    return kind(AttentionGRUConfig(**params))  # type: ignore[no-any-return]
+
+
+def ranker_class(name: str) -> Any:
+    """The class of ranker `name` (its `load` reads a saved one), imported when asked."""
+    if name == "gbdt":
+        from nextbest.twostage.rankers.gbdt import GBDTRanker
+
+        return GBDTRanker
     if name == "popularity":
         from nextbest.twostage.rankers.popularity import PopularityRanker
 
-        return PopularityRanker()
+        return PopularityRanker
     if name == "ftrl":
-        from nextbest.twostage.rankers.ftrl import FTRLConfig, FTRLRanker
+        from nextbest.twostage.rankers.ftrl import FTRLRanker
 
-        return FTRLRanker(FTRLConfig.from_dict(dict(params)))  # type: ignore[return-value]
+        return FTRLRanker
     if name == "attention_gru":
-        from nextbest.twostage.rankers.attention_gru import (
-            AttentionGRUConfig,
-            AttentionGRURanker,
-        )
+        from nextbest.twostage.rankers.attention_gru import AttentionGRURanker
 
-        return AttentionGRURanker(AttentionGRUConfig(**params))  # type: ignore[return-value]
+        return AttentionGRURanker
     raise ValueError(f"unknown ranker {name!r}; choose one of {', '.join(RANKERS)}")
 
 
@@ -333,18 +348,7 @@ def run_pipeline(
     vocabulary). `ranker_data`: reuse the ranker's training candidates of an earlier run."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    if ranker_data is None:
-        ranker_data = ranker_training_data(spec, train, catalog, seconds, say, cache)
-    ranker = make_ranker(spec.ranker, spec.ranker_params)
-    tick = time.perf_counter()
-    ranker.fit(ranker_data)
-    seconds["ranker fit"] = time.perf_counter() - tick
-    if say:
-        took = seconds["ranker fit"]
-        say(f"ranker {spec.ranker} fitted on {ranker_data.n_cases:,} cases in {took:.1f} s")
-    full = Generators.fit(spec.generators, train, catalog, say, cache)
-    for name, value in full.fit_seconds.items():
-        seconds[f"fit on all: {name}"] = value
+    ranker, full, ranker_data = fit_pipeline(spec, train, catalog, seconds, say, cache, ranker_data)
     cases = Cases.of(test)
     test_data, walk = full.candidates(cases, say)
     for name, value in walk.items():
@@ -370,6 +374,33 @@ def run_pipeline(
         fallback_rank=fallback,
         generators=full,
     )
+
+
+def fit_pipeline(
+    spec: PipelineSpec,
+    train: Sessions,
+    catalog: Mapping[str, Item] | None,
+    seconds: dict[str, float],
+    say: Progress | None = None,
+    cache: Path | None = None,
+    ranker_data: RankingData | None = None,
+) -> tuple[LearnedRanker, Generators, RankingData]:
+    """The protocol's training half: the ranker fitted on the candidates of the latest
+    training sessions (`ranker_data`, when given, instead of walking them), then every
+    generator on all of `train`; the seconds of each part are added to `seconds`."""
+    if ranker_data is None:
+        ranker_data = ranker_training_data(spec, train, catalog, seconds, say, cache)
+    ranker = make_ranker(spec.ranker, spec.ranker_params)
+    tick = time.perf_counter()
+    ranker.fit(ranker_data)
+    seconds["ranker fit"] = time.perf_counter() - tick
+    if say:
+        took = seconds["ranker fit"]
+        say(f"ranker {spec.ranker} fitted on {ranker_data.n_cases:,} cases in {took:.1f} s")
+    full = Generators.fit(spec.generators, train, catalog, say, cache)
+    for name, value in full.fit_seconds.items():
+        seconds[f"fit on all: {name}"] = value
+    return ranker, full, ranker_data
 
 
 def ranker_training_data(

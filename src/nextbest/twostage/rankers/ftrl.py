@@ -42,7 +42,7 @@ from typing import Any, Self
 import numba
 import numpy as np
 
-from nextbest.twostage.data import PAD, RankingData
+from nextbest.twostage.data import PAD, RankingData, largest_contributions
 from nextbest.twostage.metrics import auc
 
 FORMAT = "nextbest.ftrl/1"
@@ -375,9 +375,12 @@ class FTRLRanker:
         edge_keys = [sortable(e) + offset[0, f] for f, e in enumerate(self.edges)]
         counts = np.array([len(e) for e in self.edges], dtype=np.int64)
         position = {name: f for f, name in enumerate(self.feature_names)}
+        # what the numba kernel reads, ready once rather than at every call (every request)
         self._flat_edges = (
             np.concatenate(self.edges).astype(np.float32) if self.edges else np.zeros(0, np.float32)
         )
+        self._edge_counts = counts
+        self._cross_last = np.array([c == "last*item" for c in self.config.crosses], np.bool_)
         self._layout = _Layout(
             feature_offset=offset,
             edge_keys=np.concatenate(edge_keys) if edge_keys else np.zeros(0, np.int64),
@@ -424,21 +427,18 @@ class FTRLRanker:
     ) -> np.ndarray:
         """The same slots as `_chunk_tokens`, by the numba kernel (row by row)."""
         layout = self._layout
-        edges = self._flat_edges
-        counts = np.array([len(e) for e in self.edges], dtype=np.int64)
-        cross_last = np.array([c == "last*item" for c in self.config.crosses], dtype=np.bool_)
         result: np.ndarray = _tokens_kernel(
             np.ascontiguousarray(values, dtype=np.float32),
             np.ascontiguousarray(item, dtype=np.int64),
             np.ascontiguousarray(last_item, dtype=np.int64),
             np.ascontiguousarray(last_type, dtype=np.int64),
-            edges,
+            self._flat_edges,
             layout.first_edge[0],
-            counts,
+            self._edge_counts,
             self._seeds,
             layout.pair_a,
             layout.pair_b,
-            cross_last,
+            self._cross_last,
             self.config.bits,
         )
         return result
@@ -540,13 +540,8 @@ class FTRLRanker:
         model's logit is the sum of its tokens' weights; positive moved the item up)."""
         if not len(rows):
             return []
-        names = self._field_names()
         contributions = self.weights()[self.tokens(data.take(np.asarray(rows)))]  # [r, K]
-        out = []
-        for row in contributions:
-            order = np.argsort(-np.abs(row), kind="stable")[:top]
-            out.append([(names[j], float(row[j])) for j in order])
-        return out
+        return largest_contributions(contributions, self._field_names(), top)
 
     def weights(self) -> np.ndarray:
         """[2**bits] the current weights of all slots."""

@@ -9,14 +9,14 @@ pairs), so the others are left out of training. The last `valid_share` of the tr
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
 import lightgbm as lgb
 import numpy as np
 
-from nextbest.twostage.data import RankingData
+from nextbest.twostage.data import RankingData, largest_contributions
 
 SERIAL_ROWS = 20_000  # predictions of fewer rows run on one thread
 MODEL_FILE = "gbdt.txt"
@@ -123,11 +123,7 @@ class GBDTRanker:
         contributions = np.asarray(
             self.booster.predict(data.features[rows], pred_contrib=True, num_threads=1)
         )[:, :-1]  # the last column is the expected value
-        out = []
-        for row in contributions:
-            order = np.argsort(-np.abs(row), kind="stable")[:top]
-            out.append([(self.names[j], float(row[j])) for j in order])
-        return out
+        return largest_contributions(contributions, self.names, top)
 
     def importance(self) -> dict[str, float]:
         """Each feature's total gain, as a share of all."""
@@ -181,14 +177,7 @@ def sample_rows(data: RankingData, hard: int, random: int, seed: int) -> Ranking
         starts = np.searchsorted(data.case[rest][by_case], np.arange(data.n_cases))
         within = np.arange(len(rest)) - starts[data.case[rest][by_case]]
         keep[rest[by_case[within < random]]] = True
-    rows = np.flatnonzero(keep)
-    return replace(
-        data,
-        case=data.case[rows],
-        item=data.item[rows],
-        features=data.features[rows],
-        label=data.label[rows],
-    )
+    return data.take(np.flatnonzero(keep))
 
 
 def _cases_with_positive(data: RankingData) -> np.ndarray:
