@@ -69,7 +69,7 @@ from nextbest.data.sessions import Sessions
 from nextbest.evaluation.placement import StaticCounts
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import Item
-from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.registry import build_model
 from nextbest.models.store import save_version
 from nextbest.recommend.context import Context, Query
 from nextbest.recommend.items import ItemTable
@@ -109,12 +109,20 @@ def diginetica_sample(sample_sessions: int) -> Sessions:
     )
 
 
-def train_model(home: Path, sample_sessions: int) -> tuple[Path, list[str]]:
+# the served model of `--model`: one epoch on the sample gives the full-size network
+SERVED_MODELS: dict[str, dict[str, str]] = {
+    "gru4rec": {"loss": "bpr-max", "layers": "100", "n_epochs": "1", "batch_size": "128"},
+    "srgnn": {"hidden": "100", "n_epochs": "1"},  # the paper's size
+    "sasrec": {"hidden": "100", "n_epochs": "1", "loss": "sampled"},  # two blocks, window 50
+}
+
+
+def train_model(home: Path, sample_sessions: int, name: str = "gru4rec") -> tuple[Path, list[str]]:
     sample = diginetica_sample(sample_sessions)
     vocabulary = sample.item_ids
-    model = GRU4Rec(GRU4RecConfig(loss="bpr-max", layers=(100,), n_epochs=1, batch_size=128))
+    model = build_model(name, SERVED_MODELS[name])
     model.fit(sample)
-    folder = save_version(model, home, {"model": "gru4rec", "note": "bench_serving"})
+    folder = save_version(model, home, {"model": name, "note": "bench_serving"})
     return folder, [str(i) for i in vocabulary]
 
 
@@ -231,7 +239,7 @@ def pipeline_alone(
 # -- 1. compute alone --------------------------------------------------------------------------
 def compute_alone(folder: Path, iterations: int) -> dict[str, Any]:
     torch.set_num_threads(1)
-    loaded = load_model(folder, {GRU4Rec.name: GRU4Rec})
+    loaded = load_model(folder, default_classes())
     model = loaded.model
     rng = np.random.default_rng(0)
     state = model.initial_state(1)
@@ -707,6 +715,12 @@ def main() -> None:
         "--pipeline", type=Path, help="serve a two-stage pipeline of this file (see above)"
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the rate sweep")
+    parser.add_argument(
+        "--model", choices=sorted(SERVED_MODELS), default="gru4rec", help="the model served"
+    )
+    parser.add_argument(
+        "--compute-only", action="store_true", help="step 1 only: one recommendation's compute"
+    )
     parser.add_argument("--label", default="", help="a name for this code in the results")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
@@ -726,13 +740,16 @@ def main() -> None:
         else:
             write_docs(text)
         return
+    if args.compute_only:
+        compute_of_models(args)
+        return
     default = "next" if args.pipeline else "home,product"
     placements = [n.strip() for n in (args.placements or default).split(",") if n.strip()]
     home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
     if args.pipeline:
         folder, items = train_pipeline_version(home, args.sample_sessions, args.pipeline)
     else:
-        folder, items = train_model(home, args.sample_sessions)
+        folder, items = train_model(home, args.sample_sessions, args.model)
     catalog = synthetic_catalog(items)
     synthetic_rules(catalog).save(folder)
     result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
@@ -798,6 +815,61 @@ def main() -> None:
             )
         else:
             write_docs(markdown(result))
+
+
+COMPUTE_BEGIN, COMPUTE_END = "<!-- serving-compute:begin -->", "<!-- serving-compute:end -->"
+
+
+def compute_of_models(args: argparse.Namespace) -> None:
+    """Step 1 alone for each model of `--model` (comma-separated), back to back in one run:
+    one recommendation's compute on the serving path, and the `home` placement's pipeline."""
+    rows = []
+    for name in [n.strip() for n in args.model.split(",") if n.strip()]:
+        home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
+        folder, items = train_model(home, args.sample_sessions, name)
+        catalog = synthetic_catalog(items)
+        synthetic_rules(catalog).save(folder)
+        row: dict[str, Any] = {
+            "model": name, "params": SERVED_MODELS[name], "items": len(items),
+            "load": {}, "other_cpu": {},
+        }  # fmt: skip
+        with others_cpu(row, "compute", {os.getpid()}):
+            row["compute"] = compute_alone(folder, 3000)
+            row["home"] = pipeline_alone(folder, catalog, "home", 2000)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    result = {
+        "machine": machine(),
+        "rows": rows,
+        "command": " ".join(["python benchmarks/bench_serving.py", *sys.argv[1:]]),
+    }
+    save_result("serving-compute", result)
+    text = compute_markdown(result)
+    print(text)
+    if args.write_docs:
+        write_docs(text, COMPUTE_BEGIN, COMPUTE_END, "Serving compute of each session model")
+
+
+def compute_markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"`{result['command']}`, {m.get('cpu', '')}, alone on the machine; one process, one "
+        "thread; the model trained for one epoch on the benchmark's Diginetica sample with the "
+        "whole vocabulary (full size). Compute: the state step, scoring every item, filtering "
+        "and the top 10, as the server does it; `home`: the home placement's whole pipeline.",
+        "",
+        "| model | compute p50 / p99 ms | plain SessionModel path p50 ms "
+        "| home pipeline p50 / p99 ms | other processes' CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for row in result["rows"]:
+        c, h = row["compute"], row["home"]
+        busy = row.get("other_cpu", {}).get("compute", "")
+        lines.append(
+            f"| {row['model']} | {c['serving']['p50_ms']} / {c['serving']['p99_ms']} | "
+            f"{c['reference']['p50_ms']} | {h.get('p50_ms', '')} / {h.get('p99_ms', '')} | {busy} |"
+        )
+    return "\n".join(lines)
 
 
 def placement_runs(

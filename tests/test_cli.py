@@ -80,3 +80,35 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "nope.tsv" in result.output
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [
+        ("srgnn", ["hidden=4", "n_epochs=1", "threads=1"]),
+        ("sasrec", ["hidden=4", "n_epochs=1", "threads=1", "loss=sampled", "n_sample=2"]),
+    ],
+)
+def test_the_graph_and_attention_models_evaluate_train_and_load_by_name(
+    split: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    params: list[str],
+) -> None:
+    from nextbest.models.registry import MODELS
+
+    options = [opt for p in params for opt in ("--param", p)]
+    out = tmp_path / "out.json"
+    args = ["evaluate", "--model", model, "--train", str(split[0]), "--test", str(split[1])]
+    result = runner.invoke(app, [*args, *options, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["model"] == model and record["cases"] == 2
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["train", "--model", model, "--train", str(split[0]), *options])
+    assert result.exit_code == 0, result.output
+    folder = latest_version(tmp_path / "home")
+    assert folder is not None
+    loaded = MODELS[model].load(folder)
+    assert sorted(loaded.item_ids.tolist()) == ["a", "b", "c"]  # type: ignore[union-attr]

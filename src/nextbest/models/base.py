@@ -137,7 +137,9 @@ class SessionModel(ABC, Generic[StateT, ConfigT]):
 
     def item_embeddings(self) -> np.ndarray | None:
         """[n_items, d] vectors whose dot products say how alike two items are (for
-        "similar items" and diversity), or None when the model has none."""
+        "similar items" and diversity), or None when the model has none. A model that has
+        them also scores a bare float tensor [B, d] of such vectors as if it were a state:
+        that is how serving asks for the items most like one item."""
         return None
 
     # -- persistence ------------------------------------------------------------------------

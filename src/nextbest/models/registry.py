@@ -17,6 +17,8 @@ from nextbest.models.knn.stan import STAN
 from nextbest.models.knn.vsknn import VSKNN
 from nextbest.models.knn.vstan import VSTAN
 from nextbest.models.popularity import CategoryPopular, MostPopular, SessionPopular
+from nextbest.models.sasrec import SASRec
+from nextbest.models.srgnn import SRGNN
 
 MODELS: dict[str, type[SessionModel[Any, Any]]] = {
     model.name: model
@@ -31,6 +33,8 @@ MODELS: dict[str, type[SessionModel[Any, Any]]] = {
         VSTAN,
         GRU4Rec,
         HGRU4Rec,
+        SRGNN,
+        SASRec,
     )
 }
 
