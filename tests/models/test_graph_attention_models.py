@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from session_builders import make_sessions
 
+from nextbest.models.normalised import ItemTable
 from nextbest.models.registry import build_model
 from nextbest.models.sasrec import SASRec, SASRecConfig
 from nextbest.models.sasrec.model import _packed_batches
@@ -76,8 +78,13 @@ def _cycle(n_items: int = 20, n_sessions: int = 300) -> object:
                 n_sample=8,
             )
         ),
+        SRGNN(
+            SRGNNConfig(
+                hidden=16, n_epochs=6, batch_size=32, learning_rate=0.01, threads=1, scale=16.0
+            )
+        ),
     ],
-    ids=["srgnn", "sasrec-full", "sasrec-sampled"],
+    ids=["srgnn", "sasrec-full", "sasrec-sampled", "srgnn-scaled-cosine"],
 )
 def test_a_model_learns_what_comes_next(model: SRGNN | SASRec) -> None:
     """After item j comes j + 1: the next item must rank first for nearly every session."""
@@ -122,3 +129,17 @@ def test_a_model_without_a_training_pair_says_so() -> None:
     for model in (SRGNN(SRGNNConfig(hidden=4)), SASRec(SASRecConfig(hidden=4))):
         with pytest.raises(ValueError, match="two or more events"):
             model.fit(make_sessions([[1], [2]], 3))
+
+
+def test_scaled_cosine_scores_follow_the_weights_after_training_again() -> None:
+    table = ItemTable(5, 3, scale=4.0)
+    table.eval()
+    vector = torch.tensor([[1.0, 2.0, 2.0]])
+    expected = 4.0 * F.normalize(vector, dim=1) @ F.normalize(table.weight, dim=1).T
+    torch.testing.assert_close(table.scores(vector), expected)
+    table.train()
+    with torch.no_grad():
+        table.weight.mul_(-1.0)  # what an optimiser step could do
+    table.eval()
+    torch.testing.assert_close(table.scores(vector), -expected)  # not the stale frozen table
+    torch.testing.assert_close(table.scores_of(vector, torch.tensor([4, 1])), -expected[:, [4, 1]])

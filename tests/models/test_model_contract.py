@@ -39,6 +39,7 @@ FAST: dict[str, dict[str, str]] = {
         "batch_size": "16",
         "max_length": "3",
         "heads": "2",
+        "scale": "8",  # the normalised scores (the plain ones: srgnn)
         "threads": "1",
     },
 }

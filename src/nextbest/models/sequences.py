@@ -17,8 +17,3 @@ def gather(
     real = offsets[None, :] < lengths[:, None]
     out = np.where(real, items[np.minimum(index, len(items) - 1)], 0)
     return torch.from_numpy(out.astype(np.int64)), torch.from_numpy(lengths.astype(np.int64))
-
-
-def recent(state_items: np.ndarray | torch.Tensor, limit: int) -> np.ndarray | torch.Tensor:
-    """The last `limit` columns of a [B, t] item matrix (all of it when t <= limit)."""
-    return state_items[:, -limit:] if state_items.shape[1] > limit else state_items

@@ -29,6 +29,9 @@ class SASRecConfig:
     dropout: float = 0.2
     max_length: int = 50  # positions learned; attention sees the latest max_length clicks
     loss: Loss = "cross-entropy"
+    # > 0: scores are this times the cosine of the session and item vectors (NISER, Gupta
+    # et al. 2019, who use 16); 0: the plain dot product of the original paper
+    scale: float = 0.0
     n_sample: int = 2048  # shared negatives per mini-batch with loss=sampled
     sample_alpha: float = 0.75  # negatives drawn ~ support ** sample_alpha
     n_epochs: int = 10
@@ -59,6 +62,7 @@ class SASRecConfig:
             self.loss in ("cross-entropy", "sampled"), "loss", self.loss, "cross-entropy or sampled"
         )
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
+        _check(self.scale >= 0.0, "scale", self.scale, "a number >= 0 (0: dot product)")
         _check(self.learning_rate > 0.0, "learning_rate", self.learning_rate, "a number > 0")
         _check(self.l2 >= 0.0, "l2", self.l2, "a number >= 0")
         _check(self.sample_alpha >= 0.0, "sample_alpha", self.sample_alpha, "a number >= 0")

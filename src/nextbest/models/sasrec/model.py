@@ -57,7 +57,9 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
 
     def _new_net(self) -> SASRecNet:
         c = self.config
-        return SASRecNet(self.n_items, c.hidden, c.blocks, c.heads, c.dropout, c.max_length)
+        return SASRecNet(
+            self.n_items, c.hidden, c.blocks, c.heads, c.dropout, c.max_length, c.scale
+        )
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, train: Sessions) -> Self:
@@ -100,7 +102,7 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
                     loss = F.cross_entropy(net.scores(vectors), targets, reduction="sum")
                 else:
                     columns = torch.cat([targets, sampler()])
-                    scores = vectors @ net.items.weight[columns].T  # [P, P + n_sample]
+                    scores = net.items.scores_of(vectors, columns)  # [P, P + n_sample]
                     loss = sampled_cross_entropy(scores, None if log_q is None else log_q[columns])
                 optimizer.zero_grad(set_to_none=True)
                 (loss / len(targets)).backward()  # type: ignore[no-untyped-call]
@@ -167,7 +169,7 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
         return net.scores(last).numpy()
 
     def item_embeddings(self) -> np.ndarray | None:
-        return self._fitted().items.weight.detach().numpy()
+        return self._fitted().items.table().detach().numpy()
 
     # -- persistence ------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nextbest.models.normalised import ItemTable
+
 
 class Block(nn.Module):
     def __init__(self, hidden: int, heads: int, dropout: float) -> None:
@@ -58,17 +60,24 @@ class Block(nn.Module):
 
 class SASRecNet(nn.Module):
     def __init__(
-        self, n_items: int, hidden: int, blocks: int, heads: int, dropout: float, max_length: int
+        self,
+        n_items: int,
+        hidden: int,
+        blocks: int,
+        heads: int,
+        dropout: float,
+        max_length: int,
+        scale: float = 0.0,
     ) -> None:
         super().__init__()
         self.max_length = max_length
-        self.items = nn.Embedding(n_items, hidden)
+        self.items = ItemTable(n_items, hidden, scale)
         self.positions = nn.Embedding(max_length, hidden)
         self.blocks = nn.ModuleList(Block(hidden, heads, dropout) for _ in range(blocks))
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
         self.scale = math.sqrt(hidden)
-        nn.init.normal_(self.items.weight, std=1.0 / math.sqrt(hidden))
+        nn.init.normal_(self.items.embedding.weight, std=1.0 / math.sqrt(hidden))
         nn.init.normal_(self.positions.weight, std=1.0 / math.sqrt(hidden))
 
     def embed(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -113,4 +122,5 @@ class SASRecNet(nn.Module):
         return self.norm(x[:, 0]), torch.stack(kept, dim=1)
 
     def scores(self, vectors: torch.Tensor) -> torch.Tensor:
-        return vectors @ self.items.weight.T
+        """[B, n_items] for output vectors [B, H] (dot products, or scaled cosines)."""
+        return self.items.scores(vectors)

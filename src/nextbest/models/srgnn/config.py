@@ -21,6 +21,9 @@ class SRGNNConfig:
     lr_decay_epochs: int = 3  # ... every this many epochs
     l2: float = 1e-5  # Adam's weight decay on every parameter, as the paper's L2 penalty
     hybrid: bool = True  # session vector from the global attention AND the last item (SR-GNN)
+    # > 0: scores are this times the cosine of the session and item vectors (NISER, Gupta
+    # et al. 2019, who use 16); 0: the plain dot product of the original paper
+    scale: float = 0.0
     # The graph of a session is built from its most recent `max_length` items, in training and
     # in serving alike, so that a very long session costs a bounded graph.
     max_length: int = 200
@@ -32,6 +35,7 @@ class SRGNNConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
         _check(self.max_length >= 2, "max_length", self.max_length, "an integer >= 2")
+        _check(self.scale >= 0.0, "scale", self.scale, "a number >= 0 (0: dot product)")
         _check(self.learning_rate > 0.0, "learning_rate", self.learning_rate, "a number > 0")
         _check(0.0 < self.lr_decay <= 1.0, "lr_decay", self.lr_decay, "a number in (0, 1]")
         _check(self.l2 >= 0.0, "l2", self.l2, "a number >= 0")

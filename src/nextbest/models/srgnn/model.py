@@ -60,7 +60,9 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
         torch.manual_seed(config.seed)
         self.item_ids = train.item_ids
         self.epochs_done = 0
-        self.net = net = SRGNNNet(train.n_items, config.hidden, config.steps, config.hybrid)
+        self.net = net = SRGNNNet(
+            train.n_items, config.hidden, config.steps, config.hybrid, config.scale
+        )
         starts, lengths, targets = prefix_cases(train, config.max_length)
         if not len(targets):
             raise ValueError("no training session has two or more events: nothing to learn")
@@ -137,7 +139,7 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
         return net.scores(net.session_vectors(graphs)).numpy()
 
     def item_embeddings(self) -> np.ndarray | None:
-        return self._fitted().items.weight.detach().numpy()
+        return self._fitted().items.table().detach().numpy()
 
     # -- persistence ------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -146,7 +148,7 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         config = self.config
-        net = SRGNNNet(self.n_items, config.hidden, config.steps, config.hybrid)
+        net = SRGNNNet(self.n_items, config.hidden, config.steps, config.hybrid, config.scale)
         net.load_state_dict(
             {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
         )

@@ -7,7 +7,8 @@ For node states h [B, n, H] of a batch of session graphs, one propagation step i
 The session's clicks read their nodes back in order (s_1 .. s_t, s_t the last click); the
 global interest is s_g = sum_i alpha_i s_i with alpha_i = q . sigmoid(W_1 s_t + W_2 s_i + c),
 and the session vector is W_3 [s_g; s_t] (the "hybrid" of the paper) or s_g alone. An item's
-score is the dot product of the session vector with the item's embedding.
+score is the dot product of the session vector with the item's embedding, or with `scale` > 0
+their scaled cosine, the item rows normalised also where the graph reads them (NISER).
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import math
 import torch
 from torch import nn
 
+from nextbest.models.normalised import ItemTable
 from nextbest.models.srgnn.graph import SessionGraphs
 
 
 class SRGNNNet(nn.Module):
-    def __init__(self, n_items: int, hidden: int, steps: int, hybrid: bool) -> None:
+    def __init__(
+        self, n_items: int, hidden: int, steps: int, hybrid: bool, scale: float = 0.0
+    ) -> None:
         super().__init__()
         self.steps, self.hybrid = steps, hybrid
-        self.items = nn.Embedding(n_items, hidden)
+        self.items = ItemTable(n_items, hidden, scale)
         self.edge_in = nn.Linear(hidden, hidden)
         self.edge_out = nn.Linear(hidden, hidden)
         self.message_bias_in = nn.Parameter(torch.empty(hidden))
@@ -70,4 +74,4 @@ class SRGNNNet(nn.Module):
 
     def scores(self, vectors: torch.Tensor) -> torch.Tensor:
         """[B, n_items] scores of every item for session vectors [B, H]."""
-        return vectors @ self.items.weight.T
+        return self.items.scores(vectors)
