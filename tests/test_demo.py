@@ -121,3 +121,26 @@ def test_a_port_in_use_is_named_before_training(
         result = CliRunner().invoke(app, ["demo", "--port", str(port)], terminal_width=200)
     assert result.exit_code == 2 and f"cannot serve on 127.0.0.1:{port}" in result.output
     assert "--no-serve" in result.output and not (tmp_path / "demo-shop").exists()
+
+
+def test_a_graph_or_attention_model_is_trained_and_served_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """srgnn and sasrec are not in the default demo (minutes each); named by --serve-model,
+    the demo trains, evaluates and reports it, and it is the version served."""
+    from nextbest.cli.demo import DEMO_EXTRA_MODELS
+
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    monkeypatch.setattr(serving_demo, "serve_demo", never_serve)
+    monkeypatch.setattr("nextbest.cli.demo.DEMO_MODELS", (("pop", {}),))  # keeps it short
+    monkeypatch.setattr(
+        "nextbest.cli.demo.DEMO_EXTRA_MODELS",
+        tuple((n, {**p, "n_epochs": "1", "hidden": "16"}) for n, p in DEMO_EXTRA_MODELS),
+    )
+    args = ["demo", "--events", "20000", "--serve-model", "sasrec", "--no-serve"]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "demo-report" / "results.json").read_text())
+    models = [r["model"] for r in records]
+    assert models[-1] == "sasrec" and "srgnn" not in models
+    assert served_model(tmp_path) == "sasrec"

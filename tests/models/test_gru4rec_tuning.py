@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nextbest.cli.main import app
 from nextbest.data.sessions import Sessions
 from nextbest.models.gru4rec.config import GRU4RecConfig
-from nextbest.models.gru4rec.tuning import best_config, suggest_config, tune
+from nextbest.models.tuning import best_config, suggest_config, tune
 
 
 def _planted_sessions(n_sessions: int, seed: int) -> pl.DataFrame:
@@ -79,4 +79,23 @@ def test_tune_command_writes_trials(tmp_path: Path) -> None:
 def test_tune_refuses_other_models(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["tune", "--train", "x.tsv", "--model", "vsknn"])
     assert result.exit_code == 2
-    assert "only gru4rec" in result.output
+    assert "'vsknn' cannot be tuned" in result.output and "srgnn" in result.output
+
+
+def test_tune_searches_srgnn_and_sasrec_keeping_fixed_values(tmp_path: Path) -> None:
+    path = tmp_path / "train.tsv"
+    _planted_sessions(60, seed=2).rename(
+        {"session_id": "SessionId", "item_id": "ItemId", "timestamp": "Time"}
+    ).write_csv(path, separator="\t")
+    for model, fixed in (
+        ("srgnn", ["n_epochs=1", "hidden=8", "threads=1"]),
+        ("sasrec", ["n_epochs=1", "hidden=8", "threads=1", "loss=sampled", "n_sample=4"]),
+    ):
+        out = tmp_path / f"{model}.json"
+        args = ["tune", "--model", model, "--train", str(path), "--trials", "2"]
+        options = [opt for p in fixed for opt in ("-p", p)]
+        result = CliRunner().invoke(app, [*args, *options, "--json", str(out)], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        record = json.loads(out.read_text())
+        assert len(record["trials"]) == 2 and record["best_config"]["hidden"] == 8
+        assert "hidden" not in record["best_params"] and "learning_rate" in record["best_params"]

@@ -1,4 +1,5 @@
-"""`nextbest tune`: search GRU4Rec's hyperparameters on a validation split of the training data."""
+"""`nextbest tune`: search a neural model's hyperparameters (GRU4Rec, SR-GNN, the self-attentive
+model) on a validation split of the training data."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from nextbest.data.sessions import Sessions
 from nextbest.data.splits import split_last_sessions
 from nextbest.events.io import read_events
 from nextbest.models.base import parse_config
-from nextbest.models.gru4rec.config import GRU4RecConfig
 
 
 @friendly_errors
 def tune(
     train_path: Annotated[Path, typer.Option("--train", help="training events (.tsv/.parquet)")],
-    model_name: Annotated[str, typer.Option("--model", "-m", help="only gru4rec")] = "gru4rec",
+    model_name: Annotated[
+        str, typer.Option("--model", "-m", help="gru4rec, srgnn or sasrec")
+    ] = "gru4rec",
     valid_path: Annotated[
         Path | None, typer.Option("--valid", help="validation events; default: split --train")
     ] = None,
@@ -37,17 +39,20 @@ def tune(
     seed: Annotated[int, typer.Option(help="seed of the search")] = 0,
     json_path: Annotated[Path | None, typer.Option("--json", help="write trials here")] = None,
 ) -> None:
-    """Search GRU4Rec's hyperparameters (the authors' space), maximising validation MRR@20."""
-    from nextbest.models.gru4rec.tuning import best_config
-    from nextbest.models.gru4rec.tuning import tune as run_tune
+    """Search a model's hyperparameters (GRU4Rec: the authors' space), maximising validation
+    MRR@20."""
+    from nextbest.models.tuning import TUNABLE_MODELS, best_config
+    from nextbest.models.tuning import tune as run_tune
 
     setup_logging()
-    if model_name != "gru4rec":
-        raise ValueError(f"--model: only gru4rec can be tuned so far, not {model_name!r}")
+    if model_name not in TUNABLE_MODELS:
+        raise ValueError(
+            f"--model: {model_name!r} cannot be tuned; choose one of {', '.join(TUNABLE_MODELS)}"
+        )
     if trials < 1:
         raise ValueError(f"--trials must be >= 1, not {trials}")
     fixed = parse_params(param or [])
-    base = parse_config(GRU4RecConfig, fixed)
+    base = parse_config(TUNABLE_MODELS[model_name], fixed)
     events = read_events(train_path)
     if valid_path is None:
         split = split_last_sessions(events, valid_share)
