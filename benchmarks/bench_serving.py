@@ -716,7 +716,10 @@ def main() -> None:
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip the rate sweep")
     parser.add_argument(
-        "--model", choices=sorted(SERVED_MODELS), default="gru4rec", help="the model served"
+        "--model",
+        default="gru4rec",
+        help=f"the model served, one of {', '.join(SERVED_MODELS)}; with --compute-only "
+        "several, comma-separated, measured back to back",
     )
     parser.add_argument(
         "--compute-only", action="store_true", help="step 1 only: one recommendation's compute"
@@ -740,8 +743,13 @@ def main() -> None:
         else:
             write_docs(text)
         return
+    models = [n.strip() for n in args.model.split(",") if n.strip()]
+    if not models or any(n not in SERVED_MODELS for n in models):
+        parser.error(f"--model: choose from {', '.join(SERVED_MODELS)}, not {args.model!r}")
+    if len(models) > 1 and not args.compute_only:
+        parser.error("--model: several models only with --compute-only")
     if args.compute_only:
-        compute_of_models(args)
+        compute_of_models(args, models)
         return
     default = "next" if args.pipeline else "home,product"
     placements = [n.strip() for n in (args.placements or default).split(",") if n.strip()]
@@ -820,11 +828,11 @@ def main() -> None:
 COMPUTE_BEGIN, COMPUTE_END = "<!-- serving-compute:begin -->", "<!-- serving-compute:end -->"
 
 
-def compute_of_models(args: argparse.Namespace) -> None:
+def compute_of_models(args: argparse.Namespace, models: list[str]) -> None:
     """Step 1 alone for each model of `--model` (comma-separated), back to back in one run:
     one recommendation's compute on the serving path, and the `home` placement's pipeline."""
     rows = []
-    for name in [n.strip() for n in args.model.split(",") if n.strip()]:
+    for name in models:
         home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
         folder, items = train_model(home, args.sample_sessions, name)
         catalog = synthetic_catalog(items)

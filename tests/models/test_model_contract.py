@@ -112,3 +112,20 @@ def test_stepping_equals_scoring_the_whole_prefix(name: str) -> None:
     for row, length in enumerate(lengths):
         stepped = model.score(_walk(model, SEQUENCES[row : row + 1, :length]))
         np.testing.assert_allclose(stepped[0], whole[row], rtol=1e-4, atol=1e-5)
+
+
+def test_the_serving_scorer_agrees_with_the_model(fitted: SessionModel[Any, Any]) -> None:
+    """Serving's scorer (for the neural models: the shared item matrix and the int8
+    prescreen) gives the model's scores, and the exact top-n of them without the banned."""
+    scorer = fitted.scorer(None)
+    state = _walk(fitted, SEQUENCES)
+    expected = fitted.score(state)
+    np.testing.assert_allclose(scorer(state).numpy(), expected, rtol=1e-5, atol=1e-5)
+    banned = np.array([1, 4])
+    for row in range(len(SEQUENCES)):
+        one = fitted.select(state, np.array([row]))
+        columns, values = scorer.top(one, 5, banned)
+        ranked = np.array(expected[row], dtype=np.float64)
+        ranked[banned] = -np.inf
+        assert not set(columns.tolist()) & {1, 4}
+        np.testing.assert_allclose(values, np.sort(ranked)[::-1][:5], rtol=1e-5, atol=1e-5)

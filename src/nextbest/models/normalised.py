@@ -47,11 +47,14 @@ class ItemTable(nn.Module):
         """The rows of `items` (any shape) as inputs: [..., H]."""
         return self.table()[items]
 
+    def query(self, vectors: torch.Tensor) -> torch.Tensor:
+        """What session vectors [B, H] are dotted with the table's rows as: themselves, or
+        their unit vectors times the scale."""
+        return self.scale * F.normalize(vectors, dim=1) if self.scale else vectors
+
     def scores(self, vectors: torch.Tensor) -> torch.Tensor:
         """[B, n_items] for session vectors [B, H]."""
-        if not self.scale:
-            return vectors @ self.embedding.weight.T
-        return self.scale * F.normalize(vectors, dim=1) @ self.table().T
+        return self.query(vectors) @ self.table().T
 
     def scores_of(self, vectors: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """[B, C] for session vectors [B, H] against the items `columns` [C] only."""

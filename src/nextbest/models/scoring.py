@@ -4,7 +4,8 @@
 never asks for the model's type): called on a batch state it returns every item's score
 (`model.score` as a float32 tensor); `scorer.top(state, n, banned)` returns the best `n`
 columns of the first session, never a banned one. The base class ranks the full scores. For
-GRU4Rec, two speed-ups keep the answer exactly the same:
+a model whose scores are a query vector's dot products with the item rows (`LinearScorer`:
+GRU4Rec, SR-GNN, the self-attentive model), two speed-ups keep the answer exactly the same:
 
 - Scoring one session reads the whole item matrix (43k x 100 float32 = 17 MB), so its speed
   is the speed of memory. The float scorer reads a copy laid out [H, N] (contiguous along
@@ -24,7 +25,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,22 +187,34 @@ class RowBound:
         return bound
 
 
-class GRU4RecScorer(Scorer):
-    def __init__(self, model: GRU4Rec, cache: Path | None = None, prescreen: bool = True) -> None:
+class LinearScorer(Scorer):
+    """Scores that are a query vector's dot products with the item rows plus a bias
+    (GRU4Rec's last layer; SR-GNN's and the self-attentive model's session vectors): the
+    shared [H, N] float copy and the int8 prescreen serve any such model.
+
+    `query(state)` -> [B, H] the query vectors of a batch state; `weights` [N, H], `bias` [N].
+    """
+
+    def __init__(
+        self,
+        model: SessionModel[Any, Any],
+        weights: torch.Tensor,
+        bias: torch.Tensor,
+        query: Callable[[Any], torch.Tensor],
+        cache: Path | None = None,
+        prescreen: bool = True,
+    ) -> None:
         super().__init__(model)
-        net = model.net
-        if net is None:
-            raise NotFittedError("GRU4Rec is not fitted: nothing to serve")
-        self.hidden = model.config.layers[-1]
-        weights = net.item_weights.detach()  # [N, H_last]
-        weights_t = weights.T.contiguous().numpy()  # [H_last, N]
+        self.query = query
+        weights = weights.detach()
+        weights_t = weights.T.contiguous().numpy()  # [H, N]
         if cache is not None:
             weights_t = shared_array(weights_t, cache / "item_weights_t.npy")
         with warnings.catch_warnings():  # a read-only map: torch warns, nothing writes to it
             warnings.simplefilter("ignore", UserWarning)
             self.weights_t = torch.from_numpy(weights_t)
         self.weights = weights.contiguous()  # rows, for rescoring candidates
-        self.bias = net.item_bias.detach().clone()  # [N]
+        self.bias = bias.detach().clone()  # [N]
         self.prescreen: Int8Prescreen | None = None
         if prescreen:
             try:
@@ -209,12 +222,9 @@ class GRU4RecScorer(Scorer):
             except Exception:  # no int8 kernels on this machine: float scores only
                 logger.warning("int8 prescreen unavailable: scoring in float32", exc_info=True)
 
-    def _last(self, state: torch.Tensor) -> torch.Tensor:
-        return state[:, state.shape[1] - self.hidden :]  # [B, H_last]: the last layer's state
-
     @torch.no_grad()
     def __call__(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, self._last(state), self.weights_t)  # [B, N]
+        return torch.addmm(self.bias, self.query(state), self.weights_t)  # [B, N]
 
     @torch.no_grad()
     def top(
@@ -222,7 +232,7 @@ class GRU4RecScorer(Scorer):
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.prescreen is None or n <= 0:
             return super().top(state, n, banned)
-        last = self._last(state)[:1]
+        last = self.query(state)[:1]
         approx, bounds = self.prescreen.scores(last)
         return self._top_row(state, last[0], approx[0], bounds[0], n, banned)
 
@@ -239,12 +249,12 @@ class GRU4RecScorer(Scorer):
         if self.prescreen is None:
             return super().top_many(states, n, banned)
         exact = exact if exact is not None else [None] * len(states)
-        lasts = torch.cat([self._last(state)[:1] for state in states])  # [B, H]
+        lasts = torch.cat([self.query(state)[:1] for state in states])  # [B, H]
         approx, bounds = self.prescreen.scores(lasts)
         return [
             self._top_row(states[b], lasts[b], approx[b], bounds[b], n[b], banned[b], exact[b])
             if n[b] > 0
-            else super(GRU4RecScorer, self).top(states[b], n[b], banned[b])
+            else super(LinearScorer, self).top(states[b], n[b], banned[b])
             for b in range(len(states))
         ]
 
@@ -301,9 +311,22 @@ class GRU4RecScorer(Scorer):
     @torch.no_grad()
     def score_rows(self, state: torch.Tensor, columns: np.ndarray) -> np.ndarray:
         index = torch.from_numpy(np.asarray(columns, dtype=np.int64))
-        last = self._last(state)[0]
+        last = self.query(state)[0]
         scores: np.ndarray = torch.addmv(self.bias[index], self.weights[index], last).numpy()
         return scores
+
+
+class GRU4RecScorer(LinearScorer):
+    def __init__(self, model: GRU4Rec, cache: Path | None = None, prescreen: bool = True) -> None:
+        net = model.net
+        if net is None:
+            raise NotFittedError("GRU4Rec is not fitted: nothing to serve")
+        hidden = model.config.layers[-1]
+
+        def last_layer(state: torch.Tensor) -> torch.Tensor:
+            return state[:, state.shape[1] - hidden :]  # [B, H_last]: the last layer's state
+
+        super().__init__(model, net.item_weights, net.item_bias, last_layer, cache, prescreen)
 
 
 def shared_array(array: np.ndarray, path: Path) -> np.ndarray:

@@ -17,7 +17,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threa
 from nextbest.models.sasrec.config import SASRecConfig
 from nextbest.models.sasrec.network import SASRecNet
 from nextbest.models.sequences import gather
+
+if TYPE_CHECKING:
+    from nextbest.models.scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +171,20 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
         outputs = net(torch.as_tensor(np.asarray(items, dtype=np.int64)))  # [B, T, H]
         last = outputs[torch.arange(len(outputs)), torch.as_tensor(lengths) - 1]
         return net.scores(last).numpy()
+
+    def scorer(self, cache: Path | None = None) -> Scorer:
+        """The shared item matrix and int8 prescreen of `LinearScorer`, queried by the output
+        vector of each session's last click."""
+        from nextbest.models.scoring import LinearScorer
+
+        items = self._fitted().items
+        table = items.table().detach()
+
+        def query(state: SASRecState | torch.Tensor) -> torch.Tensor:
+            vectors = state if isinstance(state, torch.Tensor) else state.last
+            return items.query(vectors)
+
+        return LinearScorer(self, table, torch.zeros(len(table)), query, cache)
 
     def item_embeddings(self) -> np.ndarray | None:
         return self._fitted().items.table().detach().numpy()

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Self
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from nextbest.models.sequences import gather
 from nextbest.models.srgnn.config import SRGNNConfig
 from nextbest.models.srgnn.graph import build_graphs
 from nextbest.models.srgnn.network import SRGNNNet
+
+if TYPE_CHECKING:
+    from nextbest.models.scoring import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,26 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
         items = torch.from_numpy(np.ascontiguousarray(state, dtype=np.int64))
         lengths = torch.full((len(state),), state.shape[1], dtype=torch.int64)
         return net.scores(net.session_vectors(build_graphs(items, lengths))).numpy()
+
+    def scorer(self, cache: Path | None = None) -> Scorer:
+        """The shared item matrix and int8 prescreen of `LinearScorer`, queried by each
+        session's vector (its graph run once per request)."""
+        from nextbest.models.scoring import LinearScorer
+
+        net = self._fitted()
+        table = net.items.table().detach()
+
+        @torch.no_grad()
+        def query(state: np.ndarray | torch.Tensor) -> torch.Tensor:
+            if isinstance(state, torch.Tensor):  # an item's vector: items like it
+                return net.items.query(state)
+            if state.shape[1] == 0:
+                return torch.zeros(len(state), table.shape[1])
+            items = torch.from_numpy(np.ascontiguousarray(state, dtype=np.int64))
+            lengths = torch.full((len(state),), state.shape[1], dtype=torch.int64)
+            return net.items.query(net.session_vectors(build_graphs(items, lengths)))
+
+        return LinearScorer(self, table, torch.zeros(len(table)), query, cache)
 
     @torch.no_grad()
     def score_sequences(self, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
