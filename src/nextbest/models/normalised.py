@@ -52,9 +52,10 @@ class ItemTable(nn.Module):
         their unit vectors times the scale."""
         return self.scale * F.normalize(vectors, dim=1) if self.scale else vectors
 
-    def scores(self, vectors: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] for session vectors [B, H]."""
-        return self.query(vectors) @ self.table().T
+    def scores(self, vectors: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_items] for session vectors [B, H]; `table`: this step's `table()`, when the
+        caller already has it (normalising 43k rows twice per training step costs)."""
+        return self.query(vectors) @ (self.table() if table is None else table).T
 
     def scores_of(self, vectors: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
         """[B, C] for session vectors [B, H] against the items `columns` [C] only."""

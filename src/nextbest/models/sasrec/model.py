@@ -99,11 +99,12 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
             net.train()
             for rows in _packed_batches(lengths, config.batch_size, rng):
                 sequences, sizes = gather(train.items, starts[rows], lengths[rows])
-                outputs = net(sequences[:, :-1])  # [B, T-1, H]
+                table = net.items.table()  # once per step: normalised rows cost a pass
+                outputs = net(sequences[:, :-1], table)  # [B, T-1, H]
                 real = torch.arange(sequences.shape[1] - 1).unsqueeze(0) < (sizes - 1).unsqueeze(1)
                 vectors, targets = outputs[real], sequences[:, 1:][real]  # [P, H], [P]
                 if sampler is None:
-                    loss = F.cross_entropy(net.scores(vectors), targets, reduction="sum")
+                    loss = F.cross_entropy(net.scores(vectors, table), targets, reduction="sum")
                 else:
                     columns = torch.cat([targets, sampler()])
                     scores = net.items.scores_of(vectors, columns)  # [P, P + n_sample]

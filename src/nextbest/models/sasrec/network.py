@@ -80,21 +80,23 @@ class SASRecNet(nn.Module):
         nn.init.normal_(self.items.embedding.weight, std=1.0 / math.sqrt(hidden))
         nn.init.normal_(self.positions.weight, std=1.0 / math.sqrt(hidden))
 
-    def embed(self, items: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, items: torch.Tensor, positions: torch.Tensor, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
         clipped = positions.clamp(max=self.max_length - 1)
-        embedded: torch.Tensor = self.dropout(
-            self.items(items) * self.scale + self.positions(clipped)
-        )
+        rows = (self.items.table() if table is None else table)[items]
+        embedded: torch.Tensor = self.dropout(rows * self.scale + self.positions(clipped))
         return embedded
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Output vectors [B, T, H] of sequences [B, T] (left-aligned; a padded position
-        only ever attends to earlier positions, so padding changes no real output)."""
+        only ever attends to earlier positions, so padding changes no real output); `table`:
+        the item table's rows for this step, when the caller has them."""
         width = items.shape[1]
         at = torch.arange(width)
         gap = at.unsqueeze(1) - at.unsqueeze(0)  # [T, T] query - key
         allowed = (gap >= 0) & (gap < self.max_length)
-        x = self.embed(items, at.unsqueeze(0))
+        x = self.embed(items, at.unsqueeze(0), table)
         for block in self.blocks:
             x = block(x, allowed)
         out: torch.Tensor = self.norm(x)
@@ -121,6 +123,6 @@ class SASRecNet(nn.Module):
             kept.append(torch.stack([keys, values], dim=1)[:, :, start:])
         return self.norm(x[:, 0]), torch.stack(kept, dim=1)
 
-    def scores(self, vectors: torch.Tensor) -> torch.Tensor:
+    def scores(self, vectors: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] for output vectors [B, H] (dot products, or scaled cosines)."""
-        return self.items.scores(vectors)
+        return self.items.scores(vectors, table)

@@ -84,8 +84,10 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
             for first in range(0, len(order), config.batch_size):
                 rows = order[first : first + config.batch_size]
                 sequences, sizes = gather(items, starts[rows], lengths[rows])
-                vectors = net.session_vectors(build_graphs(sequences, sizes))
-                loss = F.cross_entropy(net.scores(vectors), torch.from_numpy(targets[rows]))
+                table = net.items.table()  # once per step: normalised rows cost a pass
+                vectors = net.session_vectors(build_graphs(sequences, sizes), table)
+                scores = net.scores(vectors, table)
+                loss = F.cross_entropy(scores, torch.from_numpy(targets[rows]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()

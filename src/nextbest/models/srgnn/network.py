@@ -55,9 +55,12 @@ class SRGNNNet(nn.Module):
         candidate = torch.tanh(m_new + reset * h_new)
         return candidate + update * (h - candidate)
 
-    def session_vectors(self, graphs: SessionGraphs) -> torch.Tensor:
-        """[B, H]: each session's vector, to be dotted with the item embeddings."""
-        h = self.items(graphs.nodes)  # [B, n, H]
+    def session_vectors(
+        self, graphs: SessionGraphs, table: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, H]: each session's vector, to be dotted with the item embeddings (`table`: the
+        item table's rows for this step, when the caller has them)."""
+        h = (self.items.table() if table is None else table)[graphs.nodes]  # [B, n, H]
         for _ in range(self.steps):
             h = self.propagate(h, graphs)
         clicks = torch.gather(h, 1, graphs.alias.unsqueeze(2).expand(-1, -1, h.shape[2]))
@@ -72,6 +75,6 @@ class SRGNNNet(nn.Module):
         combined: torch.Tensor = self.combine(torch.cat([global_interest, last], dim=1))
         return combined
 
-    def scores(self, vectors: torch.Tensor) -> torch.Tensor:
+    def scores(self, vectors: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_items] scores of every item for session vectors [B, H]."""
-        return self.items.scores(vectors)
+        return self.items.scores(vectors, table)
