@@ -861,8 +861,9 @@ def compute_of_models(args: argparse.Namespace, models: list[str]) -> None:
 def compute_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
-        f"`{result['command']}`, {m.get('cpu', '')}, alone on the machine; one process, one "
-        "thread; the model trained for one epoch on the benchmark's Diginetica sample with the "
+        f"`{result['command']}`, {m.get('cpu', '')}, {m.get('date', '')}; one process, one "
+        "thread (the last column: cores other processes used meanwhile); the model trained "
+        "for one epoch on the benchmark's Diginetica sample with the "
         "whole vocabulary (full size). Compute: the state step, scoring every item, filtering "
         "and the top 10, as the server does it; `home`: the home placement's whole pipeline.",
         "",

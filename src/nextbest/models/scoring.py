@@ -327,6 +327,7 @@ class GRU4RecScorer(LinearScorer):
             return state[:, state.shape[1] - hidden :]  # [B, H_last]: the last layer's state
 
         super().__init__(model, net.item_weights, net.item_bias, last_layer, cache, prescreen)
+        self.hidden = hidden  # the last layer's size: the query is a state's last H columns
 
 
 def shared_array(array: np.ndarray, path: Path) -> np.ndarray:
