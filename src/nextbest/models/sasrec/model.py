@@ -13,30 +13,21 @@ of work, never a replay of the session:
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nextbest.data.sessions import Sessions
-from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec.losses import cross_entropy as sampled_cross_entropy
 from nextbest.models.gru4rec.sampler import NegativeSampler, sampling_probabilities
-from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
+from nextbest.models.gru4rec.training import EpochStats, run_epochs
+from nextbest.models.neural import NeuralSessionModel
 from nextbest.models.sasrec.config import SASRecConfig
 from nextbest.models.sasrec.network import SASRecNet
 from nextbest.models.sequences import gather
-
-if TYPE_CHECKING:
-    from nextbest.models.scoring import Scorer
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,37 +37,19 @@ class SASRecState:
     count: np.ndarray  # [B] int64 clicks so far
 
 
-class SASRec(SessionModel[SASRecState, SASRecConfig]):
+class SASRec(NeuralSessionModel[SASRecState, SASRecConfig, SASRecNet]):
     name = "sasrec"
     config_class = SASRecConfig
 
-    def __init__(self, config: SASRecConfig | None = None) -> None:
-        super().__init__(config)
-        self.net: SASRecNet | None = None
-        self.history: list[EpochStats] = []
-        self.fit_seconds = 0.0
-        # called with the number of epochs done after each one (a benchmark's validation)
-        self.after_epoch: Callable[[int], None] | None = None
-        self.epochs_done = 0
-
-    def _new_net(self) -> SASRecNet:
+    def new_net(self) -> SASRecNet:
         c = self.config
         return SASRecNet(
             self.n_items, c.hidden, c.blocks, c.heads, c.dropout, c.max_length, c.scale
         )
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, train: Sessions) -> Self:
-        with torch_threads(self.config.threads):
-            return self._fit(train)
-
-    def _fit(self, train: Sessions) -> Self:
-        started = time.perf_counter()
+    def train_epochs(self, net: SASRecNet, train: Sessions) -> list[EpochStats]:
         config = self.config
-        torch.manual_seed(config.seed)
-        self.item_ids = train.item_ids
-        self.epochs_done = 0
-        self.net = net = self._new_net()
         lengths = np.minimum(train.lengths, config.train_length)
         usable = np.flatnonzero(lengths >= 2)
         if not len(usable):
@@ -115,18 +88,10 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
                 total += loss.item()
             net.eval()
             stats = EpochStats(total / n_targets, n_targets, time.perf_counter() - began)
-            self._report_epoch()
+            self.epoch_done()
             return stats
 
-        self.history = run_epochs("sasrec", config.n_epochs, epoch)
-        net.eval()
-        self.fit_seconds = time.perf_counter() - started
-        return self
-
-    def _report_epoch(self) -> None:
-        self.epochs_done += 1
-        if self.after_epoch is not None:
-            self.after_epoch(self.epochs_done)
+        return run_epochs("sasrec", config.n_epochs, epoch)
 
     # -- answering --------------------------------------------------------------------------
     def initial_state(self, n: int) -> SASRecState:
@@ -151,62 +116,17 @@ class SASRec(SessionModel[SASRecState, SASRecConfig]):
             state.cache.index_select(0, index), state.last.index_select(0, index), state.count[rows]
         )
 
-    @torch.no_grad()
-    def score(self, state: SASRecState | torch.Tensor) -> np.ndarray:
-        """[B, n_items] scores; a bare tensor [B, H] is a query vector (an item's embedding,
-        for the items most like it)."""
-        if isinstance(state, torch.Tensor):
-            return self._fitted().scores(state).numpy()
-        scores = self._fitted().scores(state.last).numpy()
-        fresh = state.count == 0
-        if fresh.any():
-            scores[fresh] = 0.0  # a session without clicks has no preference yet
-        return scores
+    def query(self, state: SASRecState) -> torch.Tensor:
+        """The output vector after each session's last click (zeros before any click)."""
+        return state.last
 
     @torch.no_grad()
     def score_sequences(self, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Scores [B, n_items] after left-aligned sequences [B, T] of `lengths` [B] (>= 1),
         in one padded forward pass as in training: what stepping them click by click must
         give (the model contract checks it)."""
-        net = self._fitted()
-        outputs = net(torch.as_tensor(np.asarray(items, dtype=np.int64)))  # [B, T, H]
-        last = outputs[torch.arange(len(outputs)), torch.as_tensor(lengths) - 1]
-        return net.scores(last).numpy()
-
-    def scorer(self, cache: Path | None = None) -> Scorer:
-        """The shared item matrix and int8 prescreen of `LinearScorer`, queried by the output
-        vector of each session's last click."""
-        from nextbest.models.scoring import LinearScorer
-
-        items = self._fitted().items
-        table = items.table().detach()
-
-        def query(state: SASRecState | torch.Tensor) -> torch.Tensor:
-            vectors = state if isinstance(state, torch.Tensor) else state.last
-            return items.query(vectors)
-
-        return LinearScorer(self, table, torch.zeros(len(table)), query, cache)
-
-    def item_embeddings(self) -> np.ndarray | None:
-        return self._fitted().items.table().detach().numpy()
-
-    # -- persistence ------------------------------------------------------------------------
-    def arrays(self) -> dict[str, np.ndarray]:
-        net = self._fitted()
-        return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
-
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        net = self._new_net()
-        net.load_state_dict(
-            {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
-        )
-        net.eval()
-        self.net = net
-
-    def _fitted(self) -> SASRecNet:
-        if self.net is None:
-            raise NotFittedError("SASRec is not fitted: call fit() or load() first")
-        return self.net
+        outputs = self._fitted()(torch.as_tensor(np.asarray(items, dtype=np.int64)))
+        return self.score(outputs[torch.arange(len(outputs)), torch.as_tensor(lengths) - 1])
 
 
 def _packed_batches(

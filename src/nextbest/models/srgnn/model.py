@@ -16,57 +16,32 @@ penalty, the learning rate decayed in steps.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nextbest.data.sessions import Sessions
-from nextbest.models.base import NotFittedError, SessionModel
-from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
+from nextbest.models.gru4rec.training import EpochStats, run_epochs
+from nextbest.models.neural import NeuralSessionModel
 from nextbest.models.sequences import gather
 from nextbest.models.srgnn.config import SRGNNConfig
 from nextbest.models.srgnn.graph import build_graphs
 from nextbest.models.srgnn.network import SRGNNNet
 
-if TYPE_CHECKING:
-    from nextbest.models.scoring import Scorer
 
-logger = logging.getLogger(__name__)
-
-
-class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
+class SRGNN(NeuralSessionModel[np.ndarray, SRGNNConfig, SRGNNNet]):
     name = "srgnn"
     config_class = SRGNNConfig
 
-    def __init__(self, config: SRGNNConfig | None = None) -> None:
-        super().__init__(config)
-        self.net: SRGNNNet | None = None
-        self.history: list[EpochStats] = []
-        self.fit_seconds = 0.0
-        # called with the number of epochs done after each one (a benchmark's validation)
-        self.after_epoch: Callable[[int], None] | None = None
-        self.epochs_done = 0
+    def new_net(self) -> SRGNNNet:
+        c = self.config
+        return SRGNNNet(self.n_items, c.hidden, c.steps, c.hybrid, c.scale)
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, train: Sessions) -> Self:
-        with torch_threads(self.config.threads):
-            return self._fit(train)
-
-    def _fit(self, train: Sessions) -> Self:
-        started = time.perf_counter()
+    def train_epochs(self, net: SRGNNNet, train: Sessions) -> list[EpochStats]:
         config = self.config
-        torch.manual_seed(config.seed)
-        self.item_ids = train.item_ids
-        self.epochs_done = 0
-        self.net = net = SRGNNNet(
-            train.n_items, config.hidden, config.steps, config.hybrid, config.scale
-        )
         starts, lengths, targets = prefix_cases(train, config.max_length)
         if not len(targets):
             raise ValueError("no training session has two or more events: nothing to learn")
@@ -75,7 +50,6 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
             optimizer, config.lr_decay_epochs, config.lr_decay
         )
         generator = torch.Generator().manual_seed(config.seed + 1)
-        items = train.items
 
         def epoch() -> EpochStats:
             began, total = time.perf_counter(), 0.0
@@ -83,7 +57,7 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
             order = torch.randperm(len(targets), generator=generator).numpy()
             for first in range(0, len(order), config.batch_size):
                 rows = order[first : first + config.batch_size]
-                sequences, sizes = gather(items, starts[rows], lengths[rows])
+                sequences, sizes = gather(train.items, starts[rows], lengths[rows])
                 table = net.items.table()  # once per step: normalised rows cost a pass
                 vectors = net.session_vectors(build_graphs(sequences, sizes), table)
                 scores = net.scores(vectors, table)
@@ -95,18 +69,10 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
             schedule.step()
             net.eval()
             stats = EpochStats(total / len(targets), len(targets), time.perf_counter() - began)
-            self._report_epoch()
+            self.epoch_done()
             return stats
 
-        self.history = run_epochs("srgnn", config.n_epochs, epoch)
-        net.eval()
-        self.fit_seconds = time.perf_counter() - started
-        return self
-
-    def _report_epoch(self) -> None:
-        self.epochs_done += 1
-        if self.after_epoch is not None:
-            self.after_epoch(self.epochs_done)
+        return run_epochs("srgnn", config.n_epochs, epoch)
 
     # -- answering --------------------------------------------------------------------------
     def initial_state(self, n: int) -> np.ndarray:
@@ -122,69 +88,26 @@ class SRGNN(SessionModel[np.ndarray, SRGNNConfig]):
         chosen: np.ndarray = state[rows]
         return chosen
 
-    @torch.no_grad()
-    def score(self, state: np.ndarray | torch.Tensor) -> np.ndarray:
-        """[B, n_items] scores; a float tensor [B, H] is a query vector (an item's embedding,
-        for the items most like it)."""
-        net = self._fitted()
-        if isinstance(state, torch.Tensor):
-            return net.scores(state).numpy()
+    def query(self, state: np.ndarray) -> torch.Tensor:
+        """Each session's vector: its graph built and run (zeros before any click)."""
         if state.shape[1] == 0:
-            return np.zeros((len(state), self.n_items), dtype=np.float32)
-        items = torch.from_numpy(np.ascontiguousarray(state, dtype=np.int64))
-        lengths = torch.full((len(state),), state.shape[1], dtype=torch.int64)
-        return net.scores(net.session_vectors(build_graphs(items, lengths))).numpy()
-
-    def scorer(self, cache: Path | None = None) -> Scorer:
-        """The shared item matrix and int8 prescreen of `LinearScorer`, queried by each
-        session's vector (its graph run once per request)."""
-        from nextbest.models.scoring import LinearScorer
-
-        net = self._fitted()
-        table = net.items.table().detach()
-
-        @torch.no_grad()
-        def query(state: np.ndarray | torch.Tensor) -> torch.Tensor:
-            if isinstance(state, torch.Tensor):  # an item's vector: items like it
-                return net.items.query(state)
-            if state.shape[1] == 0:
-                return torch.zeros(len(state), table.shape[1])
-            items = torch.from_numpy(np.ascontiguousarray(state, dtype=np.int64))
-            lengths = torch.full((len(state),), state.shape[1], dtype=torch.int64)
-            return net.items.query(net.session_vectors(build_graphs(items, lengths)))
-
-        return LinearScorer(self, table, torch.zeros(len(table)), query, cache)
+            return torch.zeros(len(state), self.config.hidden)
+        lengths = np.full(len(state), state.shape[1], dtype=np.int64)
+        return self._session_vectors(state, lengths)
 
     @torch.no_grad()
     def score_sequences(self, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Scores [B, n_items] after left-aligned sequences [B, T] of `lengths` [B] (>= 1),
         padded as in training: what stepping them click by click must give."""
+        return self.score(self._session_vectors(items, lengths))
+
+    def _session_vectors(self, items: np.ndarray, lengths: np.ndarray) -> torch.Tensor:
         net = self._fitted()
-        sequences = torch.as_tensor(np.asarray(items, dtype=np.int64))
+        sequences = torch.as_tensor(np.ascontiguousarray(items, dtype=np.int64))
         graphs = build_graphs(sequences, torch.as_tensor(np.asarray(lengths, dtype=np.int64)))
-        return net.scores(net.session_vectors(graphs)).numpy()
-
-    def item_embeddings(self) -> np.ndarray | None:
-        return self._fitted().items.table().detach().numpy()
-
-    # -- persistence ------------------------------------------------------------------------
-    def arrays(self) -> dict[str, np.ndarray]:
-        net = self._fitted()
-        return {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
-
-    def restore(self, arrays: dict[str, np.ndarray]) -> None:
-        config = self.config
-        net = SRGNNNet(self.n_items, config.hidden, config.steps, config.hybrid, config.scale)
-        net.load_state_dict(
-            {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
-        )
-        net.eval()
-        self.net = net
-
-    def _fitted(self) -> SRGNNNet:
-        if self.net is None:
-            raise NotFittedError("SR-GNN is not fitted: call fit() or load() first")
-        return self.net
+        with torch.no_grad():
+            vectors: torch.Tensor = net.session_vectors(graphs)
+        return vectors
 
 
 def prefix_cases(train: Sessions, max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
