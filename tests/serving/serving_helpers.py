@@ -13,6 +13,8 @@ from nextbest.models.base import SessionModel
 from nextbest.models.covisit import CoVisitation
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.popularity import MostPopular, SessionPopular
+from nextbest.models.sasrec import SASRec
+from nextbest.models.srgnn import SRGNN
 from nextbest.serving.settings import ServingSettings
 
 with warnings.catch_warnings():  # Starlette would rather see another HTTP client installed
@@ -22,7 +24,8 @@ with warnings.catch_warnings():  # Starlette would rather see another HTTP clien
 N_ITEMS = 30
 WRITE, READ, ADMIN = "test-write-key-0001", "test-read-key-00001", "test-admin-key-0001"
 CLASSES: dict[str, type[SessionModel[Any, Any]]] = {
-    model.name: model for model in (GRU4Rec, MostPopular, SessionPopular, CoVisitation)
+    model.name: model
+    for model in (GRU4Rec, MostPopular, SessionPopular, CoVisitation, SRGNN, SASRec)
 }
 
 

@@ -5,7 +5,6 @@ of a served two-stage pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from serving_helpers import (
     view,
 )
 
+from conftest import MakeClient
 from nextbest.models.base import SessionModel
 from nextbest.models.registry import build_model
 from nextbest.models.store import save_version
@@ -47,6 +47,7 @@ PARAMS = {
 }
 
 
+# overrides conftest's model_home: conftest's `home` and `make_client` serve this model
 @pytest.fixture(scope="module", params=sorted(PARAMS))
 def model_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model: SessionModel[Any, Any] = build_model(request.param, PARAMS[request.param])
@@ -56,34 +57,15 @@ def model_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     return home
 
 
-@pytest.fixture
-def start(model_home: Path) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-    classes = {
-        **CLASSES,
-        "srgnn": build_model("srgnn", {}).__class__,
-        "sasrec": build_model("sasrec", {}).__class__,
-        "pipeline": PipelineModel,
-    }
-
-    def make(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(settings_for(model_home, **overrides), classes))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
 def _walk(client: TestClient, session: str, first: int, clicks: int) -> None:
     events = [view(f"{session}-{first + k}", session, item(first + k)) for k in range(clicks)]
     assert send(client, *events).status_code == 200
 
 
-def test_the_next_item_of_the_pattern_comes_first(start: Callable[..., TestClient]) -> None:
-    client = start()
+def test_the_next_item_of_the_pattern_comes_first(make_client: MakeClient) -> None:
+    client = make_client()
+    version = client.get("/healthz").json()["model_version"]
+    assert version.endswith(("-srgnn", "-sasrec")), version  # this module's model, served
     for first, clicks in ((3, 1), (10, 3), (25, 6)):  # states of different lengths
         session = f"s{first}"
         _walk(client, session, first, clicks)
@@ -93,11 +75,11 @@ def test_the_next_item_of_the_pattern_comes_first(start: Callable[..., TestClien
 
 
 def test_two_workers_sharing_redis_agree(
-    start: Callable[..., TestClient], redis_prefix: tuple[str, str]
+    make_client: MakeClient, redis_prefix: tuple[str, str]
 ) -> None:
     url, prefix = redis_prefix
-    first = start(redis_url=url, redis_prefix=prefix)
-    second = start(redis_url=url, redis_prefix=prefix)
+    first = make_client(redis_url=url, redis_prefix=prefix)
+    second = make_client(redis_url=url, redis_prefix=prefix)
     _walk(first, "shared", 7, 2)
     _walk(second, "shared", 9, 2)  # the second worker continues the first one's state
     reply = recommend(first, session_id="shared", n=5).json()["items"]
@@ -115,7 +97,7 @@ def test_either_model_is_a_generator_of_a_pipeline(name: str, tmp_path: Path) ->
     )
     model, _ = train_pipeline(spec, cyclic_sessions())
     save_version(model, tmp_path, {"model": "pipeline"})
-    classes = {**CLASSES, name: type(build_model(name, {})), "pipeline": PipelineModel}
+    classes = {**CLASSES, "pipeline": PipelineModel}
     with TestClient(create_app(settings_for(tmp_path), classes)) as client:
         _walk(client, "p", 4, 3)
         items = recommend(client, session_id="p", n=5).json()["items"]
