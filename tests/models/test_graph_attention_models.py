@@ -35,6 +35,19 @@ def test_the_graph_of_a_session_with_repeats_matches_one_made_by_hand() -> None:
     assert graphs.incoming[1].tolist() == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
 
 
+def test_one_session_graph_takes_the_numpy_path_and_equals_the_batch_path() -> None:
+    # serving builds one session's graph at a time through a NumPy shortcut; a batch of the
+    # same session twice goes through the batched sort-and-scatter: every field must agree
+    rng = np.random.default_rng(3)
+    for length in (1, 2, 7, 30):
+        clicks = torch.from_numpy(rng.integers(0, 6, length))  # few items: many repeats
+        one = build_graphs(clicks[None], torch.tensor([length]))
+        two = build_graphs(torch.stack([clicks, clicks]), torch.tensor([length, length]))
+        for field in ("nodes", "alias", "incoming", "outgoing", "mask", "lengths"):
+            assert torch.equal(getattr(one, field)[0], getattr(two, field)[0]), (length, field)
+            assert getattr(one, field).dtype == getattr(two, field).dtype, field
+
+
 def test_every_prefix_is_a_training_case_cut_to_the_recent_clicks() -> None:
     train = make_sessions([[0, 1, 2, 3], [4], [5, 6]], 7)
     starts, lengths, targets = prefix_cases(train, max_length=2)

