@@ -13,7 +13,7 @@ item order; padding nodes (item 0, no edges) fill the node axis up to the batch'
 graph and are never read back.
 
 Serving asks for one session at a time; `build_graphs` then takes a NumPy path that gives the
-same tensors in a tenth of the time (a dozen small array operations instead of the batch's
+same tensors more cheaply (a dozen small array operations instead of the batch's
 sort-and-scatter; the model contract checks that stepping equals the batch path).
 """
 
