@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,8 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+import machine_info
 from docs_section import replace_section
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
@@ -119,14 +117,7 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         commit = ""
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return {**machine_info.machine(), "commit": commit}
 
 
 def run(dataset: str, data_dir: Path, overrides: dict[str, str]) -> dict[str, Any]:

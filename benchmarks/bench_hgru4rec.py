@@ -34,7 +34,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,6 +44,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
+from machine_info import cpu_name
 from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 from nextbest.data.prepare import sessionize
 from nextbest.data.sessions import Sessions
@@ -378,7 +378,7 @@ def write_docs(sections: list[tuple[str, str, str]], command: str) -> None:
             "See docs/hgru4rec.md for what the columns mean.\n"
         )
     stamp = (
-        f"`{command}`, {time.strftime('%Y-%m-%d')}, {platform.machine()} with "
+        f"`{command}`, {time.strftime('%Y-%m-%d')}, {cpu_name()} with "
         f"{os.cpu_count()} cores shared with other jobs (load at the end {load()})"
     )
     for part, info, tab in sections:

@@ -44,7 +44,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import signal
 import socket
@@ -65,6 +64,7 @@ import uvloop
 from sqlalchemy import func, select
 
 from docs_section import replace_section
+from machine_info import machine
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.placement import StaticCounts
 from nextbest.events.log import open_event_log, sqlite_url
@@ -471,21 +471,6 @@ async def events_flat_out(
 
 
 # -- the report --------------------------------------------------------------------------------
-def machine() -> dict[str, Any]:
-    names = [
-        line.split(":", 1)[1].strip()
-        for line in Path("/proc/cpuinfo").read_text().splitlines()
-        if line.startswith("model name")
-    ]
-    return {
-        "cpu": names[0] if names else platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 

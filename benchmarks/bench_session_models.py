@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -33,6 +32,7 @@ import polars as pl
 import torch
 
 from docs_section import replace_section
+from machine_info import cpu_name
 from nextbest.data.sessions import Sessions
 from nextbest.data.splits import split_last_sessions
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
@@ -95,7 +95,8 @@ def table(path: Path) -> str:
         "Next-event protocol, conservative ties, every test event after a session's first is a "
         "case (on diginetica these are exactly the 60,858 cases of the GNN papers' "
         "`test_prefix_target.tsv`). Fit seconds: training only, PyTorch with 2 threads; the "
-        "load averages (1 min) before and after the fit say what else ran. Command: "
+        "load averages (1 min) before and after the fit say what else ran; fit times compare only "
+        "on one CPU (these 2-core VMs differ 2-3x on the same code). Command: "
         "`.venv/bin/python benchmarks/bench_session_models.py --dataset D --model M -p K=V`.",
         "",
     ]
@@ -108,8 +109,8 @@ def table(path: Path) -> str:
             f"{BESIDE[dataset]}.",
             "",
             "| model | parameters (others default) | R@5 | MRR@5 | R@20 | MRR@20 "
-            "| fit s (per epoch) | eval s | load before / after |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| fit s (per epoch) | eval s | load before / after | CPU |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in mine:
             defaults = asdict(build_model(r["model"], {}).config)
@@ -121,7 +122,8 @@ def table(path: Path) -> str:
             lines.append(
                 f"| {r['model']} | {changed} | {r['recall@5']:.4f} | {r['mrr@5']:.4f} | "
                 f"{r['recall@20']:.4f} | {r['mrr@20']:.4f} | {r['fit_seconds']:.0f} ({epochs}) | "
-                f"{r['eval_seconds']:.0f} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |"
+                f"{r['eval_seconds']:.0f} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} | "
+                f"{r['machine']} |"
             )
         lines.append("")
     return "\n".join(lines).rstrip()
@@ -155,7 +157,7 @@ def main() -> None:
         "split": "validation" if args.validation else "test",
         "config": asdict(model.config),
         "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_name(),
     }
     if args.validation:
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from machine_info import cpu_name
 from nextbest.cli.models import MODELS, build_model
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, evaluate_next_event
@@ -89,7 +90,7 @@ def write_docs(rows: list[dict[str, Any]], command: str) -> None:
         text += f"\n{BEGIN}\n{END}\n"
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     body = (
-        f"{BEGIN}\nMeasured {stamp} on {platform.machine()} with {torch.get_num_threads()} "
+        f"{BEGIN}\nMeasured {stamp} on {cpu_name()} with {torch.get_num_threads()} "
         f"torch threads, Python {platform.python_version()}, by\n\n    {command}\n\n"
         f"{table(rows)}\n{END}"
     )
