@@ -36,6 +36,7 @@ import numpy as np
 
 from nextbest.serving import metrics
 from nextbest.serving.registry import LoadedModel
+from nextbest.serving.work_queue import WorkQueue
 from nextbest.twostage.data import RankingData
 from nextbest.twostage.model import (
     RANKER_DIR,
@@ -83,12 +84,10 @@ class OnlineLearner:
         self.save_seconds = save_seconds
         self.max_impressions = max_impressions
         self._impressions: OrderedDict[str, Impression] = OrderedDict()
-        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=max_pending)
+        self._queue: WorkQueue[tuple[str, str] | None] = WorkQueue(max_pending)
         self._lock = threading.Lock()  # impressions, and the ranker while it learns or resets
         self._dirty: str | None = None  # the version whose ranker learned since its last save
         self._last_save = time.monotonic()
-        self._idle = threading.Condition()
-        self._queued = self._handled = 0
         self._reset_seen: dict[str, float] = {}  # version -> the marker's time acted on
         self._thread = threading.Thread(target=self._run, name="online-learner", daemon=True)
         self._thread.start()
@@ -121,19 +120,12 @@ class OnlineLearner:
 
     def outcome(self, recommendation_id: str, item_id: str) -> None:
         """Queue one outcome (an event carrying `recommendation_id` for `item_id`)."""
-        with self._idle:
-            try:
-                self._queue.put_nowait((recommendation_id, item_id))
-            except queue.Full:
-                metrics.ONLINE.labels("dropped").inc()
-                return
-            self._queued += 1
+        if not self._queue.put((recommendation_id, item_id)):
+            metrics.ONLINE.labels("dropped").inc()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every outcome queued before the call is learned (tests, shutdown)."""
-        with self._idle:
-            target = self._queued
-            return self._idle.wait_for(lambda: self._handled >= target, timeout)
+        return self._queue.wait_done(timeout)
 
     # -- the learner -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -149,9 +141,7 @@ class OnlineLearner:
                     self._learn(*work)
                 except Exception:
                     logger.exception("online learning failed for one outcome")
-                with self._idle:
-                    self._handled += 1
-                    self._idle.notify_all()
+                self._queue.done()
             self._follow_reset()
             if self._dirty and time.monotonic() - self._last_save >= self.save_seconds:
                 self.save()
@@ -246,7 +236,7 @@ class OnlineLearner:
     def close(self) -> None:
         """Learn what is queued (for up to 10 s), stop, and save."""
         try:
-            self._queue.put(None, timeout=10)
+            self._queue.put_uncounted(None, timeout=10)
         except queue.Full:  # the learner is far behind: the outcomes still queued are lost
             logger.warning(
                 "online learner: stopping with %d outcomes unlearned", self._queue.qsize()

@@ -23,6 +23,7 @@ import time
 
 from nextbest.events.log import EventLog, ServedList
 from nextbest.serving import metrics
+from nextbest.serving.work_queue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +49,9 @@ class ServedRecorder:
     def __init__(self, log: EventLog, interval: float = 0.2, max_pending: int = 100_000) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, not {interval!r}")
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, not {max_pending!r}")
         self.log = log
         self.interval = interval
-        self._queue: queue.Queue[ServedList] = queue.Queue(maxsize=max_pending)
-        self._progress = threading.Condition()
-        self._queued = 0  # lists queued so far
-        self._handled = 0  # of those, written or dropped by the writer
+        self._queue: WorkQueue[ServedList] = WorkQueue(max_pending)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-recorder", daemon=True)
@@ -63,21 +59,13 @@ class ServedRecorder:
 
     def record(self, served: ServedList) -> None:
         """Queue one answered list for writing; drop it (and count it) if the queue is full."""
-        with self._progress:
-            try:
-                self._queue.put_nowait(served)
-            except queue.Full:
-                metrics.SERVED.labels("dropped").inc()
-                return
-            self._queued += 1
+        if not self._queue.put(served):
+            metrics.SERVED.labels("dropped").inc()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every list recorded before the call is written (or dropped); False if
         that took longer than `timeout` seconds."""
-        with self._progress:
-            target = self._queued
-            self._wake.set()
-            return self._progress.wait_for(lambda: self._handled >= target, timeout)
+        return self._queue.wait_done(timeout, nudge=self._wake.set)
 
     def close(self) -> None:
         """Write what is queued, then stop."""
@@ -111,7 +99,5 @@ class ServedRecorder:
         except Exception:  # keep serving; these lists are lost, and counted
             logger.exception("could not record %d served list(s)", len(batch))
             metrics.SERVED.labels("dropped").inc(len(batch))
-        with self._progress:
-            self._handled += len(batch)
-            self._progress.notify_all()
+        self._queue.done(len(batch))
         return True
