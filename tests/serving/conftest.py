@@ -5,20 +5,16 @@ an empty event log, and each state store (in-process and Redis)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from serving_helpers import CLASSES, TestClient, cyclic_sessions, settings_for
+from serving_helpers import MakeClient, TestClient, cyclic_sessions, started_clients
 
 from nextbest.events.log import EventLog, open_event_log, sqlite_url
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version
-from nextbest.serving.app import create_app
 from nextbest.serving.state import StateStore, open_state_store
-
-MakeClient = Callable[..., TestClient]
 
 
 @pytest.fixture(scope="session")
@@ -45,17 +41,8 @@ def home(tmp_path: Path, model_home: Path) -> Path:
 @pytest.fixture
 def make_client(home: Path) -> Iterator[MakeClient]:
     """Start the app (lifespan included) over `home`, with settings overrides."""
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        client = TestClient(create_app(settings_for(home, **overrides), CLASSES))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+    with started_clients(home) as make:
+        yield make
 
 
 @pytest.fixture

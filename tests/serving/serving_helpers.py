@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.popularity import MostPopular, SessionPopular
 from nextbest.models.sasrec import SASRec
 from nextbest.models.srgnn import SRGNN
+from nextbest.serving.app import create_app
 from nextbest.serving.settings import ServingSettings
 
 with warnings.catch_warnings():  # Starlette would rather see another HTTP client installed
@@ -72,6 +75,38 @@ def settings_for(home: Path, **overrides: Any) -> ServingSettings:
         "model_poll_seconds": 60.0,
     }
     return ServingSettings(**(values | overrides))
+
+
+MakeClient = Callable[..., TestClient]
+
+
+@contextmanager
+def started_clients(
+    home: Path, classes: dict[str, type[Any]] | None = None
+) -> Iterator[MakeClient]:
+    """`make(**settings overrides)` starts the app (lifespan included) over `home`; every
+    client still running at the end is shut down."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(settings_for(home, **overrides), classes or CLASSES))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        if client not in _stopped:
+            client.__exit__(None, None, None)
+
+
+_stopped: list[TestClient] = []
+
+
+def stop(client: TestClient) -> None:
+    """Shut one client's app down now (its lifespan's shutdown runs)."""
+    client.__exit__(None, None, None)
+    _stopped.append(client)
 
 
 def auth(key: str) -> dict[str, str]:

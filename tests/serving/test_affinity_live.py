@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from serving_helpers import ADMIN, READ, WRITE, TestClient, auth, send, view
-
-from conftest import MakeClient
+from serving_helpers import ADMIN, READ, WRITE, MakeClient, TestClient, auth, send, view
 
 CATALOG = [
     {"item_id": "run-1", "category_path": ["Sports", "Running", "Shoes"], "brand": "Peak",

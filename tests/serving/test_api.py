@@ -10,6 +10,7 @@ from serving_helpers import (
     ADMIN,
     READ,
     WRITE,
+    MakeClient,
     TestClient,
     auth,
     item,
@@ -21,7 +22,6 @@ from serving_helpers import (
 )
 
 from backends import sqlite_pragmas
-from conftest import MakeClient
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.serving.schemas import MAX_BATCH_EVENTS
 

@@ -12,6 +12,7 @@ import pytest
 from serving_helpers import (
     CLASSES,
     N_ITEMS,
+    MakeClient,
     TestClient,
     cyclic_sessions,
     item,
@@ -21,7 +22,6 @@ from serving_helpers import (
     view,
 )
 
-from conftest import MakeClient
 from nextbest.models.base import SessionModel
 from nextbest.models.registry import build_model
 from nextbest.models.store import save_version

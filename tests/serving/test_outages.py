@@ -13,11 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from serving_helpers import item, recommend, send, top, view
+from serving_helpers import MakeClient, item, recommend, send, top, view
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
-
-from conftest import MakeClient
 
 
 @pytest.fixture

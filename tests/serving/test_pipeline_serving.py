@@ -20,12 +20,12 @@ from serving_helpers import (
     cyclic_sessions,
     item,
     send,
-    settings_for,
+    started_clients,
+    stop,
     view,
 )
 
 from nextbest.models.store import save_version
-from nextbest.serving.app import create_app
 from nextbest.serving.state.codec import codec_for
 from nextbest.twostage.model import ONLINE_DIR, PipelineModel, train_pipeline
 from nextbest.twostage.protocol import GeneratorSpec, PipelineSpec
@@ -49,27 +49,8 @@ def pipeline_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start(tmp_path: Path, pipeline_home: Path) -> Iterator[Callable[..., TestClient]]:
     folder = tmp_path / "home"
     shutil.copytree(pipeline_home, folder)
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        classes = {**CLASSES, "pipeline": PipelineModel}
-        client = TestClient(create_app(settings_for(folder, **overrides), classes))
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        if client not in stopped:
-            client.__exit__(None, None, None)
-
-
-stopped: list[TestClient] = []
-
-
-def stop(client: TestClient) -> None:
-    client.__exit__(None, None, None)
-    stopped.append(client)
+    with started_clients(folder, {**CLASSES, "pipeline": PipelineModel}) as make:
+        yield make
 
 
 def version_folder(client: TestClient) -> Path:

@@ -15,6 +15,7 @@ from serving_helpers import (
     ADMIN,
     CLASSES,
     N_ITEMS,
+    MakeClient,
     auth,
     cyclic_sessions,
     item,
@@ -24,7 +25,6 @@ from serving_helpers import (
     view,
 )
 
-from conftest import MakeClient
 from nextbest.data.sessions import Sessions
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from serving_helpers import MakeClient
 
-from conftest import MakeClient
 from nextbest.events.log import EventLog, ServedList, open_event_log, sqlite_url
 from nextbest.serving import services as services_module
 from nextbest.serving.served import ServedRecorder, forget_old_served
