@@ -52,15 +52,20 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def demo(home: Path) -> Iterator[Server]:
+def demo_server(home: Path, items: list[dict[str, Any]]) -> Iterator[Server]:
+    """The demo server over `home`, its catalog holding `items`; stopped at the end."""
     server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
-    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things", "Odd"],
-              "brand": "Acme", "price": 10.0 + j, "discount": 0.2 if j % 5 == 0 else None}
-             for j in range(N_ITEMS)]  # fmt: skip
     server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def demo(home: Path) -> Iterator[Server]:
+    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things", "Odd"],
+              "brand": "Acme", "price": 10.0 + j, "discount": 0.2 if j % 5 == 0 else None}
+             for j in range(N_ITEMS)]  # fmt: skip
+    yield from demo_server(home, items)
 
 
 def recommended(page: Any, placement: str) -> list[str]:
@@ -481,12 +486,9 @@ def pipeline_demo(home: Path) -> Iterator[Server]:
     )
     model, _ = train_pipeline(spec, cyclic_sessions())
     save_version(model, home, {"model": "pipeline"})
-    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
     items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things"]}
              for j in range(N_ITEMS)]  # fmt: skip
-    server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
-    yield server
-    server.stop()
+    yield from demo_server(home, items)
 
 
 def test_the_product_page_shows_the_pipelines_list_and_why(
