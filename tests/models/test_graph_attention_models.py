@@ -3,6 +3,8 @@ pattern, bounded live state, and parameters that are refused by name."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,8 @@ def test_the_live_state_of_a_long_session_stays_within_the_window() -> None:
         ("sasrec", {"heads": "3"}, "heads"),
         ("sasrec", {"loss": "bpr"}, "loss"),
         ("sasrec", {"dropout": "1.5"}, "dropout"),
+        ("sasrec", {"lr_decay": "0"}, "lr_decay"),
+        ("sasrec", {"lr_decay_epochs": "0"}, "lr_decay_epochs"),
     ],
 )
 def test_bad_parameters_are_refused_by_name(
@@ -136,6 +140,21 @@ def test_bad_parameters_are_refused_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         build_model(name, params)
+
+
+def test_a_decayed_learning_rate_stops_moving_the_weights() -> None:
+    """With the rate cut a million-fold after the first epoch, two more epochs leave the
+    weights where one epoch put them; at a constant rate they move on."""
+
+    def items_after(**params: Any) -> torch.Tensor:
+        config = SASRecConfig(hidden=8, batch_size=64, learning_rate=0.01, threads=1, **params)
+        model = SASRec(config).fit(_cycle())  # type: ignore[arg-type]
+        return model._fitted().state_dict()["items.embedding.weight"]
+
+    first = items_after(n_epochs=1)
+    decayed = items_after(n_epochs=3, lr_decay=1e-6, lr_decay_epochs=1)
+    constant = items_after(n_epochs=3)
+    assert float((decayed - first).abs().max()) < 1e-4 < float((constant - first).abs().max())
 
 
 def test_a_model_without_a_training_pair_says_so() -> None:

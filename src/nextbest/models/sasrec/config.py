@@ -37,6 +37,10 @@ class SASRecConfig:
     n_epochs: int = 10
     batch_size: int = 512  # predicted positions per mini-batch
     learning_rate: float = 0.001
+    # The learning rate is multiplied by lr_decay every lr_decay_epochs epochs (SR-GNN's step
+    # schedule); 1.0, the default, keeps Adam's rate constant as the SASRec paper does.
+    lr_decay: float = 1.0
+    lr_decay_epochs: int = 3
     l2: float = 0.0
     # A training session is read from its start, at most this many clicks (its later
     # clicks are left out), so that training positions are the positions served.
@@ -54,6 +58,7 @@ class SASRecConfig:
             "batch_size",
             "threads",
             "n_sample",
+            "lr_decay_epochs",
         ):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
@@ -64,6 +69,7 @@ class SASRecConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a probability in [0, 1)")
         _check(self.scale >= 0.0, "scale", self.scale, "a number >= 0 (0: dot product)")
         _check(self.learning_rate > 0.0, "learning_rate", self.learning_rate, "a number > 0")
+        _check(0.0 < self.lr_decay <= 1.0, "lr_decay", self.lr_decay, "a number in (0, 1]")
         _check(self.l2 >= 0.0, "l2", self.l2, "a number >= 0")
         _check(self.sample_alpha >= 0.0, "sample_alpha", self.sample_alpha, "a number >= 0")
         _check(self.train_length >= 2, "train_length", self.train_length, "an integer >= 2")

@@ -57,6 +57,9 @@ class SASRec(NeuralSessionModel[SASRecState, SASRecConfig, SASRecNet]):
         starts = train.offsets[usable]
         lengths = lengths[usable]
         optimizer = torch.optim.Adam(net.parameters(), config.learning_rate, weight_decay=config.l2)
+        schedule = torch.optim.lr_scheduler.StepLR(
+            optimizer, config.lr_decay_epochs, config.lr_decay
+        )
         generator = torch.Generator().manual_seed(config.seed + 1)
         rng = np.random.default_rng(config.seed + 2)
         support = train.item_support()
@@ -86,6 +89,7 @@ class SASRec(NeuralSessionModel[SASRecState, SASRecConfig, SASRecNet]):
                 (loss / len(targets)).backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 total += loss.item()
+            schedule.step()
             net.eval()
             stats = EpochStats(total / n_targets, n_targets, time.perf_counter() - began)
             self.epoch_done()
