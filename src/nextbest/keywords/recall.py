@@ -1,0 +1,142 @@
+"""Keyword recall by meta-paths over the query graph.
+
+A shopper's recent items, each weighted by its action (a purchase says more than a view) and
+decayed by age (`half_life_seconds`), form a vector over the graph's items. Walking the graph
+from it gives each query a score per path:
+
+    i2q:  user -> item -> query              u @ i2q
+    c2q:  user -> item -> category -> query  u @ item_categories (rows normalised) @ c2q
+
+Each path's scores are divided by their sum (so paths with more mass do not drown the others)
+and the combined score is their sum. A keyword keeps the score of every path that found it:
+the ranker's features, and the card's "why".
+
+`recall_matrix` does this for many shoppers at once (rows of a sparse matrix), which is how
+the recall is measured; `recall_keywords` is one shopper, which is how it is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from nextbest.keywords.graph import DEFAULT_WEIGHTS, QueryGraph
+
+PATHS = ("i2q", "c2q")
+
+
+@dataclass(frozen=True)
+class RecallConfig:
+    half_life_seconds: float = 7 * 86_400.0  # an item seen a week ago counts half
+    weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_WEIGHTS.items())
+
+    def __post_init__(self) -> None:
+        if not self.half_life_seconds > 0:
+            raise ValueError(
+                f"half_life_seconds must be a number > 0, not {self.half_life_seconds!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Keyword:
+    query: str
+    score: float  # the paths' normalised scores summed
+    paths: dict[str, float]  # each path that found it: its normalised score
+
+
+def history_matrix(
+    graph: QueryGraph,
+    histories: Sequence[Sequence[tuple[str, str, float]]],
+    now: Sequence[float],
+    config: RecallConfig,
+) -> sp.csr_matrix:
+    """[shoppers, I]: each history's (item_id, action, timestamp) events, weighted by action and
+    decayed to `now`; items and actions the graph does not know count nothing."""
+    index = graph.item_index()
+    weight_of = dict(config.weights)
+    rows, columns, values = [], [], []
+    for row, (events, at) in enumerate(zip(histories, now, strict=True)):
+        for item_id, action, timestamp in events:
+            column, weight = index.get(item_id), weight_of.get(action, 0.0)
+            if column is None or weight <= 0:
+                continue
+            age = max(0.0, at - timestamp)
+            rows.append(row)
+            columns.append(column)
+            values.append(weight * 0.5 ** (age / config.half_life_seconds))
+    return sp.csr_matrix(
+        (values, (rows, columns)), shape=(len(histories), len(graph.item_ids)), dtype=np.float64
+    )
+
+
+def path_scores(graph: QueryGraph, history: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Each path's query scores [shoppers, Q], every row summing to 1 (or 0 when the path
+    finds nothing)."""
+    levels = graph.item_categories
+    per_item = np.asarray(levels.sum(axis=1)).ravel()
+    spread = sp.diags(np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0))
+    walks = {
+        "i2q": history @ graph.i2q,
+        "c2q": history @ (spread @ levels) @ graph.c2q,
+    }
+    scores = {}
+    for name, walked in walks.items():
+        dense = np.asarray(sp.csr_matrix(walked).todense(), dtype=np.float64)
+        sums = dense.sum(axis=1, keepdims=True)
+        scores[name] = np.divide(dense, sums, out=np.zeros_like(dense), where=sums > 0)
+    return scores
+
+
+def recall_matrix(
+    graph: QueryGraph, history: sp.csr_matrix, n: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The combined top-`n` query indices per shopper [shoppers, n] (-1 where fewer were
+    found), and each path's own top `n` the same way."""
+    scores = path_scores(graph, history)
+    combined = sum(scores.values(), np.zeros((history.shape[0], len(graph.queries))))
+    return _top(combined, n), {name: _top(value, n) for name, value in scores.items()}
+
+
+def recall_keywords(
+    graph: QueryGraph,
+    events: Sequence[tuple[str, str, float]],
+    now: float,
+    n: int = 50,
+    config: RecallConfig | None = None,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Keyword]:
+    """One shopper's `n` best keywords from their (item_id, action, timestamp) events, leaving
+    out `exclude` (what they searched already)."""
+    history = history_matrix(graph, [events], [now], config or RecallConfig())
+    scores = {name: value[0] for name, value in path_scores(graph, history).items()}
+    combined = sum(scores.values(), np.zeros(len(graph.queries)))
+    found: list[Keyword] = []
+    for column in _top(combined[None, :], n + len(exclude))[0]:
+        if column < 0:
+            break
+        query = graph.queries[column]
+        if query in exclude:
+            continue
+        paths = {name: float(s[column]) for name, s in scores.items() if s[column] > 0}
+        found.append(Keyword(query, float(combined[column]), paths))
+        if len(found) == n:
+            break
+    return found
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Column indices of each row's `n` highest positive scores, best first, ties by index;
+    -1 pads rows with fewer."""
+    rows, width = scores.shape
+    n_kept = min(n, width)
+    result = np.full((rows, n), -1, dtype=np.int64)
+    if n_kept == 0:
+        return result
+    order = np.lexsort((np.broadcast_to(np.arange(width), scores.shape), -scores), axis=1)
+    best = order[:, :n_kept]
+    positive = np.take_along_axis(scores, best, axis=1) > 0
+    result[:, :n_kept] = np.where(positive, best, -1)
+    return result
