@@ -1,0 +1,143 @@
+"""Product search: SQLite FTS5 with BM25 over the catalog, re-ranked for the shopper.
+
+The index holds one row per item: its title, category path, brand and attribute values, in
+an FTS5 table (stemmed by FTS5's Porter tokenizer, so "shoe" finds "shoes"). BM25 weighs a
+match in the title above one in the category, brand or attributes (`COLUMN_WEIGHTS`).
+
+A shopper's text never reaches FTS5's query syntax: it is cut into words (letters and digits),
+each word quoted as a phrase, so `NEAR`, `OR`, `*`, `^`, `:` or quotes in a query are only
+words or nothing. All words must match; when no item holds them all, any word may (so a
+long query still finds something), ranked by BM25 as before.
+
+`personalised` mixes the BM25 order with the shopper's model scores: both are made ranks in
+[0, 1] over the matches (so neither scale dominates) and summed with `weight` on the model's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.stats import rankdata
+
+MAX_WORDS = 16  # words of a query used; the rest are ignored
+COLUMN_WEIGHTS = (2.0, 1.0, 1.0, 0.5)  # title, category, brand, attributes
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def match_expression(query: str, any_word: bool = False) -> str | None:
+    """The FTS5 MATCH text of a shopper's query (None when it holds no word)."""
+    words = [w for w in _WORD.findall(query.lower()) if w.strip("_")][:MAX_WORDS]
+    if not words:
+        return None
+    quoted = [f'"{word}"' for word in words]  # a quoted phrase: no operator inside
+    return (" OR " if any_word else " ").join(quoted)
+
+
+def _attribute_text(attributes: str | None) -> str:
+    if not attributes:
+        return ""
+    try:
+        values = json.loads(attributes)
+    except json.JSONDecodeError:
+        return ""
+    if not isinstance(values, dict):
+        return ""
+    words: list[str] = []
+    for value in values.values():
+        for part in value if isinstance(value, list) else [value]:
+            if isinstance(part, str | int | float) and not isinstance(part, bool):
+                words.append(str(part))
+    return " ".join(words)
+
+
+class ProductSearch:
+    """A BM25 index of a catalog; `path` None keeps it in memory."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._db = sqlite3.connect(
+            ":memory:" if path is None else str(path), check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        self._db.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS products USING fts5("
+            "item_id UNINDEXED, title, category, brand, attributes, "
+            "tokenize = 'porter unicode61 remove_diacritics 2')"
+        )
+
+    @classmethod
+    def of_items(cls, items: pl.DataFrame, path: Path | None = None) -> ProductSearch:
+        index = cls(path)
+        index.upsert(items)
+        return index
+
+    def upsert(self, items: pl.DataFrame) -> int:
+        """Index these items (ITEM_SCHEMA columns), replacing earlier rows of the same ids."""
+        rows = [
+            (
+                row["item_id"],
+                row.get("title") or "",
+                row.get("category_path") or "",
+                row.get("brand") or "",
+                _attribute_text(row.get("attributes")),
+            )
+            for row in items.iter_rows(named=True)
+        ]
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM products WHERE item_id = ?", [(r[0],) for r in rows])
+            self._db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM products").fetchone()[0])
+
+    def search(self, query: str, n: int = 100) -> list[tuple[str, float]]:
+        """(item_id, relevance) of the best `n` matches, most relevant first (relevance is
+        minus FTS5's BM25: higher is better)."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, not {n}")
+        weights = ", ".join(str(w) for w in (0.0, *COLUMN_WEIGHTS))  # item_id is unindexed
+        sql = (
+            f"SELECT item_id, -bm25(products, {weights}) AS relevance FROM products "
+            "WHERE products MATCH ? ORDER BY relevance DESC, item_id LIMIT ?"
+        )
+        for any_word in (False, True):
+            expression = match_expression(query, any_word)
+            if expression is None:
+                return []
+            with self._lock:
+                found = self._db.execute(sql, (expression, n)).fetchall()
+            if found:
+                return [(str(item), float(relevance)) for item, relevance in found]
+        return []
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def personalised(
+    matches: list[tuple[str, float]], model_scores: Mapping[str, float], weight: float
+) -> list[tuple[str, float]]:
+    """`matches` (BM25 order) re-ranked by BM25 rank + `weight` x the shopper's model rank,
+    both scaled to [0, 1] (1: the best); items the model does not score rank last on its side."""
+    if len(matches) < 2 or weight == 0:
+        return matches
+    relevance = np.array([score for _, score in matches])
+    model = np.array([model_scores.get(item, -np.inf) for item, _ in matches])
+    combined = _scaled_rank(relevance) + weight * _scaled_rank(model)
+    best = np.argsort(-combined, kind="stable")  # ties keep the BM25 order
+    return [(matches[k][0], float(combined[k])) for k in best]
+
+
+def _scaled_rank(values: np.ndarray) -> np.ndarray:
+    """Ranks in [0, 1] (1: the largest; ties share their average rank); -inf ranks 0."""
+    ranks: np.ndarray = (rankdata(values) - 1.0) / max(len(values) - 1, 1)
+    ranks[~np.isfinite(values)] = 0.0
+    return ranks
