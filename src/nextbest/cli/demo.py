@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, results_table, setup_logging
@@ -15,6 +16,7 @@ from nextbest.cli.evaluate import (
     read_items,
     run_evaluation,
 )
+from nextbest.cli.keywords import learn_query_graph, version_extra
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, EvalResult
 from nextbest.evaluation.report import result_record, summary_rows, write_report
@@ -128,6 +130,18 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     rules, rules_note = learn_rules(events, train_path, items if items.exists() else None)
     catalog = read_items(items) if items.exists() else None
     console.print(rules_note, highlight=False)
+    # ... and the query graph of the shop's searches, for the keyword card and the search:
+    # train.tsv holds item events only, so the searches come from the full log, of the
+    # training sessions only (no test-period search reaches a saved version)
+    log_path = shop_dir / "events.parquet"
+    if log_path.exists():
+        sessions = events["session_id"].unique().implode()
+        log = read_events(log_path).filter(pl.col("session_id").is_in(sessions))
+        graph, graph_note = learn_query_graph(log, log_path, catalog)
+        del log
+    else:
+        graph, graph_note = None, f"no query graph built: no {log_path}"
+    console.print(graph_note, highlight=False)
     del events
     test = Sessions.from_events(
         read_events(shop_dir / "test.tsv"), item_ids=train.item_ids, min_session_length=2
@@ -136,7 +150,7 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     results: dict[str, EvalResult] = {}
     config = EvalConfig()
     best: tuple[float, Path | None] = (-1.0, None)
-    extra = None if rules is None else rules.save
+    extra = version_extra(rules, graph)
     names = [name for name, _ in DEMO_MODELS] + [PIPELINE]
     extra_names = [name for name, _ in DEMO_EXTRA_MODELS]
     names += [serve_model] if serve_model in extra_names else []

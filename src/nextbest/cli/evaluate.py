@@ -12,6 +12,7 @@ import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table, setup_logging
+from nextbest.cli.keywords import learn_query_graph, version_extra
 from nextbest.cli.models import build_model, parse_params
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import TIE_POLICIES
@@ -420,9 +421,11 @@ def train(
     events = read_events(train_path, "skip" if skip_bad else "raise")
     # Before fitting: a bad catalog fails in a second, not after minutes of training.
     rules, rules_note = learn_rules(events, train_path, items_path)
+    catalog = read_items(items_path) if items_path is not None else None
+    graph, graph_note = learn_query_graph(events, train_path, catalog)
     # A model that embeds attributes ranks the whole catalog (new items by their attributes);
     # the others keep the items they were trained on.
-    items = read_items(items_path) if embeds and items_path is not None else None
+    items = catalog if embeds else None
     train_sessions = training_sessions(events, train_path, items)
     del events  # the model trains on the coded sessions; the table need not stay in memory
     model, fit_seconds = fit_model(model_name, params, train_sessions, items)
@@ -433,8 +436,10 @@ def train(
         "events": train_sessions.n_events,
         "fit_seconds": round(fit_seconds, 3),
         "purchase_rules": None if rules is None else rules.counts(),
+        "query_graph": None if graph is None else graph.summary(),
         **fit_report(model),
     }
-    folder = save_version(model, nextbest_home(), meta, extra=None if rules is None else rules.save)
+    folder = save_version(model, nextbest_home(), meta, extra=version_extra(rules, graph))
     console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)
+    console.print(graph_note, highlight=False)

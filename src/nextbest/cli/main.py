@@ -9,6 +9,7 @@ from nextbest.cli.catalog import catalog_app
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
+from nextbest.cli.keywords import keywords_app
 from nextbest.cli.rules import rules_app
 from nextbest.cli.serve import serve
 from nextbest.cli.tune import tune
@@ -22,6 +23,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(affinity_app, name="affinity")
 app.add_typer(rules_app, name="rules")
+app.add_typer(keywords_app, name="keywords")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)

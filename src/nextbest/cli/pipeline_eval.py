@@ -148,13 +148,16 @@ def train_pipeline_cli(
 ) -> Path:
     """`nextbest train --pipeline FILE`: the generators and the ranker as one version."""
     from nextbest.cli.evaluate import learn_rules, read_items, training_sessions
+    from nextbest.cli.keywords import learn_query_graph, version_extra
     from nextbest.models.store import nextbest_home, save_version
     from nextbest.twostage.model import spec_dict, train_pipeline
 
     spec = load_spec(pipeline_path)  # a bad file fails before any data is read
     events = read_events(train_path, "skip" if skip_bad else "raise")
     rules, rules_note = learn_rules(events, train_path, items_path)
-    catalog = items_of_table(read_items(items_path)) if items_path is not None else None
+    item_table = read_items(items_path) if items_path is not None else None
+    graph, graph_note = learn_query_graph(events, train_path, item_table)
+    catalog = items_of_table(item_table) if item_table is not None else None
     train = training_sessions(events, train_path)
     del events
     started = time.perf_counter()
@@ -171,9 +174,11 @@ def train_pipeline_cli(
         "fit_seconds": round(took, 3),
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "purchase_rules": None if rules is None else rules.counts(),
+        "query_graph": None if graph is None else graph.summary(),
     }
-    folder = save_version(model, nextbest_home(), meta, extra=None if rules is None else rules.save)
+    folder = save_version(model, nextbest_home(), meta, extra=version_extra(rules, graph))
     over = ", ".join(model.labels)
     console.print(f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)
+    console.print(graph_note, highlight=False)
     return folder

@@ -1,0 +1,94 @@
+"""`nextbest train` saves the query graph of a log with searches; `nextbest keywords show`
+prints it; a log without searches says why there is none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from event_tables import event_table
+from nextbest.cli.keywords import KEYWORDS_DIR, load_query_graph
+from nextbest.cli.main import app
+from nextbest.models.store import META_FILE, latest_version
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "160")
+    return tmp_path / "home"
+
+
+def write_log(folder: Path, with_searches: bool = True) -> tuple[Path, Path]:
+    """Shoppers search "running shoes" and view shoe s1 or s2; others search "kettle" and
+    view kettle k1; every session also views its item a second time."""
+    rows = []
+    for k in range(12):
+        query, item = ("running shoes", f"s{1 + k % 2}") if k < 8 else ("kettle", "k1")
+        session = f"v{k}"
+        if with_searches:
+            rows.append((session, 100.0 * k, "search", None, query))
+        rows += [(session, 100.0 * k + 1, "view", item, None)] * 2
+    events = event_table(rows, ("session_id", "timestamp", "type", "item_id", "query"))
+    log, items = folder / "log.parquet", folder / "items.csv"
+    events.write_parquet(log)
+    pl.DataFrame(
+        {
+            "item_id": ["s1", "s2", "k1"],
+            "title": ["Shoe one", "Shoe two", "Kettle"],
+            "category_path": ["Sports > Running shoes"] * 2 + ["Home > Kettles"],
+        }
+    ).write_csv(items)
+    return log, items
+
+
+def test_train_saves_the_query_graph_and_show_prints_its_lookups(
+    home: Path, tmp_path: Path
+) -> None:
+    log, items = write_log(tmp_path)
+    trained = runner.invoke(
+        app, ["train", "--model", "pop", "--train", str(log), "--items", str(items)]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "query graph: 2 queries" in trained.output
+    folder = latest_version(home)
+    assert folder is not None and (folder / KEYWORDS_DIR).is_dir()
+    graph = load_query_graph(folder)
+    assert graph is not None and graph.queries_of_item("k1")[0][0] == "kettle"
+    assert '"query_graph"' in (folder / META_FILE).read_text()
+
+    shown = runner.invoke(app, ["keywords", "show"])
+    assert shown.exit_code == 0, shown.output
+    assert "most searched queries" in shown.output and "running shoes" in shown.output
+    lookups = runner.invoke(
+        app, ["keywords", "show", "--item", "s1", "--query", "KETTLE", "--category", "Home"]
+    )
+    assert lookups.exit_code == 0, lookups.output
+    assert "queries of item s1" in lookups.output and "running shoes" in lookups.output
+    assert "k1" in lookups.output and "queries of Home" in lookups.output
+
+
+def test_without_searches_train_says_why_and_show_says_what_is_missing(
+    home: Path, tmp_path: Path
+) -> None:
+    log, _ = write_log(tmp_path, with_searches=False)
+    trained = runner.invoke(app, ["train", "--model", "pop", "--train", str(log)])
+    assert trained.exit_code == 0, trained.output
+    assert "no query graph built" in trained.output and "no search events" in trained.output
+    shown = runner.invoke(app, ["keywords", "show"])
+    assert shown.exit_code != 0
+    assert "has no query graph" in shown.output
+
+
+def test_show_names_an_unknown_item_and_a_bad_limit(home: Path, tmp_path: Path) -> None:
+    log, items = write_log(tmp_path)
+    runner.invoke(app, ["train", "--model", "pop", "--train", str(log), "--items", str(items)])
+    unknown = runner.invoke(app, ["keywords", "show", "--item", "nope"])
+    assert unknown.exit_code != 0 and "knows nothing of 'nope'" in unknown.output
+    bad = runner.invoke(app, ["keywords", "show", "--limit", "0"])
+    assert bad.exit_code != 0 and "--limit" in bad.output
