@@ -92,3 +92,30 @@ def test_show_names_an_unknown_item_and_a_bad_limit(home: Path, tmp_path: Path) 
     assert unknown.exit_code != 0 and "knows nothing of 'nope'" in unknown.output
     bad = runner.invoke(app, ["keywords", "show", "--limit", "0"])
     assert bad.exit_code != 0 and "--limit" in bad.output
+
+
+def test_keywords_evaluate_reports_recall_and_search_on_a_time_split(
+    home: Path, tmp_path: Path
+) -> None:
+    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
+
+    shop = generate_demo_shop(DemoShopConfig(n_events=40_000, n_items=500, n_users=600, days=10))
+    log, items = tmp_path / "log.parquet", tmp_path / "items.csv"
+    shop.events.write_parquet(log)
+    shop.items.write_csv(items)
+    result = runner.invoke(
+        app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--n", "20"]
+    )
+    assert result.exit_code == 0, result.output
+    for line in ("keyword recall:", "recall@20", "combined", "popular", "bm25 + covisit w=16"):
+        assert line in result.output
+    bad = runner.invoke(
+        app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--weight", "-1"]
+    )
+    assert bad.exit_code == 2 and "--weight must be >= 0" in bad.output
+
+
+def test_keywords_evaluate_without_searches_says_so(home: Path, tmp_path: Path) -> None:
+    log, items = write_log(tmp_path, with_searches=False)
+    result = runner.invoke(app, ["keywords", "evaluate", "--log", str(log), "--items", str(items)])
+    assert result.exit_code == 2 and "no search events" in result.output

@@ -121,3 +121,87 @@ def show(
         for name, value in rows:
             table.add_row(name, f"{value:.3f}" if asked else f"{value:,.0f}")
         console.print(table)
+
+
+DEFAULT_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+@keywords_app.command("evaluate")
+@friendly_errors
+def evaluate_keywords(
+    log: Annotated[
+        Path, typer.Option("--log", help="event table (.parquet) with the searches and clicks")
+    ],
+    items_path: Annotated[Path, typer.Option("--items", help="the catalog (.csv or .parquet)")],
+    test_days: Annotated[float, typer.Option(help="the last days of the log are the test")] = 2.0,
+    model_name: Annotated[
+        str, typer.Option("--model", help="the session model that personalises the search")
+    ] = "covisit",
+    n: Annotated[int, typer.Option(help="keywords recalled per shopper")] = 50,
+    weight: Annotated[
+        list[float] | None,
+        typer.Option(help="model weights to choose from on the validation day (repeatable)"),
+    ] = None,
+) -> None:
+    """Measure the keyword recall and the personalised search on a time split of a log.
+
+    Recall: would the meta-paths have offered the query a shopper searched next (top N)?
+    Search: MRR of the clicked result, BM25 against BM25 re-ranked by MODEL's session scores,
+    its weight chosen on the last training day, then refitted on all training days.
+    """
+    from nextbest.cli.evaluate import fit_model, read_items
+    from nextbest.data.sessions import Sessions
+    from nextbest.data.splits import split_by_time, train_valid_split
+    from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
+    from nextbest.evaluation.search_eval import evaluate_search, search_cases
+    from nextbest.events.io import read_events
+    from nextbest.keywords.search import ProductSearch
+
+    weights = tuple(weight or DEFAULT_WEIGHTS)
+    if any(w < 0 for w in weights):
+        raise ValueError(f"--weight must be >= 0, not {min(weights)}")
+    events, items = read_events(log), read_items(items_path)
+    if events.filter(pl.col("type") == "search").height == 0:
+        raise ValueError(f"{log} has no search events: nothing to evaluate")
+    split = split_by_time(events, test_days)
+    with console.status("building the query graph of the training days"):
+        graph = build_query_graph(split.train, items)
+    with console.status("recalling keywords for every test search"):
+        recall = evaluate_keyword_recall(graph, split.train, split.test, n=n)
+    console.print(
+        f"keyword recall: {recall.cases:,} test searches ({recall.known_queries:,} of queries "
+        f"the graph knows, {recall.with_history:,} with a history before them)",
+        highlight=False,
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("path")
+    table.add_column(f"recall@{n}", justify="right")
+    for path, value in recall.recall().items():
+        table.add_row(path, f"{value:.3f}")
+    console.print(table)
+
+    index = ProductSearch.of_items(items)
+    inner = train_valid_split(split.train, 1.0)
+    valid_model, _ = fit_model(model_name, {}, Sessions.from_events(inner.train))
+    with console.status("choosing the model's weight on the validation day"):
+        valid = evaluate_search(index, search_cases(inner.test), valid_model, weights)
+    chosen = max(weights, key=lambda w: (valid.mrr[f"model w={w:g}"], -w))
+    model, _ = fit_model(model_name, {}, Sessions.from_events(split.train))
+    with console.status("searching for every test search with a click"):
+        test = evaluate_search(index, search_cases(split.test), model, (chosen,))
+    console.print(
+        f"search, MRR of the clicked result: {test.cases:,} test searches with a click "
+        f"({test.found:,} found in the top 100); {model_name}'s weight {chosen:g} chosen on "
+        f"{valid.cases:,} searches of the last training day",
+        highlight=False,
+    )
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("method")
+    table.add_column("validation MRR", justify="right")
+    table.add_column("test MRR", justify="right")
+    table.add_row("bm25", f"{valid.mrr['bm25']:.4f}", f"{test.mrr['bm25']:.4f}")
+    for w in weights:
+        method = f"model w={w:g}"
+        shown = f"{test.mrr[method]:.4f}" if w == chosen else ""
+        table.add_row(f"bm25 + {model_name} w={w:g}", f"{valid.mrr[method]:.4f}", shown)
+    console.print(table)
