@@ -107,7 +107,7 @@ def test_keywords_evaluate_reports_recall_and_search_on_a_time_split(
         app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--n", "20"]
     )
     assert result.exit_code == 0, result.output
-    for line in ("keyword recall:", "recall@20", "combined", "popular", "bm25 + covisit w=16"):
+    for line in ("keyword recall:", "recall@20", "combined", "popular", "personal w=8"):
         assert line in result.output
     bad = runner.invoke(
         app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--weight", "-1"]

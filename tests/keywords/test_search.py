@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nextbest.keywords.search import ProductSearch, match_expression, personalised
+from nextbest.keywords.search import ProductSearch, match_expression
 
 ITEMS = pl.DataFrame(
     {
@@ -103,11 +103,3 @@ def test_upsert_replaces_an_items_text(tmp_path: Path) -> None:
 def test_n_below_one_is_refused_by_name(index: ProductSearch) -> None:
     with pytest.raises(ValueError, match="n must be"):
         index.search("shoe", n=0)
-
-
-def test_the_personal_rank_moves_the_shoppers_item_up_and_weight_zero_keeps_bm25() -> None:
-    matches = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
-    assert ids(personalised(matches, {"c": 5.0, "a": 0.1, "b": 0.2}, weight=0.0)) == ["a", "b", "c"]
-    assert ids(personalised(matches, {"c": 5.0, "a": 0.1, "b": 0.2}, weight=2.0))[0] == "c"
-    # an item the model does not know ranks last on the model's side, not first
-    assert ids(personalised(matches, {"b": 1.0}, weight=2.0))[0] == "b"

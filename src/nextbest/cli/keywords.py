@@ -11,11 +11,20 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from nextbest.cli.common import console, friendly_errors
+from nextbest.cli.common import console, friendly_errors, progress_bar, results_table
 from nextbest.cli.rules import _version_folder
+from nextbest.data.sessions import Sessions
+from nextbest.data.splits import split_by_time, train_valid_split
+from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
+from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_search, mrr_rows
+from nextbest.events.io import read_events
+from nextbest.events.schema import items_of_table
 from nextbest.keywords.graph import GRAPH_FILE, QueryGraph, build_query_graph
+from nextbest.keywords.search import ProductSearch
 from nextbest.models.store import nextbest_home
+from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.purchase_rules import PurchaseRules
+from nextbest.serving.registry import serve_model
 
 KEYWORDS_DIR = "keywords"  # in a version folder
 
@@ -123,7 +132,7 @@ def show(
         console.print(table)
 
 
-DEFAULT_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+DEFAULT_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # the shipped search placement has 2
 
 
 @keywords_app.command("evaluate")
@@ -140,22 +149,19 @@ def evaluate_keywords(
     n: Annotated[int, typer.Option(help="keywords recalled per shopper")] = 50,
     weight: Annotated[
         list[float] | None,
-        typer.Option(help="model weights to choose from on the validation day (repeatable)"),
+        typer.Option(
+            help="personal weights to choose from on the validation day (repeatable; BM25 "
+            "alone, weight 0, is always measured)"
+        ),
     ] = None,
 ) -> None:
     """Measure the keyword recall and the personalised search on a time split of a log.
 
     Recall: would the meta-paths have offered the query a shopper searched next (top N)?
-    Search: MRR of the clicked result, BM25 against BM25 re-ranked by MODEL's session scores,
-    its weight chosen on the last training day, then refitted on all training days.
+    Search: MRR of the clicked result through the search placement, BM25's order alone against
+    it fused with MODEL's order for the session, the weight chosen on the last training day.
     """
-    from nextbest.cli.evaluate import fit_model, read_items
-    from nextbest.data.sessions import Sessions
-    from nextbest.data.splits import split_by_time, train_valid_split
-    from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
-    from nextbest.evaluation.search_eval import evaluate_search, search_cases
-    from nextbest.events.io import read_events
-    from nextbest.keywords.search import ProductSearch
+    from nextbest.cli.evaluate import read_items
 
     weights = tuple(weight or DEFAULT_WEIGHTS)
     if any(w < 0 for w in weights):
@@ -181,27 +187,38 @@ def evaluate_keywords(
     console.print(table)
 
     index = ProductSearch.of_items(items)
+    choices = (0.0, *weights)
     inner = train_valid_split(split.train, 1.0)
-    valid_model, _ = fit_model(model_name, {}, Sessions.from_events(inner.train))
-    with console.status("choosing the model's weight on the validation day"):
-        valid = evaluate_search(index, search_cases(inner.test), valid_model, weights)
-    chosen = max(weights, key=lambda w: (valid.mrr[f"model w={w:g}"], -w))
-    model, _ = fit_model(model_name, {}, Sessions.from_events(split.train))
-    with console.status("searching for every test search with a click"):
-        test = evaluate_search(index, search_cases(split.test), model, (chosen,))
+    valid = _search_mrr(index, model_name, items, inner.train, inner.test, choices, "validation")
+    chosen = best_weight(valid)
+    test = _search_mrr(index, model_name, items, split.train, split.test, (0.0, chosen), "test")
     console.print(
-        f"search, MRR of the clicked result: {test.cases:,} test searches with a click "
-        f"({test.found:,} found in the top 100); {model_name}'s weight {chosen:g} chosen on "
-        f"{valid.cases:,} searches of the last training day",
+        f"search, MRR of the clicked result through the search placement: {test.cases:,} test "
+        f"searches with a click ({test.found:,} found by BM25 in the top 100); {model_name}'s "
+        f"personal weight {chosen:g} chosen on {valid.cases:,} searches of the last training "
+        "day (0: BM25 alone)",
         highlight=False,
     )
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("method")
-    table.add_column("validation MRR", justify="right")
-    table.add_column("test MRR", justify="right")
-    table.add_row("bm25", f"{valid.mrr['bm25']:.4f}", f"{test.mrr['bm25']:.4f}")
-    for w in weights:
-        method = f"model w={w:g}"
-        shown = f"{test.mrr[method]:.4f}" if w == chosen else ""
-        table.add_row(f"bm25 + {model_name} w={w:g}", f"{valid.mrr[method]:.4f}", shown)
-    console.print(table)
+    console.print(results_table(["method", "validation MRR", "test MRR"], mrr_rows(valid, test)))
+
+
+def _search_mrr(
+    index: ProductSearch,
+    model_name: str,
+    items: pl.DataFrame,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    weights: tuple[float, ...],
+    period: str,
+) -> SearchResult:
+    """The search placement's MRR per weight on `test`, MODEL fitted on `train`."""
+    from nextbest.cli.evaluate import fit_model
+
+    model, _ = fit_model(model_name, {}, Sessions.from_events(train))
+    served = serve_model(model, f"evaluate-{model_name}")
+    table = ItemTable.build(model.item_ids, items_of_table(items))
+    with progress_bar() as bar:
+        task = bar.add_task(f"searching the {period} sessions", total=test["session_id"].n_unique())
+        return evaluate_search(
+            index, served, table, train, test, weights, progress=lambda k: bar.advance(task, k)
+        )

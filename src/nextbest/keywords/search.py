@@ -9,8 +9,9 @@ each word quoted as a phrase, so `NEAR`, `OR`, `*`, `^`, `:` or quotes in a quer
 words or nothing. All words must match; when no item holds them all, any word may (so a
 long query still finds something), ranked by BM25 as before.
 
-`personalised` mixes the BM25 order with the shopper's model scores: both are made ranks in
-[0, 1] over the matches (so neither scale dominates) and summed with `weight` on the model's.
+The shopper's re-rank is not here: the matches go to the `search` placement as its
+candidates, whose `personal` ranker fuses their order with the session model's
+(`GET /v1/search`, `evaluation/search_eval.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-from scipy.stats import rankdata
 
 MAX_WORDS = 16  # words of a query used; the rest are ignored
 COLUMN_WEIGHTS = (2.0, 1.0, 1.0, 0.5)  # title, category, brand, attributes
@@ -120,24 +118,3 @@ class ProductSearch:
 
     def close(self) -> None:
         self._db.close()
-
-
-def personalised(
-    matches: list[tuple[str, float]], model_scores: Mapping[str, float], weight: float
-) -> list[tuple[str, float]]:
-    """`matches` (BM25 order) re-ranked by BM25 rank + `weight` x the shopper's model rank,
-    both scaled to [0, 1] (1: the best); items the model does not score rank last on its side."""
-    if len(matches) < 2 or weight == 0:
-        return matches
-    relevance = np.array([score for _, score in matches])
-    model = np.array([model_scores.get(item, -np.inf) for item, _ in matches])
-    combined = _scaled_rank(relevance) + weight * _scaled_rank(model)
-    best = np.argsort(-combined, kind="stable")  # ties keep the BM25 order
-    return [(matches[k][0], float(combined[k])) for k in best]
-
-
-def _scaled_rank(values: np.ndarray) -> np.ndarray:
-    """Ranks in [0, 1] (1: the largest; ties share their average rank); -inf ranks 0."""
-    ranks: np.ndarray = (rankdata(values) - 1.0) / max(len(values) - 1, 1)
-    ranks[~np.isfinite(values)] = 0.0
-    return ranks
