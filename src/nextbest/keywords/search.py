@@ -20,9 +20,12 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
+
+from nextbest.events.schema import CATEGORY_SEPARATOR, Item
 
 MAX_WORDS = 16  # words of a query used; the rest are ignored
 COLUMN_WEIGHTS = (2.0, 1.0, 1.0, 0.5)  # title, category, brand, attributes
@@ -77,7 +80,7 @@ class ProductSearch:
 
     def upsert(self, items: pl.DataFrame) -> int:
         """Index these items (ITEM_SCHEMA columns), replacing earlier rows of the same ids."""
-        rows = [
+        return self._write(
             (
                 row["item_id"],
                 row.get("title") or "",
@@ -86,11 +89,29 @@ class ProductSearch:
                 _attribute_text(row.get("attributes")),
             )
             for row in items.iter_rows(named=True)
-        ]
+        )
+
+    def upsert_items(self, items: Iterable[Item]) -> int:
+        """The same for catalog items as the server holds them."""
+        return self._write(
+            (
+                item.item_id,
+                item.title,
+                CATEGORY_SEPARATOR.join(item.category_path),
+                item.brand or "",
+                _attribute_text(json.dumps(item.attributes)),
+            )
+            for item in items
+        )
+
+    def _write(self, rows: Iterable[tuple[str, str, str, str, str]]) -> int:
+        listed = list(rows)
         with self._lock, self._db:
-            self._db.executemany("DELETE FROM products WHERE item_id = ?", [(r[0],) for r in rows])
-            self._db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", rows)
-        return len(rows)
+            self._db.executemany(
+                "DELETE FROM products WHERE item_id = ?", [(row[0],) for row in listed]
+            )
+            self._db.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?)", listed)
+        return len(listed)
 
     def __len__(self) -> int:
         with self._lock:

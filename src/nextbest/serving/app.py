@@ -25,6 +25,7 @@ from nextbest.serving.routes import (
     models,
     placements,
     recommendations,
+    search,
 )
 from nextbest.serving.routes.demo import default_web_dir, mount_demo
 from nextbest.serving.services import open_services
@@ -67,6 +68,7 @@ def create_app(
         models.router,
         placements.router,
         affinity.router,
+        search.router,
     ):
         app.include_router(router)
     app.include_router(health.router)

@@ -6,7 +6,9 @@ An item exists when the model answering knows it or the shop put it in the catal
 before calling an id unknown, so an item added through one worker is accepted by every
 worker at once. `table(model)` is the pipeline's `ItemTable` over the model's items and the
 catalog's, built once per change (the refresher builds it ahead of the requests), and
-`facets()` what the affinity profiles take of each catalog item, likewise.
+`facets()` what the affinity profiles take of each catalog item, likewise. `search(q, n)`
+asks the catalog's full-text index (in memory, SQLite FTS5), which takes in the changed items
+before it answers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from nextbest.events.catalog import Catalog
 from nextbest.events.schema import Item
+from nextbest.keywords.search import ProductSearch
 from nextbest.recommend.affinity import ItemFacets
 from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
@@ -34,6 +37,8 @@ class CatalogCache:
         self._since = 0.0
         self._generation = 0  # grows with every change; keys the item table
         self._lock = threading.Lock()
+        self._search = ProductSearch()
+        self._unindexed: dict[str, Item] = {}  # changed since the index last took them in
 
     def refresh(self) -> int:
         """Read the catalog's changes since the last refresh; returns how many."""
@@ -58,6 +63,7 @@ class CatalogCache:
             if self._items.get(item.item_id) == item:
                 continue
             self._items[item.item_id] = item
+            self._unindexed[item.item_id] = item
             changed += 1
         if changed:
             self._generation += 1
@@ -96,6 +102,20 @@ class CatalogCache:
         facets = ItemFacets.build(items)
         self._facets = (generation, facets)
         return facets
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        """The catalog items matching `query`, best first (`ProductSearch.search`)."""
+        self.index_changes()
+        return self._search.search(query, n)
+
+    def index_changes(self) -> int:
+        """Take the changed items into the full-text index (the refresher does it ahead of
+        the requests); returns how many."""
+        if not self._unindexed:
+            return 0
+        with self._lock:
+            changed, self._unindexed = list(self._unindexed.values()), {}
+        return self._search.upsert_items(changed)
 
     def items(self) -> list[Item]:
         """Every catalog item this worker knows (a snapshot)."""

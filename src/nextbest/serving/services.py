@@ -67,6 +67,7 @@ class Services:
         self.catalog.refresh()
         self.catalog.table(self.registry.current)
         self.catalog.facets()
+        self.catalog.index_changes()
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
         self._thread.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
@@ -107,6 +108,7 @@ class Services:
                 table = self.catalog.table(self.registry.current)  # built here, not on a request
                 self.trends.update_row_counts(table)
                 self.catalog.facets()  # likewise
+                self.catalog.index_changes()  # likewise
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()
