@@ -503,3 +503,34 @@ def test_the_product_page_shows_the_pipelines_list_and_why(
     )
     assert all(because)  # every item says which features moved it
     assert page.locator("#recommendations-next .because").first.is_visible()
+
+
+def test_the_search_box_orders_matches_for_the_session_and_a_click_carries_the_query(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page, _ = shop(browser, demo)
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")  # the session views i05
+    page.fill("#search-input", "  Product ")
+    updates = int(page.locator("body").get_attribute("data-updates") or 0)
+    page.press("#search-input", "Enter")
+    page.wait_for_function(f"Number(document.body.dataset.updates || 0) > {updates}")
+    assert page.locator("#page-search").is_visible()
+    assert (page.locator("#search-query").text_content() or "") == "Product"
+    found = recommended(page, "search")
+    assert len(found) == 24 and found[0] == item(6)  # every product matches; i06 comes next
+    listed = page.locator("#recommendations-search").get_attribute("data-recommendation-id")
+    click_and_wait(page, f"#recommendations-search li[data-item-id='{item(6)}']")
+    events = session_events(page, home)
+    assert [(e.type, e.item_id, e.query) for e in events] == [
+        ("view", item(5), None),
+        ("search", None, "Product"),
+        ("view", item(6), "Product"),  # a click on a result names its query
+    ]
+    assert events[2].recommendation_id == listed and events[1].placement == "search"
+    assert page.locator("#history li[data-type='search']").count() == 1
+    # a query that matches nothing says so
+    page.fill("#search-input", "kayak")
+    updates = int(page.locator("body").get_attribute("data-updates") or 0)
+    page.press("#search-input", "Enter")
+    page.wait_for_function(f"Number(document.body.dataset.updates || 0) > {updates}")
+    assert "No product matches" in (page.locator("#recommendations-search").text_content() or "")

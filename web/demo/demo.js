@@ -2,8 +2,8 @@
  * placement (home, product, cart). Every click goes through the SDK exactly as a shop's
  * would, and the "Your session" panel lists what was sent, so a visitor sees cause and effect.
  *
- * Routes live in the hash (#/, #/category/PATH, #/product/ID, #/cart), so the back button
- * works without a server route per page. */
+ * Routes live in the hash (#/, #/category/PATH, #/product/ID, #/search/QUERY, #/cart), so
+ * the back button works without a server route per page. */
 (async function () {
   "use strict";
 
@@ -11,11 +11,11 @@
   const LIST_SIZE = 6;
   const GRID_SIZE = 24;
   const HISTORY_SIZE = 50;
-  const PAGES = ["home", "product", "cart"];
+  const PAGES = ["home", "product", "search", "cart"];
   // how the session panel says where an event not from a recommendation list happened
   const WHERE = {
     home: "from the home page", category: "from a category", product: "on its page",
-    cart: "in the cart", direct: "opened directly",
+    cart: "in the cart", direct: "opened directly", search: "from the search box",
   };
   // The demo catalog carries no currency; euros make it read like a shop.
   const money = new Intl.NumberFormat("en-IE", { style: "currency", currency: "EUR" });
@@ -180,6 +180,8 @@
       item_id: id,
       value: paid,
       recommendation_id: list ? list.recommendationId : undefined,
+      // a click on a search result names its query: what the query graph learns from
+      query: list && list.query ? list.query : undefined,
       context: { placement },
     });
     state.history.unshift({ type, itemId: id, placement, via: list ? list.placement : null });
@@ -194,7 +196,8 @@
       const line = element("li");
       line.dataset.type = entry.type;
       line.append(element("span", `event ${entry.type}`, entry.type));
-      line.append(element("span", "what", itemOf(entry.itemId).title));
+      const what = entry.type === "search" ? `“${entry.query}”` : itemOf(entry.itemId).title;
+      line.append(element("span", "what", what));
       line.append(element("small", "muted", whereText(entry)));
       return line;
     }));
@@ -339,6 +342,9 @@
       return { page: "product", itemId: parts[0] };
     }
     if (page === "cart") return { page: "cart" };
+    if (page === "search" && parts.length === 1 && parts[0].trim()) {
+      return { page: "search", query: parts[0] };
+    }
     return { page: "home", path: page === "category" ? parts.filter(Boolean) : [] };
   }
 
@@ -353,6 +359,7 @@
     if (where.page !== "product") productId = productList = null;
     window.scrollTo(0, 0);
     if (where.page === "product") await showProduct(where.itemId);
+    else if (where.page === "search") await showSearch(where.query);
     else if (where.page === "cart") await showCart();
     else await showHome(where.path);
   }
@@ -421,6 +428,42 @@
     $("add-to-cart").disabled = !stocked || inCart(id);
     $("add-to-cart").textContent = inCart(id) ? "In your cart" : "Add to cart";
     $("buy-now").disabled = !stocked;
+  }
+
+  // ---- search ----------------------------------------------------------------------------
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = $("search-input").value.trim();
+    if (query) location.hash = `#/search/${encodeURIComponent(query)}`;
+  });
+
+  /** Send the search, then show its results, ordered for this session. */
+  async function showSearch(query) {
+    const ticket = ++listTicket;
+    $("search-input").value = query;
+    $("search-query").textContent = query;
+    nb.track("search", { query, context: { placement: "search" } });
+    state.history.unshift({ type: "search", query, placement: "search", via: null });
+    state.history.length = Math.min(state.history.length, HISTORY_SIZE);
+    saveState();
+    showHistory();
+    const list = $("recommendations-search");
+    let reply = null;
+    try {
+      reply = await nb.search(query, { n: GRID_SIZE });
+    } catch (error) {
+      if (ticket !== listTicket) return;
+      list.replaceChildren(emptyLine(`Search unavailable: ${error.message}`));
+      return bumpUpdates();
+    }
+    if (ticket !== listTicket) return;
+    list.dataset.recommendationId = reply.recommendation_id;
+    const origin = { placement: "search", recommendationId: reply.recommendation_id, query };
+    list.replaceChildren(...reply.items.map((entry) => tile(entry.item_id, origin, entry)));
+    if (!reply.items.length) list.replaceChildren(emptyLine(`No product matches “${query}”.`));
+    await showAffinity(ticket);
+    bumpUpdates();
   }
 
   function showCart() {

@@ -5,6 +5,7 @@
  *   nb.track("view", { item_id: "sku-1", context: { placement: "product" } });
  *   nb.track("purchase", { item_id: "sku-1", value: 19.9, user_id: "u-42" });
  *   const reply = await nb.recommend({ n: 8, item_id: "sku-1" });   // needs readKey
+ *   const found = await nb.search("running shoes", { n: 12 });      // needs readKey
  *   nb.identify("u-42");   // after a login: this session (its earlier events too) is u-42's
  *   nb.logout();           // the next event starts a new, anonymous session
  *
@@ -182,6 +183,18 @@
 
   /** Recommendations for this session now: {recommendation_id, items: [{item_id, score, source}]}. */
   Client.prototype.recommend = function (params) {
+    return this.read("/v1/recommendations", params);
+  };
+
+  /** A product search ordered for this session: the same answer as recommend(), from the
+   *  items matching q (needs readKey). Send the search itself with track("search", {query}). */
+  Client.prototype.search = function (q, params) {
+    return this.read("/v1/search", Object.assign({ q: q }, params || {}));
+  };
+
+  /** GET path with this session (and user) and params; the reply's JSON, or an Error
+   *  carrying the server's error body. */
+  Client.prototype.read = function (path, params) {
     var self = this;
     var query = { session_id: this.sessionId(), n: 10 };
     if (this.options.userId) query.user_id = this.options.userId;
@@ -190,7 +203,7 @@
       return encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);
     }).join("&");
     return this.drain().then(function () {
-      return root.fetch(self.options.endpoint + "/v1/recommendations?" + search, {
+      return root.fetch(self.options.endpoint + path + "?" + search, {
         headers: { "Authorization": "Bearer " + self.options.readKey },
       });
     }).then(function (reply) {
