@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from event_tables import event_table
-from nextbest.cli.keywords import KEYWORDS_DIR, load_query_graph
 from nextbest.cli.main import app
+from nextbest.keywords.graph import KEYWORDS_DIR, load_version_graph
 from nextbest.models.store import META_FILE, latest_version
 
 runner = CliRunner()
@@ -58,7 +58,7 @@ def test_train_saves_the_query_graph_and_show_prints_its_lookups(
     assert "query graph: 2 queries" in trained.output
     folder = latest_version(home)
     assert folder is not None and (folder / KEYWORDS_DIR).is_dir()
-    graph = load_query_graph(folder)
+    graph = load_version_graph(folder)
     assert graph is not None and graph.queries_of_item("k1")[0][0] == "kettle"
     assert '"query_graph"' in (folder / META_FILE).read_text()
 

@@ -19,14 +19,17 @@ from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
 from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_search, mrr_rows
 from nextbest.events.io import read_events
 from nextbest.events.schema import items_of_table
-from nextbest.keywords.graph import GRAPH_FILE, QueryGraph, build_query_graph
+from nextbest.keywords.graph import (
+    KEYWORDS_DIR,
+    QueryGraph,
+    build_query_graph,
+    load_version_graph,
+)
 from nextbest.keywords.search import ProductSearch
 from nextbest.models.store import nextbest_home
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.purchase_rules import PurchaseRules
 from nextbest.serving.registry import serve_model
-
-KEYWORDS_DIR = "keywords"  # in a version folder
 
 keywords_app = typer.Typer(
     no_args_is_help=True, help="Look at the query graph learned from the search log."
@@ -71,12 +74,6 @@ def version_extra(
     return write
 
 
-def load_query_graph(folder: Path) -> QueryGraph | None:
-    """The query graph saved with the version in `folder`, None when it has none."""
-    where = folder / KEYWORDS_DIR
-    return QueryGraph.load(where) if (where / GRAPH_FILE).exists() else None
-
-
 @keywords_app.command()
 @friendly_errors
 def show(
@@ -94,7 +91,7 @@ def show(
     if limit < 1:
         raise ValueError(f"--limit must be >= 1, not {limit}")
     folder = _version_folder(nextbest_home(), version)
-    graph = load_query_graph(folder)
+    graph = load_version_graph(folder)
     if graph is None:
         raise ValueError(
             f"version {folder.name} has no query graph: it was trained on events without "

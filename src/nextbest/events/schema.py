@@ -43,8 +43,11 @@ class EventType(StrEnum):
 
 EVENT_TYPES: frozenset[str] = frozenset(t.value for t in EventType)
 
-# Event types that carry no item of their own (a search is about a query).
-ITEMLESS_EVENT_TYPES: frozenset[str] = frozenset({EventType.SEARCH.value})
+# Event types that carry no item of their own: a search, and a click on a recommended
+# keyword, are about a query.
+ITEMLESS_EVENT_TYPES: frozenset[str] = frozenset(
+    {EventType.SEARCH.value, EventType.KEYWORD_CLICK.value}
+)
 
 MAX_ID_LENGTH = 256
 MAX_QUERY_LENGTH = 1024
@@ -155,6 +158,11 @@ class Event(BaseModel):
             message = f"item_id is required for {self.type.value!r} events"
             error = PydanticCustomError("item_required", message)
             details = InitErrorDetails(type=error, loc=("item_id",), input=None)
+            raise ValidationError.from_exception_data("Event", [details])
+        if self.type == EventType.KEYWORD_CLICK and not (self.query and self.query.strip()):
+            message = "query is required for 'keyword-click' events: the keyword clicked"
+            error = PydanticCustomError("query_required", message)
+            details = InitErrorDetails(type=error, loc=("query",), input=self.query)
             raise ValidationError.from_exception_data("Event", [details])
         return self
 

@@ -36,6 +36,7 @@ from nextbest.events.schema import CATEGORY_SEPARATOR
 
 GRAPH_FILE = "query-graph.npz"
 GRAPH_META = "query-graph.json"
+KEYWORDS_DIR = "keywords"  # in a model version folder, beside the model
 
 # How much each action after a search says about the query (a search result's click counts
 # like a view that came from it).
@@ -169,6 +170,12 @@ class QueryGraph:
             categories=meta["categories"],
             **matrices,
         )
+
+
+def load_version_graph(version: Path) -> QueryGraph | None:
+    """The query graph saved with a model version (`nextbest train`), None when it has none."""
+    where = version / KEYWORDS_DIR
+    return QueryGraph.load(where) if (where / GRAPH_FILE).exists() else None
 
 
 def build_query_graph(

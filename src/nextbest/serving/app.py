@@ -22,6 +22,7 @@ from nextbest.serving.routes import (
     health,
     identity,
     items,
+    keywords,
     models,
     placements,
     recommendations,
@@ -69,6 +70,7 @@ def create_app(
         placements.router,
         affinity.router,
         search.router,
+        keywords.router,
     ):
         app.include_router(router)
     app.include_router(health.router)

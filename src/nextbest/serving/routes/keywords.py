@@ -1,0 +1,99 @@
+"""`GET /v1/keywords`: the keyword card for a shopper, or why there is none.
+
+Read key (the browser's): the answer holds keywords other shoppers searched and a title,
+derived from the session's own events and the product on screen; nothing of another
+shopper. The version's query graph (learned by `nextbest train` from the search log) finds
+the keywords from the session's latest item events, the user's purchases and the product on
+screen (`keywords/card.py`). The card is recorded like a recommendation list (placement
+`keywords`, its keywords in place of items), so a `keyword-click` event that carries its
+`recommendation_id` and `query` back is attributed to it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from nextbest.keywords.card import keyword_card
+from nextbest.serving.deps import ReadAccess
+from nextbest.serving.errors import ApiError
+from nextbest.serving.recommend import Recommended
+from nextbest.serving.routes.recommendations import IdParam, keep_served, new_recommendation_id
+
+router = APIRouter(prefix="/v1", tags=["keywords"])
+
+PLACEMENT = "keywords"
+MAX_KEYWORDS = 10
+
+
+class KeywordOut(BaseModel):
+    query: str = Field(description="the keyword: run it as a search when clicked")
+    score: float
+    path: str = Field(description="the meta-path that found it most: i2q (via an item) or c2q")
+    paths: dict[str, float] = Field(description="each path that found it, with its score")
+
+
+class KeywordsOut(BaseModel):
+    show: bool = Field(description="whether the card is worth showing now")
+    reason: str = Field(description="why it is shown, or why not")
+    title: str
+    keywords: list[KeywordOut]
+    recommendation_id: str = Field(description="send it back with a keyword-click event")
+    model_version: str | None
+
+
+@router.get("/keywords", response_model=KeywordsOut)
+async def get_keywords(
+    services: ReadAccess,
+    session_id: IdParam = None,
+    user_id: IdParam = None,
+    item_id: IdParam = None,
+    n: Annotated[int, Query(ge=1, le=MAX_KEYWORDS, description="keywords on the card")] = 4,
+) -> KeywordsOut:
+    """Three or four keywords to ask the shopper about (`n`), with a title, and whether to
+    show the card at all (not in a purchase funnel, not with too few keywords)."""
+    model = services.model
+    if item_id is not None and services.catalog.unknown([item_id], model):
+        raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
+    recommendation_id = new_recommendation_id()
+    graph = model.query_graph if model is not None else None
+    if graph is None:
+        return KeywordsOut(
+            show=False, reason="the model version has no query graph: train it on a log "
+            "with search events", title="", keywords=[], recommendation_id=recommendation_id,
+            model_version=model.version if model else None,
+        )  # fmt: skip
+    record = services.live.session(model, session_id) if session_id else None
+    events = [(i.item_id, i.type, i.time) for i in record.recent] if record else []
+    owner = (record.user_id if record else None) or user_id
+    bought: list[tuple[str, str, float]] = []
+    if owner:
+        user = services.live.user(owner)
+        bought = sorted(
+            ((item, "purchase", at) for item, at in zip(user.bought, user.bought_at, strict=True)),
+            key=lambda event: event[2],
+        )
+    now = max(time.time(), record.last_time if record else 0.0)
+    card = keyword_card(graph, events, now, n, item_on_screen=item_id, earlier=bought)
+    shown = [
+        Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
+        for k in card.keywords
+    ]
+    if card.show:
+        keep_served(
+            services, recommendation_id, model, shown, session_id, owner, PLACEMENT, item_id
+        )
+    return KeywordsOut(
+        show=card.show,
+        reason=card.reason,
+        title=card.title,
+        keywords=[
+            KeywordOut(query=k.query, score=k.score, path=s.source, paths=k.paths)
+            for k, s in zip(card.keywords, shown, strict=True)
+        ],
+        recommendation_id=recommendation_id,
+        model_version=model.version if model else None,
+    )
