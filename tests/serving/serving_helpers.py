@@ -9,14 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
+from event_tables import event_table
 from nextbest.data.sessions import Sessions
+from nextbest.keywords.graph import KEYWORDS_DIR, QueryGraphConfig, build_query_graph
 from nextbest.models.base import SessionModel
 from nextbest.models.covisit import CoVisitation
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.popularity import MostPopular, SessionPopular
 from nextbest.models.sasrec import SASRec
 from nextbest.models.srgnn import SRGNN
+from nextbest.models.store import latest_version
 from nextbest.serving.app import create_app
 from nextbest.serving.settings import ServingSettings
 
@@ -134,3 +138,34 @@ def recommend(client: TestClient, **params: Any) -> Any:
 def top(client: TestClient, **params: Any) -> str:
     """The first recommended item id."""
     return str(recommend(client, **params).json()["items"][0]["item_id"])
+
+
+KINDS = {"treadmill": range(0, 10), "running shoe": range(10, 20), "coffee": range(20, 30)}
+TOP = {"treadmill": "Sports", "running shoe": "Sports", "coffee": "Home"}
+
+
+def plant_query_graph(home: Path) -> None:
+    """Give the newest model version under `home` a query graph: shoppers on a running shoe
+    (i10-i19) search "running shoe" and "socks" (socks lead to i19); treadmill (i00-i09) and
+    coffee (i20-i29) shoppers search "treadmill" and "coffee"."""
+    rows: list[tuple[Any, ...]] = []
+    for k in range(20):
+        for query, items in [*KINDS.items(), ("socks", range(19, 20))]:
+            session = f"{query}-{k}"
+            if query == "socks":
+                rows.append((session, 0.0, "view", item(12), None))
+            rows.append((session, 1.0, "search", None, query))
+            rows += [(session, 2.0, "view", item(j), None) for j in items if j % 3 == k % 3]
+    catalog = pl.DataFrame(
+        {
+            "item_id": [item(j) for j in range(30)],
+            "category_path": [
+                f"{TOP[kind]} > {kind.title()}" for kind, items in KINDS.items() for _ in items
+            ],
+        }
+    )
+    events = event_table(rows, ("session_id", "timestamp", "type", "item_id", "query"))
+    graph = build_query_graph(events, catalog, QueryGraphConfig(min_count=1.0))
+    folder = latest_version(home)
+    assert folder is not None
+    graph.save(folder / KEYWORDS_DIR)

@@ -19,7 +19,16 @@ import httpx
 import polars as pl
 import pytest
 from server_process import Server, free_port
-from serving_helpers import ADMIN, N_ITEMS, READ, WRITE, auth, cyclic_sessions, item
+from serving_helpers import (
+    ADMIN,
+    N_ITEMS,
+    READ,
+    WRITE,
+    auth,
+    cyclic_sessions,
+    item,
+    plant_query_graph,
+)
 
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import ITEM_SCHEMA
@@ -534,3 +543,58 @@ def test_the_search_box_orders_matches_for_the_session_and_a_click_carries_the_q
     page.press("#search-input", "Enter")
     page.wait_for_function(f"Number(document.body.dataset.updates || 0) > {updates}")
     assert "No product matches" in (page.locator("#recommendations-search").text_content() or "")
+
+
+@pytest.fixture
+def keyword_demo(home: Path) -> Iterator[Server]:
+    """The demo page over a version with a query graph (running shoes lead to "running
+    shoe" and "socks")."""
+    plant_query_graph(home)
+    kinds = ["Treadmill", "Running shoe", "Coffee"]
+    items = [{"item_id": item(j), "title": f"{kinds[j // 10]} {item(j)}",
+              "category_path": ["Sports" if j < 20 else "Home", kinds[j // 10]]}
+             for j in range(N_ITEMS)]  # fmt: skip
+    yield from demo_server(home, items)
+
+
+def test_product_page_card_keyword_click_personal_results_cart_attributed(
+    browser: Any, keyword_demo: Server, home: Path
+) -> None:
+    """Product page -> keyword card -> a keyword click -> personalised results -> add to
+    cart; the click is attributed to the card's recommendation id."""
+    page, _ = shop(browser, keyword_demo)
+    click_and_wait(page, f"#products li[data-item-id='{item(12)}']")
+    assert page.locator("#keyword-card").is_visible()
+    assert page.locator("#keyword-title").text_content() == "Ideas in Sports"
+    offered = page.locator("#keywords button").evaluate_all("bs => bs.map(b => b.dataset.query)")
+    assert offered[0] == "running shoe" and "socks" in offered and "coffee" not in offered
+    card_id = page.locator("#keyword-card").get_attribute("data-recommendation-id")
+    click_and_wait(page, "#keywords button[data-query='running shoe']")
+    assert page.locator("#page-search").is_visible()
+    found = recommended(page, "search")
+    assert sorted(found) == [item(j) for j in range(10, 20)]  # the running shoes
+    assert found[0] == item(13)  # after i12 comes i13: the session orders the results
+    click_and_wait(page, f"#recommendations-search li[data-item-id='{item(13)}']")
+    click_and_wait(page, "#add-to-cart")
+    events = session_events(page, home)
+    kinds = [(e.type, e.item_id, e.query) for e in events]
+    assert kinds == [
+        ("view", item(12), None),
+        ("keyword-click", None, "running shoe"),
+        ("search", None, "running shoe"),
+        ("view", item(13), "running shoe"),
+        ("cart", item(13), "running shoe"),
+    ]
+    assert events[1].recommendation_id == card_id
+    admin = keyword_demo.client.get(f"/v1/recommendations/{card_id}", headers=auth(ADMIN))
+    assert [o["type"] for o in admin.json()["outcomes"]] == ["keyword-click"]
+
+
+def test_no_card_while_the_shopper_is_buying(browser: Any, keyword_demo: Server) -> None:
+    page, _ = shop(browser, keyword_demo)
+    click_and_wait(page, f"#products li[data-item-id='{item(12)}']")
+    click_and_wait(page, "#add-to-cart")
+    click_and_wait(page, ".shop-name")
+    click_and_wait(page, f"#products li[data-item-id='{item(14)}']")
+    assert not page.locator("#keyword-card").is_visible()
+    assert "funnel" in (page.locator("#keyword-card").get_attribute("data-reason") or "")

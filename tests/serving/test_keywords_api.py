@@ -7,47 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
-from serving_helpers import ADMIN, READ, MakeClient, TestClient, auth, item, send, view
-
-from event_tables import event_table
-from nextbest.keywords.graph import KEYWORDS_DIR, QueryGraphConfig, build_query_graph
-from nextbest.models.store import latest_version
-
-KINDS = {"treadmill": range(0, 10), "running shoe": range(10, 20), "coffee": range(20, 30)}
-TOP = {"treadmill": "Sports", "running shoe": "Sports", "coffee": "Home"}
-
-
-def plant_graph(home: Path) -> None:
-    """Shoppers on a running shoe search "running shoe" and "socks" (socks lead to i19);
-    coffee shoppers search "coffee"."""
-    rows: list[tuple[Any, ...]] = []
-    for k in range(20):
-        for query, items in [*KINDS.items(), ("socks", range(19, 20))]:
-            session = f"{query}-{k}"
-            if query == "socks":
-                rows.append((session, 0.0, "view", item(12), None))
-            rows.append((session, 1.0, "search", None, query))
-            rows += [(session, 2.0, "view", item(j), None) for j in items if j % 3 == k % 3]
-    catalog = pl.DataFrame(
-        {
-            "item_id": [item(j) for j in range(30)],
-            "category_path": [
-                f"{TOP[kind]} > {kind.title()}" for kind, items in KINDS.items() for _ in items
-            ],
-        }
-    )
-    events = event_table(rows, ("session_id", "timestamp", "type", "item_id", "query"))
-    graph = build_query_graph(events, catalog, QueryGraphConfig(min_count=1.0))
-    folder = latest_version(home)
-    assert folder is not None
-    graph.save(folder / KEYWORDS_DIR)
+from serving_helpers import (
+    ADMIN,
+    READ,
+    MakeClient,
+    TestClient,
+    auth,
+    item,
+    plant_query_graph,
+    send,
+    view,
+)
 
 
 @pytest.fixture
 def client(home: Path, make_client: MakeClient) -> TestClient:
-    plant_graph(home)
+    plant_query_graph(home)
     return make_client()
 
 

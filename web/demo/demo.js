@@ -16,6 +16,7 @@
   const WHERE = {
     home: "from the home page", category: "from a category", product: "on its page",
     cart: "in the cart", direct: "opened directly", search: "from the search box",
+    keywords: "on the keyword card",
   };
   // The demo catalog carries no currency; euros make it read like a shop.
   const money = new Intl.NumberFormat("en-IE", { style: "currency", currency: "EUR" });
@@ -196,7 +197,7 @@
       const line = element("li");
       line.dataset.type = entry.type;
       line.append(element("span", `event ${entry.type}`, entry.type));
-      const what = entry.type === "search" ? `“${entry.query}”` : itemOf(entry.itemId).title;
+      const what = entry.query ? `“${entry.query}”` : itemOf(entry.itemId).title;
       line.append(element("span", "what", what));
       line.append(element("small", "muted", whereText(entry)));
       return line;
@@ -253,8 +254,47 @@
       if (reply) showReply(list, name, reply, new Set(never));
       else list.replaceChildren(emptyLine(`Recommendations unavailable: ${failure.message}`));
     });
+    if (placement === "product") await showKeywords(ticket);
     await showAffinity(ticket);
     bumpUpdates();
+  }
+
+  /** The keyword card under the product: keywords other shoppers searched, or nothing when
+   *  the engine says the card is not worth showing now (its reason in data-reason). */
+  async function showKeywords(ticket) {
+    const card = $("keyword-card");
+    let reply = null;
+    try {
+      reply = await nb.keywords({ item_id: productId, n: 4 });
+    } catch (error) {
+      reply = { show: false, reason: error.message, keywords: [] };
+    }
+    if (ticket !== listTicket) return;
+    card.dataset.reason = reply.reason || "";
+    card.hidden = !reply.show;
+    if (!reply.show) return $("keywords").replaceChildren();
+    card.dataset.recommendationId = reply.recommendation_id;
+    $("keyword-title").textContent = reply.title;
+    $("keywords").replaceChildren(...reply.keywords.map((keyword) => {
+      const button = element("button", "keyword secondary", keyword.query);
+      button.type = "button";
+      button.dataset.query = keyword.query;
+      button.dataset.path = keyword.path;
+      button.addEventListener("click", () => clickKeyword(keyword.query, reply.recommendation_id));
+      return button;
+    }));
+  }
+
+  /** A keyword click: an explicit answer, sent with the card's recommendation id, then a
+   *  search for it, ordered for this session. */
+  function clickKeyword(query, recommendationId) {
+    nb.track("keyword-click", {
+      query, recommendation_id: recommendationId, context: { placement: "keywords" },
+    });
+    state.history.unshift({ type: "keyword-click", query, placement: "keywords", via: null });
+    state.history.length = Math.min(state.history.length, HISTORY_SIZE);
+    saveState();
+    location.hash = `#/search/${encodeURIComponent(query)}`;
   }
 
   async function fetchList(placement) {

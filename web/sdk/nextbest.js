@@ -192,6 +192,13 @@
     return this.read("/v1/search", Object.assign({ q: q }, params || {}));
   };
 
+  /** The keyword card for this session: {show, reason, title, keywords: [{query, score,
+   *  path}], recommendation_id} (needs readKey). On a click, send track("keyword-click",
+   *  {query, recommendation_id}) and run the search. */
+  Client.prototype.keywords = function (params) {
+    return this.read("/v1/keywords", Object.assign({ n: 4 }, params || {}));
+  };
+
   /** GET path with this session (and user) and params; the reply's JSON, or an Error
    *  carrying the server's error body. */
   Client.prototype.read = function (path, params) {
