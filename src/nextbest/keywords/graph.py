@@ -88,12 +88,31 @@ class QueryGraph:
     c2q: sp.csr_matrix  # [C, Q]
     item_categories: sp.csr_matrix  # [I, C] 1 where the item is under the category
 
-    # -- lookups ---------------------------------------------------------------------------
+    # -- lookups (built once: a request must not pay a pass over every query) --------------
     def query_index(self) -> dict[str, int]:
-        return {q: k for k, q in enumerate(self.queries)}
+        return self._lookups()[0]
 
     def item_index(self) -> dict[str, int]:
-        return {i: k for k, i in enumerate(self.item_ids)}
+        return self._lookups()[1]
+
+    def category_spread(self) -> sp.csr_matrix:
+        """[I, C] each item's category levels, its row summing to 1 (0 without categories):
+        the item -> category step of a walk."""
+        return self._lookups()[2]
+
+    def _lookups(self) -> tuple[dict[str, int], dict[str, int], sp.csr_matrix]:
+        cached = self.__dict__.get("_cached_lookups")
+        if cached is None:
+            levels = self.item_categories
+            per_item = np.asarray(levels.sum(axis=1)).ravel()
+            scale = np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0)
+            cached = (
+                {q: k for k, q in enumerate(self.queries)},
+                {i: k for k, i in enumerate(self.item_ids)},
+                sp.csr_matrix(sp.diags(scale) @ levels),
+            )
+            self.__dict__["_cached_lookups"] = cached
+        return cached  # type: ignore[no-any-return]
 
     def queries_of_item(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
         row = self.item_index().get(item_id)

@@ -75,12 +75,9 @@ def history_matrix(
 def path_scores(graph: QueryGraph, history: sp.csr_matrix) -> dict[str, np.ndarray]:
     """Each path's query scores [shoppers, Q], every row summing to 1 (or 0 when the path
     finds nothing)."""
-    levels = graph.item_categories
-    per_item = np.asarray(levels.sum(axis=1)).ravel()
-    spread = sp.diags(np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0))
     walks = {
         "i2q": history @ graph.i2q,
-        "c2q": history @ (spread @ levels) @ graph.c2q,
+        "c2q": (history @ graph.category_spread()) @ graph.c2q,
     }
     scores = {}
     for name, walked in walks.items():
