@@ -99,3 +99,15 @@ def test_a_keyword_click_without_its_keyword_is_refused_by_name(client: TestClie
     click = {"event_id": "k1", "type": "keyword-click", "session_id": "s1", "timestamp": 1.0}
     reply = send(client, click).json()
     assert reply["accepted"] == 0 and reply["rejected"][0]["field"] == "events[0].query"
+
+
+def test_a_query_the_session_searched_is_not_offered_again(client: TestClient) -> None:
+    send(client, view("e1", "s1", item(12)))
+    before = [
+        k["query"] for k in card(client, session_id="s1", item_id=item(12)).json()["keywords"]
+    ]
+    assert "socks" in before
+    searched = {"event_id": "q1", "type": "search", "session_id": "s1",
+                "timestamp": time.time(), "query": "  SOCKS "}  # fmt: skip
+    send(client, searched)
+    assert "socks" not in offered() and offered()

@@ -11,6 +11,7 @@ ordering once keyword impressions and clicks exist to learn from.
 - **Diversity**: a keyword whose items mostly overlap a keyword already on the card (cosine
   of their q2i rows at least `max_overlap`) is skipped, so the card never offers "scarf",
   "red scarf" and "wool scarf" for one need.
+- **Not again**: what the session searched already, or clicked on a card, is left out.
 - **Whether to show**: not in a purchase funnel (a cart add or purchase among the session's
   last `funnel_events` events: the shopper knows what they want), and only with at least
   `min_keywords` keywords found.
@@ -64,19 +65,21 @@ def keyword_card(
     n: int = 4,
     item_on_screen: str | None = None,
     earlier: Sequence[tuple[str, str, float]] = (),
+    searched: frozenset[str] = frozenset(),
     config: CardConfig | None = None,
     recall_config: RecallConfig | None = None,
 ) -> Card:
     """The card for a shopper whose session's item events are `events` (item_id, action,
     timestamp; oldest first), who looks at `item_on_screen`, and whose `earlier` events (a
-    signed-in user's purchases) count for recall but not as the session's funnel."""
+    signed-in user's purchases) count for recall but not as the session's funnel. Queries
+    the session `searched` (or clicked on a card) are not offered again."""
     config = config or CardConfig()
     history = [*earlier, *events]
     if item_on_screen is not None:
         history.append((item_on_screen, ON_SCREEN_ACTION, now))
     if any(action in FUNNEL_TYPES for _, action, _ in events[-config.funnel_events :]):
         return Card(False, "in a purchase funnel: the shopper knows what they want", "", [])
-    recalled = recall_keywords(graph, history, now, config.recall, recall_config)
+    recalled = recall_keywords(graph, history, now, config.recall, recall_config, searched)
     chosen = _diverse(graph, recalled, n, config.max_overlap)
     if len(chosen) < min(config.min_keywords, n):
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)

@@ -75,6 +75,11 @@ def normalise_query(column: pl.Expr) -> pl.Expr:
     return column.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
 
 
+def normalise_text(query: str) -> str:
+    """`normalise_query` for one string."""
+    return " ".join(query.lower().split())
+
+
 @dataclass
 class QueryGraph:
     config: QueryGraphConfig
@@ -119,8 +124,7 @@ class QueryGraph:
         return [] if row is None else self._top(self.i2q, row, self.queries, n)
 
     def items_of_query(self, query: str, n: int = 10) -> list[tuple[str, float]]:
-        text = " ".join(query.lower().split())
-        row = self.query_index().get(text)
+        row = self.query_index().get(normalise_text(query))
         return [] if row is None else self._top(self.q2i, row, self.item_ids, n)
 
     def queries_of_category(self, category: str, n: int = 10) -> list[tuple[str, float]]:

@@ -11,6 +11,7 @@ screen (`keywords/card.py`). The card is recorded like a recommendation list (pl
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -18,10 +19,12 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from nextbest.keywords.card import keyword_card
+from nextbest.keywords.graph import normalise_text
 from nextbest.serving.deps import ReadAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.recommend import Recommended
 from nextbest.serving.routes.recommendations import IdParam, keep_served, new_recommendation_id
+from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["keywords"])
 
@@ -67,6 +70,7 @@ async def get_keywords(
             model_version=model.version if model else None,
         )  # fmt: skip
     record = services.live.session(model, session_id) if session_id else None
+    searched = await asyncio.to_thread(_searched, services, session_id) if session_id else set()
     events = [(i.item_id, i.type, i.time) for i in record.recent] if record else []
     owner = (record.user_id if record else None) or user_id
     bought: list[tuple[str, str, float]] = []
@@ -77,7 +81,10 @@ async def get_keywords(
             key=lambda event: event[2],
         )
     now = max(time.time(), record.last_time if record else 0.0)
-    card = keyword_card(graph, events, now, n, item_on_screen=item_id, earlier=bought)
+    card = keyword_card(
+        graph, events, now, n, item_on_screen=item_id, earlier=bought,
+        searched=frozenset(searched),
+    )  # fmt: skip
     shown = [
         Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
         for k in card.keywords
@@ -97,3 +104,17 @@ async def get_keywords(
         recommendation_id=recommendation_id,
         model_version=model.version if model else None,
     )
+
+
+SEARCHED_EVENTS = 50  # the session's latest events read for its searches
+
+
+def _searched(services: Services, session_id: str) -> set[str]:
+    """The queries the session searched or clicked on a card (its latest events, from the
+    log: the live record keeps item events only)."""
+    events = services.log.session_events([session_id], SEARCHED_EVENTS).get(session_id, [])
+    return {
+        normalise_text(event.query)
+        for event in events
+        if event.type in ("search", "keyword-click") and event.query
+    }
