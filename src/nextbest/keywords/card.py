@@ -26,8 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextbest.events.schema import CATEGORY_SEPARATOR
-from nextbest.keywords.graph import QueryGraph
+from nextbest.keywords.graph import QueryGraph, walk
 from nextbest.keywords.recall import Keyword, RecallConfig, recall_keywords
 
 PLAIN_TITLE = "Shoppers also searched"
@@ -87,32 +86,38 @@ def keyword_card(
 
 
 def _diverse(graph: QueryGraph, found: list[Keyword], n: int, max_overlap: float) -> list[Keyword]:
-    index = graph.query_index()
-    rows = graph.q2i
+    lookups, q2i = graph.lookups, graph.q2i
     chosen: list[Keyword] = []
-    vectors: list[np.ndarray] = []
+    rows: list[tuple[np.ndarray, np.ndarray, float]] = []  # the chosen keywords' q2i rows
     for keyword in found:
-        row = rows.getrow(index[keyword.query]).toarray().ravel()
-        norm = float(np.linalg.norm(row))
-        vector = row / norm if norm > 0 else row
-        if any(float(vector @ other) >= max_overlap for other in vectors):
+        row = lookups.query_of[keyword.query]
+        begin, end = q2i.indptr[row], q2i.indptr[row + 1]
+        mine = (q2i.indices[begin:end], q2i.data[begin:end], float(lookups.q2i_norms[row]))
+        if any(_cosine(mine, other) >= max_overlap for other in rows):
             continue
         chosen.append(keyword)
-        vectors.append(vector)
+        rows.append(mine)
         if len(chosen) == n:
             break
     return chosen
 
 
+def _cosine(
+    a: tuple[np.ndarray, np.ndarray, float], b: tuple[np.ndarray, np.ndarray, float]
+) -> float:
+    if a[2] <= 0 or b[2] <= 0:
+        return 0.0
+    _, in_a, in_b = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
+    return float(a[1][in_a] @ b[1][in_b]) / (a[2] * b[2])
+
+
 def _title(graph: QueryGraph, keywords: list[Keyword]) -> str:
     """ "Ideas in X" for the top-level category X holding most of the keywords' c2q mass."""
-    if not graph.categories:
+    lookups = graph.lookups
+    if not len(lookups.top_categories):
         return PLAIN_TITLE
-    index = graph.query_index()
-    columns = [index[k.query] for k in keywords]
-    mass = np.asarray(graph.c2q[:, columns].sum(axis=1)).ravel()
-    tops = [k for k, name in enumerate(graph.categories) if CATEGORY_SEPARATOR not in name]
-    if not tops or mass[tops].max() <= 0:
+    rows = {lookups.query_of[k.query]: 1.0 for k in keywords}
+    mass = walk(lookups.q2c, rows, len(graph.categories))[lookups.top_categories]
+    if mass.max() <= 0:
         return PLAIN_TITLE
-    best = tops[int(np.argmax(mass[tops]))]
-    return f"Ideas in {graph.categories[best]}"
+    return f"Ideas in {graph.categories[int(lookups.top_categories[int(np.argmax(mass))])]}"

@@ -95,28 +95,21 @@ class QueryGraph:
 
     # -- lookups (built once: a request must not pay a pass over every query) --------------
     def query_index(self) -> dict[str, int]:
-        return self._lookups()[0]
+        return self.lookups.query_of
 
     def item_index(self) -> dict[str, int]:
-        return self._lookups()[1]
+        return self.lookups.item_of
 
     def category_spread(self) -> sp.csr_matrix:
         """[I, C] each item's category levels, its row summing to 1 (0 without categories):
         the item -> category step of a walk."""
-        return self._lookups()[2]
+        return self.lookups.spread
 
-    def _lookups(self) -> tuple[dict[str, int], dict[str, int], sp.csr_matrix]:
-        cached = self.__dict__.get("_cached_lookups")
+    @property
+    def lookups(self) -> GraphLookups:
+        cached = self.__dict__.get("_lookups")
         if cached is None:
-            levels = self.item_categories
-            per_item = np.asarray(levels.sum(axis=1)).ravel()
-            scale = np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0)
-            cached = (
-                {q: k for k, q in enumerate(self.queries)},
-                {i: k for k, i in enumerate(self.item_ids)},
-                sp.csr_matrix(sp.diags(scale) @ levels),
-            )
-            self.__dict__["_cached_lookups"] = cached
+            cached = self.__dict__["_lookups"] = GraphLookups.of(self)
         return cached  # type: ignore[no-any-return]
 
     def queries_of_item(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
@@ -193,6 +186,52 @@ class QueryGraph:
             categories=meta["categories"],
             **matrices,
         )
+
+
+@dataclass(frozen=True)
+class GraphLookups:
+    """What a request reads from a graph, derived once."""
+
+    query_of: dict[str, int]
+    item_of: dict[str, int]
+    spread: sp.csr_matrix  # [I, C] item -> its category levels, rows summing to 1
+    q2c: sp.csr_matrix  # [Q, C] c2q transposed: a query's categories, by row
+    q2i_norms: np.ndarray  # [Q] the L2 norm of each q2i row
+    top_categories: np.ndarray  # indices of the top-level categories
+
+    @classmethod
+    def of(cls, graph: QueryGraph) -> GraphLookups:
+        levels = graph.item_categories
+        per_item = np.asarray(levels.sum(axis=1)).ravel()
+        scale = np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0)
+        q2i = graph.q2i.tocsr()
+        return cls(
+            query_of={q: k for k, q in enumerate(graph.queries)},
+            item_of={i: k for k, i in enumerate(graph.item_ids)},
+            spread=sp.csr_matrix(sp.diags(scale) @ levels),
+            q2c=graph.c2q.T.tocsr(),
+            q2i_norms=np.sqrt(np.asarray(q2i.multiply(q2i).sum(axis=1)).ravel()),
+            top_categories=np.array(
+                [k for k, c in enumerate(graph.categories) if CATEGORY_SEPARATOR not in c],
+                dtype=np.int64,
+            ),
+        )
+
+
+def walk(matrix: sp.csr_matrix, weights: dict[int, float], width: int) -> np.ndarray:
+    """sum over `weights` (row -> weight) of weight x that row of `matrix`, dense [width]: one
+    shopper's step of a walk, in one gather and one bincount (no sparse matrix per request)."""
+    if not weights:
+        return np.zeros(width, dtype=np.float64)
+    rows = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+    factors = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    # the positions of every chosen row's entries in indices/data, row after row
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    positions = np.arange(int(lengths.sum())) + offsets
+    values = matrix.data[positions] * np.repeat(factors, lengths)
+    return np.bincount(matrix.indices[positions], weights=values, minlength=width)
 
 
 def load_version_graph(version: Path) -> QueryGraph | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from nextbest.keywords.graph import DEFAULT_WEIGHTS, QueryGraph
+from nextbest.keywords.graph import DEFAULT_WEIGHTS, QueryGraph, walk
 
 PATHS = ("i2q", "c2q")
 
@@ -106,14 +106,34 @@ def recall_keywords(
     exclude: frozenset[str] = frozenset(),
 ) -> list[Keyword]:
     """One shopper's `n` best keywords from their (item_id, action, timestamp) events, leaving
-    out `exclude` (what they searched already)."""
-    history = history_matrix(graph, [events], [now], config or RecallConfig())
-    scores = {name: value[0] for name, value in path_scores(graph, history).items()}
-    combined = sum(scores.values(), np.zeros(len(graph.queries)))
+    out `exclude` (what they searched already). The same scores as `recall_matrix`'s row, by
+    dense walks over the graph's rows (a request's cost is its history, not the catalog)."""
+    config = config or RecallConfig()
+    item_of, weight_of = graph.item_index(), dict(config.weights)
+    items: dict[int, float] = {}
+    for item_id, action, timestamp in events:
+        column, weight = item_of.get(item_id), weight_of.get(action, 0.0)
+        if column is None or weight <= 0:
+            continue
+        age = max(0.0, now - timestamp)
+        items[column] = items.get(column, 0.0) + weight * 0.5 ** (age / config.half_life_seconds)
+    n_queries = len(graph.queries)
+    lookups = graph.lookups
+    categories = walk(lookups.spread, items, len(graph.categories))
+    on = np.flatnonzero(categories)
+    walked = {
+        "i2q": walk(graph.i2q, items, n_queries),
+        "c2q": walk(graph.c2q, dict(zip(on.tolist(), categories[on].tolist(), strict=True)),
+                    n_queries),
+    }  # fmt: skip
+    scores = {}
+    for name, values in walked.items():
+        total = values.sum()
+        scores[name] = values / total if total > 0 else values
+    combined = scores["i2q"] + scores["c2q"]
     found: list[Keyword] = []
-    for column in _top(combined[None, :], n + len(exclude))[0]:
-        if column < 0:
-            break
+    positive = np.flatnonzero(combined > 0)  # best first, ties by index, as `_top`
+    for column in positive[np.lexsort((positive, -combined[positive]))][: n + len(exclude)]:
         query = graph.queries[column]
         if query in exclude:
             continue
