@@ -123,3 +123,14 @@ def test_the_answer_is_recorded_for_attribution_and_needs_a_key(client: TestClie
     )
     assert kept.status_code == 200 and kept.json()["items"] == []
     assert client.get("/v1/search", params={"q": "coffee"}).status_code == 401
+
+
+def test_the_product_on_screen_orders_the_results_and_is_not_among_them(
+    client: TestClient,
+) -> None:
+    """A search begun from i13's page (a keyword card's): i14 comes first, as if the session
+    had just viewed i13, and i13 itself is not a result."""
+    found = ids(search(client, q="running shoe", n=10, session_id="s2", item_id=item(13)))
+    assert found[0] == item(14) and item(13) not in found and len(found) == 9
+    unknown = search(client, q="running shoe", item_id="no-such-item")
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "item_id"

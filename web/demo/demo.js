@@ -39,6 +39,8 @@
   // Each page shows one list: only the newest request's reply is shown, so a late reply
   // for a page already left neither lands on screen nor counts as an update.
   let listTicket = 0;
+  // The product whose keyword card started the search on its way, if one did.
+  let searchTrigger = null;
   let state = loadState();
 
   async function getJson(url) {
@@ -288,6 +290,7 @@
   /** A keyword click: an explicit answer, sent with the card's recommendation id, then a
    *  search for it, ordered for this session. */
   function clickKeyword(query, recommendationId) {
+    searchTrigger = productId;  // the search counts the product on screen, and leaves it out
     nb.track("keyword-click", {
       query, recommendation_id: recommendationId, context: { placement: "keywords" },
     });
@@ -481,6 +484,8 @@
   /** Send the search, then show its results, ordered for this session. */
   async function showSearch(query) {
     const ticket = ++listTicket;
+    const trigger = searchTrigger;
+    searchTrigger = null;
     $("search-input").value = query;
     $("search-query").textContent = query;
     nb.track("search", { query, context: { placement: "search" } });
@@ -491,7 +496,7 @@
     const list = $("recommendations-search");
     let reply = null;
     try {
-      reply = await nb.search(query, { n: GRID_SIZE });
+      reply = await nb.search(query, { n: GRID_SIZE, item_id: trigger || undefined });
     } catch (error) {
       if (ticket !== listTicket) return;
       list.replaceChildren(emptyLine(`Search unavailable: ${error.message}`));

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from nextbest.events.schema import MAX_QUERY_LENGTH
+from nextbest.events.schema import MAX_ID_LENGTH, MAX_QUERY_LENGTH
 from nextbest.keywords.search import match_expression
 from nextbest.recommend.context import Query as RecommendQuery
 from nextbest.serving.deps import ReadAccess
@@ -44,12 +44,23 @@ async def get_search(
     ],
     session_id: IdParam = None,
     user_id: IdParam = None,
+    item_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_ID_LENGTH,
+            description="the product on screen when the search began (a keyword card's): it "
+            "counts as the session's latest item, and is not among the results",
+        ),
+    ] = None,
     n: CountParam = 10,
 ) -> RecommendationsOut:
     """The `n` catalog items that best match `q` for this session. Full-text operators in
     `q` are plain words; a `q` without a letter or digit is a 422."""
     if match_expression(q) is None:
         raise ApiError(422, "invalid query", "q", "the query holds no word (letters or digits)")
+    if item_id is not None and services.catalog.unknown([item_id], services.model):
+        raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
     matches = [item for item, _ in services.catalog.search(q, MATCHES)]
     if SEARCH_PLACEMENT not in services.recommender.placements:
         raise ApiError(
@@ -58,7 +69,9 @@ async def get_search(
         )  # fmt: skip
     if not matches:  # nothing to order: an empty list, recorded all the same (a failed search)
         model, recommendation_id = services.model, new_recommendation_id()
-        keep_served(services, recommendation_id, model, [], session_id, user_id, SEARCH_PLACEMENT)
+        keep_served(
+            services, recommendation_id, model, [], session_id, user_id, SEARCH_PLACEMENT, item_id
+        )
         return RecommendationsOut(
             recommendation_id=recommendation_id,
             model_version=model.version if model else None,
@@ -70,6 +83,7 @@ async def get_search(
         placement=SEARCH_PLACEMENT,
         session_id=session_id,
         user_id=user_id,
+        item_id=item_id,
         candidates=tuple(matches),
     )
     return answer(services, query)
