@@ -242,3 +242,19 @@ def test_the_pipelines_sessions_live_in_redis_across_workers(
     assert record.n_events == 2 and record.last_item == item(21)
     model = first.app.state.services.model  # type: ignore[attr-defined]
     assert len(model.codec.join([record.state]).parts) == 2
+
+
+def test_a_pipeline_version_orders_search_results_for_the_session(
+    start: Callable[..., TestClient],
+) -> None:
+    """The demo serves the two-stage pipeline: its search box must work over it too."""
+    client = start()
+    items = [{"item_id": item(j), "title": f"Gadget {j}"} for j in range(N_ITEMS)]
+    assert client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).status_code == 200
+    send(client, view("e1", "s1", item(3)), view("e2", "s1", item(4)))
+    reply = client.get(
+        "/v1/search", params={"q": "gadget", "session_id": "s1", "n": 5}, headers=auth(READ)
+    )
+    assert reply.status_code == 200, reply.text
+    found = [entry["item_id"] for entry in reply.json()["items"]]
+    assert len(found) == 5 and found[0] == item(5)  # the walk goes on: after 4 comes 5
