@@ -42,6 +42,7 @@ from bench_serving import (
     _summary,
     free_port,
     load,
+    paced,
     quiet_collector,
     save_result,
     start_server,
@@ -116,15 +117,7 @@ async def shoppers_at_rate(
                 timings[call].append(took)
         pool.put_nowait(connection)
 
-    loop = asyncio.get_running_loop()
-    tasks = []
-    total = int(rate * (warmup + seconds))
-    begin = loop.time()
-    for k in range(total):
-        await asyncio.sleep(max(0.0, begin + k / rate - loop.time()))
-        tasks.append(asyncio.create_task(shopper(k, k >= rate * warmup)))
-    await asyncio.gather(*tasks)
-    elapsed = loop.time() - begin
+    total, elapsed = await paced(shopper, rate, seconds, warmup)
     return {
         "rate_per_s": rate,
         "achieved_per_s": round(total / elapsed, 1),

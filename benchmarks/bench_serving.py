@@ -53,7 +53,7 @@ import tempfile
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +368,23 @@ class Connection:
         return int(status_line.split()[1]), await self.reader.readexactly(length)
 
 
+async def paced(
+    one: Callable[[int, bool], Awaitable[None]], rate: float, seconds: float, warmup: float
+) -> tuple[int, float]:
+    """Start `one(k, measured)` `rate` times a second for `warmup + seconds` (measured after
+    the warm-up), each on its own task, so a slow answer never delays the next start; wait
+    for all. Returns how many were started and the seconds it took."""
+    loop = asyncio.get_running_loop()
+    tasks = []
+    total = int(rate * (warmup + seconds))
+    begin = loop.time()
+    for k in range(total):
+        await asyncio.sleep(max(0.0, begin + k / rate - loop.time()))
+        tasks.append(asyncio.create_task(one(k, k >= rate * warmup)))
+    await asyncio.gather(*tasks)
+    return total, loop.time() - begin
+
+
 async def recommendations_at_rate(
     port: int, items: list[str], rate: float, seconds: float, warmup: float, placement: str
 ) -> dict[str, Any]:
@@ -407,15 +424,7 @@ async def recommendations_at_rate(
         if record:
             timings.append((posted - started, done - posted))
 
-    loop = asyncio.get_running_loop()
-    tasks = []
-    total = int(rate * (warmup + seconds))
-    begin = loop.time()
-    for k in range(total):
-        await asyncio.sleep(max(0.0, begin + k / rate - loop.time()))
-        tasks.append(asyncio.create_task(pair(k, k >= rate * warmup)))
-    await asyncio.gather(*tasks)
-    elapsed = loop.time() - begin
+    total, elapsed = await paced(pair, rate, seconds, warmup)
     return {
         "rate_per_s": rate,
         "seconds_with_warmup": warmup + seconds,

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table
-from nextbest.cli.rules import _version_folder
+from nextbest.cli.rules import version_folder
 from nextbest.data.sessions import Sessions
 from nextbest.data.splits import split_by_time, train_valid_split
 from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
@@ -90,7 +90,7 @@ def show(
     """Print a version's query graph: its size, the most searched queries, and lookups."""
     if limit < 1:
         raise ValueError(f"--limit must be >= 1, not {limit}")
-    folder = _version_folder(nextbest_home(), version)
+    folder = version_folder(nextbest_home(), version)
     graph = load_version_graph(folder)
     if graph is None:
         raise ValueError(

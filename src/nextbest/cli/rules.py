@@ -38,7 +38,7 @@ def show(
     """Print the purchase rules of a model version under $NEXTBEST_HOME/models."""
     if limit < 0:
         raise ValueError(f"--limit must be 0 (all) or more, not {limit}")
-    folder = _version_folder(nextbest_home(), version)
+    folder = version_folder(nextbest_home(), version)
     rules = PurchaseRules.load(folder)
     if rules is None:
         raise ValueError(
@@ -59,7 +59,7 @@ def show(
         console.print(f"{len(shown)} of {len(rows)} categories shown (--limit 0 shows all)")
 
 
-def _version_folder(home: Path, version: str | None) -> Path:
+def version_folder(home: Path, version: str | None) -> Path:
     if version is None:
         newest = latest_version(home)
         if newest is None:

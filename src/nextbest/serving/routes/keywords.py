@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from nextbest.events.schema import ITEMLESS_EVENT_TYPES
 from nextbest.keywords.card import keyword_card
 from nextbest.keywords.graph import normalise_text
 from nextbest.serving.deps import ReadAccess
@@ -116,5 +117,5 @@ def _searched(services: Services, session_id: str) -> set[str]:
     return {
         normalise_text(event.query)
         for event in events
-        if event.type in ("search", "keyword-click") and event.query
+        if event.type in ITEMLESS_EVENT_TYPES and event.query  # searches and keyword clicks
     }

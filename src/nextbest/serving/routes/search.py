@@ -59,8 +59,6 @@ async def get_search(
     `q` are plain words; a `q` without a letter or digit is a 422."""
     if match_expression(q) is None:
         raise ApiError(422, "invalid query", "q", "the query holds no word (letters or digits)")
-    if item_id is not None and services.catalog.unknown([item_id], services.model):
-        raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
     matches = [item for item, _ in services.catalog.search(q, MATCHES)]
     if SEARCH_PLACEMENT not in services.recommender.placements:
         raise ApiError(
@@ -69,6 +67,9 @@ async def get_search(
         )  # fmt: skip
     if not matches:  # nothing to order: an empty list, recorded all the same (a failed search)
         model, recommendation_id = services.model, new_recommendation_id()
+        # (with matches, `answer` refuses an unknown item_id itself)
+        if item_id is not None and services.catalog.unknown([item_id], model):
+            raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
         keep_served(
             services, recommendation_id, model, [], session_id, user_id, SEARCH_PLACEMENT, item_id
         )
