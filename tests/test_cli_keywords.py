@@ -100,14 +100,18 @@ def test_keywords_evaluate_reports_recall_and_search_on_a_time_split(
     from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 
     shop = generate_demo_shop(DemoShopConfig(n_events=40_000, n_items=500, n_users=600, days=10))
-    log, items = tmp_path / "log.parquet", tmp_path / "items.csv"
+    log, items, cards = tmp_path / "log.parquet", tmp_path / "items.csv", tmp_path / "cards.parquet"
     shop.events.write_parquet(log)
     shop.items.write_csv(items)
+    shop.cards.write_parquet(cards)
     result = runner.invoke(
-        app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--n", "20"]
-    )
+        app,
+        ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--n", "20",
+         "--cards", str(cards)],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for line in ("keyword recall:", "recall@20", "combined", "popular", "personal w=8"):
+    for line in ("keyword recall:", "recall@20", "combined", "popular", "personal w=8",
+                 "clicks on test cards", "clicked keyword"):  # fmt: skip
         assert line in result.output
     bad = runner.invoke(
         app, ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--weight", "-1"]
@@ -119,3 +123,31 @@ def test_keywords_evaluate_without_searches_says_so(home: Path, tmp_path: Path) 
     log, items = write_log(tmp_path, with_searches=False)
     result = runner.invoke(app, ["keywords", "evaluate", "--log", str(log), "--items", str(items)])
     assert result.exit_code == 2 and "no search events" in result.output
+
+
+def test_keywords_rankers_reports_every_step_and_history_beats_the_category_alone(
+    home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
+
+    shop = generate_demo_shop(DemoShopConfig(n_events=60_000, n_items=500, n_users=600, days=10))
+    log, items, cards = tmp_path / "log.parquet", tmp_path / "items.csv", tmp_path / "cards.parquet"
+    shop.events.write_parquet(log)
+    shop.items.write_csv(items)
+    shop.cards.write_parquet(cards)
+    out = tmp_path / "rankers.json"
+    args = ["keywords", "rankers", "--log", str(log), "--items", str(items), "--cards", str(cards)]
+    result = runner.invoke(app, [*args, "--seeds", "1", "--epochs", "2", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    for line in ("keyword popularity", "+ history", "+ text", "all features", "+ time and types"):
+        assert line in result.output
+    rows = {(r["ranker"], r["step"]): r["auc"][0] for r in json.loads(out.read_text())["rows"]}
+    assert len(rows) == 10
+    # the click follows the shopper's next leaf: the history says much, the category little
+    for ranker in ("ftrl", "attention-gru"):
+        assert rows[(ranker, "+ history")] > rows[(ranker, "category")] + 0.1
+    assert rows[("attention-gru", "all features")] > rows[("popularity", "category")] + 0.1
+    missing = runner.invoke(app, [*args[:-1], str(tmp_path / "nope.parquet")])
+    assert missing.exit_code == 2 and "no such file" in missing.output

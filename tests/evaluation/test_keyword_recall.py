@@ -71,3 +71,27 @@ def test_popular_is_the_most_searched_queries_for_everyone() -> None:
 def test_n_below_one_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="n must be"):
         evaluate_keyword_recall(GRAPH, TRAIN, TRAIN, n=0)
+
+
+def test_card_recall_counts_each_clicked_keyword_from_its_shoppers_past() -> None:
+    from nextbest.evaluation.keyword_recall import evaluate_card_recall
+
+    log = table(
+        [
+            ("s1", "u1", 20.0, "view", "a", None),  # u1 looked at a hat before the card
+            ("s2", None, 20.0, "view", "a", None),  # another visitor's session
+            ("s3", None, 30.0, "view", "c", None),
+        ]
+    )
+    names = ("card_id", "session_id", "user_id", "timestamp", "item_id", "position", "query",
+             "clicked")  # fmt: skip
+    rows = [
+        ("k1", "s9", "u1", 25.0, None, 0, "Hat", True),  # u1's history, another session: found
+        ("k1", "s9", "u1", 25.0, None, 1, "tent", False),  # not clicked: no case
+        ("k2", "s3", None, 31.0, "c", 0, "hat", True),  # s3 saw a tent only: not found
+        ("k3", "s3", None, 32.0, "c", 0, "tent", True),  # found
+    ]
+    cards = pl.DataFrame([dict(zip(names, r, strict=True)) for r in rows])
+    result = evaluate_card_recall(GRAPH, log, cards, n=1)
+    assert result.cases == 3 and result.with_history == 3
+    assert result.found["i2q"] == 2 and result.found["combined"] == 2

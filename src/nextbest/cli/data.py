@@ -160,7 +160,8 @@ def demo_shop(
         typer.Option(help="share of the catalog held out of training (new items in the test)"),
     ] = 0.0,
 ) -> None:
-    """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet.
+    """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet,
+    keyword_cards.parquet.
 
     `--cold-items 0.1` holds 10% of the items out of train.tsv and keeps their test events,
     listing them in cold_items.txt: the cold-start test of `nextbest evaluate --items`."""

@@ -15,7 +15,7 @@ from nextbest.cli.common import console, friendly_errors, progress_bar, results_
 from nextbest.cli.rules import version_folder
 from nextbest.data.sessions import Sessions
 from nextbest.data.splits import split_by_time, train_valid_split
-from nextbest.evaluation.keyword_recall import evaluate_keyword_recall
+from nextbest.evaluation.keyword_recall import evaluate_card_recall, evaluate_keyword_recall
 from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_search, mrr_rows
 from nextbest.events.io import read_events
 from nextbest.events.schema import items_of_table
@@ -144,6 +144,14 @@ def evaluate_keywords(
         str, typer.Option("--model", help="the session model that personalises the search")
     ] = "covisit",
     n: Annotated[int, typer.Option(help="keywords recalled per shopper")] = 50,
+    cards_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--cards",
+            help="keyword cards shown and clicked (.parquet): also the recall of the clicked "
+            "keywords",
+        ),
+    ] = None,
     weight: Annotated[
         list[float] | None,
         typer.Option(
@@ -155,6 +163,7 @@ def evaluate_keywords(
     """Measure the keyword recall and the personalised search on a time split of a log.
 
     Recall: would the meta-paths have offered the query a shopper searched next (top N)?
+    With --cards, also: would they have offered the keyword a shopper clicked on a test card?
     Search: MRR of the clicked result through the search placement, BM25's order alone against
     it fused with MODEL's order for the session, the weight chosen on the last training day.
     """
@@ -176,11 +185,28 @@ def evaluate_keywords(
         f"the graph knows, {recall.with_history:,} with a history before them)",
         highlight=False,
     )
+    clicked = None
+    if cards_path is not None:
+        if not cards_path.is_file():
+            raise ValueError(f"--cards {cards_path}: no such file")
+        cards = pl.read_parquet(cards_path)
+        test_cards = cards.filter(pl.col("session_id").is_in(split.test["session_id"].implode()))
+        clicked = evaluate_card_recall(graph, events, test_cards, n=n)
+        console.print(
+            f"clicked card keywords: {clicked.cases:,} clicks on test cards "
+            f"({clicked.known_queries:,} of keywords the graph knows)",
+            highlight=False,
+        )
     table = Table(show_edge=False, header_style="bold")
     table.add_column("path")
-    table.add_column(f"recall@{n}", justify="right")
+    table.add_column(f"recall@{n}, next search", justify="right")
+    if clicked is not None:
+        table.add_column(f"recall@{n}, clicked keyword", justify="right")
     for path, value in recall.recall().items():
-        table.add_row(path, f"{value:.3f}")
+        cells = [f"{value:.3f}"]
+        if clicked is not None:
+            cells.append(f"{clicked.recall()[path]:.3f}")
+        table.add_row(path, *cells)
     console.print(table)
 
     index = ProductSearch.of_items(items)
@@ -197,6 +223,75 @@ def evaluate_keywords(
         highlight=False,
     )
     console.print(results_table(["method", "validation MRR", "test MRR"], mrr_rows(valid, test)))
+
+
+@keywords_app.command("rankers")
+@friendly_errors
+def rank_keywords(
+    log: Annotated[
+        Path, typer.Option("--log", help="event table (.parquet): searches, item events")
+    ],
+    items_path: Annotated[Path, typer.Option("--items", help="the catalog (.csv or .parquet)")],
+    cards_path: Annotated[
+        Path,
+        typer.Option(
+            "--cards", help="keyword cards shown and clicked (.parquet), e.g. keyword_cards.parquet"
+        ),
+    ],
+    test_days: Annotated[float, typer.Option(help="the last days of the log are the test")] = 2.0,
+    seeds: Annotated[int, typer.Option(min=1, max=10, help="fits per learned ranker")] = 3,
+    epochs: Annotated[
+        int, typer.Option(min=1, max=50, help="attention-GRU epochs (the best on validation kept)")
+    ] = 4,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the results here")
+    ] = None,
+) -> None:
+    """Which keyword of a card is clicked? AUC of the keyword rankers on a time split.
+
+    Keyword popularity, FTRL and the attention-GRU, the feature groups added one at a time
+    (category; history; text; all; time and action types), each learned row fitted SEEDS
+    times. The query graph is learned from the training days only.
+    """
+    import json
+
+    from nextbest.cli.evaluate import read_items
+    from nextbest.evaluation.keyword_rankers import (
+        evaluate_keyword_rankers,
+        fits_of,
+        keyword_ranking_split,
+        table_rows,
+    )
+    from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig
+
+    if not cards_path.is_file():
+        raise ValueError(f"--cards {cards_path}: no such file")
+    events, items = read_events(log), read_items(items_path)
+    cards = pl.read_parquet(cards_path)
+    with console.status("building the cases: histories, query graph, features"):
+        split = keyword_ranking_split(events, items, cards, test_days)
+    console.print(
+        f"{split.train.n_cases:,} training cards, {split.valid.n_cases:,} validation (the "
+        f"latest training cards choose the epochs), {split.test.n_cases:,} test cards with "
+        f"{len(split.test):,} keywords shown",
+        highlight=False,
+    )
+    chosen = tuple(range(seeds))
+    with progress_bar() as bar:
+        task = bar.add_task("fitting", total=fits_of(chosen))
+
+        def advance(what: str) -> None:
+            bar.update(task, description=what)
+            bar.advance(task)
+
+        results = evaluate_keyword_rankers(
+            split, chosen, AttentionGRUConfig(epochs=epochs), progress=advance
+        )
+    header = ["features", "FTRL AUC", "attention-GRU AUC", "attention-GRU gAUC"]
+    console.print(results_table(header, table_rows(results)))
+    if json_path is not None:
+        rows = [{"ranker": r.ranker, "step": r.step, "auc": r.auc, "gauc": r.gauc} for r in results]
+        json_path.write_text(json.dumps({"test_cards": split.test.n_cases, "rows": rows}))
 
 
 def _search_mrr(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from nextbest.keywords.graph import QueryGraph, normalise_query
+from nextbest.keywords.graph import QueryGraph, normalise_query, normalise_text
 from nextbest.keywords.recall import PATHS, RecallConfig, history_matrix, recall_matrix
 
 CHUNK = 2_000  # cases scored at once ([CHUNK, Q] dense scores)
@@ -46,10 +46,45 @@ def evaluate_keyword_recall(
     config: RecallConfig | None = None,
     max_history: int = 50,
 ) -> KeywordRecallResult:
+    cases, histories, times = _cases(train, test, max_history)
+    return recall_of_cases(graph, cases, histories, times, n, config)
+
+
+def evaluate_card_recall(
+    graph: QueryGraph,
+    events: pl.DataFrame,
+    cards: pl.DataFrame,
+    n: int = 50,
+    config: RecallConfig | None = None,
+    max_history: int = 50,
+) -> KeywordRecallResult:
+    """The same recall, of the keywords clicked on `cards` (CARD_SCHEMA): each click is a
+    case, its history the shopper's latest `max_history` item events up to the card."""
+    from nextbest.keywords.ranking import card_histories, conform_cards
+
+    clicked = conform_cards(cards).filter(pl.col("clicked")).sort("timestamp", "card_id")
+    if clicked.height == 0:
+        return recall_of_cases(graph, [], [], [], n, config)
+    _, item_ids, kinds, stamps = card_histories(clicked, events, {}, max_history)
+    histories = [
+        list(zip(i, k, t, strict=True)) for i, k, t in zip(item_ids, kinds, stamps, strict=True)
+    ]
+    queries = [normalise_text(q) for q in clicked["query"]]
+    return recall_of_cases(graph, queries, histories, clicked["timestamp"].to_list(), n, config)
+
+
+def recall_of_cases(
+    graph: QueryGraph,
+    cases: list[str],
+    histories: list[list[tuple[str, str, float]]],
+    times: list[float],
+    n: int = 50,
+    config: RecallConfig | None = None,
+) -> KeywordRecallResult:
+    """Which paths find each case's query (`cases`) in their top `n` from its history."""
     if n < 1:
         raise ValueError(f"n must be >= 1, not {n}")
     config = config or RecallConfig()
-    cases, histories, times = _cases(train, test, max_history)
     query_of = graph.query_index()
     targets = np.array([query_of.get(q, -1) for q in cases], dtype=np.int64)
     found = dict.fromkeys((*PATHS, "combined", "popular"), 0)

@@ -13,10 +13,25 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from nextbest.data.demo_shop.behaviour import PLACEMENTS, TYPES, EventArrays, simulate
+from nextbest.data.demo_shop.behaviour import (
+    CART,
+    PLACEMENTS,
+    PURCHASE,
+    TYPES,
+    VIEW,
+    EventArrays,
+    simulate,
+)
 from nextbest.data.demo_shop.catalog import KINDS, Catalog, build_catalog
 from nextbest.data.demo_shop.config import DemoShopConfig
-from nextbest.data.demo_shop.population import DEVICES, SessionPlan, draw_users, plan_sessions
+from nextbest.data.demo_shop.keyword_cards import CARD_SEED, plant_cards
+from nextbest.data.demo_shop.population import (
+    DEVICES,
+    SessionPlan,
+    Users,
+    draw_users,
+    plan_sessions,
+)
 from nextbest.data.demo_shop.queries import Vocabulary, build_vocabulary
 from nextbest.data.demo_shop.taxonomy import COMPLEMENTS
 from nextbest.events.schema import EVENT_SCHEMA, conform_events, conform_items
@@ -32,7 +47,9 @@ class DemoShop:
     `queries` has one row per search-result click (session_id, timestamp, user_id, query,
     clicked_item_id). `categories` is the planted structure: category_path, kind ("durable",
     "consumable", "regular"), cycle_days (consumables) and complements (a list of paths), the
-    ground truth a complements rule or repurchase model can be checked against.
+    ground truth a complements rule or repurchase model can be checked against. `cards` are
+    the keyword cards shown and clicked (`keyword_cards.py`), in the table form of
+    `nextbest.keywords.cards`: one row per keyword shown.
     """
 
     config: DemoShopConfig
@@ -40,6 +57,7 @@ class DemoShop:
     items: pl.DataFrame
     queries: pl.DataFrame
     categories: pl.DataFrame
+    cards: pl.DataFrame
 
 
 def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
@@ -62,6 +80,7 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
         "demo shop: %d events simulated (%.1fs)", len(arrays.type), time.perf_counter() - started
     )
     events = _event_table(config, catalog, vocabulary, plan, arrays)
+    cards = _card_table(config, catalog, vocabulary, users, plan, arrays, events)
     queries = events.filter((pl.col("type") == "click") & pl.col("query").is_not_null()).select(
         "session_id",
         "timestamp",
@@ -75,6 +94,7 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
         items=_item_table(catalog),
         queries=queries,
         categories=_category_table(catalog),
+        cards=cards,
     )
     logger.info("demo shop: tables built (%.1fs)", time.perf_counter() - started)
     return shop
@@ -120,6 +140,63 @@ def _event_table(
         _lookup("_device", DEVICES).alias("device"),
     )
     return conform_events(table.select(list(EVENT_SCHEMA)))
+
+
+def _card_table(
+    config: DemoShopConfig,
+    catalog: Catalog,
+    vocabulary: Vocabulary,
+    users: Users,
+    plan: SessionPlan,
+    arrays: EventArrays,
+    events: pl.DataFrame,
+) -> pl.DataFrame:
+    """The planted keyword cards, one row per keyword shown, from a generator of their own."""
+    rng = np.random.default_rng([config.seed, CARD_SEED])
+    shown, queries, clicked = plant_cards(
+        catalog,
+        vocabulary,
+        users,
+        plan.offsets,
+        plan.owner,
+        arrays.type,
+        arrays.item,
+        arrays.time,
+        VIEW,
+        PURCHASE,
+        (CART, PURCHASE),
+        rng,
+    )
+    # the event table's row of each simulated position: its order by (timestamp, position)
+    timestamps = np.round(config.start + arrays.time, 3)
+    row_of = np.empty(len(timestamps), dtype=np.int64)
+    row_of[np.lexsort((np.arange(len(timestamps)), timestamps))] = np.arange(len(timestamps))
+    k, size = queries.shape
+    width = len(str(max(k - 1, 0)))
+    seen = events[row_of[shown]].select("session_id", "user_id", "item_id", "timestamp")
+    return (
+        seen.with_columns(
+            pl.format("k{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(width)).alias(
+                "card_id"
+            )
+        )
+        .select(pl.all().repeat_by(size).explode())
+        .with_columns(
+            pl.Series("position", np.tile(np.arange(size), k), dtype=pl.Int32),
+            pl.Series("query", [vocabulary.texts[q] for q in queries.ravel().tolist()]),
+            pl.Series("clicked", (np.arange(size)[None, :] == clicked[:, None]).ravel()),
+        )
+        .select(
+            "card_id",
+            "session_id",
+            "user_id",
+            "timestamp",
+            "item_id",
+            "position",
+            "query",
+            "clicked",
+        )
+    )
 
 
 def _numbered(column: str, prefix: str, width: int) -> pl.Expr:

@@ -6,6 +6,7 @@
     DIR/queries.tsv       SessionId Time UserId Query ClickedItemId   one row per result click
     DIR/categories.tsv    CategoryPath Kind CycleDays Complements    the planted structure
     DIR/events.parquet    the full event table, searches included
+    DIR/keyword_cards.parquet   the keyword cards shown and clicked, one row per keyword
 
 The test split follows the next-event evaluation protocol: events of items never seen in
 training are dropped, then sessions left with fewer than two item events.
@@ -76,6 +77,7 @@ def write_demo_shop(
             "queries.tsv",
             "categories.tsv",
             "events.parquet",
+            "keyword_cards.parquet",
         )
     }
     train, test = split_demo_shop(shop, cold_items)
@@ -100,4 +102,5 @@ def write_demo_shop(
         pl.col("complements").list.join("|").alias("Complements"),
     ).write_csv(paths["categories.tsv"], separator="\t", null_value="")
     shop.events.write_parquet(paths["events.parquet"])
+    shop.cards.write_parquet(paths["keyword_cards.parquet"])
     return paths

@@ -307,6 +307,7 @@ class FTRLRanker:
         self.edges: list[np.ndarray] = []
         self.pairs: tuple[tuple[str, str], ...] = ()
         self.rows_seen = 0
+        self.layout_learned = False  # bucket edges and crosses chosen (there may be no feature)
         self._set_seeds()
 
     @property
@@ -319,7 +320,7 @@ class FTRLRanker:
 
     @property
     def fitted(self) -> bool:
-        return bool(self.feature_names) or self.rows_seen > 0
+        return self.layout_learned or self.rows_seen > 0
 
     def _learn_layout(self, data: RankingData) -> None:
         """Bucket edges of every feature and the crossed feature pairs, from `data`."""
@@ -355,6 +356,7 @@ class FTRLRanker:
             if (a, b) not in pairs:
                 pairs.append((a, b))
         self.pairs = tuple(pairs)
+        self.layout_learned = True
         self._set_seeds()
 
     def _field_names(self) -> list[str]:
@@ -394,7 +396,7 @@ class FTRLRanker:
     def tokens(self, data: RankingData, chunk: int = 4096) -> np.ndarray:
         """[N, K] int32 weight slots of every row's tokens (K = the number of fields),
         computed over blocks of `chunk` rows (the scratch stays in cache)."""
-        if not self.feature_names and not self.rows_seen:
+        if not self.fitted:
             raise ValueError("FTRLRanker: not fitted (fit or update first)")
         if data.names == self.feature_names:
             columns = None
@@ -633,6 +635,7 @@ class FTRLRanker:
         ranker.edges = [arrays["edges"][a:b] for a, b in itertools.pairwise(bounds)]
         ranker.pairs = tuple((str(a), str(b)) for a, b in meta["pairs"])
         ranker.rows_seen = int(meta["rows_seen"])
+        ranker.layout_learned = True
         ranker._set_seeds()
         return ranker
 
