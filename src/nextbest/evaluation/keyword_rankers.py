@@ -131,12 +131,13 @@ def evaluate_keyword_rankers(
 ) -> list[RowResult]:
     """Keyword popularity, then FTRL and the attention-GRU on every step of the table."""
     test = split.test
-    assert test.label is not None and test.session is not None
-    groups = test.session[test.case]
+    if test.label is None or test.session is None:
+        raise ValueError("the test cards need their clicks and sessions")
+    labels, groups = test.label, test.session[test.case]
     popular = popularity_scores(split)
     results = [
-        RowResult("popularity", "category", [auc(test.label, popular)],
-                  [gauc(test.label, popular, groups)])
+        RowResult("popularity", "category", [auc(labels, popular)],
+                  [gauc(labels, popular, groups)])
     ]  # fmt: skip
     attention = attention or AttentionGRUConfig(epochs=4)
     ftrl = ftrl or FTRLConfig(epochs=3)
@@ -157,8 +158,8 @@ def evaluate_keyword_rankers(
                     )
                     ranker = AttentionGRURanker(config)
                 scores = ranker.fit(train, valid).predict(held)
-                aucs.append(auc(held.label, scores))
-                gaucs.append(gauc(held.label, scores, groups))
+                aucs.append(auc(labels, scores))
+                gaucs.append(gauc(labels, scores, groups))
                 if progress:
                     progress(f"fitted {name}, {step}, seed {seed}")
             results.append(RowResult(name, step, aucs, gaucs))
