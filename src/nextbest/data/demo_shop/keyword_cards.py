@@ -76,10 +76,9 @@ def plant_cards(
     position = np.arange(n_events) - first
     leaf = np.where(items >= 0, catalog.item_leaf[np.maximum(items, 0)], -1)
     in_funnel = np.zeros(n_events, dtype=bool)
-    for back in range(FUNNEL_WINDOW):
-        earlier = np.arange(n_events) - back
+    for back in range(FUNNEL_WINDOW):  # this event and the two before it in the session
         valid = position >= back
-        in_funnel |= valid & np.isin(types[np.where(valid, earlier, 0)], funnel)
+        in_funnel |= valid & np.isin(types[np.where(valid, np.arange(n_events) - back, 0)], funnel)
     eligible = (types == view) & (items >= 0) & ~in_funnel
     shown = np.flatnonzero(eligible & (rng.random(n_events) < P_CARD))
     wanted = _next_leaf(leaf, session, shown)
