@@ -106,8 +106,10 @@ def test_demo_shop_writes_the_documented_files(tmp_path: Path) -> None:
     args = ["data", "demo-shop", "--out", str(out), "--events", "30000", "--seed", "3"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    for name in ("train.tsv", "test.tsv", "items.csv", "queries.tsv", "events.parquet"):
+    for name in ("train.tsv", "test.tsv", "items.csv", "queries.tsv", "events.parquet",
+                 "keyword_cards.parquet"):  # fmt: skip
         assert (out / name).exists(), name
+    assert "keyword cards (" in result.output
     header = (out / "train.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["SessionId", "ItemId", "Time", "UserId", "EventType"]
 

@@ -3,6 +3,7 @@ prints it; a log without searches says why there is none."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -94,16 +95,24 @@ def test_show_names_an_unknown_item_and_a_bad_limit(home: Path, tmp_path: Path) 
     assert bad.exit_code != 0 and "--limit" in bad.output
 
 
-def test_keywords_evaluate_reports_recall_and_search_on_a_time_split(
-    home: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def shop_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A small demo shop's event log, catalog and keyword cards."""
     from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 
-    shop = generate_demo_shop(DemoShopConfig(n_events=40_000, n_items=500, n_users=600, days=10))
-    log, items, cards = tmp_path / "log.parquet", tmp_path / "items.csv", tmp_path / "cards.parquet"
+    shop = generate_demo_shop(DemoShopConfig(n_events=60_000, n_items=500, n_users=600, days=10))
+    folder = tmp_path_factory.mktemp("shop")
+    log, items, cards = folder / "log.parquet", folder / "items.csv", folder / "cards.parquet"
     shop.events.write_parquet(log)
     shop.items.write_csv(items)
     shop.cards.write_parquet(cards)
+    return log, items, cards
+
+
+def test_keywords_evaluate_reports_recall_and_search_on_a_time_split(
+    home: Path, shop_files: tuple[Path, Path, Path]
+) -> None:
+    log, items, cards = shop_files
     result = runner.invoke(
         app,
         ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--n", "20",
@@ -126,17 +135,9 @@ def test_keywords_evaluate_without_searches_says_so(home: Path, tmp_path: Path) 
 
 
 def test_keywords_rankers_reports_every_step_and_history_beats_the_category_alone(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, shop_files: tuple[Path, Path, Path]
 ) -> None:
-    import json
-
-    from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
-
-    shop = generate_demo_shop(DemoShopConfig(n_events=60_000, n_items=500, n_users=600, days=10))
-    log, items, cards = tmp_path / "log.parquet", tmp_path / "items.csv", tmp_path / "cards.parquet"
-    shop.events.write_parquet(log)
-    shop.items.write_csv(items)
-    shop.cards.write_parquet(cards)
+    log, items, cards = shop_files
     out = tmp_path / "rankers.json"
     args = ["keywords", "rankers", "--log", str(log), "--items", str(items), "--cards", str(cards)]
     result = runner.invoke(app, [*args, "--seeds", "1", "--epochs", "2", "--json", str(out)])
@@ -151,3 +152,6 @@ def test_keywords_rankers_reports_every_step_and_history_beats_the_category_alon
     assert rows[("attention-gru", "all features")] > rows[("popularity", "category")] + 0.1
     missing = runner.invoke(app, [*args[:-1], str(tmp_path / "nope.parquet")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+    (tmp_path / "cards.csv").write_text("card_id,query\nk1,tent\n")
+    not_parquet = runner.invoke(app, [*args[:-1], str(tmp_path / "cards.csv")])
+    assert not_parquet.exit_code == 2 and "not a readable Parquet file" in not_parquet.output

@@ -83,7 +83,7 @@ def test_a_keywords_category_is_the_leaf_its_searches_led_to() -> None:
 
 def test_cards_are_cases_in_time_order_with_their_keywords_and_clicks(data: Any) -> None:
     assert data.case.tolist() == [0, 0, 1, 1]  # k1 (t=500) before k2 (t=550)
-    hats, tents = VOCABULARY.query_leaf[GRAPH.query_index()["knit hat"]], None
+    hats = VOCABULARY.query_leaf[GRAPH.query_index()["knit hat"]]
     tents = VOCABULARY.query_leaf[GRAPH.query_index()["tent"]]
     assert data.item.tolist() == [tents, hats, hats, tents]  # "Tent" is the same keyword
     assert data.label.tolist() == [0.0, 1.0, 0.0, 1.0]

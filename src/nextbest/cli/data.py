@@ -165,6 +165,8 @@ def demo_shop(
 
     `--cold-items 0.1` holds 10% of the items out of train.tsv and keeps their test events,
     listing them in cold_items.txt: the cold-start test of `nextbest evaluate --items`."""
+    import polars as pl
+
     from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
 
     if not 0.0 <= cold_items < 1.0:
@@ -174,6 +176,11 @@ def demo_shop(
         shop = generate_demo_shop(config)
         paths = write_demo_shop(shop, out, cold_items)
     console.print(f"demo shop ({shop.events.height:,} events) written to {out}")
+    cards = shop.cards.group_by("card_id").agg(pl.col("clicked").any())
+    clicked = cards["clicked"].sum() / max(cards.height, 1)
+    console.print(
+        f"{cards.height:,} keyword cards ({clicked:.0%} with a click) in keyword_cards.parquet"
+    )
     if "cold_items.txt" in paths:
         count = len(paths["cold_items.txt"].read_text().split())
         console.print(f"{count:,} items held out of training, listed in {paths['cold_items.txt']}")

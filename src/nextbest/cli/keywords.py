@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +26,7 @@ from nextbest.keywords.graph import (
     build_query_graph,
     load_version_graph,
 )
+from nextbest.keywords.ranking import read_cards
 from nextbest.keywords.search import ProductSearch
 from nextbest.models.store import nextbest_home
 from nextbest.recommend.items import ItemTable
@@ -187,9 +189,7 @@ def evaluate_keywords(
     )
     clicked = None
     if cards_path is not None:
-        if not cards_path.is_file():
-            raise ValueError(f"--cards {cards_path}: no such file")
-        cards = pl.read_parquet(cards_path)
+        cards = read_cards(cards_path)
         test_cards = cards.filter(pl.col("session_id").is_in(split.test["session_id"].implode()))
         clicked = evaluate_card_recall(graph, events, test_cards, n=n)
         console.print(
@@ -253,8 +253,6 @@ def rank_keywords(
     (category; history; text; all; time and action types), each learned row fitted SEEDS
     times. The query graph is learned from the training days only.
     """
-    import json
-
     from nextbest.cli.evaluate import read_items
     from nextbest.evaluation.keyword_rankers import (
         evaluate_keyword_rankers,
@@ -264,16 +262,14 @@ def rank_keywords(
     )
     from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig
 
-    if not cards_path.is_file():
-        raise ValueError(f"--cards {cards_path}: no such file")
+    cards = read_cards(cards_path)
     events, items = read_events(log), read_items(items_path)
-    cards = pl.read_parquet(cards_path)
     with console.status("building the cases: histories, query graph, features"):
         split = keyword_ranking_split(events, items, cards, test_days)
     console.print(
         f"{split.train.n_cases:,} training cards, {split.valid.n_cases:,} validation (the "
         f"latest training cards choose the epochs), {split.test.n_cases:,} test cards with "
-        f"{len(split.test):,} keywords shown",
+        f"{len(split.test):,} keywords shown ({split.test_click_share:.1%} clicked)",
         highlight=False,
     )
     chosen = tuple(range(seeds))

@@ -27,7 +27,13 @@ import polars as pl
 
 from nextbest.data.splits import split_by_time
 from nextbest.keywords.graph import build_query_graph, normalise_query
-from nextbest.keywords.ranking import GROUPS, Vocabulary, conform_cards, keyword_ranking_data
+from nextbest.keywords.ranking import (
+    GROUPS,
+    Vocabulary,
+    conform_cards,
+    keyword_ranking_data,
+    ordered_cards,
+)
 from nextbest.twostage.data import History, RankingData
 from nextbest.twostage.metrics import auc, gauc
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
@@ -44,6 +50,11 @@ class KeywordRankingSplit:
     train_clicks: dict[str, int]  # query -> clicks on the training and validation cards
     test_queries: list[str]  # [test rows] each row's keyword, normalised
 
+    @property
+    def test_click_share(self) -> float:
+        """The share of the test cards' keywords that were clicked."""
+        return float(np.mean(self.test.label)) if self.test.label is not None else float("nan")
+
 
 @dataclass(frozen=True)
 class RowResult:
@@ -55,10 +66,6 @@ class RowResult:
     @property
     def mean(self) -> float:
         return float(np.mean(self.auc))
-
-    @property
-    def spread(self) -> float:
-        return float(np.max(self.auc) - np.min(self.auc)) if self.auc else 0.0
 
 
 def keyword_ranking_split(
@@ -76,7 +83,7 @@ def keyword_ranking_split(
     split = split_by_time(events, test_days)
     graph = build_query_graph(split.train, items)
     data = keyword_ranking_data(cards, events, graph, Vocabulary.of(graph, items))
-    ordered = cards.sort("timestamp", "card_id", "position")  # the rows' order in `data`
+    ordered = ordered_cards(cards)
     heads = ordered.unique("card_id", keep="first", maintain_order=True)
     in_test = heads["session_id"].is_in(split.test["session_id"].unique().implode()).to_numpy()
     learn = np.flatnonzero(~in_test)
@@ -103,11 +110,12 @@ def keyword_ranking_split(
 
 def step_data(data: RankingData, step: str) -> RankingData:
     """`data` with the columns (and history) the table's row `step` may read."""
-    index = STEPS.index(step)
     kept = {"category": (), "+ history": GROUPS[:1], "+ text": GROUPS[:2]}.get(step, GROUPS)
     dropped = [n for g in GROUPS if g not in kept for n in data.groups.get(g, ())]
     reduced = data.without(dropped)
-    if index == 0 and data.history is not None:  # the keyword's category, nothing of the shopper
+    if (
+        step == STEPS[0] and data.history is not None
+    ):  # the keyword's category, nothing of the shopper
         empty = History(
             items=np.full((data.n_cases, 1), -1, np.int64),
             types=np.zeros((data.n_cases, 1), np.int8),

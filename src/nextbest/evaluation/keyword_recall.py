@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from nextbest.keywords.graph import QueryGraph, normalise_query, normalise_text
+from nextbest.keywords.ranking import conform_cards, recent_item_events
 from nextbest.keywords.recall import PATHS, RecallConfig, history_matrix, recall_matrix
 
 CHUNK = 2_000  # cases scored at once ([CHUNK, Q] dense scores)
@@ -60,15 +61,10 @@ def evaluate_card_recall(
 ) -> KeywordRecallResult:
     """The same recall, of the keywords clicked on `cards` (CARD_SCHEMA): each click is a
     case, its history the shopper's latest `max_history` item events up to the card."""
-    from nextbest.keywords.ranking import card_histories, conform_cards
-
     clicked = conform_cards(cards).filter(pl.col("clicked")).sort("timestamp", "card_id")
     if clicked.height == 0:
         return recall_of_cases(graph, [], [], [], n, config)
-    _, item_ids, kinds, stamps = card_histories(clicked, events, {}, max_history)
-    histories = [
-        list(zip(i, k, t, strict=True)) for i, k, t in zip(item_ids, kinds, stamps, strict=True)
-    ]
+    histories = recent_item_events(clicked, events, max_history)
     queries = [normalise_text(q) for q in clicked["query"]]
     return recall_of_cases(graph, queries, histories, clicked["timestamp"].to_list(), n, config)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -60,6 +61,24 @@ def conform_cards(cards: pl.DataFrame) -> pl.DataFrame:
         return cards.select(pl.col(n).cast(t, strict=True) for n, t in CARD_SCHEMA.items())
     except pl.exceptions.InvalidOperationError as error:
         raise ValueError(f"keyword cards: a column has the wrong type ({error})") from error
+
+
+def ordered_cards(cards: pl.DataFrame) -> pl.DataFrame:
+    """The cards in the order of `keyword_ranking_data`'s rows: by time, then card, then
+    position."""
+    return conform_cards(cards).sort("timestamp", "card_id", "position")
+
+
+def read_cards(path: Path) -> pl.DataFrame:
+    """The card table of a Parquet file; a missing or unreadable file, or a missing column, is
+    a ValueError that names it."""
+    if not path.is_file():
+        raise ValueError(f"keyword cards {path}: no such file")
+    try:
+        cards = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise ValueError(f"keyword cards {path}: not a readable Parquet file ({error})") from error
+    return conform_cards(cards)
 
 
 @dataclass(frozen=True)
@@ -125,19 +144,20 @@ def keyword_ranking_data(
     The history of a card is the shopper's latest `width` item events at or before it: a
     signed-in user's across sessions, an anonymous visitor's within the session; `events`
     must hold them (EVENT_SCHEMA, any period before the cards)."""
-    cards = conform_cards(cards).sort("timestamp", "card_id", "position")
+    cards = ordered_cards(cards)
     card_ids = cards["card_id"].to_numpy()
     first = np.r_[True, card_ids[1:] != card_ids[:-1]]
     case = np.cumsum(first) - 1
     heads = cards.filter(pl.Series(first))
-    history, item_ids, kinds, times = card_histories(heads, events, vocabulary.item_leaf, width)
+    recent = recent_item_events(heads, events, width)
+    history = category_history(recent, heads["timestamp"].to_numpy(), vocabulary.item_leaf, width)
     query_index = graph.query_index()
     query = np.array([query_index.get(normalise_text(q), -1) for q in cards["query"]], np.int64)
     leaf = np.where(query >= 0, vocabulary.query_leaf[np.maximum(query, 0)], -1)
     features: dict[str, np.ndarray] = {}
     features |= _history_features(leaf, case, history, heads["item_id"].to_list(), vocabulary)
-    features |= _text_features(cards["query"].to_list(), case, item_ids, heads, vocabulary)
-    features |= _path_features(query, case, item_ids, kinds, times, heads, graph, recall)
+    features |= _text_features(cards["query"].to_list(), case, recent, heads, vocabulary)
+    features |= _path_features(query, case, recent, heads, graph, recall)
     names = tuple(features)
     groups = {g: tuple(n for n in names if n.startswith(f"{g}.")) for g in GROUPS}
     return RankingData(
@@ -153,12 +173,12 @@ def keyword_ranking_data(
     )
 
 
-def card_histories(
-    heads: pl.DataFrame, events: pl.DataFrame, item_leaf: dict[str, int], width: int
-) -> tuple[History, list[list[str]], list[list[str]], list[list[float]]]:
+def recent_item_events(
+    heads: pl.DataFrame, events: pl.DataFrame, width: int
+) -> list[list[tuple[str, str, float]]]:
     """Each card's (one row per card: session_id, user_id, timestamp) latest `width` item
-    events, as categories (`item_leaf`; left-padded) for the rankers and as item ids, types
-    and timestamps (oldest first) for the meta-paths."""
+    events at or before it, oldest first, as (item_id, type, timestamp): the meta-paths'
+    history. A signed-in user's span sessions; an anonymous visitor's stay in the session."""
     item_events = events.filter(pl.col("item_id").is_not_null()).select(
         pl.coalesce("user_id", "session_id").alias("shopper"), "timestamp", "item_id", "type"
     )
@@ -167,38 +187,43 @@ def card_histories(
     codes = shoppers.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
     event_code, card_code = codes[: item_events.height], codes[item_events.height :]
     origin = min(item_events["timestamp"].min() or 0.0, heads["timestamp"].min() or 0.0)
-    # one sortable key per (shopper, millisecond): a card sees its shopper's events up to it
-    event_key = (event_code << 40) + ((item_events["timestamp"].to_numpy() - origin) * 1000).astype(
-        np.int64
-    )
-    card_key = (card_code << 40) + ((heads["timestamp"].to_numpy() - origin) * 1000).astype(
-        np.int64
-    )
-    order = np.argsort(event_key, kind="stable")
-    sorted_keys = event_key[order]
-    end = np.searchsorted(sorted_keys, card_key, side="right")
-    begin = np.searchsorted(sorted_keys, card_code << 40, side="left")
-    slots = end[:, None] - width + np.arange(width)[None, :]  # [K, width]
-    valid = slots >= begin[:, None]
-    rows = order[np.where(valid, slots, 0)]
-    ids = item_events["item_id"].to_numpy()[rows]
-    types = item_events["type"].to_numpy()[rows]
-    stamps = item_events["timestamp"].to_numpy()[rows]
-    leaf_of = item_leaf
-    leaves = np.array([[leaf_of.get(i, -1) for i in row] for row in ids.tolist()], dtype=np.int64)
-    codes_of = np.array([[ACTION_CODES.get(t, OTHER) for t in row] for row in types.tolist()])
-    history = History(
-        items=np.where(valid, leaves, -1),
-        types=np.where(valid, codes_of, PAD).astype(np.int8),
-        age=np.where(valid, heads["timestamp"].to_numpy()[:, None] - stamps, 0.0).astype(
-            np.float32
-        ),
-    )
-    first = (~valid).sum(axis=1).tolist()  # the padding is on the left
-    item_ids = [row[k:] for row, k in zip(ids.tolist(), first, strict=True)]
-    kinds = [row[k:] for row, k in zip(types.tolist(), first, strict=True)]
-    times = [row[k:] for row, k in zip(stamps.tolist(), first, strict=True)]
-    return history, item_ids, kinds, times
+
+    def key(code: np.ndarray, stamps: pl.Series) -> np.ndarray:
+        """One sortable key per (shopper, millisecond)."""
+        return (code << 40) + ((stamps.to_numpy() - origin) * 1000).astype(np.int64)
+
+    event_keys = key(event_code, item_events["timestamp"])
+    order = np.argsort(event_keys, kind="stable")
+    sorted_keys = event_keys[order]
+    end = np.searchsorted(sorted_keys, key(card_code, heads["timestamp"]), side="right")
+    begin = np.maximum(np.searchsorted(sorted_keys, card_code << 40, side="left"), end - width)
+    ids = item_events["item_id"].to_list()
+    types = item_events["type"].to_list()
+    stamps = item_events["timestamp"].to_list()
+    return [
+        [(ids[r], types[r], stamps[r]) for r in order[b:e].tolist()]
+        for b, e in zip(begin.tolist(), end.tolist(), strict=True)
+    ]
+
+
+def category_history(
+    recent: list[list[tuple[str, str, float]]],
+    now: np.ndarray,
+    item_leaf: dict[str, int],
+    width: int,
+) -> History:
+    """The rankers' view of `recent`: leaf categories, action codes and ages at `now`,
+    left-padded to `width`."""
+    items = np.full((len(recent), width), -1, dtype=np.int64)
+    types = np.full((len(recent), width), PAD, dtype=np.int8)
+    age = np.zeros((len(recent), width), dtype=np.float32)
+    for row, events in enumerate(recent):
+        pad = width - len(events)
+        for k, (item_id, kind, timestamp) in enumerate(events, start=pad):
+            items[row, k] = item_leaf.get(item_id, -1)
+            types[row, k] = ACTION_CODES.get(kind, OTHER)
+            age[row, k] = now[row] - timestamp
+    return History(items=items, types=types, age=age)
 
 
 def _history_features(
@@ -229,19 +254,24 @@ def _history_features(
 def _text_features(
     queries: list[str],
     case: np.ndarray,
-    item_ids: list[list[str]],
+    recent: list[list[tuple[str, str, float]]],
     heads: pl.DataFrame,
     vocabulary: Vocabulary,
 ) -> dict[str, np.ndarray]:
-    history_brands = [
-        {vocabulary.item_brand[i] for i in row if i in vocabulary.item_brand} for row in item_ids
-    ]
+    brand_of = vocabulary.item_brand
+    history_brands = [{brand_of[i] for i, _, _ in row if i in brand_of} for row in recent]
     screen_words = [vocabulary.item_words.get(i or "", frozenset()) for i in heads["item_id"]]
+    # the brand a keyword starts with, the longest that fits ("acme pro tents", not "acme")
+    by_length = sorted(vocabulary.brands, key=lambda b: (-len(b), b))
+    texts = {q: normalise_text(q) for q in set(queries)}
+    brand_in = {
+        t: next((b for b in by_length if t.startswith(b + " ")), None) for t in texts.values()
+    }
     words, names_brand, brand_seen, overlap = [], [], [], []
     for query, c in zip(queries, case.tolist(), strict=True):
-        text = normalise_text(query)
+        text = texts[query]
         tokens = set(_words(text))
-        brand = next((b for b in vocabulary.brands if text.startswith(b + " ")), None)
+        brand = brand_in[text]
         words.append(len(tokens))
         names_brand.append(brand is not None)
         brand_seen.append(brand is not None and brand in history_brands[c])
@@ -257,9 +287,7 @@ def _text_features(
 def _path_features(
     query: np.ndarray,
     case: np.ndarray,
-    item_ids: list[list[str]],
-    kinds: list[list[str]],
-    times: list[list[float]],
+    recent: list[list[tuple[str, str, float]]],
     heads: pl.DataFrame,
     graph: QueryGraph,
     recall: RecallConfig | None,
@@ -270,10 +298,8 @@ def _path_features(
     rows_of_case = np.searchsorted(case, np.arange(len(now) + 1))
     for start in range(0, len(now), CHUNK):
         stop = min(start + CHUNK, len(now))
-        histories = [
-            list(zip(item_ids[c], kinds[c], times[c], strict=True)) for c in range(start, stop)
-        ]
-        scores = path_scores(graph, history_matrix(graph, histories, now[start:stop], recall))
+        history = history_matrix(graph, recent[start:stop], now[start:stop], recall)
+        scores = path_scores(graph, history)
         rows = np.arange(rows_of_case[start], rows_of_case[stop])
         known = query[rows] >= 0
         local = case[rows] - start

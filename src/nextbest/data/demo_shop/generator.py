@@ -13,15 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from nextbest.data.demo_shop.behaviour import (
-    CART,
-    PLACEMENTS,
-    PURCHASE,
-    TYPES,
-    VIEW,
-    EventArrays,
-    simulate,
-)
+from nextbest.data.demo_shop.behaviour import PLACEMENTS, TYPES, EventArrays, simulate
 from nextbest.data.demo_shop.catalog import KINDS, Catalog, build_catalog
 from nextbest.data.demo_shop.config import DemoShopConfig
 from nextbest.data.demo_shop.keyword_cards import CARD_SEED, plant_cards
@@ -79,8 +71,8 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> DemoShop:
     logger.info(
         "demo shop: %d events simulated (%.1fs)", len(arrays.type), time.perf_counter() - started
     )
-    events = _event_table(config, catalog, vocabulary, plan, arrays)
-    cards = _card_table(config, catalog, vocabulary, users, plan, arrays, events)
+    events, row_of = _event_table(config, catalog, vocabulary, plan, arrays)
+    cards = _card_table(config, catalog, vocabulary, users, plan, arrays, events, row_of)
     queries = events.filter((pl.col("type") == "click") & pl.col("query").is_not_null()).select(
         "session_id",
         "timestamp",
@@ -106,7 +98,8 @@ def _event_table(
     vocabulary: Vocabulary,
     plan: SessionPlan,
     arrays: EventArrays,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The event table in time order, and [E] the table row of each simulated position."""
     session = np.repeat(np.arange(len(plan.start)), plan.length)  # [E] sessions in start order
     owner = plan.owner[session]  # [E]
     item_number = np.where(arrays.item >= 0, catalog.item_number[np.maximum(arrays.item, 0)], -1)
@@ -125,7 +118,10 @@ def _event_table(
         }
     )
     width = len(str(len(plan.start)))
-    table = raw.sort(["timestamp", "_pos"]).select(
+    ordered = raw.sort(["timestamp", "_pos"])
+    row_of = np.empty(raw.height, dtype=np.int64)
+    row_of[ordered["_pos"].to_numpy()] = np.arange(raw.height)
+    table = ordered.select(
         pl.format(
             "e{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(len(str(raw.height)))
         ).alias("event_id"),
@@ -139,7 +135,7 @@ def _event_table(
         _lookup("_placement", PLACEMENTS).alias("placement"),
         _lookup("_device", DEVICES).alias("device"),
     )
-    return conform_events(table.select(list(EVENT_SCHEMA)))
+    return conform_events(table.select(list(EVENT_SCHEMA))), row_of
 
 
 def _card_table(
@@ -150,8 +146,10 @@ def _card_table(
     plan: SessionPlan,
     arrays: EventArrays,
     events: pl.DataFrame,
+    row_of: np.ndarray,
 ) -> pl.DataFrame:
-    """The planted keyword cards, one row per keyword shown, from a generator of their own."""
+    """The planted keyword cards, one row per keyword shown, from a generator of their own;
+    `row_of` [E] is the `events` row of each simulated position."""
     rng = np.random.default_rng([config.seed, CARD_SEED])
     shown, queries, clicked = plant_cards(
         catalog,
@@ -162,15 +160,8 @@ def _card_table(
         arrays.type,
         arrays.item,
         arrays.time,
-        VIEW,
-        PURCHASE,
-        (CART, PURCHASE),
         rng,
     )
-    # the event table's row of each simulated position: its order by (timestamp, position)
-    timestamps = np.round(config.start + arrays.time, 3)
-    row_of = np.empty(len(timestamps), dtype=np.int64)
-    row_of[np.lexsort((np.arange(len(timestamps)), timestamps))] = np.arange(len(timestamps))
     k, size = queries.shape
     width = len(str(max(k - 1, 0)))
     seen = events[row_of[shown]].select("session_id", "user_id", "item_id", "timestamp")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nextbest.data.demo_shop.behaviour import CART, PURCHASE, VIEW
 from nextbest.data.demo_shop.catalog import KINDS, Catalog
 from nextbest.data.demo_shop.intents import AFTER_DURABLE
 from nextbest.data.demo_shop.picks import pick_query
@@ -58,9 +59,6 @@ def plant_cards(
     types: IntArray,
     items: IntArray,
     times: np.ndarray,
-    view: int,
-    purchase: int,
-    funnel: tuple[int, ...],
     rng: np.random.Generator,
 ) -> tuple[IntArray, IntArray, IntArray]:
     """(event [K], query [K, CARD_SIZE], clicked [K]) of the planted cards.
@@ -78,14 +76,15 @@ def plant_cards(
     in_funnel = np.zeros(n_events, dtype=bool)
     for back in range(FUNNEL_WINDOW):  # this event and the two before it in the session
         valid = position >= back
-        in_funnel |= valid & np.isin(types[np.where(valid, np.arange(n_events) - back, 0)], funnel)
-    eligible = (types == view) & (items >= 0) & ~in_funnel
+        before = types[np.where(valid, np.arange(n_events) - back, 0)]
+        in_funnel |= valid & ((before == CART) | (before == PURCHASE))
+    eligible = (types == VIEW) & (items >= 0) & ~in_funnel
     shown = np.flatnonzero(eligible & (rng.random(n_events) < P_CARD))
     wanted = _next_leaf(leaf, session, shown)
     earlier = _earlier_other_leaf(leaf, first, shown)
     # a shopper is a user across sessions, an anonymous visitor within one
     shopper = np.where(owner[session] >= 0, owner[session], len(users.price_level) + session)
-    bought = (types == purchase) & (items >= 0)
+    bought = (types == PURCHASE) & (items >= 0)
     latest = _latest_before(shopper, times, bought, shown, np.inf)
     durable = bought & (catalog.leaf_kind[np.maximum(leaf, 0)] == KINDS.index("durable"))
     recent_durable = _latest_before(shopper, times, durable, shown, AFTER_DURABLE)

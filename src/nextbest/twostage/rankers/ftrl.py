@@ -307,7 +307,8 @@ class FTRLRanker:
         self.edges: list[np.ndarray] = []
         self.pairs: tuple[tuple[str, str], ...] = ()
         self.rows_seen = 0
-        self.layout_learned = False  # bucket edges and crosses chosen (there may be no feature)
+        # bucket edges and crosses chosen, by fit, update or load (there may be no feature)
+        self.layout_learned = False
         self._set_seeds()
 
     @property
@@ -320,7 +321,7 @@ class FTRLRanker:
 
     @property
     def fitted(self) -> bool:
-        return self.layout_learned or self.rows_seen > 0
+        return self.layout_learned  # every way to learn rows learns the layout first
 
     def _learn_layout(self, data: RankingData) -> None:
         """Bucket edges of every feature and the crossed feature pairs, from `data`."""
