@@ -119,6 +119,10 @@ def make_demo_shop(home: Path, events: int, seed: int) -> Path:
     return shop_dir
 
 
+# the demo's curated keyword scenarios, beside those mined from its log
+DEMO_SCENARIOS = Path(__file__).parents[1] / "data" / "demo_shop" / "scenarios.toml"
+
+
 def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     """Train, evaluate and save every demo model and the two-stage pipeline, `serve_model`
     last; report; return its folder."""
@@ -137,7 +141,8 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     if log_path.exists():
         sessions = events["session_id"].unique().implode()
         log = read_events(log_path).filter(pl.col("session_id").is_in(sessions))
-        graph, graph_note = learn_query_graph(log, log_path, catalog)
+        scenarios = DEMO_SCENARIOS if catalog is not None else None
+        graph, graph_note = learn_query_graph(log, log_path, catalog, scenarios)
         del log
     else:
         graph, graph_note = None, f"no query graph built: no {log_path}"

@@ -391,6 +391,13 @@ def train(
             "version, instead of --model"
         ),
     ] = None,
+    scenarios: Annotated[
+        Path | None,
+        typer.Option(
+            help="curated keyword scenarios (TOML, see docs/keywords.md), added to the mined "
+            "ones in the version's query graph; needs --items"
+        ),
+    ] = None,
 ) -> None:
     """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
 
@@ -411,7 +418,7 @@ def train(
             )
         from nextbest.cli.pipeline_eval import train_pipeline_cli
 
-        train_pipeline_cli(pipeline, train_path, items_path, skip_bad)
+        train_pipeline_cli(pipeline, train_path, items_path, skip_bad, scenarios)
         return
     assert model_name is not None
     params = parse_params(param or [])
@@ -422,7 +429,7 @@ def train(
     # Before fitting: a bad catalog fails in a second, not after minutes of training.
     rules, rules_note = learn_rules(events, train_path, items_path)
     catalog = read_items(items_path) if items_path is not None else None
-    graph, graph_note = learn_query_graph(events, train_path, catalog)
+    graph, graph_note = learn_query_graph(events, train_path, catalog, scenarios)
     # A model that embeds attributes ranks the whole catalog (new items by their attributes);
     # the others keep the items they were trained on.
     items = catalog if embeds else None

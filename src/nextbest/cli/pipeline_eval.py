@@ -144,7 +144,11 @@ def pipeline_record(
 
 
 def train_pipeline_cli(
-    pipeline_path: Path, train_path: Path, items_path: Path | None, skip_bad: bool
+    pipeline_path: Path,
+    train_path: Path,
+    items_path: Path | None,
+    skip_bad: bool,
+    scenarios: Path | None = None,
 ) -> Path:
     """`nextbest train --pipeline FILE`: the generators and the ranker as one version."""
     from nextbest.cli.evaluate import learn_rules, read_items, training_sessions
@@ -156,7 +160,7 @@ def train_pipeline_cli(
     events = read_events(train_path, "skip" if skip_bad else "raise")
     rules, rules_note = learn_rules(events, train_path, items_path)
     item_table = read_items(items_path) if items_path is not None else None
-    graph, graph_note = learn_query_graph(events, train_path, item_table)
+    graph, graph_note = learn_query_graph(events, train_path, item_table, scenarios)
     catalog = items_of_table(item_table) if item_table is not None else None
     train = training_sessions(events, train_path)
     del events

@@ -8,15 +8,18 @@ ordering once keyword impressions and clicks exist to learn from.
   user's purchases, and the product on screen (the strongest signal: what the shopper looks
   at now, counted as a cart add).
 - **Order**: the paths' combined score.
-- **Diversity**: a keyword whose items mostly overlap a keyword already on the card (cosine
-  of their q2i rows at least `max_overlap`) is skipped, so the card never offers "scarf",
-  "red scarf" and "wool scarf" for one need.
+- **Diversity**: at most `max_per_leaf` keywords about one leaf category (a keyword's leaf:
+  the deepest category holding most of its items), and a keyword whose items mostly overlap
+  a keyword already on the card (cosine of their q2i rows at least `max_overlap`) is
+  skipped, so the card never offers "scarf", "red scarf" and "wool scarf" for one need.
 - **Not again**: what the session searched already, or clicked on a card, is left out.
 - **Whether to show**: not in a purchase funnel (a cart add or purchase among the session's
   last `funnel_events` events: the shopper knows what they want), and only with at least
   `min_keywords` keywords found.
-- **Title**: the top-level category the card's keywords share most, from c2q ("Ideas in
-  Sports"); without one, a plain title.
+- **Title**: the scenario that leads this shopper to most of the card's keywords, when it
+  leads to two or more ("Treadmills, running shirts and sports watches", or a curated
+  scenario's own title); else the top-level category the keywords share most, from c2q
+  ("Ideas in Sports"); without one, a plain title.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextbest.keywords.graph import QueryGraph, walk
-from nextbest.keywords.recall import Keyword, RecallConfig, recall_keywords
+from nextbest.keywords.recall import Keyword, RecallConfig, recall_keywords, shopper_weights
 
 PLAIN_TITLE = "Shoppers also searched"
 FUNNEL_TYPES = frozenset({"cart", "purchase"})
+MIN_SCENE_KEYWORDS = 2  # a scenario titles the card when it leads to this many of its keywords
 ON_SCREEN_ACTION = "cart"  # the weight the product on screen counts with
 
 
@@ -40,11 +44,12 @@ class CardConfig:
     max_overlap: float = 0.5  # cosine of two keywords' items above which the second is skipped
     min_keywords: int = 2
     funnel_events: int = 3
+    max_per_leaf: int = 1  # keywords about one leaf category ("treadmills", "red treadmills")
 
     def __post_init__(self) -> None:
         if not 0 < self.max_overlap <= 1:
             raise ValueError(f"max_overlap must be in (0, 1], not {self.max_overlap!r}")
-        for name in ("recall", "min_keywords", "funnel_events"):
+        for name in ("recall", "min_keywords", "funnel_events", "max_per_leaf"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)!r}")
 
@@ -78,25 +83,35 @@ def keyword_card(
         history.append((item_on_screen, ON_SCREEN_ACTION, now))
     if any(action in FUNNEL_TYPES for _, action, _ in events[-config.funnel_events :]):
         return Card(False, "in a purchase funnel: the shopper knows what they want", "", [])
+    recall_config = recall_config or RecallConfig()
     recalled = recall_keywords(graph, history, now, config.recall, recall_config, searched)
-    chosen = _diverse(graph, recalled, n, config.max_overlap)
+    chosen = _diverse(graph, recalled, n, config.max_overlap, config.max_per_leaf)
     if len(chosen) < min(config.min_keywords, n):
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)
-    return Card(True, "keywords found for this shopper", _title(graph, chosen), chosen)
+    _, categories = shopper_weights(graph, history, now, recall_config)
+    title = scenario_title(graph, chosen, categories) or _title(graph, chosen)
+    return Card(True, "keywords found for this shopper", title, chosen)
 
 
-def _diverse(graph: QueryGraph, found: list[Keyword], n: int, max_overlap: float) -> list[Keyword]:
+def _diverse(
+    graph: QueryGraph, found: list[Keyword], n: int, max_overlap: float, max_per_leaf: int
+) -> list[Keyword]:
     lookups, q2i = graph.lookups, graph.q2i
     chosen: list[Keyword] = []
     rows: list[tuple[np.ndarray, np.ndarray, float]] = []  # the chosen keywords' q2i rows
+    per_leaf: dict[int, int] = {}
     for keyword in found:
         row = lookups.query_of[keyword.query]
+        leaf = int(lookups.query_leaf[row])
+        if leaf >= 0 and per_leaf.get(leaf, 0) >= max_per_leaf:
+            continue
         begin, end = q2i.indptr[row], q2i.indptr[row + 1]
         mine = (q2i.indices[begin:end], q2i.data[begin:end], float(lookups.q2i_norms[row]))
         if any(_cosine(mine, other) >= max_overlap for other in rows):
             continue
         chosen.append(keyword)
         rows.append(mine)
+        per_leaf[leaf] = per_leaf.get(leaf, 0) + 1
         if len(chosen) == n:
             break
     return chosen
@@ -109,6 +124,25 @@ def _cosine(
         return 0.0
     _, in_a, in_b = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
     return float(a[1][in_a] @ b[1][in_b]) / (a[2] * b[2])
+
+
+def scenario_title(
+    graph: QueryGraph, keywords: Sequence[Keyword], categories: dict[int, float]
+) -> str | None:
+    """The title of the scenario that leads this shopper (by their `categories` weights) to
+    most of the card's keywords, when it leads to at least two of them; else None."""
+    if not graph.scenarios or not categories:
+        return None
+    scenes = walk(graph.c2s, categories, len(graph.scenarios))  # [S] the shopper's scenarios
+    on = np.flatnonzero(scenes)
+    if not len(on):
+        return None
+    columns = [graph.lookups.query_of[k.query] for k in keywords]
+    reach = scenes[on, None] * graph.s2q[on][:, columns].toarray()  # [on, keywords]
+    best = int(np.argmax(reach.sum(axis=1)))
+    if np.count_nonzero(reach[best]) < MIN_SCENE_KEYWORDS:
+        return None
+    return graph.scenarios[int(on[best])].title
 
 
 def _title(graph: QueryGraph, keywords: list[Keyword]) -> str:

@@ -16,6 +16,8 @@ Pairs seen fewer than `min_count` times are left out: one stray click is not an 
     i2q [I, Q]: each item's queries, its `per_item` strongest, rows normalised to sum 1
     c2q [C, Q]: each category's queries (counts summed over the category's items, every level
                 of the category path a category of its own), PPMI, rows normalised to sum 1
+    c2s [C, S], s2q [S, Q]: the scenarios (`scenarios.py`): groups of categories serving one
+                need, mined from the log and curated in a file
 
 The normalised rows are transition probabilities, so a walk (item -> query, item -> category
 -> query) is a product of sparse matrices.
@@ -24,6 +26,7 @@ The normalised rows are transition probabilities, so a walk (item -> query, item
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,15 @@ import polars as pl
 import scipy.sparse as sp
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
+from nextbest.keywords.scenarios import (
+    CuratedScenario,
+    Scenario,
+    check_curated,
+    mine_scenarios,
+    scenario_matrices,
+)
 
+MATRICES = ("counts", "q2i", "i2q", "c2q", "item_categories", "c2s", "s2q")
 GRAPH_FILE = "query-graph.npz"
 GRAPH_META = "query-graph.json"
 KEYWORDS_DIR = "keywords"  # in a model version folder, beside the model
@@ -51,6 +62,12 @@ class QueryGraphConfig:
     per_item: int = 20  # queries kept per item in i2q
     max_query_length: int = 100  # longer queries (pasted text, not keywords) are left out
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    # Scenarios: two leaves form one when they share at least `scenario_min_count` need
+    # baskets with a PMI of at least `scenario_min_pmi` (0.7: twice as often as chance); a
+    # scenario has at most `scenario_members` categories.
+    scenario_min_count: float = 5.0
+    scenario_min_pmi: float = 0.7
+    scenario_members: int = 4
 
     def __post_init__(self) -> None:
         _check(self.follow_events >= 1, "follow_events", self.follow_events, "an integer >= 1")
@@ -60,6 +77,10 @@ class QueryGraphConfig:
         _check(
             self.max_query_length >= 1, "max_query_length", self.max_query_length, "an integer >= 1"
         )
+        _check(self.scenario_min_count > 0, "scenario_min_count", self.scenario_min_count,
+               "a number > 0")  # fmt: skip
+        _check(self.scenario_members >= 2, "scenario_members", self.scenario_members,
+               "an integer >= 2")  # fmt: skip
         for action, weight in self.weights.items():
             _check(weight >= 0, f"weights.{action}", weight, "a number >= 0")
 
@@ -92,6 +113,10 @@ class QueryGraph:
     i2q: sp.csr_matrix  # [I, Q]
     c2q: sp.csr_matrix  # [C, Q]
     item_categories: sp.csr_matrix  # [I, C] 1 where the item is under the category
+    scenarios: list[Scenario] = field(default_factory=list)  # [S]
+    c2s: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0)))  # [C, S]
+    s2q: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0)))  # [S, Q]
+    unsearched: list[str] = field(default_factory=list)  # curated queries nobody searched
 
     # -- lookups (built once: a request must not pay a pass over every query) --------------
     def query_index(self) -> dict[str, int]:
@@ -139,13 +164,27 @@ class QueryGraph:
             "query_item_pairs": int(self.counts.nnz),
             "items_with_queries": int(np.count_nonzero(np.diff(self.i2q.indptr))),
             "categories_with_queries": int(np.count_nonzero(np.diff(self.c2q.indptr))),
+            "scenarios": len(self.scenarios),
+            "curated_scenarios": sum(s.source == "curated" for s in self.scenarios),
         }
+
+    def scenario_walk(self) -> sp.csr_matrix:
+        """[C, Q] category -> scenario -> query, for the `scene` path (zero without
+        scenarios)."""
+        cached = self.__dict__.get("_scene")
+        if cached is None:
+            if self.scenarios:
+                cached = sp.csr_matrix(self.c2s @ self.s2q)
+            else:
+                cached = sp.csr_matrix((len(self.categories), len(self.queries)))
+            self.__dict__["_scene"] = cached
+        return cached  # type: ignore[no-any-return]
 
     # -- storage -----------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {"searches": self.searches}
-        for name in ("counts", "q2i", "i2q", "c2q", "item_categories"):
+        for name in MATRICES:
             matrix: sp.csr_matrix = getattr(self, name)
             arrays |= {
                 f"{name}_data": matrix.data,
@@ -159,6 +198,8 @@ class QueryGraph:
             "queries": self.queries,
             "item_ids": self.item_ids,
             "categories": self.categories,
+            "scenarios": [asdict(s) for s in self.scenarios],
+            "unsearched": self.unsearched,
         }
         (folder / GRAPH_META).write_text(json.dumps(meta))
 
@@ -175,7 +216,8 @@ class QueryGraph:
                     ),
                     shape=tuple(arrays[f"{name}_shape"]),
                 )
-                for name in ("counts", "q2i", "i2q", "c2q", "item_categories")
+                for name in MATRICES
+                if f"{name}_data" in arrays  # versions before scenarios have no c2s, s2q
             }
             searches = arrays["searches"]
         return cls(
@@ -184,6 +226,8 @@ class QueryGraph:
             searches=searches,
             item_ids=meta["item_ids"],
             categories=meta["categories"],
+            scenarios=[Scenario.of_json(s) for s in meta.get("scenarios", [])],
+            unsearched=meta.get("unsearched", []),
             **matrices,
         )
 
@@ -198,6 +242,7 @@ class GraphLookups:
     q2c: sp.csr_matrix  # [Q, C] c2q transposed: a query's categories, by row
     q2i_norms: np.ndarray  # [Q] the L2 norm of each q2i row
     top_categories: np.ndarray  # indices of the top-level categories
+    query_leaf: np.ndarray  # [Q] the deepest category holding most of a query's items, or -1
 
     @classmethod
     def of(cls, graph: QueryGraph) -> GraphLookups:
@@ -205,17 +250,41 @@ class GraphLookups:
         per_item = np.asarray(levels.sum(axis=1)).ravel()
         scale = np.divide(1.0, per_item, out=np.zeros_like(per_item), where=per_item > 0)
         q2i = graph.q2i.tocsr()
+        spread = sp.csr_matrix(sp.diags(scale) @ levels)
         return cls(
             query_of={q: k for k, q in enumerate(graph.queries)},
             item_of={i: k for k, i in enumerate(graph.item_ids)},
-            spread=sp.csr_matrix(sp.diags(scale) @ levels),
+            spread=spread,
             q2c=graph.c2q.T.tocsr(),
             q2i_norms=np.sqrt(np.asarray(q2i.multiply(q2i).sum(axis=1)).ravel()),
             top_categories=np.array(
                 [k for k, c in enumerate(graph.categories) if CATEGORY_SEPARATOR not in c],
                 dtype=np.int64,
             ),
+            # by the items a query led to (raw counts: PPMI favours the rare stray item); a
+            # query without kept pairs, by its c2q categories
+            query_leaf=np.where(
+                np.diff(graph.counts.tocsr().indptr) > 0,
+                _deepest(sp.csr_matrix(graph.counts @ spread), graph.categories),
+                _deepest(graph.c2q.T.tocsr(), graph.categories),
+            ),
         )
+
+
+def _deepest(mass: sp.csr_matrix, categories: list[str]) -> np.ndarray:
+    """[rows] per row of `mass` [rows, C], the deepest category with mass, the one with most
+    of it among equally deep ones; -1 for empty rows."""
+    depth = np.array([c.count(CATEGORY_SEPARATOR) for c in categories], dtype=np.float64)
+    out = np.full(mass.shape[0], -1, dtype=np.int64)
+    for row in range(mass.shape[0]):
+        begin, end = mass.indptr[row], mass.indptr[row + 1]
+        if begin == end:
+            continue
+        columns, values = mass.indices[begin:end], mass.data[begin:end]
+        deepest = depth[columns] == depth[columns].max()
+        chosen, weights = columns[deepest], values[deepest]
+        out[row] = int(chosen[np.lexsort((chosen, -weights))[0]])
+    return out
 
 
 def walk(matrix: sp.csr_matrix, weights: dict[int, float], width: int) -> np.ndarray:
@@ -241,10 +310,14 @@ def load_version_graph(version: Path) -> QueryGraph | None:
 
 
 def build_query_graph(
-    events: pl.DataFrame, items: pl.DataFrame | None = None, config: QueryGraphConfig | None = None
+    events: pl.DataFrame,
+    items: pl.DataFrame | None = None,
+    config: QueryGraphConfig | None = None,
+    curated: Sequence[CuratedScenario] = (),
 ) -> QueryGraph:
     """The query graph of an event table (EVENT_SCHEMA); `items` (ITEM_SCHEMA) gives the
-    categories of c2q (without it, c2q is empty)."""
+    categories of c2q and of the scenarios (without it, both are empty, and `curated`
+    scenarios can name queries only)."""
     config = config or QueryGraphConfig()
     credited = credited_pairs(events, config)
     searched = (
@@ -280,7 +353,7 @@ def build_query_graph(
     counts.data[counts.data < config.min_count] = 0
     counts.eliminate_zeros()
     strengths = ppmi(counts, config.alpha)
-    return QueryGraph(
+    graph = QueryGraph(
         config=config,
         queries=queries,
         searches=searches,
@@ -292,6 +365,17 @@ def build_query_graph(
         c2q=_rows_normalised(ppmi(category_counts, config.alpha)),
         item_categories=item_categories,
     )
+    mined = []
+    if items is not None:
+        check_curated(curated, _catalog_categories(items))
+        mined = mine_scenarios(
+            events, items, config.scenario_min_count, config.scenario_min_pmi,
+            config.scenario_members,
+        )  # fmt: skip
+    graph.scenarios, graph.c2s, graph.s2q, graph.unsearched = scenario_matrices(
+        graph, mined, curated
+    )
+    return graph
 
 
 def credited_pairs(events: pl.DataFrame, config: QueryGraphConfig) -> pl.DataFrame:
@@ -391,6 +475,19 @@ def _keep_top(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
     )
 
 
+def _catalog_categories(items: pl.DataFrame) -> set[str]:
+    """Every level of every category path of the catalog."""
+    paths = items["category_path"].drop_nulls().unique().to_list()
+    return {level for path in paths for level in category_levels(path)}
+
+
+def category_levels(path: str) -> list[str]:
+    """ "A > B > C" -> ["A", "A > B", "A > B > C"] (spaces around the separators trimmed)."""
+    parts = [p.strip() for p in path.split(CATEGORY_SEPARATOR.strip())]
+    parts = [p for p in parts if p]
+    return [CATEGORY_SEPARATOR.join(parts[: k + 1]) for k in range(len(parts))]
+
+
 def _categories(item_ids: list[str], items: pl.DataFrame | None) -> tuple[list[str], sp.csr_matrix]:
     """Every level of the items' category paths ("A", "A > B", ...) and item x category."""
     if items is None or not item_ids:
@@ -398,9 +495,7 @@ def _categories(item_ids: list[str], items: pl.DataFrame | None) -> tuple[list[s
     path_of = dict(items.select("item_id", "category_path").drop_nulls().iter_rows())
     levels_of: dict[str, list[str]] = {}
     for item_id in item_ids:
-        parts = [p.strip() for p in (path_of.get(item_id) or "").split(CATEGORY_SEPARATOR.strip())]
-        parts = [p for p in parts if p]
-        levels_of[item_id] = [CATEGORY_SEPARATOR.join(parts[: k + 1]) for k in range(len(parts))]
+        levels_of[item_id] = category_levels(path_of.get(item_id) or "")
     categories = sorted({c for levels in levels_of.values() for c in levels})
     category_of = {c: k for k, c in enumerate(categories)}
     rows = [k for k, i in enumerate(item_ids) for _ in levels_of[i]]

@@ -15,8 +15,8 @@ table adds them:
               keyword's category (leaf) or under its parent
     text      the keyword's words: how many, whether it names a brand, whether that brand
               is among the history's, and how many of its words the product on screen shares
-    path      the meta-path recall's scores of the keyword for this shopper (i2q, c2q) and how
-              often it was searched
+    path      the meta-path recall's scores of the keyword for this shopper (i2q, c2q,
+              scene) and how often it was searched
 
 The category alone (`item`) needs no column.
 """
@@ -32,7 +32,7 @@ import polars as pl
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
 from nextbest.keywords.graph import QueryGraph, normalise_text
-from nextbest.keywords.recall import RecallConfig, history_matrix, path_scores
+from nextbest.keywords.recall import PATHS, RecallConfig, history_matrix, path_scores
 from nextbest.twostage.data import ACTION_CODES, OTHER, PAD, History, RankingData
 
 CARD_SCHEMA = {
@@ -294,7 +294,7 @@ def _path_features(
 ) -> dict[str, np.ndarray]:
     recall = recall or RecallConfig()
     now = heads["timestamp"].to_list()
-    i2q, c2q = np.full(len(query), np.nan), np.full(len(query), np.nan)
+    found = {path: np.full(len(query), np.nan) for path in PATHS}
     rows_of_case = np.searchsorted(case, np.arange(len(now) + 1))
     for start in range(0, len(now), CHUNK):
         stop = min(start + CHUNK, len(now))
@@ -303,10 +303,10 @@ def _path_features(
         rows = np.arange(rows_of_case[start], rows_of_case[stop])
         known = query[rows] >= 0
         local = case[rows] - start
-        for name, out in (("i2q", i2q), ("c2q", c2q)):
+        for name, out in found.items():
             out[rows[known]] = scores[name][local[known], query[rows][known]]
     searches = np.where(query >= 0, np.log1p(graph.searches[np.maximum(query, 0)]), np.nan)
-    return {"path.i2q": i2q, "path.c2q": c2q, "path.searches": searches}
+    return {f"path.{name}": out for name, out in found.items()} | {"path.searches": searches}
 
 
 def _words(text: str) -> list[str]:

@@ -4,8 +4,9 @@ A shopper's recent items, each weighted by its action (a purchase says more than
 decayed by age (`half_life_seconds`), form a vector over the graph's items. Walking the graph
 from it gives each query a score per path:
 
-    i2q:  user -> item -> query              u @ i2q
-    c2q:  user -> item -> category -> query  u @ item_categories (rows normalised) @ c2q
+    i2q:   user -> item -> query                         u @ i2q
+    c2q:   user -> item -> category -> query             u @ item_categories (rows normalised) @ c2q
+    scene: user -> item -> category -> scenario -> query u @ item_categories (...) @ c2s @ s2q
 
 Each path's scores are divided by their sum (so paths with more mass do not drown the others)
 and the combined score is their sum. A keyword keeps the score of every path that found it:
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 
 from nextbest.keywords.graph import DEFAULT_WEIGHTS, QueryGraph, walk
 
-PATHS = ("i2q", "c2q")
+PATHS = ("i2q", "c2q", "scene")
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ def history_matrix(
 def path_scores(graph: QueryGraph, history: sp.csr_matrix) -> dict[str, np.ndarray]:
     """Each path's query scores [shoppers, Q], every row summing to 1 (or 0 when the path
     finds nothing)."""
+    categories = history @ graph.category_spread()
     walks = {
         "i2q": history @ graph.i2q,
-        "c2q": (history @ graph.category_spread()) @ graph.c2q,
+        "c2q": categories @ graph.c2q,
+        "scene": categories @ graph.scenario_walk(),
     }
     scores = {}
     for name, walked in walks.items():
@@ -97,6 +100,24 @@ def recall_matrix(
     return _top(combined, n), {name: _top(value, n) for name, value in scores.items()}
 
 
+def shopper_weights(
+    graph: QueryGraph, events: Sequence[tuple[str, str, float]], now: float, config: RecallConfig
+) -> tuple[dict[int, float], dict[int, float]]:
+    """A shopper's (item_id, action, timestamp) events as weights of the graph's items (by
+    action, decayed to `now`) and of its categories (the items' spread over their levels)."""
+    item_of, weight_of = graph.item_index(), dict(config.weights)
+    items: dict[int, float] = {}
+    for item_id, action, timestamp in events:
+        column, weight = item_of.get(item_id), weight_of.get(action, 0.0)
+        if column is None or weight <= 0:
+            continue
+        age = max(0.0, now - timestamp)
+        items[column] = items.get(column, 0.0) + weight * 0.5 ** (age / config.half_life_seconds)
+    categories = walk(graph.lookups.spread, items, len(graph.categories))
+    on = np.flatnonzero(categories)
+    return items, dict(zip(on.tolist(), categories[on].tolist(), strict=True))
+
+
 def recall_keywords(
     graph: QueryGraph,
     events: Sequence[tuple[str, str, float]],
@@ -109,28 +130,18 @@ def recall_keywords(
     out `exclude` (what they searched already). The same scores as `recall_matrix`'s row, by
     dense walks over the graph's rows (a request's cost is its history, not the catalog)."""
     config = config or RecallConfig()
-    item_of, weight_of = graph.item_index(), dict(config.weights)
-    items: dict[int, float] = {}
-    for item_id, action, timestamp in events:
-        column, weight = item_of.get(item_id), weight_of.get(action, 0.0)
-        if column is None or weight <= 0:
-            continue
-        age = max(0.0, now - timestamp)
-        items[column] = items.get(column, 0.0) + weight * 0.5 ** (age / config.half_life_seconds)
+    items, category_weights = shopper_weights(graph, events, now, config)
     n_queries = len(graph.queries)
-    lookups = graph.lookups
-    categories = walk(lookups.spread, items, len(graph.categories))
-    on = np.flatnonzero(categories)
     walked = {
         "i2q": walk(graph.i2q, items, n_queries),
-        "c2q": walk(graph.c2q, dict(zip(on.tolist(), categories[on].tolist(), strict=True)),
-                    n_queries),
-    }  # fmt: skip
+        "c2q": walk(graph.c2q, category_weights, n_queries),
+        "scene": walk(graph.scenario_walk(), category_weights, n_queries),
+    }
     scores = {}
     for name, values in walked.items():
         total = values.sum()
         scores[name] = values / total if total > 0 else values
-    combined = scores["i2q"] + scores["c2q"]
+    combined = scores["i2q"] + scores["c2q"] + scores["scene"]
     found: list[Keyword] = []
     positive = np.flatnonzero(combined > 0)  # best first, ties by index, as `_top`
     for column in positive[np.lexsort((positive, -combined[positive]))][: n + len(exclude)]:
