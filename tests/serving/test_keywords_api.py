@@ -20,11 +20,23 @@ from serving_helpers import (
     view,
 )
 
+# The planted graph's "socks" lead to a running shoe's leaf; the tests below read the card
+# with more than one keyword per leaf (tests/keywords/test_scenarios.py checks the default).
+PER_LEAF = """
+[placements.home]
+generators = [{ source = "popular", k = 10 }]
+
+[keywords]
+max_per_leaf = 3
+"""
+
 
 @pytest.fixture
-def client(home: Path, make_client: MakeClient) -> TestClient:
+def client(home: Path, make_client: MakeClient, tmp_path: Path) -> TestClient:
     plant_query_graph(home)
-    return make_client()
+    file = tmp_path / "placements.toml"
+    file.write_text(PER_LEAF)
+    return make_client(placements=file)
 
 
 def card(client: TestClient, key: str = READ, **params: Any) -> Any:
@@ -113,3 +125,41 @@ def test_a_query_the_session_searched_is_not_offered_again(client: TestClient) -
                 "timestamp": time.time(), "query": "  SOCKS "}  # fmt: skip
     send(client, searched)
     assert "socks" not in offered() and offered()
+
+
+CAMPAIGN = """
+[placements.home]
+generators = [{ source = "popular", k = 10 }]
+
+[keywords]
+max_per_leaf = 3
+
+[keywords.campaigns.over]
+title = "Last week's sale"
+queries = ["coffee"]
+end = 2001-01-01T00:00:00Z
+
+[keywords.campaigns.winter]
+title = "Winter running"
+queries = ["Thermal Socks", "socks"]
+slots = 1
+start = 2001-01-01T00:00:00Z
+"""
+
+
+def test_a_running_campaign_leads_the_card_and_is_attributed(
+    home: Path, make_client: MakeClient, tmp_path: Path
+) -> None:
+    plant_query_graph(home)
+    file = tmp_path / "placements.toml"
+    file.write_text(CAMPAIGN)
+    client = make_client(placements=file)
+    send(client, view("e1", "s1", item(12)))
+    body = card(client, session_id="s1", item_id=item(12), n=3).json()
+    assert body["show"] and body["title"] == "Winter running"  # the ended one is left out
+    first, *rest = body["keywords"]
+    assert (first["query"], first["path"]) == ("thermal socks", "campaign")  # one slot
+    assert all(k["path"] != "campaign" for k in rest) and "coffee" not in str(body)
+    kept = client.get(f"/v1/recommendations/{body['recommendation_id']}", headers=auth(ADMIN))
+    recorded = kept.json()["items"][0]
+    assert (recorded["item_id"], recorded["source"]) == ("thermal socks", "campaign")

@@ -439,3 +439,35 @@ def test_similar_items_come_from_the_neighbour_table_once_it_is_built(
     similar = [e["item_id"] for e in reply.json()["items"] if e["source"] == "similar"]
     order = [str(model.model.item_ids[r]) for r in table.rows[anchor]]
     assert similar and similar == [i for i in order if i in similar]
+
+
+@pytest.mark.parametrize(
+    ("keywords", "problem"),
+    [
+        ("[keywords]\nmax_per_leaf = 0\n", r"keywords\.max_per_leaf"),
+        ("[keywords]\ncards = 3\n", r"keywords\.cards"),
+        ("[keywords.campaigns.a]\ntitle = 'A'\nqueries = []\n", r"keywords\.campaigns\.a\.queries"),
+        ("[keywords.campaigns.a]\nqueries = ['x']\n", r"keywords\.campaigns\.a\.title"),
+        (
+            "[keywords.campaigns.a]\ntitle = 'A'\nqueries = ['x']\n"
+            "start = 2026-03-02T00:00:00Z\nend = 2026-03-01T00:00:00Z\n",
+            r"keywords\.campaigns\.a: end must be after start",
+        ),
+    ],
+)
+def test_a_bad_keyword_card_table_is_named(tmp_path: Path, keywords: str, problem: str) -> None:
+    text = "[placements.home]\ngenerators = [{ source = 'popular' }]\n" + keywords
+    with pytest.raises(PlacementsError, match=problem):
+        load_placements(placements_file(tmp_path, text))
+
+
+def test_the_keyword_card_table_sets_the_card_and_its_campaigns(tmp_path: Path) -> None:
+    text = (
+        "[placements.home]\ngenerators = [{ source = 'popular' }]\n[keywords]\nmin_keywords = 3\n"
+        "[keywords.campaigns.a]\ntitle = 'A'\nqueries = [' Running  SHOES', 'running shoes']\n"
+    )
+    settings = load_placements(placements_file(tmp_path, text)).keyword_card
+    assert settings.config.min_keywords == 3 and settings.config.max_per_leaf == 1
+    assert [(c.name, c.queries, c.slots) for c in settings.campaigns] == [
+        ("a", ("running shoes",), 2)
+    ]

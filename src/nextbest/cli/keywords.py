@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table
 from nextbest.cli.rules import version_folder
@@ -19,6 +22,7 @@ from nextbest.data.splits import split_by_time, train_valid_split
 from nextbest.evaluation.keyword_recall import evaluate_card_recall, evaluate_keyword_recall
 from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_search, mrr_rows
 from nextbest.events.io import read_events
+from nextbest.events.log import EventLog
 from nextbest.events.schema import items_of_table
 from nextbest.keywords.graph import (
     KEYWORDS_DIR,
@@ -27,6 +31,7 @@ from nextbest.keywords.graph import (
     load_version_graph,
 )
 from nextbest.keywords.ranking import read_cards
+from nextbest.keywords.scenarios import read_scenarios
 from nextbest.keywords.search import ProductSearch
 from nextbest.models.store import nextbest_home
 from nextbest.recommend.items import ItemTable
@@ -39,24 +44,43 @@ keywords_app = typer.Typer(
 
 
 def learn_query_graph(
-    events: pl.DataFrame, events_path: Path, items: pl.DataFrame | None
+    events: pl.DataFrame,
+    events_path: Path,
+    items: pl.DataFrame | None,
+    scenarios: Path | None = None,
 ) -> tuple[QueryGraph | None, str]:
-    """The query graph of `events` (categories from `items` when given), when they hold
-    searches, and one line saying what was built, or why nothing was."""
+    """The query graph of `events` (categories from `items` when given, curated scenarios
+    from the `scenarios` file), when they hold searches, and a line saying what was built,
+    or why nothing was."""
+    curated = read_scenarios(scenarios) if scenarios is not None else []
+    if curated and items is None:
+        raise ValueError("--scenarios needs --items: a scenario's categories are the catalog's")
     searches = events.filter(pl.col("type") == "search").height
     if searches == 0:
+        if curated:
+            raise ValueError(
+                f"--scenarios: {events_path} has no search events, so there is no query graph "
+                "to add scenarios to"
+            )
         return None, f"no query graph built: {events_path} has no search events"
-    graph = build_query_graph(events, items)
+    graph = build_query_graph(events, items, curated=curated)
     summary = graph.summary()
     if summary["query_item_pairs"] == 0 and summary["categories_with_queries"] == 0:
         return None, (
             f"no query graph built: none of the {searches:,} searches in {events_path} was "
             "followed by an item event often enough"
         )
+    unsearched = (
+        f"; curated queries nobody searched, left out: {', '.join(graph.unsearched)}"
+        if graph.unsearched
+        else ""
+    )
     return graph, (
         f"query graph: {summary['queries']:,} queries, {summary['query_item_pairs']:,} "
         f"query-item pairs, {summary['items_with_queries']:,} items and "
-        f"{summary['categories_with_queries']:,} categories with queries"
+        f"{summary['categories_with_queries']:,} categories with queries, "
+        f"{summary['scenarios']:,} scenarios ({summary['curated_scenarios']:,} curated)"
+        f"{unsearched}"
     )
 
 
@@ -88,6 +112,9 @@ def show(
         str | None, typer.Option(help='the queries of this category path ("A > B")')
     ] = None,
     limit: Annotated[int, typer.Option(help="rows per lookup")] = 10,
+    scenarios: Annotated[
+        bool, typer.Option("--scenarios", help="list the scenarios and their top queries")
+    ] = False,
 ) -> None:
     """Print a version's query graph: its size, the most searched queries, and lookups."""
     if limit < 1:
@@ -113,6 +140,10 @@ def show(
         lookups.append(
             (f"queries of {category}", graph.queries_of_category(category, limit), category)
         )
+    if scenarios:
+        _print_scenarios(graph, limit)
+        if not lookups:
+            return
     if not lookups:
         order = graph.searches.argsort(kind="stable")[::-1][:limit]
         searched = [(graph.queries[k], float(graph.searches[k])) for k in order]
@@ -129,6 +160,24 @@ def show(
         for name, value in rows:
             table.add_row(name, f"{value:.3f}" if asked else f"{value:,.0f}")
         console.print(table)
+
+
+def _print_scenarios(graph: QueryGraph, limit: int) -> None:
+    if not graph.scenarios:
+        console.print("no scenarios: none mined (train with --items) and none curated")
+        return
+    table = Table(title="scenarios", show_edge=False, header_style="bold", title_justify="left")
+    for column in ("name", "source", "title", "categories", "top queries"):
+        table.add_column(column)
+    s2q = graph.s2q.tocsr()
+    for row, scenario in enumerate(graph.scenarios):
+        top = QueryGraph._top(s2q, row, graph.queries, min(limit, 5))
+        table.add_row(
+            scenario.name, scenario.source, scenario.title,
+            "\n".join(c.split(" > ")[-1] for c in scenario.categories),
+            ", ".join(q for q, _ in top),
+        )  # fmt: skip
+    console.print(table)
 
 
 DEFAULT_WEIGHTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # the shipped search placement has 2
@@ -310,3 +359,134 @@ def _search_mrr(
         return evaluate_search(
             index, served, table, train, test, weights, progress=lambda k: bar.advance(task, k)
         )
+
+
+@keywords_app.command("export-cards")
+@friendly_errors
+def export_cards(
+    out: Annotated[
+        Path, typer.Option("--out", help="the card table to write (.parquet), for --cards")
+    ],
+    since: Annotated[
+        str | None,
+        typer.Option(help="cards served from this ISO date or time on (UTC unless it has a zone)"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="cards served before this ISO date or time (UTC unless it has a zone)"),
+    ] = None,
+) -> None:
+    """Write the keyword cards the server showed, and the keywords clicked, as a card table.
+
+    Reads the server's event log (NEXTBEST_DATABASE_URL, or the SQLite file in
+    NEXTBEST_HOME): the cards `GET /v1/keywords` kept (placement "keywords") and the
+    `keyword-click` events that carry their recommendation_id. One row per keyword shown.
+    """
+    from nextbest.keywords.card_log import cards_from_log
+
+    start, end = _instant(since, "--since"), _instant(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"--since ({since}) must be before --until ({until})")
+    _check_writable(out)
+    log, where = _open_server_log()
+    try:
+        with console.status("reading the keyword cards of the event log") as status:
+            exported = cards_from_log(
+                log,
+                start,
+                end,
+                progress=lambda n: status.update(f"read {n:,} keyword cards; then their clicks"),
+            )
+    except SQLAlchemyError as error:
+        raise ValueError(f"could not read the event log at {where}: {error}") from None
+    finally:
+        log.close()
+    if exported.n_cards == 0:
+        window = "" if since is None and until is None else f" (--since {since}, --until {until})"
+        raise ValueError(
+            f"the event log at {where} holds no keyword cards{window}: `GET /v1/keywords` keeps "
+            "the cards it shows for NEXTBEST_SERVED_KEEP_DAYS days"
+        )
+    try:
+        exported.cards.write_parquet(out)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot write it ({error})") from None
+    console.print(
+        f"{exported.n_cards:,} keyword cards, {exported.n_keywords:,} keywords shown, "
+        f"{exported.keywords_clicked:,} clicked ({exported.click_rate:.1%})",
+        highlight=False,
+    )
+    console.print(
+        f"clicks: {exported.clicks_matched:,} matched; {exported.clicks_unmatched:,} unmatched "
+        f"({exported.clicks_unknown_card:,} on no kept keyword card, "
+        f"{exported.clicks_off_card:,} on a keyword the card did not show)",
+        highlight=False,
+    )
+    if exported.sessionless:
+        console.print(
+            f"{exported.sessionless:,} cards were served without a session_id: each is a "
+            "session of its own (session_id = card_id)",
+            highlight=False,
+        )
+    console.print(f"wrote {out}", highlight=False)
+
+
+def _instant(value: str | None, option: str) -> float | None:
+    """Epoch seconds of an ISO date or date-time (UTC unless it names a zone)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{option} {value!r} is not an ISO date or time: give e.g. 2024-05-01 or "
+            "2024-05-01T12:00 (UTC unless it names a zone)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _check_writable(out: Path) -> None:
+    """Name --out before the log is read if the file cannot be written there."""
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: name a file, e.g. {out / 'cards.parquet'}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"--out {out}: not writable")
+
+
+def _open_server_log() -> tuple[EventLog, str]:
+    """The event log the server writes (its settings: NEXTBEST_DATABASE_URL, or the SQLite
+    file in NEXTBEST_HOME), and where it is (without a password)."""
+    from pydantic import ValidationError
+    from sqlalchemy.engine import make_url
+
+    from nextbest.events.log import open_event_log
+    from nextbest.serving.settings import ServingSettings
+
+    try:
+        settings = ServingSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"NEXTBEST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"bad setting: {problems}") from None
+    url = settings.database
+    where = make_url(url).render_as_string(hide_password=True)
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if not path or not Path(path).is_file():
+            raise ValueError(
+                f"no event log at {path}: set NEXTBEST_HOME to the server's data folder, or "
+                "NEXTBEST_DATABASE_URL to its database"
+            )
+        where = path
+    try:
+        log = open_event_log(url, settings.database_schema, settings.sqlite_synchronous)
+    except SQLAlchemyError as error:
+        raise ValueError(f"could not open the event log at {where}: {error}") from None
+    return log, where

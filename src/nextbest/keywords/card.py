@@ -55,6 +55,26 @@ class CardConfig:
 
 
 @dataclass(frozen=True)
+class KeywordCampaign:
+    """A scenario the shop pushes onto the card in a time window (the placements file's
+    `[keywords.campaigns.NAME]`): its queries take the card's first `slots` places and its
+    title is the card's."""
+
+    name: str
+    title: str
+    queries: tuple[str, ...]  # normalised
+    slots: int = 2
+    start: float | None = None  # Unix time; None: no bound
+    end: float | None = None
+
+    def active(self, now: float) -> bool:
+        return (self.start is None or self.start <= now) and (self.end is None or now < self.end)
+
+
+CAMPAIGN_PATH = "campaign"  # the `path` of a keyword a campaign put on the card
+
+
+@dataclass(frozen=True)
 class Card:
     show: bool
     reason: str  # why it is shown, or why not
@@ -72,11 +92,13 @@ def keyword_card(
     searched: frozenset[str] = frozenset(),
     config: CardConfig | None = None,
     recall_config: RecallConfig | None = None,
+    campaigns: Sequence[KeywordCampaign] = (),
 ) -> Card:
     """The card for a shopper whose session's item events are `events` (item_id, action,
     timestamp; oldest first), who looks at `item_on_screen`, and whose `earlier` events (a
     signed-in user's purchases) count for recall but not as the session's funnel. Queries
-    the session `searched` (or clicked on a card) are not offered again."""
+    the session `searched` (or clicked on a card) are not offered again. The first of the
+    `campaigns` active at `now` leads the card."""
     config = config or CardConfig()
     history = [*earlier, *events]
     if item_on_screen is not None:
@@ -84,30 +106,54 @@ def keyword_card(
     if any(action in FUNNEL_TYPES for _, action, _ in events[-config.funnel_events :]):
         return Card(False, "in a purchase funnel: the shopper knows what they want", "", [])
     recall_config = recall_config or RecallConfig()
+    campaign = next((c for c in campaigns if c.active(now)), None)
+    pushed = _pushed(campaign, n, searched)
     recalled = recall_keywords(graph, history, now, config.recall, recall_config, searched)
-    chosen = _diverse(graph, recalled, n, config.max_overlap, config.max_per_leaf)
+    recalled = [k for k in recalled if k.query not in {p.query for p in pushed}]
+    chosen = _diverse(graph, pushed, recalled, n, config.max_overlap, config.max_per_leaf)
     if len(chosen) < min(config.min_keywords, n):
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)
+    if campaign is not None and pushed:
+        return Card(True, f"campaign {campaign.name}", campaign.title, chosen)
     _, categories = shopper_weights(graph, history, now, recall_config)
     title = scenario_title(graph, chosen, categories) or _title(graph, chosen)
     return Card(True, "keywords found for this shopper", title, chosen)
 
 
+def _pushed(campaign: KeywordCampaign | None, n: int, searched: frozenset[str]) -> list[Keyword]:
+    """A campaign's keywords for the card's first places: its first `slots` queries the
+    session has not searched yet."""
+    if campaign is None:
+        return []
+    fresh = [q for q in campaign.queries if q not in searched][: min(campaign.slots, n)]
+    return [Keyword(q, 1.0, {CAMPAIGN_PATH: 1.0}) for q in fresh]
+
+
 def _diverse(
-    graph: QueryGraph, found: list[Keyword], n: int, max_overlap: float, max_per_leaf: int
+    graph: QueryGraph,
+    pushed: list[Keyword],
+    found: list[Keyword],
+    n: int,
+    max_overlap: float,
+    max_per_leaf: int,
 ) -> list[Keyword]:
+    """`pushed` (a campaign's, kept as they are), then those of `found` that add a leaf and
+    items the card does not have yet."""
     lookups, q2i = graph.lookups, graph.q2i
     chosen: list[Keyword] = []
     rows: list[tuple[np.ndarray, np.ndarray, float]] = []  # the chosen keywords' q2i rows
     per_leaf: dict[int, int] = {}
-    for keyword in found:
-        row = lookups.query_of[keyword.query]
-        leaf = int(lookups.query_leaf[row])
-        if leaf >= 0 and per_leaf.get(leaf, 0) >= max_per_leaf:
-            continue
-        begin, end = q2i.indptr[row], q2i.indptr[row + 1]
-        mine = (q2i.indices[begin:end], q2i.data[begin:end], float(lookups.q2i_norms[row]))
-        if any(_cosine(mine, other) >= max_overlap for other in rows):
+    for keyword in [*pushed, *found]:
+        row = lookups.query_of.get(keyword.query, -1)  # a campaign may push an unsearched one
+        leaf = int(lookups.query_leaf[row]) if row >= 0 else -1
+        mine = (np.zeros(0, np.int32), np.zeros(0), 0.0)
+        if row >= 0:
+            begin, end = q2i.indptr[row], q2i.indptr[row + 1]
+            mine = (q2i.indices[begin:end], q2i.data[begin:end], float(lookups.q2i_norms[row]))
+        if keyword not in pushed and (
+            (leaf >= 0 and per_leaf.get(leaf, 0) >= max_per_leaf)
+            or any(_cosine(mine, other) >= max_overlap for other in rows)
+        ):
             continue
         chosen.append(keyword)
         rows.append(mine)

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nextbest.keywords.card import CardConfig, KeywordCampaign
+from nextbest.keywords.graph import normalise_text
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.pipeline import Pipeline, Retrieval
 from nextbest.recommend.ranking.fusion import FusionRanker
@@ -125,9 +127,30 @@ class PlacementSpec(_Strict):
     needs: list[Need] = []
 
 
+class KeywordCampaignSpec(_Strict):
+    title: Annotated[str, Field(min_length=1, max_length=80)]
+    queries: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]],
+                       Field(min_length=1)]  # fmt: skip
+    slots: Annotated[int, Field(ge=1, le=10)] = 2
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+class KeywordCardSpec(_Strict):
+    """`[keywords]`: the keyword card's settings (GET /v1/keywords) and its campaigns."""
+
+    recall: Annotated[int, Field(ge=1, le=1000)] = 50
+    max_overlap: Annotated[float, Field(gt=0, le=1)] = 0.5
+    max_per_leaf: Annotated[int, Field(ge=1, le=10)] = 1
+    min_keywords: Annotated[int, Field(ge=1, le=10)] = 2
+    funnel_events: Annotated[int, Field(ge=1, le=100)] = 3
+    campaigns: dict[str, KeywordCampaignSpec] = {}
+
+
 class PlacementsFile(_Strict):
     filters: dict[str, str] = {}
     campaigns: dict[str, CampaignSpec] = {}
+    keywords: KeywordCardSpec = KeywordCardSpec()
     placements: Annotated[dict[str, PlacementSpec], Field(min_length=1)]
 
 
@@ -139,10 +162,17 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class KeywordCardSettings:
+    config: CardConfig
+    campaigns: tuple[KeywordCampaign, ...]
+
+
+@dataclass(frozen=True)
 class Placements:
     source: str  # the file it came from
     placements: Mapping[str, Placement]
     filters: Mapping[str, CompiledFilter]
+    keyword_card: KeywordCardSettings = KeywordCardSettings(CardConfig(), ())
 
     def __getitem__(self, name: str) -> Placement:
         return self.placements[name]
@@ -191,7 +221,26 @@ def parse_placements(raw: dict[str, Any], source: str) -> Placements:
         name: Placement(name, _pipeline(name, p, filters, campaigns, source), tuple(p.needs))
         for name, p in spec.placements.items()
     }
-    return Placements(source, placements, filters)
+    return Placements(source, placements, filters, _keyword_card(spec.keywords, source))
+
+
+def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
+    for name, c in spec.campaigns.items():
+        if c.start and c.end and c.end <= c.start:
+            raise PlacementsError(f"{source}: keywords.campaigns.{name}: end must be after start")
+    settings = spec.model_dump(exclude={"campaigns"})
+    campaigns = tuple(
+        KeywordCampaign(
+            name=name,
+            title=c.title,
+            queries=tuple(dict.fromkeys(normalise_text(q) for q in c.queries)),
+            slots=c.slots,
+            start=c.start.timestamp() if c.start else None,
+            end=c.end.timestamp() if c.end else None,
+        )
+        for name, c in spec.campaigns.items()
+    )
+    return KeywordCardSettings(CardConfig(**settings), campaigns)
 
 
 def _compile(text: str, where: str) -> CompiledFilter:

@@ -7,6 +7,8 @@
     log.user_sessions(["u1"], last=20)   # {"u1": ["s0", "s1"]} oldest first
     log.record_served([ServedList(...)]) # the lists answered; events point back at them
     log.outcomes("9c0e...", last=100)    # the events that carried that recommendation id
+    log.served_lists("keywords", since)  # a placement's kept lists in time order, in batches
+    log.events_of_type("keyword-click")  # one type's events in log order, in batches
     log.read_after(seq, limit)           # follow the log in `seq` order
     log.export()                         # every event as a table (LOG_EVENT_SCHEMA)
 
@@ -168,6 +170,41 @@ class EventLog(ABC):
         """The list answered under this id, or None."""
 
     @abstractmethod
+    def served_lists(
+        self,
+        placement: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 5_000,
+    ) -> Iterator[ServedList]:
+        """The kept lists of `placement` served at or after `since` and before `until` (epoch
+        seconds, server clock; None: no bound), ordered by (served_at, recommendation_id).
+
+        Read `batch` lists per query (keyset pagination on that order), so a month of lists
+        never sits in one query result; lists kept while the iterator runs may or may not
+        be seen."""
+
+    def events_of_type(
+        self,
+        event_type: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 10_000,
+    ) -> Iterator[LoggedEvent]:
+        """The logged events of `event_type` received at or after `since` and before `until`
+        (`received_at`, epoch seconds, server clock; None: no bound), in log order, read
+        `batch` at a time.
+
+        This default follows the whole log (`iter_events`) and filters it; a store that can
+        filter as it reads (SQL) does so."""
+        check_batch(batch)
+        return (
+            event
+            for event in self.iter_events(batch)
+            if event.type == event_type and _within(event.received_at, since, until)
+        )
+
+    @abstractmethod
     def forget_served(self, before: float, limit: int) -> int:
         """Delete up to `limit` kept lists served before `before` (epoch seconds), oldest
         first, in one transaction; return how many went."""
@@ -225,6 +262,15 @@ class EventLog(ABC):
                 batch = []
         frames.append(_frame(batch))
         return pl.concat(frames)
+
+
+def check_batch(batch: int) -> None:
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, not {batch}")
+
+
+def _within(at: float, since: float | None, until: float | None) -> bool:
+    return (since is None or at >= since) and (until is None or at < until)
 
 
 def _frame(batch: list[LoggedEvent]) -> pl.DataFrame:

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -143,6 +143,24 @@ class GroupCommitLog(EventLog):
 
     def served(self, recommendation_id: str) -> ServedList | None:
         return self.log.served(recommendation_id)
+
+    def served_lists(
+        self,
+        placement: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 5_000,
+    ) -> Iterator[ServedList]:
+        return self.log.served_lists(placement, since, until, batch)
+
+    def events_of_type(
+        self,
+        event_type: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 10_000,
+    ) -> Iterator[LoggedEvent]:
+        return self.log.events_of_type(event_type, since, until, batch)
 
     def forget_served(self, before: float, limit: int) -> int:
         return self.log.forget_served(before, limit)

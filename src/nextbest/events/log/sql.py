@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -41,6 +41,7 @@ from nextbest.events.log.base import (
     EventLog,
     LoggedEvent,
     ServedList,
+    check_batch,
     event_row,
 )
 from nextbest.events.log.database import upsert_statement, write_lock
@@ -64,7 +65,7 @@ class SqlEventLog(EventLog):
         self.engine = engine
         self.commits_in_seq_order = engine.dialect.name == "sqlite"  # one writer at a time
         tables = log_tables(schema)
-        self.metadata, self.events, self.identities, self.served_lists = (
+        self.metadata, self.events, self.identities, self.served_table = (
             tables.metadata,
             tables.events,
             tables.identities,
@@ -110,7 +111,7 @@ class SqlEventLog(EventLog):
             .order_by(table.c.seq)
             .limit(bindparam("limit"))
         )
-        kept = self.served_lists
+        kept = self.served_table
         self._keep_served = upsert_statement(engine, kept).on_conflict_do_nothing(
             index_elements=[kept.c.recommendation_id]
         )
@@ -305,17 +306,77 @@ class SqlEventLog(EventLog):
                 connection.execute(self._keep_served, rows[start : start + SQL_CHUNK])
 
     def served(self, recommendation_id: str) -> ServedList | None:
-        table = self.served_lists
+        table = self.served_table
         query = select(table).where(table.c.recommendation_id == recommendation_id)
         with self.engine.connect() as connection:
             row = connection.execute(query).first()
-        if row is None:
-            return None
-        items = tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items))
-        return ServedList(**{**row._asdict(), "items": items})
+        return None if row is None else _served_list(row)
+
+    def served_lists(
+        self,
+        placement: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 5_000,
+    ) -> Iterator[ServedList]:
+        check_batch(batch)
+        table = self.served_table
+        query = select(table).where(table.c.placement == placement)
+        if since is not None:
+            query = query.where(table.c.served_at >= since)
+        if until is not None:
+            query = query.where(table.c.served_at < until)
+        query = query.order_by(table.c.served_at, table.c.recommendation_id).limit(batch)
+        # after the last list of a batch: a later time, or the same time and a greater id
+        # (written so that the first condition can use the index on served_at)
+        after = query.where(
+            table.c.served_at >= bindparam("at"),
+            (table.c.served_at > bindparam("at"))
+            | (table.c.recommendation_id > bindparam("last_id")),
+        )
+        return self._pages(query, after, batch)
+
+    def _pages(self, first: Select[Any], after: Select[Any], batch: int) -> Iterator[ServedList]:
+        """Each batch in its own short connection: a slow consumer holds no transaction."""
+        with self.engine.connect() as connection:
+            page = [_served_list(row) for row in connection.execute(first)]
+        while page:
+            yield from page
+            if len(page) < batch:
+                return
+            at, last_id = page[-1].served_at, page[-1].recommendation_id
+            with self.engine.connect() as connection:
+                rows = connection.execute(after, {"at": at, "last_id": last_id})
+                page = [_served_list(row) for row in rows]
+
+    def events_of_type(
+        self,
+        event_type: str,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 10_000,
+    ) -> Iterator[LoggedEvent]:
+        check_batch(batch)
+        table = self.events
+        query = select(table).where(table.c.type == event_type, table.c.seq > bindparam("after"))
+        if since is not None:
+            query = query.where(table.c.received_at >= since)
+        if until is not None:
+            query = query.where(table.c.received_at < until)
+        return self._events_after(query.order_by(table.c.seq).limit(batch), batch)
+
+    def _events_after(self, query: Select[Any], batch: int) -> Iterator[LoggedEvent]:
+        seq = 0
+        while True:
+            with self.engine.connect() as connection:
+                page = [_logged(row) for row in connection.execute(query, {"after": seq})]
+            yield from page
+            if len(page) < batch:
+                return
+            seq = page[-1].seq
 
     def forget_served(self, before: float, limit: int) -> int:
-        table = self.served_lists
+        table = self.served_table
         oldest = (
             select(table.c.recommendation_id)
             .where(table.c.served_at < before)
@@ -379,6 +440,11 @@ def _sqlstate(error: OperationalError) -> str | None:
 
 def _logged(row: Row[tuple[object, ...]]) -> LoggedEvent:
     return LoggedEvent(**row._asdict())
+
+
+def _served_list(row: Row[Any]) -> ServedList:
+    items = tuple((str(i), str(s), float(v)) for i, s, v in json.loads(row.items))
+    return ServedList(**{**row._asdict(), "items": items})
 
 
 def _now(at: float | None) -> float:

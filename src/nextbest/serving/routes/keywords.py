@@ -4,7 +4,8 @@ Read key (the browser's): the answer holds keywords other shoppers searched and 
 derived from the session's own events and the product on screen; nothing of another
 shopper. The version's query graph (learned by `nextbest train` from the search log) finds
 the keywords from the session's latest item events, the user's purchases and the product on
-screen (`keywords/card.py`). The card is recorded like a recommendation list (placement
+screen (`keywords/card.py`), as the placements file's `[keywords]` table sets, with its
+campaigns first while they run. The card is recorded like a recommendation list (placement
 `keywords`, its keywords in place of items), so a `keyword-click` event that carries its
 `recommendation_id` and `query` back is attributed to it.
 """
@@ -36,7 +37,10 @@ MAX_KEYWORDS = 10
 class KeywordOut(BaseModel):
     query: str = Field(description="the keyword: run it as a search when clicked")
     score: float
-    path: str = Field(description="the meta-path that found it most: i2q (via an item) or c2q")
+    path: str = Field(
+        description="the meta-path that found it most: i2q (via an item), c2q (via a "
+        "category), scene (via a scenario), or campaign (pushed by the placements file)"
+    )
     paths: dict[str, float] = Field(description="each path that found it, with its score")
 
 
@@ -82,9 +86,10 @@ async def get_keywords(
             key=lambda event: event[2],
         )
     now = max(time.time(), record.last_time if record else 0.0)
+    settings = services.recommender.placements.keyword_card  # the placements file's [keywords]
     card = keyword_card(
         graph, events, now, n, item_on_screen=item_id, earlier=bought,
-        searched=frozenset(searched),
+        searched=frozenset(searched), config=settings.config, campaigns=settings.campaigns,
     )  # fmt: skip
     shown = [
         Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
