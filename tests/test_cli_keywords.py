@@ -145,7 +145,7 @@ def test_keywords_rankers_reports_every_step_and_history_beats_the_category_alon
     for line in ("keyword popularity", "+ history", "+ text", "all features", "+ time and types"):
         assert line in result.output
     rows = {(r["ranker"], r["step"]): r["auc"][0] for r in json.loads(out.read_text())["rows"]}
-    assert len(rows) == 10
+    assert len(rows) == 11
     # the click follows the shopper's next leaf: the history says much, the category little
     for ranker in ("ftrl", "attention-gru"):
         assert rows[(ranker, "+ history")] > rows[(ranker, "category")] + 0.1
@@ -155,3 +155,24 @@ def test_keywords_rankers_reports_every_step_and_history_beats_the_category_alon
     (tmp_path / "cards.csv").write_text("card_id,query\nk1,tent\n")
     not_parquet = runner.invoke(app, [*args[:-1], str(tmp_path / "cards.csv")])
     assert not_parquet.exit_code == 2 and "not a readable Parquet file" in not_parquet.output
+
+
+def test_train_fits_the_keyword_ranker_of_the_cards_and_names_bad_options(
+    home: Path, tmp_path: Path, shop_files: tuple[Path, Path, Path]
+) -> None:
+    from nextbest.keywords.card_ranker import KeywordRanker
+
+    log, items, cards = shop_files
+    args = ["train", "--model", "pop", "--train", str(log), "--keyword-cards", str(cards)]
+    trained = runner.invoke(app, [*args, "--items", str(items)])
+    assert trained.exit_code == 0, trained.output
+    assert "keyword ranker: ftrl on" in trained.output
+    folder = latest_version(home)
+    assert folder is not None
+    ranker = KeywordRanker.load(folder)
+    assert ranker is not None and ranker.kind == "ftrl"
+    assert json.loads((folder / META_FILE).read_text())["keyword_ranker"]["kind"] == "ftrl"
+    no_items = runner.invoke(app, args)
+    assert no_items.exit_code == 2 and "--keyword-cards needs --items" in no_items.output
+    bad_kind = runner.invoke(app, [*args, "--items", str(items), "--keyword-ranker", "svm"])
+    assert bad_kind.exit_code == 2 and "--keyword-ranker must be one of" in bad_kind.output

@@ -13,7 +13,7 @@ import polars as pl
 
 from event_tables import event_table
 from nextbest.data.sessions import Sessions
-from nextbest.keywords.graph import KEYWORDS_DIR, QueryGraphConfig, build_query_graph
+from nextbest.keywords.graph import KEYWORDS_DIR, QueryGraph, QueryGraphConfig, build_query_graph
 from nextbest.models.base import SessionModel
 from nextbest.models.covisit import CoVisitation
 from nextbest.models.gru4rec import GRU4Rec
@@ -148,6 +148,42 @@ def plant_query_graph(home: Path) -> None:
     """Give the newest model version under `home` a query graph: shoppers on a running shoe
     (i10-i19) search "running shoe" and "socks" (socks lead to i19); treadmill (i00-i09) and
     coffee (i20-i29) shoppers search "treadmill" and "coffee"."""
+    graph, _ = planted_graph()
+    folder = latest_version(home)
+    assert folder is not None
+    graph.save(folder / KEYWORDS_DIR)
+
+
+def plant_keyword_ranker(home: Path) -> None:
+    """The planted query graph, and a keyword ranker fitted on cards of a shoe page that
+    offered "running shoe", "socks" and "treadmill", where shoppers always clicked "socks"."""
+    from nextbest.keywords.card_ranker import fit_keyword_ranker
+
+    graph, catalog = planted_graph()
+    queries = ["running shoe", "socks", "treadmill"]
+    cards = pl.DataFrame(
+        {
+            "card_id": [f"c{k}" for k in range(40) for _ in queries],
+            "session_id": [f"s{k}" for k in range(40) for _ in queries],
+            "user_id": [None] * 120,
+            "timestamp": [1000.0 + k for k in range(40) for _ in queries],
+            "item_id": [item(12)] * 120,
+            "position": [p for _ in range(40) for p in range(3)],
+            "query": queries * 40,
+            "clicked": [q == "socks" for _ in range(40) for q in queries],
+        }
+    )
+    views = event_table(
+        [(f"s{k}", 1000.0 + k, "view", item(12)) for k in range(40)],
+        ("session_id", "timestamp", "type", "item_id"),
+    )
+    folder = latest_version(home)
+    assert folder is not None
+    graph.save(folder / KEYWORDS_DIR)
+    fit_keyword_ranker(cards, views, graph, catalog).save(folder)
+
+
+def planted_graph() -> tuple[QueryGraph, pl.DataFrame]:
     rows: list[tuple[Any, ...]] = []
     for k in range(20):
         for query, items in [*KINDS.items(), ("socks", range(19, 20))]:
@@ -159,13 +195,12 @@ def plant_query_graph(home: Path) -> None:
     catalog = pl.DataFrame(
         {
             "item_id": [item(j) for j in range(30)],
+            "title": [f"{kind.title()} {j}" for kind, items in KINDS.items() for j in items],
             "category_path": [
                 f"{TOP[kind]} > {kind.title()}" for kind, items in KINDS.items() for _ in items
             ],
+            "brand": ["Acme"] * 30,
         }
     )
     events = event_table(rows, ("session_id", "timestamp", "type", "item_id", "query"))
-    graph = build_query_graph(events, catalog, QueryGraphConfig(min_count=1.0))
-    folder = latest_version(home)
-    assert folder is not None
-    graph.save(folder / KEYWORDS_DIR)
+    return build_query_graph(events, catalog, QueryGraphConfig(min_count=1.0)), catalog

@@ -15,6 +15,7 @@ from serving_helpers import (
     TestClient,
     auth,
     item,
+    plant_keyword_ranker,
     plant_query_graph,
     send,
     view,
@@ -163,3 +164,25 @@ def test_a_running_campaign_leads_the_card_and_is_attributed(
     kept = client.get(f"/v1/recommendations/{body['recommendation_id']}", headers=auth(ADMIN))
     recorded = kept.json()["items"][0]
     assert (recorded["item_id"], recorded["source"]) == ("thermal socks", "campaign")
+
+
+def test_a_version_with_a_keyword_ranker_serves_the_card_in_its_order(
+    home: Path, make_client: MakeClient, tmp_path: Path
+) -> None:
+    plant_keyword_ranker(home)
+    file = tmp_path / "placements.toml"
+    file.write_text(PER_LEAF)
+    client = make_client(placements=file)
+    send(client, view("e1", "s1", item(12)))
+    body = card(client, session_id="s1", item_id=item(12), n=3).json()
+    assert body["show"] and body["ranker"] == "ftrl"
+    queries = [k["query"] for k in body["keywords"]]
+    assert queries[0] == "socks"  # what shoppers clicked, ahead of the recall's "running shoe"
+    scores = [k["score"] for k in body["keywords"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_without_a_keyword_ranker_the_recall_orders_the_card(client: TestClient) -> None:
+    send(client, view("e1", "s1", item(12)))
+    body = card(client, session_id="s1", item_id=item(12), n=3).json()
+    assert body["ranker"] == "recall" and body["keywords"][0]["query"] == "running shoe"

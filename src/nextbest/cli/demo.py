@@ -16,7 +16,7 @@ from nextbest.cli.evaluate import (
     read_items,
     run_evaluation,
 )
-from nextbest.cli.keywords import learn_query_graph, version_extra
+from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.next_event import EvalConfig, EvalResult
 from nextbest.evaluation.report import result_record, summary_rows, write_report
@@ -143,10 +143,21 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
         log = read_events(log_path).filter(pl.col("session_id").is_in(sessions))
         scenarios = DEMO_SCENARIOS if catalog is not None else None
         graph, graph_note = learn_query_graph(log, log_path, catalog, scenarios)
+        # ... and the keyword ranker that orders the served card, from the cards the demo
+        # shop showed in the training sessions
+        cards_path = shop_dir / "keyword_cards.parquet"
+        ranker, ranker_note = None, None
+        if cards_path.exists() and graph is not None and catalog is not None:
+            ranker, ranker_note = learn_keyword_ranker(
+                cards_path, log, graph, catalog, "ftrl", events["session_id"].unique()
+            )
         del log
     else:
         graph, graph_note = None, f"no query graph built: no {log_path}"
+        ranker, ranker_note = None, None
     console.print(graph_note, highlight=False)
+    if ranker_note:
+        console.print(ranker_note, highlight=False)
     del events
     test = Sessions.from_events(
         read_events(shop_dir / "test.tsv"), item_ids=train.item_ids, min_session_length=2
@@ -155,7 +166,7 @@ def train_demo_models(home: Path, shop_dir: Path, serve_model: str) -> Path:
     results: dict[str, EvalResult] = {}
     config = EvalConfig()
     best: tuple[float, Path | None] = (-1.0, None)
-    extra = version_extra(rules, graph)
+    extra = version_extra(rules, graph, ranker)
     names = [name for name, _ in DEMO_MODELS] + [PIPELINE]
     extra_names = [name for name, _ in DEMO_EXTRA_MODELS]
     names += [serve_model] if serve_model in extra_names else []

@@ -12,7 +12,7 @@ import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table, setup_logging
-from nextbest.cli.keywords import learn_query_graph, version_extra
+from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
 from nextbest.cli.models import build_model, parse_params
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import TIE_POLICIES
@@ -398,6 +398,17 @@ def train(
             "ones in the version's query graph; needs --items"
         ),
     ] = None,
+    keyword_cards: Annotated[
+        Path | None,
+        typer.Option(
+            help="keyword cards shown and clicked (.parquet: the demo's keyword_cards.parquet "
+            "or `nextbest keywords export-cards`): fit a keyword ranker that orders the served "
+            "card; needs --items and searches in TRAIN"
+        ),
+    ] = None,
+    keyword_ranker: Annotated[
+        str, typer.Option(help="the keyword ranker: ftrl or attention-gru")
+    ] = "ftrl",
 ) -> None:
     """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
 
@@ -418,7 +429,9 @@ def train(
             )
         from nextbest.cli.pipeline_eval import train_pipeline_cli
 
-        train_pipeline_cli(pipeline, train_path, items_path, skip_bad, scenarios)
+        train_pipeline_cli(
+            pipeline, train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker
+        )
         return
     assert model_name is not None
     params = parse_params(param or [])
@@ -430,6 +443,9 @@ def train(
     rules, rules_note = learn_rules(events, train_path, items_path)
     catalog = read_items(items_path) if items_path is not None else None
     graph, graph_note = learn_query_graph(events, train_path, catalog, scenarios)
+    ranker, ranker_note = learn_keyword_ranker(
+        keyword_cards, events, graph, catalog, keyword_ranker
+    )
     # A model that embeds attributes ranks the whole catalog (new items by their attributes);
     # the others keep the items they were trained on.
     items = catalog if embeds else None
@@ -446,7 +462,11 @@ def train(
         "query_graph": None if graph is None else graph.summary(),
         **fit_report(model),
     }
-    folder = save_version(model, nextbest_home(), meta, extra=version_extra(rules, graph))
+    meta["keyword_ranker"] = None if ranker is None else {"kind": ranker.kind, **ranker.meta}
+    extra = version_extra(rules, graph, ranker)
+    folder = save_version(model, nextbest_home(), meta, extra=extra)
     console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)
     console.print(graph_note, highlight=False)
+    if ranker_note:
+        console.print(ranker_note, highlight=False)

@@ -24,6 +24,7 @@ from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_
 from nextbest.events.io import read_events
 from nextbest.events.log import EventLog
 from nextbest.events.schema import items_of_table
+from nextbest.keywords.card_ranker import RANKER_KINDS, KeywordRanker, fit_keyword_ranker
 from nextbest.keywords.graph import (
     KEYWORDS_DIR,
     QueryGraph,
@@ -84,10 +85,47 @@ def learn_query_graph(
     )
 
 
+def learn_keyword_ranker(
+    cards_path: Path | None,
+    events: pl.DataFrame,
+    graph: QueryGraph | None,
+    items: pl.DataFrame | None,
+    kind: str,
+    sessions: pl.Series | None = None,
+) -> tuple[KeywordRanker | None, str | None]:
+    """The keyword ranker of `--keyword-cards` (None without it; only the cards of
+    `sessions` when given), and a line saying what was fitted; a ValueError naming the
+    option when it cannot be."""
+    if cards_path is None:
+        return None, None
+    if kind not in RANKER_KINDS:
+        raise ValueError(f"--keyword-ranker must be one of {', '.join(RANKER_KINDS)}, not {kind!r}")
+    if items is None:
+        raise ValueError("--keyword-cards needs --items: the ranker reads the keywords' categories")
+    if graph is None:
+        raise ValueError(
+            "--keyword-cards needs a query graph, and the training events built none (they "
+            "need search events)"
+        )
+    cards = read_cards(cards_path)
+    if sessions is not None:
+        cards = cards.filter(pl.col("session_id").is_in(sessions.implode()))
+    with console.status(f"fitting the {kind} keyword ranker on {cards_path}"):
+        ranker = fit_keyword_ranker(cards, events, graph, items, kind)  # type: ignore[arg-type]
+    meta = ranker.meta
+    return ranker, (
+        f"keyword ranker: {kind} on {meta['cards']:,} cards ({meta['keywords']:,} keywords, "
+        f"{float(meta['click_share']):.1%} clicked) in {meta['fit_seconds']} s"  # type: ignore[arg-type]
+    )
+
+
 def version_extra(
-    rules: PurchaseRules | None, graph: QueryGraph | None
+    rules: PurchaseRules | None,
+    graph: QueryGraph | None,
+    keyword_ranker: KeywordRanker | None = None,
 ) -> Callable[[Path], None] | None:
-    """What `save_version` writes beside the model: the purchase rules and the query graph."""
+    """What `save_version` writes beside the model: the purchase rules, the query graph and
+    the keyword ranker."""
     if rules is None and graph is None:
         return None
 
@@ -96,6 +134,8 @@ def version_extra(
             rules.save(folder)
         if graph is not None:
             graph.save(folder / KEYWORDS_DIR)
+            if keyword_ranker is not None:
+                keyword_ranker.save(folder)
 
     return write
 

@@ -149,10 +149,12 @@ def train_pipeline_cli(
     items_path: Path | None,
     skip_bad: bool,
     scenarios: Path | None = None,
+    keyword_cards: Path | None = None,
+    keyword_ranker: str = "ftrl",
 ) -> Path:
     """`nextbest train --pipeline FILE`: the generators and the ranker as one version."""
     from nextbest.cli.evaluate import learn_rules, read_items, training_sessions
-    from nextbest.cli.keywords import learn_query_graph, version_extra
+    from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
     from nextbest.models.store import nextbest_home, save_version
     from nextbest.twostage.model import spec_dict, train_pipeline
 
@@ -161,6 +163,9 @@ def train_pipeline_cli(
     rules, rules_note = learn_rules(events, train_path, items_path)
     item_table = read_items(items_path) if items_path is not None else None
     graph, graph_note = learn_query_graph(events, train_path, item_table, scenarios)
+    ranker, ranker_note = learn_keyword_ranker(
+        keyword_cards, events, graph, item_table, keyword_ranker
+    )
     catalog = items_of_table(item_table) if item_table is not None else None
     train = training_sessions(events, train_path)
     del events
@@ -180,9 +185,12 @@ def train_pipeline_cli(
         "purchase_rules": None if rules is None else rules.counts(),
         "query_graph": None if graph is None else graph.summary(),
     }
-    folder = save_version(model, nextbest_home(), meta, extra=version_extra(rules, graph))
+    extra = version_extra(rules, graph, ranker)
+    folder = save_version(model, nextbest_home(), meta, extra=extra)
     over = ", ".join(model.labels)
     console.print(f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)
     console.print(graph_note, highlight=False)
+    if ranker_note:
+        console.print(ranker_note, highlight=False)
     return folder

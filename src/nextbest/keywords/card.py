@@ -7,7 +7,8 @@ ordering once keyword impressions and clicks exist to learn from.
 - **Recall**: the meta-paths of `recall.py` from the session's latest item events, the
   user's purchases, and the product on screen (the strongest signal: what the shopper looks
   at now, counted as a cart add).
-- **Order**: the paths' combined score.
+- **Order**: a learned keyword ranker's score when the version has one (`card_ranker.py`),
+  else the paths' combined score.
 - **Diversity**: at most `max_per_leaf` keywords about one leaf category (a keyword's leaf:
   the deepest category holding most of its items), and a keyword whose items mostly overlap
   a keyword already on the card (cosine of their q2i rows at least `max_overlap`) is
@@ -24,8 +25,8 @@ ordering once keyword impressions and clicks exist to learn from.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -93,12 +94,15 @@ def keyword_card(
     config: CardConfig | None = None,
     recall_config: RecallConfig | None = None,
     campaigns: Sequence[KeywordCampaign] = (),
+    rank: Callable[[list[Keyword]], np.ndarray] | None = None,
 ) -> Card:
     """The card for a shopper whose session's item events are `events` (item_id, action,
     timestamp; oldest first), who looks at `item_on_screen`, and whose `earlier` events (a
     signed-in user's purchases) count for recall but not as the session's funnel. Queries
     the session `searched` (or clicked on a card) are not offered again. The first of the
-    `campaigns` active at `now` leads the card."""
+    `campaigns` active at `now` leads the card. `rank` (a learned keyword ranker's scores of
+    the recalled keywords) orders them before diversity; without it, the recall's score
+    does."""
     config = config or CardConfig()
     history = [*earlier, *events]
     if item_on_screen is not None:
@@ -110,6 +114,10 @@ def keyword_card(
     pushed = _pushed(campaign, n, searched)
     recalled = recall_keywords(graph, history, now, config.recall, recall_config, searched)
     recalled = [k for k in recalled if k.query not in {p.query for p in pushed}]
+    if rank is not None and recalled:
+        learned = rank(recalled)
+        order = sorted(range(len(recalled)), key=lambda k: (-learned[k], k))
+        recalled = [replace(recalled[k], score=float(learned[k])) for k in order]
     chosen = _diverse(graph, pushed, recalled, n, config.max_overlap, config.max_per_leaf)
     if len(chosen) < min(config.min_keywords, n):
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)

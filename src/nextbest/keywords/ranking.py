@@ -23,15 +23,18 @@ The category alone (`item`) needs no column.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
-from nextbest.keywords.graph import QueryGraph, normalise_text
+from nextbest.keywords.graph import QueryGraph, category_levels, normalise_text
 from nextbest.keywords.recall import PATHS, RecallConfig, history_matrix, path_scores
 from nextbest.twostage.data import ACTION_CODES, OTHER, PAD, History, RankingData
 
@@ -89,9 +92,13 @@ class Vocabulary:
     item_leaf: dict[str, int]
     item_words: dict[str, frozenset[str]]  # title and category words of each item
     item_brand: dict[str, str]
-    brands: frozenset[str]  # lower-case brand names
     query_leaf: np.ndarray  # [Q] the leaf each graph query led to most (-1: unknown)
     parent: np.ndarray  # [leaves] index of each leaf's parent path
+
+    @cached_property
+    def brands_longest_first(self) -> list[str]:
+        """Lower-case brand names, longest first (a keyword names the longest that fits)."""
+        return sorted(set(self.item_brand.values()), key=lambda b: (-len(b), b))
 
     @classmethod
     def of(cls, graph: QueryGraph, items: pl.DataFrame) -> Vocabulary:
@@ -110,25 +117,47 @@ class Vocabulary:
             [parents.setdefault(p.rsplit(CATEGORY_SEPARATOR, 1)[0], len(parents)) for p in leaves],
             dtype=np.int64,
         )
-        # each query's leaf: the leaf whose items its searches led to most (graph counts)
-        query_leaf = np.full(len(graph.queries), -1, dtype=np.int64)
-        item_rows = np.array([item_leaf.get(i, -1) for i in graph.item_ids], dtype=np.int64)
-        counts = graph.counts.tocoo()
-        if counts.nnz:
-            known = item_rows[counts.col] >= 0
-            mass = np.zeros((len(graph.queries), max(len(leaves), 1)))
-            np.add.at(mass, (counts.row[known], item_rows[counts.col[known]]), counts.data[known])
-            found = mass.max(axis=1) > 0
-            query_leaf[found] = mass[found].argmax(axis=1)
-        return cls(
-            leaves=leaves,
-            item_leaf=item_leaf,
-            item_words=item_words,
-            item_brand=item_brand,
-            brands=frozenset(item_brand.values()),
-            query_leaf=query_leaf,
-            parent=parent,
+        # each query's leaf: the graph's (the deepest category its searches led to most), in
+        # the catalog's spelling of the path
+        by_level = {
+            level: k for k, path in enumerate(leaves) for level in category_levels(path)[-1:]
+        }
+        graph_leaf = graph.lookups.query_leaf
+        query_leaf = np.array(
+            [by_level.get(graph.categories[c], -1) if c >= 0 else -1 for c in graph_leaf.tolist()],
+            dtype=np.int64,
         )
+        return cls(leaves, item_leaf, item_words, item_brand, query_leaf, parent)
+
+    # -- storage (beside a served keyword ranker) ------------------------------------------
+    def save(self, path: Path) -> None:
+        path.write_text(
+            json.dumps(
+                {
+                    "leaves": self.leaves,
+                    "item_leaf": self.item_leaf,
+                    "item_words": {i: sorted(w) for i, w in self.item_words.items()},
+                    "item_brand": self.item_brand,
+                    "query_leaf": self.query_leaf.tolist(),
+                    "parent": self.parent.tolist(),
+                }
+            )
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        try:
+            saved = json.loads(path.read_text())
+            return cls(
+                leaves=list(saved["leaves"]),
+                item_leaf={str(k): int(v) for k, v in saved["item_leaf"].items()},
+                item_words={str(k): frozenset(v) for k, v in saved["item_words"].items()},
+                item_brand={str(k): str(v) for k, v in saved["item_brand"].items()},
+                query_leaf=np.array(saved["query_leaf"], dtype=np.int64),
+                parent=np.array(saved["parent"], dtype=np.int64),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: not a saved keyword vocabulary ({error})") from None
 
 
 def keyword_ranking_data(
@@ -149,15 +178,47 @@ def keyword_ranking_data(
     first = np.r_[True, card_ids[1:] != card_ids[:-1]]
     case = np.cumsum(first) - 1
     heads = cards.filter(pl.Series(first))
-    recent = recent_item_events(heads, events, width)
-    history = category_history(recent, heads["timestamp"].to_numpy(), vocabulary.item_leaf, width)
+    data = ranking_cases(
+        cards["query"].to_list(),
+        case,
+        recent_item_events(heads, events, width),
+        heads["timestamp"].to_numpy(),
+        heads["item_id"].to_list(),
+        graph,
+        vocabulary,
+        width,
+        recall,
+    )
+    return replace(
+        data,
+        label=cards["clicked"].to_numpy().astype(np.float32),
+        session=np.unique(heads["session_id"].to_numpy(), return_inverse=True)[1].astype(np.int64),
+    )
+
+
+def ranking_cases(
+    queries: Sequence[str],
+    case: np.ndarray,
+    recent: list[list[tuple[str, str, float]]],
+    now: np.ndarray,
+    on_screen: Sequence[str | None],
+    graph: QueryGraph,
+    vocabulary: Vocabulary,
+    width: int = HISTORY_WIDTH,
+    recall: RecallConfig | None = None,
+) -> RankingData:
+    """The rankers' rows of keyword `queries` [N], row r a keyword of case `case[r]` (cases
+    numbered 0.. in order), each case's shopper with their `recent` item events (item_id,
+    type, timestamp; oldest first), at time `now`, looking at `on_screen`. Unlabelled: the
+    training cards add their clicks; a served card is one case."""
+    history = category_history(recent, now, vocabulary.item_leaf, width)
     query_index = graph.query_index()
-    query = np.array([query_index.get(normalise_text(q), -1) for q in cards["query"]], np.int64)
+    query = np.array([query_index.get(normalise_text(q), -1) for q in queries], np.int64)
     leaf = np.where(query >= 0, vocabulary.query_leaf[np.maximum(query, 0)], -1)
     features: dict[str, np.ndarray] = {}
-    features |= _history_features(leaf, case, history, heads["item_id"].to_list(), vocabulary)
-    features |= _text_features(cards["query"].to_list(), case, recent, heads, vocabulary)
-    features |= _path_features(query, case, recent, heads, graph, recall)
+    features |= _history_features(leaf, case, history, on_screen, vocabulary)
+    features |= _text_features(queries, case, recent, on_screen, vocabulary)
+    features |= _path_features(query, case, recent, now, graph, recall)
     names = tuple(features)
     groups = {g: tuple(n for n in names if n.startswith(f"{g}.")) for g in GROUPS}
     return RankingData(
@@ -166,8 +227,6 @@ def keyword_ranking_data(
         features=np.stack([features[n] for n in names], axis=1).astype(np.float32),
         names=names,
         groups=groups,
-        label=cards["clicked"].to_numpy().astype(np.float32),
-        session=np.unique(heads["session_id"].to_numpy(), return_inverse=True)[1].astype(np.int64),
         history=history,
         n_items=len(vocabulary.leaves),
     )
@@ -230,7 +289,7 @@ def _history_features(
     leaf: np.ndarray,
     case: np.ndarray,
     history: History,
-    on_screen: list[str | None],
+    on_screen: Sequence[str | None],
     vocabulary: Vocabulary,
 ) -> dict[str, np.ndarray]:
     parent = np.where(leaf >= 0, vocabulary.parent[np.maximum(leaf, 0)], -1)
@@ -252,17 +311,17 @@ def _history_features(
 
 
 def _text_features(
-    queries: list[str],
+    queries: Sequence[str],
     case: np.ndarray,
     recent: list[list[tuple[str, str, float]]],
-    heads: pl.DataFrame,
+    on_screen: Sequence[str | None],
     vocabulary: Vocabulary,
 ) -> dict[str, np.ndarray]:
     brand_of = vocabulary.item_brand
     history_brands = [{brand_of[i] for i, _, _ in row if i in brand_of} for row in recent]
-    screen_words = [vocabulary.item_words.get(i or "", frozenset()) for i in heads["item_id"]]
+    screen_words = [vocabulary.item_words.get(i or "", frozenset()) for i in on_screen]
     # the brand a keyword starts with, the longest that fits ("acme pro tents", not "acme")
-    by_length = sorted(vocabulary.brands, key=lambda b: (-len(b), b))
+    by_length = vocabulary.brands_longest_first
     texts = {q: normalise_text(q) for q in set(queries)}
     brand_in = {
         t: next((b for b in by_length if t.startswith(b + " ")), None) for t in texts.values()
@@ -288,12 +347,12 @@ def _path_features(
     query: np.ndarray,
     case: np.ndarray,
     recent: list[list[tuple[str, str, float]]],
-    heads: pl.DataFrame,
+    stamps: np.ndarray,
     graph: QueryGraph,
     recall: RecallConfig | None,
 ) -> dict[str, np.ndarray]:
     recall = recall or RecallConfig()
-    now = heads["timestamp"].to_list()
+    now = stamps.tolist()
     found = {path: np.full(len(query), np.nan) for path in PATHS}
     rows_of_case = np.searchsorted(case, np.arange(len(now) + 1))
     for start in range(0, len(now), CHUNK):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nextbest.keywords.card_ranker import KeywordRanker
 from nextbest.keywords.graph import QueryGraph, load_version_graph
 from nextbest.models.base import MODEL_FILE, SessionModel
 from nextbest.models.neighbours import prepare_in_background
@@ -60,6 +61,7 @@ class LoadedModel:
     embeddings: np.ndarray | None = None  # [N, d] float32 item vectors, if the model has them
     purchase_rules: PurchaseRules | None = None  # learned at training, if it had purchases
     query_graph: QueryGraph | None = None  # learned at training, if it had searches
+    keyword_ranker: KeywordRanker | None = None  # fitted at training on shown keyword cards
     # values the stages derive from this version (similar items' neighbours), kept while it
     # serves
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -89,8 +91,9 @@ def load_model(folder: Path, classes: ModelClasses, cache: Path | None = None) -
     started = time.perf_counter()
     model = classes[name].load(folder)
     loaded = serve_model(
-        model, folder.name, cache, PurchaseRules.load(folder), load_version_graph(folder)
-    )
+        model, folder.name, cache, PurchaseRules.load(folder), load_version_graph(folder),
+        KeywordRanker.load(folder),
+    )  # fmt: skip
     logger.info(
         "loaded model %s (%s, %d items) in %.2f s",
         folder.name, name, loaded.n_items, time.perf_counter() - started,
@@ -104,6 +107,7 @@ def serve_model(
     cache: Path | None = None,
     purchase_rules: PurchaseRules | None = None,
     query_graph: QueryGraph | None = None,
+    keyword_ranker: KeywordRanker | None = None,
 ) -> LoadedModel:
     """A fitted model with everything serving derives from it (also for offline runs of the
     pipeline, which serve a model fitted in memory)."""
@@ -121,6 +125,7 @@ def serve_model(
         embeddings=_embeddings(model),
         purchase_rules=purchase_rules,
         query_graph=query_graph,
+        keyword_ranker=keyword_ranker if query_graph is not None else None,
     )
 
 

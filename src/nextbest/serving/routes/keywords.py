@@ -14,23 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from nextbest.events.schema import ITEMLESS_EVENT_TYPES
 from nextbest.keywords.card import keyword_card
 from nextbest.keywords.graph import normalise_text
+from nextbest.keywords.recall import Keyword
 from nextbest.serving.deps import ReadAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.recommend import Recommended
+from nextbest.serving.registry import LoadedModel
 from nextbest.serving.routes.recommendations import IdParam, keep_served, new_recommendation_id
 from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["keywords"])
 
 PLACEMENT = "keywords"
+RECALL_ORDER = "recall"
 MAX_KEYWORDS = 10
 
 
@@ -50,6 +55,10 @@ class KeywordsOut(BaseModel):
     title: str
     keywords: list[KeywordOut]
     recommendation_id: str = Field(description="send it back with a keyword-click event")
+    ranker: str = Field(
+        description="what ordered the keywords: the version's learned keyword ranker (ftrl or "
+        "attention-gru), or recall (the meta-paths' score) without one"
+    )
     model_version: str | None
 
 
@@ -68,11 +77,11 @@ async def get_keywords(
         raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
     recommendation_id = new_recommendation_id()
     graph = model.query_graph if model is not None else None
-    if graph is None:
+    if model is None or graph is None:
         return KeywordsOut(
             show=False, reason="the model version has no query graph: train it on a log "
             "with search events", title="", keywords=[], recommendation_id=recommendation_id,
-            model_version=model.version if model else None,
+            model_version=model.version if model else None, ranker=RECALL_ORDER,
         )  # fmt: skip
     record = services.live.session(model, session_id) if session_id else None
     searched = await asyncio.to_thread(_searched, services, session_id) if session_id else set()
@@ -90,6 +99,7 @@ async def get_keywords(
     card = keyword_card(
         graph, events, now, n, item_on_screen=item_id, earlier=bought,
         searched=frozenset(searched), config=settings.config, campaigns=settings.campaigns,
+        rank=_learned_order(model, [*bought, *events], now, item_id),
     )  # fmt: skip
     shown = [
         Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
@@ -109,7 +119,23 @@ async def get_keywords(
         ],
         recommendation_id=recommendation_id,
         model_version=model.version if model else None,
+        ranker=model.keyword_ranker.kind if model.keyword_ranker else RECALL_ORDER,
     )
+
+
+def _learned_order(
+    model: LoadedModel, history: list[tuple[str, str, float]], now: float, on_screen: str | None
+) -> Callable[[list[Keyword]], np.ndarray] | None:
+    """The version's keyword ranker scoring recalled keywords for this shopper, if it has one."""
+    ranker, graph = model.keyword_ranker, model.query_graph
+    if ranker is None or graph is None:
+        return None
+    ordered = sorted(history, key=lambda event: event[2])
+
+    def scores(keywords: list[Keyword]) -> np.ndarray:
+        return ranker.scores(graph, [k.query for k in keywords], ordered, now, on_screen)
+
+    return scores
 
 
 SEARCHED_EVENTS = 50  # the session's latest events read for its searches
