@@ -2,11 +2,13 @@
 steady rate, with recommendations beside them, on the demo shop.
 
     .venv/bin/python benchmarks/bench_keywords.py --rate 100 --seconds 20 [--write-docs]
+        [--orders recall,ftrl,attention-gru]
 
 The demo shop (seed 7, `--events` events) is generated. Co-visitation is trained on its
-training days, with the query graph of their searches, and saved as a version. Two server
-workers serve it behind Redis, and the catalog is uploaded. Then, `--rate` times a second,
-one shopper:
+training days, with the query graph of their searches, and saved as a version; for each of
+`--orders` but `recall`, with that keyword ranker fitted on the training days' cards. Two
+server workers serve each version in turn behind Redis, and the catalog is uploaded. Then,
+`--rate` times a second, one shopper:
 
 1. sends a view of a product;
 2. asks for the keyword card on that product's page;
@@ -55,6 +57,7 @@ from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
 from nextbest.data.demo_shop.writer import split_demo_shop
 from nextbest.data.sessions import Sessions
 from nextbest.events.schema import items_of_table
+from nextbest.keywords.card_ranker import fit_keyword_ranker
 from nextbest.keywords.graph import build_query_graph
 from nextbest.models.registry import build_model
 from nextbest.models.store import save_version
@@ -63,8 +66,9 @@ BEGIN, END = "<!-- keywords-serving:begin -->", "<!-- keywords-serving:end -->"
 CALLS = ("event", "keywords", "search", "recommendation")
 
 
-def prepare(home: Path, events: int) -> tuple[list[Any], list[str], list[str]]:
-    """The demo shop's version (co-visitation + query graph) under `home`; returns the
+def prepare(homes: dict[str, Path], events: int) -> tuple[list[Any], list[str], list[str]]:
+    """The demo shop's version (co-visitation + query graph, and the keyword ranker its cards
+    fit, or none for the recall's order) under each of `homes` (order -> folder); returns the
     catalog, the model's items and the test days' search queries."""
     shop = generate_demo_shop(DemoShopConfig(n_events=events))
     train, _ = split_demo_shop(shop)
@@ -72,7 +76,13 @@ def prepare(home: Path, events: int) -> tuple[list[Any], list[str], list[str]]:
     log = shop.events.filter(pl.col("session_id").is_in(sessions))
     model = build_model("covisit", {}).fit(Sessions.from_events(train))
     graph = build_query_graph(log, shop.items)
-    save_version(model, home, {"model": "covisit"}, extra=version_extra(None, graph))
+    cards = shop.cards.filter(pl.col("session_id").is_in(sessions))
+    for order, home in homes.items():
+        ranker = None
+        if order != "recall":
+            ranker = fit_keyword_ranker(cards, log, graph, shop.items, order)  # type: ignore[arg-type]
+        extra = version_extra(None, graph, ranker)
+        save_version(model, home, {"model": "covisit"}, extra=extra)
     tested = shop.events.filter(~pl.col("session_id").is_in(sessions))
     queries = tested.filter(pl.col("type") == "search")["query"].drop_nulls().to_list()
     catalog = list(items_of_table(shop.items).values())
@@ -137,14 +147,19 @@ def markdown(result: dict[str, Any]) -> str:
         "product placement, one after another on one connection. The load averages before "
         "each run say what else ran.",
         "",
-        "| shoppers/s | achieved | load before | call | p50 ms | p99 ms | target p99 |",
-        "|---|---|---|---|---|---|---|",
+        "The card's order is the recall's score (`recall`) or the version's learned keyword "
+        "ranker (`ftrl`, `attention-gru`), one server after the other in the same run.",
+        "",
+        "| card order | shoppers/s | achieved | load before | call | p50 ms | p99 ms | "
+        "target p99 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     targets = {"keywords": "10", "search": "20"}
     for run in result["runs"]:
         for call in CALLS:
             lines.append(
-                f"| {run['rate_per_s']:g} | {run['achieved_per_s']:g} | {run['load_before']} | "
+                f"| {run.get('order', 'recall')} | {run['rate_per_s']:g} | "
+                f"{run['achieved_per_s']:g} | {run['load_before']} | "
                 f"{call} | {run[call]['p50_ms']} | {run[call]['p99_ms']} | "
                 f"{targets.get(call, '')} |"
             )
@@ -160,35 +175,47 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000, help="demo shop size")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--orders",
+        default="recall,ftrl",
+        help="the card orders to serve, one server after the other: recall, ftrl, attention-gru",
+    )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="nextbest-bench-keywords-"))
-    catalog, items, queries = prepare(home, args.events)
-    prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
-    env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
-    port = free_port()
-    server = start_server(home, port, 2, env)
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    unknown = [o for o in orders if o not in ("recall", "ftrl", "attention-gru")]
+    if unknown or not orders:
+        parser.error(f"--orders: recall, ftrl or attention-gru, not {unknown or args.orders!r}")
+    root = Path(tempfile.mkdtemp(prefix="nextbest-bench-keywords-"))
+    homes = {order: root / order for order in orders}
+    catalog, items, queries = prepare(homes, args.events)
     result: dict[str, Any] = {
         "machine": machine(),
         "events": args.events,
         "command": " ".join(["python benchmarks/bench_keywords.py", *sys.argv[1:]]),
         "runs": [],
     }
-    try:
-        upload_catalog(port, catalog)
-        time.sleep(5)  # both workers' refreshers read the catalog and index it
-        for _ in range(args.runs):
-            before = load()
-            with quiet_collector():
-                run = uvloop.run(
-                    shoppers_at_rate(port, items, queries, args.rate, args.seconds, args.warmup)
-                )
-            run["load_before"] = before
-            result["runs"].append(run)
-            print(json.dumps(run), flush=True)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        _clear_redis(args.redis_url, prefix)
+    for order, home in homes.items():
+        prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
+        env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
+        port = free_port()
+        server = start_server(home, port, 2, env)
+        try:
+            upload_catalog(port, catalog)
+            time.sleep(5)  # both workers' refreshers read the catalog and index it
+            for _ in range(args.runs):
+                before = load()
+                with quiet_collector():
+                    run = uvloop.run(
+                        shoppers_at_rate(port, items, queries, args.rate, args.seconds, args.warmup)
+                    )
+                run["load_before"] = before
+                run["order"] = order
+                result["runs"].append(run)
+                print(json.dumps(run), flush=True)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            _clear_redis(args.redis_url, prefix)
     save_result("keywords-serving", result)
     text = markdown(result)
     print(text)
