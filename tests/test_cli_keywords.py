@@ -176,3 +176,36 @@ def test_train_fits_the_keyword_ranker_of_the_cards_and_names_bad_options(
     assert no_items.exit_code == 2 and "--keyword-cards needs --items" in no_items.output
     bad_kind = runner.invoke(app, [*args, "--items", str(items), "--keyword-ranker", "svm"])
     assert bad_kind.exit_code == 2 and "--keyword-ranker must be one of" in bad_kind.output
+
+
+def test_update_ranker_writes_a_new_version_and_keeps_the_old(
+    home: Path, tmp_path: Path, shop_files: tuple[Path, Path, Path]
+) -> None:
+    log, items, cards = shop_files
+    none_yet = runner.invoke(app, ["keywords", "update-ranker", "--cards", str(cards),
+                                   "--log", str(log)])  # fmt: skip
+    assert none_yet.exit_code == 2 and "no model versions" in none_yet.output
+    runner.invoke(app, ["train", "--model", "pop", "--train", str(log), "--items", str(items)])
+    no_ranker = runner.invoke(
+        app, ["keywords", "update-ranker", "--cards", str(cards), "--log", str(log)]
+    )
+    assert no_ranker.exit_code == 2 and "has no keyword ranker to update" in no_ranker.output
+    trained = runner.invoke(
+        app, ["train", "--model", "pop", "--train", str(log), "--items", str(items),
+              "--keyword-cards", str(cards)],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    old = latest_version(home)
+    assert old is not None
+    saved = (old / "keywords" / "ranker" / "keyword-ranker.json").read_text()
+    updated = runner.invoke(
+        app, ["keywords", "update-ranker", "--cards", str(cards), "--log", str(log)]
+    )
+    assert updated.exit_code == 0, updated.output
+    new = latest_version(home)
+    assert (
+        new is not None and new != old and f"keyword ranker of {old.name} updated" in updated.output
+    )
+    meta = json.loads((new / META_FILE).read_text())
+    assert meta["derived_from"] == old.name and meta["keyword_ranker"]["updated_cards"] > 0
+    assert (old / "keywords" / "ranker" / "keyword-ranker.json").read_text() == saved

@@ -13,11 +13,12 @@ import pytest
 from nextbest.data.demo_shop import DemoShop, DemoShopConfig, generate_demo_shop
 from nextbest.evaluation.keyword_rankers import recall_scores
 from nextbest.keywords.card import keyword_card
-from nextbest.keywords.card_ranker import KeywordRanker, fit_keyword_ranker
+from nextbest.keywords.card_ranker import KeywordRanker, fit_keyword_ranker, update_keyword_ranker
 from nextbest.keywords.graph import QueryGraph, build_query_graph
 from nextbest.keywords.ranking import keyword_ranking_data, ordered_cards, recent_item_events
 from nextbest.keywords.recall import Keyword
 from nextbest.twostage.metrics import auc
+from nextbest.twostage.rankers.attention_gru import AttentionGRURanker
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,36 @@ def test_a_ranker_needs_cards_with_clicks_and_a_known_kind(
         fit_keyword_ranker(unclicked, shop.events, graph, shop.items)
     with pytest.raises(ValueError, match="must be one of ftrl, attention-gru"):
         fit_keyword_ranker(train, shop.events, graph, shop.items, "svm")  # type: ignore[arg-type]
+
+
+def test_an_online_update_learns_from_the_cards_shown_since(
+    shop: DemoShop, split: tuple[pl.DataFrame, pl.DataFrame, QueryGraph], tmp_path: Path
+) -> None:
+    train, later, graph = split
+    ranker = fit_keyword_ranker(train, shop.events, graph, shop.items, "ftrl")
+    card = later.filter(pl.col("card_id") == later["card_id"][0])
+    head = card.head(1)
+    recent = recent_item_events(head, shop.events, 50)[0]
+    queries = card["query"].to_list()
+
+    def scores() -> np.ndarray:
+        return ranker.scores(graph, queries, recent, head["timestamp"][0], head["item_id"][0])
+
+    before = scores()
+    least = int(np.argmin(before))
+    # shoppers keep clicking the keyword the ranker liked least on this very card
+    repeated = pl.concat(
+        [
+            card.with_columns(
+                pl.lit(f"again{k}").alias("card_id"),
+                (pl.col("query") == queries[least]).alias("clicked"),
+            )
+            for k in range(60)
+        ]
+    )
+    assert update_keyword_ranker(ranker, repeated, shop.events, graph) == 60
+    after = scores()
+    assert int(np.argmax(after)) == least and ranker.meta["updated_cards"] == 60
+    attention = KeywordRanker("attention-gru", AttentionGRURanker(), ranker.vocabulary, {})
+    with pytest.raises(ValueError, match="learns only at training"):
+        update_keyword_ranker(attention, repeated, shop.events, graph)

@@ -530,3 +530,50 @@ def _open_server_log() -> tuple[EventLog, str]:
     except SQLAlchemyError as error:
         raise ValueError(f"could not open the event log at {where}: {error}") from None
     return log, where
+
+
+@keywords_app.command("update-ranker")
+@friendly_errors
+def update_ranker(
+    cards_path: Annotated[
+        Path,
+        typer.Option(
+            "--cards",
+            help="keyword cards shown and clicked since the version was trained "
+            "(.parquet, from `nextbest keywords export-cards`)",
+        ),
+    ],
+    log: Annotated[
+        Path, typer.Option(help="event table (.parquet) with the cards' shoppers' item events")
+    ],
+    version: Annotated[
+        str | None, typer.Option(help="the model version (folder name); default: the newest")
+    ] = None,
+) -> None:
+    """Teach a version's FTRL keyword ranker the cards shown and clicked since, as a new version.
+
+    One online pass over the cards in time order (FTRL-Proximal's update); the query graph and
+    everything else are copied unchanged. The server serves the new version when it loads the
+    newest (`nextbest serve` watches the models folder). The old version stays.
+    """
+    from nextbest.keywords.card_ranker import update_keyword_ranker
+    from nextbest.models.store import derive_version
+
+    folder = version_folder(nextbest_home(), version)
+    graph = load_version_graph(folder)
+    ranker = KeywordRanker.load(folder)
+    if graph is None or ranker is None:
+        raise ValueError(
+            f"version {folder.name} has no keyword ranker to update: train one with "
+            "nextbest train --keyword-cards FILE"
+        )
+    cards, events = read_cards(cards_path), read_events(log)
+    with console.status(f"updating the {ranker.kind} keyword ranker of {folder.name}"):
+        learned = update_keyword_ranker(ranker, cards, events, graph)
+    meta = {"keyword_ranker": {"kind": ranker.kind, **ranker.meta}}
+    new = derive_version(folder, nextbest_home(), ranker.save, meta)
+    console.print(
+        f"keyword ranker of {folder.name} updated on {learned:,} cards "
+        f"({int(cards['clicked'].sum()):,} clicks) -> {new}",
+        highlight=False,
+    )

@@ -136,3 +136,26 @@ def fit_keyword_ranker(
         "seed": seed,
     }
     return KeywordRanker(kind, ranker, vocabulary, meta)
+
+
+def update_keyword_ranker(
+    keyword_ranker: KeywordRanker, cards: pl.DataFrame, events: pl.DataFrame, graph: QueryGraph
+) -> int:
+    """Online learning between retrains: one FTRL pass over `cards` in time order (the
+    server's own cards and clicks, `nextbest keywords export-cards`), their shoppers' item
+    events in `events`. Returns the cards learned from. The attention-GRU has no online
+    update: retrain it with `nextbest train --keyword-cards`."""
+    if not isinstance(keyword_ranker.ranker, FTRLRanker):
+        raise ValueError(
+            f"the version's keyword ranker is {keyword_ranker.kind}, which learns only at "
+            "training: retrain it with nextbest train --keyword-cards (online updates are FTRL's)"
+        )
+    cards = conform_cards(cards)
+    if cards.height == 0:
+        raise ValueError("there are no keyword cards to learn from")
+    data = keyword_ranking_data(cards, events, graph, keyword_ranker.vocabulary)
+    keyword_ranker.ranker.update(data)
+    n_cards = data.n_cases
+    updates = keyword_ranker.meta.get("updated_cards", 0)
+    keyword_ranker.meta["updated_cards"] = int(updates) + n_cards  # type: ignore[call-overload]
+    return n_cards

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,25 @@ def save_version(
     if extra is not None:
         extra(staging)
     (staging / META_FILE).write_text(json.dumps({"version": version, **meta}, indent=2))
+    staging.rename(root / version)
+    return root / version
+
+
+def derive_version(
+    folder: Path, home: Path, change: Callable[[Path], object], meta: dict[str, Any]
+) -> Path:
+    """A new version: a copy of version `folder` that `change` alters (called with the
+    staging copy), its meta updated with `meta` and `derived_from`; renamed into place whole,
+    as `save_version` does. The old version stays as it was."""
+    root = home / "models"
+    model_name = folder.name.split("-", 1)[1] if "-" in folder.name else "model"
+    version = f"{_next_stamp(root)}-{model_name}"
+    staging = root / f".{version}.tmp"
+    shutil.copytree(folder, staging)
+    change(staging)
+    old = json.loads((staging / META_FILE).read_text()) if (staging / META_FILE).exists() else {}
+    updated = {**old, **meta, "version": version, "derived_from": folder.name}
+    (staging / META_FILE).write_text(json.dumps(updated, indent=2))
     staging.rename(root / version)
     return root / version
 
