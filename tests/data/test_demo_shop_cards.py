@@ -147,3 +147,35 @@ def test_latest_before_is_the_same_shoppers_and_strictly_earlier() -> None:
     at = np.array([4, 3, 5, 1, 0])
     assert _latest_before(shopper, times, chosen, at, np.inf).tolist() == [1, 2, -1, 0, -1]
     assert _latest_before(shopper, times, chosen, at, 2.5).tolist() == [1, -1, -1, -1, -1]
+
+
+def test_a_focused_shopper_clicks_less_and_a_wandering_one_more(shop: DemoShop) -> None:
+    """The planted intent: three item events in one leaf make a card's click rarer, four
+    events over three leaves or more make it likelier (keyword_cards.FOCUSED_FACTOR, ...)."""
+    leaf_of_item = dict(shop.items.select("item_id", "category_path").iter_rows())
+    item_events = shop.events.filter(pl.col("item_id").is_not_null())
+    heads = shop.cards.group_by("card_id").agg(
+        pl.col("session_id", "timestamp").first(), pl.col("clicked").any()
+    )
+    latest = (
+        heads.join(item_events.select("session_id", "timestamp", "item_id"), on="session_id",
+                   suffix="_e")
+        .filter(pl.col("timestamp_e") <= pl.col("timestamp"))
+        .sort("timestamp_e")
+        .group_by("card_id")
+        .agg(pl.col("item_id").tail(4), pl.col("clicked").first())
+    )  # fmt: skip
+    kinds = []
+    for items, clicked in latest.select("item_id", "clicked").iter_rows():
+        leaves = [leaf_of_item[i] for i in items][::-1]  # latest first
+        focused = len(leaves) >= 3 and len(set(leaves[:3])) == 1
+        wandering = not focused and len(set(leaves)) >= 3
+        kinds.append(("focused" if focused else "wandering" if wandering else "other", clicked))
+    rates = (
+        pl.DataFrame(kinds, schema=["kind", "clicked"], orient="row")
+        .group_by("kind")
+        .agg(pl.col("clicked").mean(), pl.len())
+    )
+    rate = dict(rates.select("kind", "clicked").iter_rows())
+    assert min(rates["len"]) > 200  # every kind is common enough to learn from
+    assert rate["focused"] < 0.7 * rate["other"] and rate["wandering"] > 1.2 * rate["other"]

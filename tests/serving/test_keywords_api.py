@@ -186,3 +186,41 @@ def test_without_a_keyword_ranker_the_recall_orders_the_card(client: TestClient)
     send(client, view("e1", "s1", item(12)))
     body = card(client, session_id="s1", item_id=item(12), n=3).json()
     assert body["ranker"] == "recall" and body["keywords"][0]["query"] == "running shoe"
+
+
+def test_the_show_model_hides_the_card_unless_the_placements_turn_it_off(
+    home: Path, make_client: MakeClient, tmp_path: Path
+) -> None:
+    import json
+
+    from nextbest.models.store import latest_version
+
+    plant_keyword_ranker(home)
+    version = latest_version(home)
+    assert version is not None
+    show_file = version / "keywords" / "ranker" / "show" / "show-model.json"
+    assert show_file.is_file()  # the planted cards taught it
+    show_file.write_text(json.dumps(json.loads(show_file.read_text()) | {"threshold": 1.01}))
+    file = tmp_path / "placements.toml"
+    file.write_text(PER_LEAF)
+    client = make_client(placements=file)
+    send(client, view("e1", "s1", item(12)))
+    body = card(client, session_id="s1", item_id=item(12)).json()
+    assert not body["show"] and "the show model expects no click" in body["reason"]
+    file.write_text(PER_LEAF + "show_model = false\n")
+    reloaded = make_client(placements=file)
+    assert card(reloaded, session_id="s1", item_id=item(12)).json()["show"]
+
+
+def test_the_focus_rule_hides_the_card_after_a_run_in_one_leaf(
+    home: Path, make_client: MakeClient, tmp_path: Path
+) -> None:
+    plant_query_graph(home)
+    file = tmp_path / "placements.toml"
+    file.write_text(PER_LEAF + "focus_run = 2\n")
+    client = make_client(placements=file)
+    send(client, view("e1", "s1", item(2)))  # a treadmill, then a running shoe
+    assert card(client, session_id="s1", item_id=item(12)).json()["show"]
+    send(client, view("e2", "s1", item(12)), view("e3", "s1", item(13)))
+    body = card(client, session_id="s1", item_id=item(13)).json()
+    assert not body["show"] and "in a row in the leaf on screen" in body["reason"]

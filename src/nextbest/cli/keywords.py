@@ -113,9 +113,15 @@ def learn_keyword_ranker(
     with console.status(f"fitting the {kind} keyword ranker on {cards_path}"):
         ranker = fit_keyword_ranker(cards, events, graph, items, kind)  # type: ignore[arg-type]
     meta = ranker.meta
+    show = (
+        f"; show model: threshold {ranker.show.threshold:.3f} (keeps "
+        f"{ranker.show.meta['keep_clicks']:.0%} of the latest cards' clicks)"
+        if ranker.show is not None
+        else "; no show model (too few cards or clicks): the rules decide"
+    )
     return ranker, (
         f"keyword ranker: {kind} on {meta['cards']:,} cards ({meta['keywords']:,} keywords, "
-        f"{float(meta['click_share']):.1%} clicked) in {meta['fit_seconds']} s"  # type: ignore[arg-type]
+        f"{float(meta['click_share']):.1%} clicked) in {meta['fit_seconds']} s{show}"  # type: ignore[arg-type]
     )
 
 
@@ -577,3 +583,46 @@ def update_ranker(
         f"({int(cards['clicked'].sum()):,} clicks) -> {new}",
         highlight=False,
     )
+
+
+@keywords_app.command("show-model")
+@friendly_errors
+def show_model_command(
+    log: Annotated[Path, typer.Option(help="event table (.parquet): the cards' sessions")],
+    items_path: Annotated[Path, typer.Option("--items", help="the catalog (.csv or .parquet)")],
+    cards_path: Annotated[
+        Path,
+        typer.Option(
+            "--cards", help="keyword cards shown and clicked (.parquet), e.g. keyword_cards.parquet"
+        ),
+    ],
+    test_days: Annotated[float, typer.Option(help="the last days of the log are the test")] = 2.0,
+    keep: Annotated[
+        float,
+        typer.Option(min=0.01, max=1.0, help="share of the validation clicks the threshold keeps"),
+    ] = 0.9,
+) -> None:
+    """Should the card be shown? The show model against rules, on a time split of the cards.
+
+    For each decision: the share of the test cards it shows, the share of their clicks it
+    keeps, and the click rate of the shown. The model learns on the training cards (the
+    latest tenth stops it and sets its threshold); the test chooses nothing.
+    """
+    from nextbest.cli.evaluate import read_items
+    from nextbest.evaluation.keyword_show import evaluate_show_decisions
+
+    cards = read_cards(cards_path)
+    events, items = read_events(log), read_items(items_path)
+    with console.status("the cards' intents, and fitting the show model"):
+        result = evaluate_show_decisions(events, items, cards, test_days, keep)
+    console.print(
+        f"{result.train_cards:,} training cards, {result.test_cards:,} test cards "
+        f"({result.test_click_share:.1%} with a click); show model AUC {result.auc:.4f}",
+        highlight=False,
+    )
+    rows = [
+        [d.name, f"{d.shown:.1%}", f"{d.clicks_kept:.1%}", f"{d.click_rate:.1%}"]
+        for d in result.decisions
+    ]
+    header = ["decision", "cards shown", "clicks kept", "click rate of the shown"]
+    console.print(results_table(header, rows))

@@ -15,8 +15,10 @@ ordering once keyword impressions and clicks exist to learn from.
   skipped, so the card never offers "scarf", "red scarf" and "wool scarf" for one need.
 - **Not again**: what the session searched already, or clicked on a card, is left out.
 - **Whether to show**: not in a purchase funnel (a cart add or purchase among the session's
-  last `funnel_events` events: the shopper knows what they want), and only with at least
-  `min_keywords` keywords found.
+  last `funnel_events` events: the shopper knows what they want); with `focus_run`, not
+  after that many item events in a row in the leaf on screen; not when the version's show
+  model (`show_model.py`) expects no click; and only with at least `min_keywords` keywords
+  found.
 - **Title**: the scenario that leads this shopper to most of the card's keywords, when it
   leads to two or more ("Treadmills, running shirts and sports watches", or a curated
   scenario's own title); else the top-level category the keywords share most, from c2q
@@ -32,6 +34,7 @@ import numpy as np
 
 from nextbest.keywords.graph import QueryGraph, walk
 from nextbest.keywords.recall import Keyword, RecallConfig, recall_keywords, shopper_weights
+from nextbest.keywords.show_model import run_in_leaf
 
 PLAIN_TITLE = "Shoppers also searched"
 FUNNEL_TYPES = frozenset({"cart", "purchase"})
@@ -46,10 +49,13 @@ class CardConfig:
     min_keywords: int = 2
     funnel_events: int = 3
     max_per_leaf: int = 1  # keywords about one leaf category ("treadmills", "red treadmills")
+    focus_run: int = 0  # no card after this many item events in a row in the leaf on screen
 
     def __post_init__(self) -> None:
         if not 0 < self.max_overlap <= 1:
             raise ValueError(f"max_overlap must be in (0, 1], not {self.max_overlap!r}")
+        if self.focus_run < 0:
+            raise ValueError(f"focus_run must be >= 0 (0: off), not {self.focus_run!r}")
         for name in ("recall", "min_keywords", "funnel_events", "max_per_leaf"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, not {getattr(self, name)!r}")
@@ -95,6 +101,7 @@ def keyword_card(
     recall_config: RecallConfig | None = None,
     campaigns: Sequence[KeywordCampaign] = (),
     rank: Callable[[list[Keyword]], np.ndarray] | None = None,
+    show_check: Callable[[], str | None] | None = None,
 ) -> Card:
     """The card for a shopper whose session's item events are `events` (item_id, action,
     timestamp; oldest first), who looks at `item_on_screen`, and whose `earlier` events (a
@@ -102,13 +109,19 @@ def keyword_card(
     the session `searched` (or clicked on a card) are not offered again. The first of the
     `campaigns` active at `now` leads the card. `rank` (a learned keyword ranker's scores of
     the recalled keywords) orders them before diversity; without it, the recall's score
-    does."""
+    does. `show_check` (a show model) says why not to show a card, or None to go on."""
     config = config or CardConfig()
     history = [*earlier, *events]
     if item_on_screen is not None:
         history.append((item_on_screen, ON_SCREEN_ACTION, now))
     if any(action in FUNNEL_TYPES for _, action, _ in events[-config.funnel_events :]):
         return Card(False, "in a purchase funnel: the shopper knows what they want", "", [])
+    run = _run_in_leaf(graph, events, item_on_screen)
+    if config.focus_run and run >= config.focus_run:
+        return Card(False, f"{run} item events in a row in the leaf on screen: focused", "", [])
+    hide = show_check() if show_check is not None else None
+    if hide is not None:
+        return Card(False, hide, "", [])
     recall_config = recall_config or RecallConfig()
     campaign = next((c for c in campaigns if c.active(now)), None)
     pushed = _pushed(campaign, n, searched)
@@ -126,6 +139,22 @@ def keyword_card(
     _, categories = shopper_weights(graph, history, now, recall_config)
     title = scenario_title(graph, chosen, categories) or _title(graph, chosen)
     return Card(True, "keywords found for this shopper", title, chosen)
+
+
+def _run_in_leaf(
+    graph: QueryGraph, events: Sequence[tuple[str, str, float]], on_screen: str | None
+) -> int:
+    """How many of the session's latest item events in a row are in the leaf on screen (the
+    latest event's leaf without one); items the graph does not know end the run."""
+    lookups = graph.lookups
+    leaves = [
+        int(lookups.item_leaf[row]) if (row := lookups.item_of.get(item)) is not None else -1
+        for item, _, _ in events
+    ]
+    screen_row = lookups.item_of.get(on_screen) if on_screen is not None else None
+    return run_in_leaf(
+        leaves, int(lookups.item_leaf[screen_row]) if screen_row is not None else None
+    )
 
 
 def _pushed(campaign: KeywordCampaign | None, n: int, searched: frozenset[str]) -> list[Keyword]:

@@ -8,8 +8,12 @@ definitions), from what the server knows at request time: the session's latest i
 a signed-in user's purchases, and the product on screen. The card then shows the recalled
 keywords in the ranker's order, diversity and campaigns applied after it as before.
 
+The show model (whether to show the card at all, `show_model.py`) is fitted on the same cards
+and travels with the ranker.
+
 Saved in the version's `keywords/ranker/` folder: the ranker's own files, the vocabulary
-(leaf categories, items' words and brands) and `keyword-ranker.json` (kind, cards, fit).
+(leaf categories, items' words and brands), `keyword-ranker.json` (kind, cards, fit) and
+`show/` (the show model).
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from nextbest.keywords.ranking import (
     keyword_ranking_data,
     ranking_cases,
 )
+from nextbest.keywords.show_model import (
+    SESSION_WIDTH,
+    SHOW_DIR,
+    ShowModel,
+    card_intents,
+    fit_show_model,
+    intent_features,
+)
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
 from nextbest.twostage.rankers.ftrl import FTRLConfig, FTRLRanker
 
@@ -49,6 +61,24 @@ class KeywordRanker:
     ranker: FTRLRanker | AttentionGRURanker
     vocabulary: Vocabulary
     meta: dict[str, object]
+    show: ShowModel | None = None  # whether to show the card at all, fitted on the same cards
+
+    def show_chance(
+        self,
+        session: Sequence[tuple[str, str, float]],
+        purchases: Sequence[tuple[str, str, float]],
+        now: float,
+        on_screen: str | None,
+        signed_in: bool,
+    ) -> float | None:
+        """The show model's chance that a card shown now gets a click (None without one)."""
+        if self.show is None:
+            return None
+        features = intent_features(
+            session[-SESSION_WIDTH:], purchases, now, on_screen, self.vocabulary.item_leaf,
+            signed_in,
+        )  # fmt: skip
+        return self.show.chance(features)
 
     def scores(
         self,
@@ -77,6 +107,8 @@ class KeywordRanker:
         folder = version / KEYWORDS_DIR / RANKER_DIR
         self.ranker.save(folder)
         self.vocabulary.save(folder / VOCABULARY_FILE)
+        if self.show is not None:
+            self.show.save(folder / SHOW_DIR)
         (folder / META_FILE).write_text(json.dumps({"kind": self.kind, **self.meta}, indent=1))
 
     @classmethod
@@ -94,7 +126,8 @@ class KeywordRanker:
         if kind not in RANKER_KINDS:
             raise ValueError(f"{folder / META_FILE}: unknown ranker kind {kind!r}")
         ranker = (FTRLRanker if kind == "ftrl" else AttentionGRURanker).load(folder)
-        return cls(kind, ranker, Vocabulary.load(folder / VOCABULARY_FILE), meta)
+        vocabulary = Vocabulary.load(folder / VOCABULARY_FILE)
+        return cls(kind, ranker, vocabulary, meta, ShowModel.load(folder / SHOW_DIR))
 
 
 def fit_keyword_ranker(
@@ -104,9 +137,11 @@ def fit_keyword_ranker(
     items: pl.DataFrame,
     kind: RankerKind = "ftrl",
     seed: int = 0,
+    keep_clicks: float = 0.9,
 ) -> KeywordRanker:
     """Fit a ranker on `cards` (CARD_SCHEMA) whose shoppers' item events are in `events`; the
-    latest tenth of the cards chooses the epoch."""
+    latest tenth of the cards chooses the epoch. The show model (`show_model.py`) is fitted
+    on the same cards, its threshold keeping `keep_clicks` of the latest tenth's clicks."""
     if kind not in RANKER_KINDS:
         raise ValueError(f"keyword ranker must be one of {', '.join(RANKER_KINDS)}, not {kind!r}")
     cards = conform_cards(cards)
@@ -128,14 +163,20 @@ def fit_keyword_ranker(
     else:
         ranker = AttentionGRURanker(AttentionGRUConfig(epochs=4, seed=seed))
     ranker.fit(train, valid)
+    features, clicked, _ = card_intents(cards, events, vocabulary.item_leaf)
+    try:
+        show: ShowModel | None = fit_show_model(features, clicked, keep_clicks, seed)
+    except ValueError:
+        show = None  # too few cards or clicks to learn when to show: the rules decide
     meta: dict[str, object] = {
         "cards": n_cards,
         "keywords": cards.height,
         "click_share": round(float(np.mean(cards["clicked"].to_numpy())), 4),
         "fit_seconds": round(time.perf_counter() - started, 2),
         "seed": seed,
+        "show_model": None if show is None else {"threshold": show.threshold, **show.meta},
     }
-    return KeywordRanker(kind, ranker, vocabulary, meta)
+    return KeywordRanker(kind, ranker, vocabulary, meta, show)
 
 
 def update_keyword_ranker(

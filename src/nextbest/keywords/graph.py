@@ -243,6 +243,7 @@ class GraphLookups:
     q2i_norms: np.ndarray  # [Q] the L2 norm of each q2i row
     top_categories: np.ndarray  # indices of the top-level categories
     query_leaf: np.ndarray  # [Q] the deepest category holding most of a query's items, or -1
+    item_leaf: np.ndarray  # [I] each item's deepest category, or -1
 
     @classmethod
     def of(cls, graph: QueryGraph) -> GraphLookups:
@@ -268,6 +269,7 @@ class GraphLookups:
                 _deepest(sp.csr_matrix(graph.counts @ spread), graph.categories),
                 _deepest(graph.c2q.T.tocsr(), graph.categories),
             ),
+            item_leaf=_deepest(graph.item_categories.tocsr(), graph.categories),
         )
 
 

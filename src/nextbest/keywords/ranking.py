@@ -100,6 +100,16 @@ class Vocabulary:
         """Lower-case brand names, longest first (a keyword names the longest that fits)."""
         return sorted(set(self.item_brand.values()), key=lambda b: (-len(b), b))
 
+    @staticmethod
+    def leaves_of(items: pl.DataFrame) -> dict[str, int]:
+        """Each item's leaf category (its full path) as a number, in catalog order."""
+        leaf_of: dict[str, int] = {}
+        return {
+            item_id: leaf_of.setdefault(path, len(leaf_of))
+            for item_id, path in items.select("item_id", "category_path").iter_rows()
+            if path
+        }
+
     @classmethod
     def of(cls, graph: QueryGraph, items: pl.DataFrame) -> Vocabulary:
         rows = items.select("item_id", "title", "category_path", "brand").iter_rows()

@@ -144,6 +144,8 @@ class KeywordCardSpec(_Strict):
     max_per_leaf: Annotated[int, Field(ge=1, le=10)] = 1
     min_keywords: Annotated[int, Field(ge=1, le=10)] = 2
     funnel_events: Annotated[int, Field(ge=1, le=100)] = 3
+    focus_run: Annotated[int, Field(ge=0, le=50)] = 0
+    show_model: bool = True  # ask the version's show model, when it has one
     campaigns: dict[str, KeywordCampaignSpec] = {}
 
 
@@ -165,6 +167,7 @@ class Placement:
 class KeywordCardSettings:
     config: CardConfig
     campaigns: tuple[KeywordCampaign, ...]
+    show_model: bool = True
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class Placements:
     source: str  # the file it came from
     placements: Mapping[str, Placement]
     filters: Mapping[str, CompiledFilter]
-    keyword_card: KeywordCardSettings = KeywordCardSettings(CardConfig(), ())
+    keyword_card: KeywordCardSettings = KeywordCardSettings(CardConfig(), (), True)
 
     def __getitem__(self, name: str) -> Placement:
         return self.placements[name]
@@ -228,7 +231,7 @@ def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
     for name, c in spec.campaigns.items():
         if c.start and c.end and c.end <= c.start:
             raise PlacementsError(f"{source}: keywords.campaigns.{name}: end must be after start")
-    settings = spec.model_dump(exclude={"campaigns"})
+    settings = spec.model_dump(exclude={"campaigns", "show_model"})
     campaigns = tuple(
         KeywordCampaign(
             name=name,
@@ -240,7 +243,7 @@ def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
         )
         for name, c in spec.campaigns.items()
     )
-    return KeywordCardSettings(CardConfig(**settings), campaigns)
+    return KeywordCardSettings(CardConfig(**settings), campaigns, spec.show_model)
 
 
 def _compile(text: str, where: str) -> CompiledFilter:

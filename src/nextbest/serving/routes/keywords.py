@@ -100,6 +100,8 @@ async def get_keywords(
         graph, events, now, n, item_on_screen=item_id, earlier=bought,
         searched=frozenset(searched), config=settings.config, campaigns=settings.campaigns,
         rank=_learned_order(model, [*bought, *events], now, item_id),
+        show_check=_show_model(model, events, bought, now, item_id, owner is not None)
+        if settings.show_model else None,
     )  # fmt: skip
     shown = [
         Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
@@ -136,6 +138,32 @@ def _learned_order(
         return ranker.scores(graph, [k.query for k in keywords], ordered, now, on_screen)
 
     return scores
+
+
+def _show_model(
+    model: LoadedModel,
+    session: list[tuple[str, str, float]],
+    bought: list[tuple[str, str, float]],
+    now: float,
+    on_screen: str | None,
+    signed_in: bool,
+) -> Callable[[], str | None] | None:
+    """The version's show model as the card's check: why not to show it, or None."""
+    ranker = model.keyword_ranker
+    if ranker is None or ranker.show is None:
+        return None
+    threshold = ranker.show.threshold
+
+    def check() -> str | None:
+        chance = ranker.show_chance(session, bought, now, on_screen, signed_in)
+        if chance is None or chance >= threshold:
+            return None
+        return (
+            f"the show model expects no click (chance {chance:.3f}, below {threshold:.3f}): "
+            "the shopper seems sure of what they want"
+        )
+
+    return check
 
 
 SEARCHED_EVENTS = 50  # the session's latest events read for its searches
