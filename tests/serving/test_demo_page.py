@@ -32,6 +32,7 @@ from serving_helpers import (
 
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import ITEM_SCHEMA
+from nextbest.recommend.placements import DEFAULT_FILE
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -61,9 +62,11 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def demo_server(home: Path, items: list[dict[str, Any]]) -> Iterator[Server]:
+def demo_server(
+    home: Path, items: list[dict[str, Any]], env: dict[str, str] | None = None
+) -> Iterator[Server]:
     """The demo server over `home`, its catalog holding `items`; stopped at the end."""
-    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1"}, "demo.log")
+    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1", **(env or {})}, "demo.log")
     server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
     yield server
     server.stop()
@@ -554,7 +557,10 @@ def keyword_demo(home: Path) -> Iterator[Server]:
     items = [{"item_id": item(j), "title": f"{kinds[j // 10]} {item(j)}",
               "category_path": ["Sports" if j < 20 else "Home", kinds[j // 10]]}
              for j in range(N_ITEMS)]  # fmt: skip
-    yield from demo_server(home, items)
+    # the planted "socks" lead to a running shoe's leaf: allow two keywords of one leaf
+    placements = home / "placements.toml"
+    placements.write_text(DEFAULT_FILE.read_text().replace("max_per_leaf = 1", "max_per_leaf = 2"))
+    yield from demo_server(home, items, {"NEXTBEST_PLACEMENTS": str(placements)})
 
 
 def test_product_page_card_keyword_click_personal_results_cart_attributed(
@@ -568,6 +574,8 @@ def test_product_page_card_keyword_click_personal_results_cart_attributed(
     assert page.locator("#keyword-title").text_content() == "Ideas in Sports"
     offered = page.locator("#keywords button").evaluate_all("bs => bs.map(b => b.dataset.query)")
     assert offered[0] == "running shoe" and "socks" in offered and "coffee" not in offered
+    why = page.locator("#keyword-why").text_content() or ""
+    assert "Ordered by the meta-path recall" in why
     card_id = page.locator("#keyword-card").get_attribute("data-recommendation-id")
     click_and_wait(page, "#keywords button[data-query='running shoe']")
     assert page.locator("#page-search").is_visible()

@@ -263,6 +263,11 @@
 
   /** The keyword card under the product: keywords other shoppers searched, or nothing when
    *  the engine says the card is not worth showing now (its reason in data-reason). */
+  const PATH_NAMES = {
+    i2q: "an item you saw", c2q: "its category", scene: "a scenario",
+    campaign: "the shop's campaign",
+  };
+
   async function showKeywords(ticket) {
     const card = $("keyword-card");
     let reply = null;
@@ -277,9 +282,14 @@
     if (!reply.show) return $("keywords").replaceChildren();
     card.dataset.recommendationId = reply.recommendation_id;
     $("keyword-title").textContent = reply.title;
+    // for the shop's operator: what ordered the card, and each keyword's path on hover
+    $("keyword-why").textContent = reply.ranker === "recall"
+      ? "Ordered by the meta-path recall (the version has no keyword ranker)."
+      : `Ordered by the learned ${reply.ranker} keyword ranker.`;
     $("keywords").replaceChildren(...reply.keywords.map((keyword) => {
       const button = element("button", "keyword secondary", keyword.query);
       button.type = "button";
+      button.title = `found via ${PATH_NAMES[keyword.path] || keyword.path}`;
       button.dataset.query = keyword.query;
       button.dataset.path = keyword.path;
       button.addEventListener("click", () => clickKeyword(keyword.query, reply.recommendation_id));
