@@ -64,6 +64,16 @@ def test_demo_trains_evaluates_and_reports(tmp_path: Path, monkeypatch: pytest.M
             assert record["mrr@20"] > 2 * by_name["pop"]["mrr@20"], name
     assert "best model by MRR@20" in result.output
     assert not (tmp_path / "demo-keys.json").exists()
+    # the served version orders the keyword card with a ranker learned on the shop's cards,
+    # and knows its scenarios, the curated ones included
+    from nextbest.keywords.card_ranker import KeywordRanker
+    from nextbest.keywords.graph import load_version_graph
+
+    keywords = KeywordRanker.load(latest_version(tmp_path))  # type: ignore[arg-type]
+    assert keywords is not None and keywords.kind == "ftrl"
+    assert "keyword ranker: ftrl on" in result.output
+    graph = load_version_graph(latest_version(tmp_path))  # type: ignore[arg-type]
+    assert graph is not None and "home-office" in {s.name for s in graph.scenarios}
 
 
 @pytest.mark.slow
