@@ -180,3 +180,23 @@ def test_the_card_offers_one_keyword_per_leaf() -> None:
         config=CardConfig(max_per_leaf=3, max_overlap=1.0),
     )  # fmt: skip
     assert len([k for k in wide.keywords if "treadmill" in k.query]) > 1
+
+
+def test_the_card_keeps_to_its_pages_and_hours(graph: QueryGraph) -> None:
+    config = CardConfig(show_on=("product",), hours=(8, 22))
+    at_noon = 12 * 3_600.0
+    shown = keyword_card(graph, [], at_noon, n=4, item_on_screen="tread1", config=config)
+    assert shown.show
+    on_cart = keyword_card(
+        graph, [], at_noon, n=4, item_on_screen="tread1", config=config, page="cart"
+    )
+    assert not on_cart.show and "not shown on the cart page" in on_cart.reason
+    at_night = keyword_card(graph, [], 23 * 3_600.0, n=4, item_on_screen="tread1", config=config)
+    assert not at_night.show and "outside the card's hours (8:00-22:00 UTC)" in at_night.reason
+    overnight = CardConfig(hours=(22, 6))  # wraps past midnight
+    assert keyword_card(graph, [], 23 * 3_600.0, 4, item_on_screen="tread1", config=overnight).show
+    assert not keyword_card(graph, [], at_noon, 4, item_on_screen="tread1", config=overnight).show
+    with pytest.raises(ValueError, match="show_on: unknown page 'checkout'"):
+        CardConfig(show_on=("checkout",))
+    with pytest.raises(ValueError, match="hours must be"):
+        CardConfig(hours=(5, 5))

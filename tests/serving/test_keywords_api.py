@@ -224,3 +224,19 @@ def test_the_focus_rule_hides_the_card_after_a_run_in_one_leaf(
     send(client, view("e2", "s1", item(12)), view("e3", "s1", item(13)))
     body = card(client, session_id="s1", item_id=item(13)).json()
     assert not body["show"] and "in a row in the leaf on screen" in body["reason"]
+
+
+def test_the_card_shows_only_on_the_pages_the_placements_allow(
+    home: Path, make_client: MakeClient, tmp_path: Path
+) -> None:
+    plant_query_graph(home)
+    file = tmp_path / "placements.toml"
+    file.write_text(PER_LEAF + 'show_on = ["product"]\n')
+    client = make_client(placements=file)
+    send(client, view("e1", "s1", item(12)))
+    assert card(client, session_id="s1", item_id=item(12)).json()["show"]  # a product page
+    home_page = card(client, session_id="s1").json()  # no item: the home page
+    assert not home_page["show"] and "not shown on the home page" in home_page["reason"]
+    cart = card(client, session_id="s1", item_id=item(12), page="cart").json()
+    assert not cart["show"] and "cart page" in cart["reason"]
+    assert card(client, session_id="s1", page="checkout").status_code == 422

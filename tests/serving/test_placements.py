@@ -446,6 +446,9 @@ def test_similar_items_come_from_the_neighbour_table_once_it_is_built(
     [
         ("[keywords]\nmax_per_leaf = 0\n", r"keywords\.max_per_leaf"),
         ("[keywords]\ncards = 3\n", r"keywords\.cards"),
+        ("[keywords]\nshow_on = ['checkout']\n", r"keywords\.show_on"),
+        ("[keywords]\nhours = [5, 5]\n", r"keywords\.hours: start and end must differ"),
+        ("[keywords]\nhours = [5, 25]\n", r"keywords\.hours"),
         ("[keywords.campaigns.a]\ntitle = 'A'\nqueries = []\n", r"keywords\.campaigns\.a\.queries"),
         ("[keywords.campaigns.a]\nqueries = ['x']\n", r"keywords\.campaigns\.a\.title"),
         (

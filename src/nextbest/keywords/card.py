@@ -38,6 +38,7 @@ from nextbest.keywords.show_model import run_in_leaf
 
 PLAIN_TITLE = "Shoppers also searched"
 FUNNEL_TYPES = frozenset({"cart", "purchase"})
+PAGES = ("product", "home", "cart", "search", "other")  # where a card may be asked for
 MIN_SCENE_KEYWORDS = 2  # a scenario titles the card when it leads to this many of its keywords
 ON_SCREEN_ACTION = "cart"  # the weight the product on screen counts with
 
@@ -50,10 +51,21 @@ class CardConfig:
     funnel_events: int = 3
     max_per_leaf: int = 1  # keywords about one leaf category ("treadmills", "red treadmills")
     focus_run: int = 0  # no card after this many item events in a row in the leaf on screen
+    show_on: tuple[str, ...] = PAGES  # the pages a card may show on
+    hours: tuple[int, int] = (0, 24)  # the hours of the day (UTC, [start, end)) it may show in
 
     def __post_init__(self) -> None:
         if not 0 < self.max_overlap <= 1:
             raise ValueError(f"max_overlap must be in (0, 1], not {self.max_overlap!r}")
+        if not set(self.show_on) <= set(PAGES):
+            unknown = sorted(set(self.show_on) - set(PAGES))
+            raise ValueError(f"show_on: unknown page {unknown[0]!r} (pages: {', '.join(PAGES)})")
+        start, end = self.hours
+        if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
+            raise ValueError(
+                f"hours must be [start, end) with 0 <= start <= 23, 1 <= end <= 24 and "
+                f"start != end (end < start wraps past midnight), not {list(self.hours)!r}"
+            )
         if self.focus_run < 0:
             raise ValueError(f"focus_run must be >= 0 (0: off), not {self.focus_run!r}")
         for name in ("recall", "min_keywords", "funnel_events", "max_per_leaf"):
@@ -102,6 +114,7 @@ def keyword_card(
     campaigns: Sequence[KeywordCampaign] = (),
     rank: Callable[[list[Keyword]], np.ndarray] | None = None,
     show_check: Callable[[], str | None] | None = None,
+    page: str = "product",
 ) -> Card:
     """The card for a shopper whose session's item events are `events` (item_id, action,
     timestamp; oldest first), who looks at `item_on_screen`, and whose `earlier` events (a
@@ -109,8 +122,14 @@ def keyword_card(
     the session `searched` (or clicked on a card) are not offered again. The first of the
     `campaigns` active at `now` leads the card. `rank` (a learned keyword ranker's scores of
     the recalled keywords) orders them before diversity; without it, the recall's score
-    does. `show_check` (a show model) says why not to show a card, or None to go on."""
+    does. `show_check` (a show model) says why not to show a card, or None to go on. `page`
+    is where the card would show."""
     config = config or CardConfig()
+    if page not in config.show_on:
+        return Card(False, f"not shown on the {page} page (show_on)", "", [])
+    if not _in_hours(now, config.hours):
+        start, end = config.hours
+        return Card(False, f"outside the card's hours ({start}:00-{end}:00 UTC)", "", [])
     history = [*earlier, *events]
     if item_on_screen is not None:
         history.append((item_on_screen, ON_SCREEN_ACTION, now))
@@ -139,6 +158,12 @@ def keyword_card(
     _, categories = shopper_weights(graph, history, now, recall_config)
     title = scenario_title(graph, chosen, categories) or _title(graph, chosen)
     return Card(True, "keywords found for this shopper", title, chosen)
+
+
+def _in_hours(now: float, hours: tuple[int, int]) -> bool:
+    hour = int((now % 86_400.0) // 3_600.0)
+    start, end = hours
+    return start <= hour < end if start < end else (hour >= start or hour < end)
 
 
 def _run_in_leaf(

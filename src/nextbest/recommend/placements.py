@@ -127,6 +127,9 @@ class PlacementSpec(_Strict):
     needs: list[Need] = []
 
 
+Page = Literal["product", "home", "cart", "search", "other"]  # keywords/card.py's PAGES
+
+
 class KeywordCampaignSpec(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=80)]
     queries: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]],
@@ -145,6 +148,8 @@ class KeywordCardSpec(_Strict):
     min_keywords: Annotated[int, Field(ge=1, le=10)] = 2
     funnel_events: Annotated[int, Field(ge=1, le=100)] = 3
     focus_run: Annotated[int, Field(ge=0, le=50)] = 0
+    show_on: list[Page] = ["product", "home", "cart", "search", "other"]
+    hours: tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=1, le=24)]] = (0, 24)
     show_model: bool = True  # ask the version's show model, when it has one
     campaigns: dict[str, KeywordCampaignSpec] = {}
 
@@ -232,6 +237,9 @@ def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
         if c.start and c.end and c.end <= c.start:
             raise PlacementsError(f"{source}: keywords.campaigns.{name}: end must be after start")
     settings = spec.model_dump(exclude={"campaigns", "show_model"})
+    settings["show_on"] = tuple(spec.show_on)
+    if spec.hours[0] == spec.hours[1]:
+        raise PlacementsError(f"{source}: keywords.hours: start and end must differ")
     campaigns = tuple(
         KeywordCampaign(
             name=name,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, Query
@@ -69,6 +69,13 @@ async def get_keywords(
     user_id: IdParam = None,
     item_id: IdParam = None,
     n: Annotated[int, Query(ge=1, le=MAX_KEYWORDS, description="keywords on the card")] = 4,
+    page: Annotated[
+        Literal["product", "home", "cart", "search", "other"] | None,
+        Query(
+            description="the page the card would show on (default: product with an item_id, "
+            "else home); the placements file's [keywords] show_on says where it may"
+        ),
+    ] = None,
 ) -> KeywordsOut:
     """Three or four keywords to ask the shopper about (`n`), with a title, and whether to
     show the card at all (not in a purchase funnel, not with too few keywords)."""
@@ -102,6 +109,7 @@ async def get_keywords(
         rank=_learned_order(model, [*bought, *events], now, item_id),
         show_check=_show_model(model, events, bought, now, item_id, owner is not None)
         if settings.show_model else None,
+        page=page or ("product" if item_id is not None else "home"),
     )  # fmt: skip
     shown = [
         Recommended(k.query, k.score, max(k.paths, key=lambda p: k.paths[p]), card.title)
