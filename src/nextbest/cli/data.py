@@ -159,19 +159,32 @@ def demo_shop(
         float,
         typer.Option(help="share of the catalog held out of training (new items in the test)"),
     ] = 0.0,
+    season_share: Annotated[
+        float,
+        typer.Option(
+            help="plant a seasonal need (a summer trip: tents, backpacks, power banks, "
+            "sunscreen, speakers): this share of the sessions of the last --season-days starts "
+            "on one of its leaves (0: none, the default shop)"
+        ),
+    ] = 0.0,
+    season_days: Annotated[int, typer.Option(help="the season: the period's last days")] = 7,
 ) -> None:
     """Generate the demo shop: train.tsv, test.tsv, items.csv, queries.tsv, events.parquet,
     keyword_cards.parquet.
 
     `--cold-items 0.1` holds 10% of the items out of train.tsv and keeps their test events,
-    listing them in cold_items.txt: the cold-start test of `nextbest evaluate --items`."""
+    listing them in cold_items.txt: the cold-start test of `nextbest evaluate --items`.
+    `--season-share 0.3` plants a seasonal need in the last `--season-days` (a different
+    log from the default shop's)."""
     import polars as pl
 
     from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
 
     if not 0.0 <= cold_items < 1.0:
         raise ValueError(f"--cold-items must be a share in [0, 1), not {cold_items}")
-    config = DemoShopConfig(seed=seed, n_events=events)
+    config = DemoShopConfig(
+        seed=seed, n_events=events, season_share=season_share, season_days=season_days
+    )
     with console.status(f"generating {events:,} events"):
         shop = generate_demo_shop(config)
         paths = write_demo_shop(shop, out, cold_items)

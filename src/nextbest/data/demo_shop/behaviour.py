@@ -28,6 +28,7 @@ from nextbest.data.demo_shop.intents import (
     VIEW_MOVES,
     UserState,
     drift,
+    seasonal_intents,
     start_intents,
     unblocked,
 )
@@ -166,6 +167,8 @@ def _start(sessions: IntArray, users: Users, shop: _Shop, rng: np.random.Generat
     t = plan.start[sessions].copy()
     back = shop.research.goes_back(catalog, row, t, shop.config.research_share, rng)
     leaf, rebuy = start_intents(catalog, shop.state, row, favourites, back, t, rng)
+    if shop.config.season_share > 0:  # no draw without a season: the default log stays as is
+        leaf = seasonal_intents(catalog, shop.state, shop.config, row, leaf, back, rebuy, t, rng)
     # Going back continues the compared list; any other visit starts a new one.
     journey = (back >= 0) & (leaf == back)
     fresh = known & ~journey

@@ -44,6 +44,11 @@ class DemoShopConfig:
     # Share of sessions that open on a bestseller or a deal of the day from the home page
     # before their intent shows.
     teaser_share: float = 0.2
+    # A seasonal need (taxonomy.SEASON_LEAVES, across top categories): in the period's last
+    # `season_days`, this share of new sessions starts on one of its leaves. 0: no season (the
+    # default shop's log does not change with `season_days` then).
+    season_share: float = 0.0
+    season_days: int = 7
 
     def __post_init__(self) -> None:
         _check_int("seed", self.seed, 0, 2**63 - 1)
@@ -58,6 +63,8 @@ class DemoShopConfig:
         _check_float("research_revisit", self.research_revisit, 0.0, 1.0)
         _check_float("brand_loyalty", self.brand_loyalty, 0.0, 10.0)
         _check_float("teaser_share", self.teaser_share, 0.0, 1.0)
+        _check_float("season_share", self.season_share, 0.0, 1.0)
+        _check_int("season_days", self.season_days, 1, self.days)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextbest.data.demo_shop.catalog import Catalog
+from nextbest.data.demo_shop.config import DemoShopConfig
 from nextbest.data.demo_shop.sampling import (
     BoolArray,
     FloatArray,
@@ -23,6 +24,7 @@ from nextbest.data.demo_shop.sampling import (
     sample_padded,
     sample_weighted,
 )
+from nextbest.data.demo_shop.taxonomy import SEASON_LEAVES
 
 DAY = 86_400.0
 P_FAVOURITE = 0.75  # a registered user's intent is one of their favourite leaves
@@ -172,3 +174,28 @@ def start_intents(
     leaf[due] = item_leaf[due]
     leaf = unblocked(catalog, state, rows, t, np.full(n, -1), leaf, rng)
     return leaf, np.where(due & (leaf == item_leaf), item, -1)
+
+
+def seasonal_intents(
+    catalog: Catalog,
+    state: UserState,
+    config: DemoShopConfig,
+    rows: IntArray,
+    leaf: IntArray,
+    back: IntArray,
+    rebuy: IntArray,
+    t: FloatArray,
+    rng: np.random.Generator,
+) -> IntArray:
+    """[n] `leaf`, with a share (`config.season_share`) of the sessions that start in the
+    season (the period's last `config.season_days`) turned to a seasonal leaf, unless they
+    go back to a research or rebuy a consumable."""
+    n = len(rows)
+    season_start = (config.days - config.season_days) * DAY  # `t` counts from the period start
+    seasonal = (t >= season_start) & (back < 0) & (rebuy < 0)
+    seasonal &= rng.random(n) < config.season_share
+    index = {leaf.name: k for k, leaf in enumerate(catalog.leaves)}
+    leaves = np.array([index[name] for name in SEASON_LEAVES], dtype=np.int64)
+    out = leaf.copy()
+    out[seasonal] = leaves[rng.integers(0, len(leaves), int(seasonal.sum()))]
+    return unblocked(catalog, state, rows, t, np.full(n, -1), out, rng)

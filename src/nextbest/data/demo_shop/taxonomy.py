@@ -146,6 +146,14 @@ COMPLEMENTS: dict[str, tuple[str, ...]] = {
     "Cat food": ("Cat litter",),
 }
 
+# A seasonal need across top-level categories: in its season (the period's last
+# `DemoShopConfig.season_days`), a share of new sessions (`season_share`) starts on one of
+# these leaves. Off by default (`season_share` 0), so the default shop's log is unchanged.
+SEASON_TITLE = "Summer trip"
+SEASON_LEAVES: tuple[str, ...] = (
+    "Tents", "Backpacks", "Power banks", "Sunscreen", "Bluetooth speakers",
+)  # fmt: skip
+
 # Brand -> (the top, mid or leaf categories it sells in, its price level as a factor).
 # Several brands span categories (Voltra makes phones, coffee machines and hair dryers).
 BRANDS: dict[str, tuple[tuple[str, ...], float]] = {
