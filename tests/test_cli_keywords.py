@@ -209,3 +209,27 @@ def test_update_ranker_writes_a_new_version_and_keeps_the_old(
     meta = json.loads((new / META_FILE).read_text())
     assert meta["derived_from"] == old.name and meta["keyword_ranker"]["updated_cards"] > 0
     assert (old / "keywords" / "ranker" / "keyword-ranker.json").read_text() == saved
+
+
+def test_train_adds_curated_scenarios_and_show_lists_them(home: Path, tmp_path: Path) -> None:
+    log, items = write_log(tmp_path)
+    scenarios = tmp_path / "scenarios.toml"
+    scenarios.write_text(
+        '[scenarios.kitchen]\ntitle = "A new kitchen"\ncategories = ["Home > Kettles"]\n'
+        'queries = ["kettle", "toaster"]\n'
+    )
+    args = ["train", "--model", "pop", "--train", str(log), "--scenarios", str(scenarios)]
+    trained = runner.invoke(app, [*args, "--items", str(items)])
+    assert trained.exit_code == 0, trained.output
+    assert "1 scenarios (1 curated)" in trained.output
+    assert "curated queries nobody searched, left out: toaster" in trained.output
+    shown = runner.invoke(app, ["keywords", "show", "--scenarios"])
+    assert shown.exit_code == 0, shown.output
+    assert "A new kitchen" in shown.output and "curated" in shown.output
+    no_items = runner.invoke(app, args)
+    assert no_items.exit_code == 2 and "--scenarios needs --items" in no_items.output
+    scenarios.write_text(
+        '[scenarios.kitchen]\ntitle = "A new kitchen"\ncategories = ["Home > Ovens"]\n'
+    )
+    unknown = runner.invoke(app, [*args, "--items", str(items)])
+    assert unknown.exit_code == 2 and "'Home > Ovens' is not a category" in unknown.output
