@@ -28,7 +28,7 @@ ordering once keyword impressions and clicks exist to learn from.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -149,7 +149,7 @@ def keyword_card(
     if rank is not None and recalled:
         learned = rank(recalled)
         order = sorted(range(len(recalled)), key=lambda k: (-learned[k], k))
-        recalled = [replace(recalled[k], score=float(learned[k])) for k in order]
+        recalled = [Keyword(recalled[k].query, float(learned[k]), recalled[k].paths) for k in order]
     chosen = _diverse(graph, pushed, recalled, n, config.max_overlap, config.max_per_leaf)
     if len(chosen) < min(config.min_keywords, n):
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)
@@ -242,15 +242,22 @@ def scenario_title(
     if not graph.scenarios or not categories:
         return None
     scenes = walk(graph.c2s, categories, len(graph.scenarios))  # [S] the shopper's scenarios
-    on = np.flatnonzero(scenes)
-    if not len(on):
+    if not scenes.any():
         return None
-    columns = [graph.lookups.query_of[k.query] for k in keywords]
-    reach = scenes[on, None] * graph.s2q[on][:, columns].toarray()  # [on, keywords]
-    best = int(np.argmax(reach.sum(axis=1)))
-    if np.count_nonzero(reach[best]) < MIN_SCENE_KEYWORDS:
+    q2s = graph.query_scenarios()
+    reach = np.zeros(len(graph.scenarios))  # each scenario's part in leading to the keywords
+    reached = np.zeros(len(graph.scenarios), dtype=np.int64)  # ... and to how many of them
+    for keyword in keywords:
+        row = graph.lookups.query_of[keyword.query]
+        begin, end = q2s.indptr[row], q2s.indptr[row + 1]
+        found = q2s.indices[begin:end]
+        part = scenes[found] * q2s.data[begin:end]
+        reach[found] += part
+        reached[found] += part > 0
+    best = int(np.argmax(reach))
+    if reach[best] <= 0 or reached[best] < MIN_SCENE_KEYWORDS:
         return None
-    return graph.scenarios[int(on[best])].title
+    return graph.scenarios[best].title
 
 
 def _title(graph: QueryGraph, keywords: list[Keyword]) -> str:

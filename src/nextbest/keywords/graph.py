@@ -168,6 +168,13 @@ class QueryGraph:
             "curated_scenarios": sum(s.source == "curated" for s in self.scenarios),
         }
 
+    def query_scenarios(self) -> sp.csr_matrix:
+        """[Q, S] s2q transposed: each query's scenarios, by row (built once)."""
+        cached = self.__dict__.get("_q2s")
+        if cached is None:
+            cached = self.__dict__["_q2s"] = sp.csr_matrix(self.s2q.T)
+        return cached  # type: ignore[no-any-return]
+
     def scenario_walk(self) -> sp.csr_matrix:
         """[C, Q] category -> scenario -> query, for the `scene` path (zero without
         scenarios)."""

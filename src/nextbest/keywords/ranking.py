@@ -35,7 +35,13 @@ import polars as pl
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
 from nextbest.keywords.graph import QueryGraph, category_levels, normalise_text
-from nextbest.keywords.recall import PATHS, RecallConfig, history_matrix, path_scores
+from nextbest.keywords.recall import (
+    PATHS,
+    RecallConfig,
+    history_matrix,
+    path_scores,
+    shopper_path_scores,
+)
 from nextbest.twostage.data import ACTION_CODES, OTHER, PAD, History, RankingData
 
 CARD_SCHEMA = {
@@ -51,6 +57,7 @@ CARD_SCHEMA = {
 HISTORY_WIDTH = 50  # the shopper's latest item events a card's case keeps (as the card's recall)
 GROUPS = ("history", "text", "path")
 CHUNK = 2_000  # cards whose path scores are computed at once ([CHUNK, Q] dense)
+MAX_BRAND_MEMO = 100_000  # keywords whose brand a vocabulary remembers
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -99,6 +106,18 @@ class Vocabulary:
     def brands_longest_first(self) -> list[str]:
         """Lower-case brand names, longest first (a keyword names the longest that fits)."""
         return sorted(set(self.item_brand.values()), key=lambda b: (-len(b), b))
+
+    def brand_named(self, text: str) -> str | None:
+        """The brand a normalised keyword starts with, the longest that fits ("acme pro
+        tents", not "acme"); remembered, since a server asks about the same keywords again."""
+        memo: dict[str, str | None] = self.__dict__.setdefault("_brand_memo", {})
+        if text not in memo:
+            if len(memo) > MAX_BRAND_MEMO:
+                memo.clear()
+            memo[text] = next(
+                (b for b in self.brands_longest_first if text.startswith(b + " ")), None
+            )
+        return memo[text]
 
     @staticmethod
     def leaves_of(items: pl.DataFrame) -> dict[str, int]:
@@ -330,12 +349,8 @@ def _text_features(
     brand_of = vocabulary.item_brand
     history_brands = [{brand_of[i] for i, _, _ in row if i in brand_of} for row in recent]
     screen_words = [vocabulary.item_words.get(i or "", frozenset()) for i in on_screen]
-    # the brand a keyword starts with, the longest that fits ("acme pro tents", not "acme")
-    by_length = vocabulary.brands_longest_first
     texts = {q: normalise_text(q) for q in set(queries)}
-    brand_in = {
-        t: next((b for b in by_length if t.startswith(b + " ")), None) for t in texts.values()
-    }
+    brand_in = {t: vocabulary.brand_named(t) for t in texts.values()}
     words, names_brand, brand_seen, overlap = [], [], [], []
     for query, c in zip(queries, case.tolist(), strict=True):
         text = texts[query]
@@ -365,7 +380,15 @@ def _path_features(
     now = stamps.tolist()
     found = {path: np.full(len(query), np.nan) for path in PATHS}
     rows_of_case = np.searchsorted(case, np.arange(len(now) + 1))
-    for start in range(0, len(now), CHUNK):
+    if len(now) == 1:  # a served card: one shopper's walks, not a [1, Q] matrix product
+        scores = {
+            name: values[None, :]
+            for name, values in shopper_path_scores(graph, recent[0], now[0], recall).items()
+        }
+        known = query >= 0
+        for name, out in found.items():
+            out[known] = scores[name][0, query[known]]
+    for start in range(0, len(now) if len(now) > 1 else 0, CHUNK):
         stop = min(start + CHUNK, len(now))
         history = history_matrix(graph, recent[start:stop], now[start:stop], recall)
         scores = path_scores(graph, history)

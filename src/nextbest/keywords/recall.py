@@ -118,6 +118,25 @@ def shopper_weights(
     return items, dict(zip(on.tolist(), categories[on].tolist(), strict=True))
 
 
+def shopper_path_scores(
+    graph: QueryGraph, events: Sequence[tuple[str, str, float]], now: float, config: RecallConfig
+) -> dict[str, np.ndarray]:
+    """`path_scores` of one shopper [Q] per path, by dense walks over the graph's rows (a
+    request's cost is its history, not the catalog)."""
+    items, category_weights = shopper_weights(graph, events, now, config)
+    n_queries = len(graph.queries)
+    walked = {
+        "i2q": walk(graph.i2q, items, n_queries),
+        "c2q": walk(graph.c2q, category_weights, n_queries),
+        "scene": walk(graph.scenario_walk(), category_weights, n_queries),
+    }
+    scores = {}
+    for name, values in walked.items():
+        total = values.sum()
+        scores[name] = values / total if total > 0 else values
+    return scores
+
+
 def recall_keywords(
     graph: QueryGraph,
     events: Sequence[tuple[str, str, float]],
@@ -130,17 +149,7 @@ def recall_keywords(
     out `exclude` (what they searched already). The same scores as `recall_matrix`'s row, by
     dense walks over the graph's rows (a request's cost is its history, not the catalog)."""
     config = config or RecallConfig()
-    items, category_weights = shopper_weights(graph, events, now, config)
-    n_queries = len(graph.queries)
-    walked = {
-        "i2q": walk(graph.i2q, items, n_queries),
-        "c2q": walk(graph.c2q, category_weights, n_queries),
-        "scene": walk(graph.scenario_walk(), category_weights, n_queries),
-    }
-    scores = {}
-    for name, values in walked.items():
-        total = values.sum()
-        scores[name] = values / total if total > 0 else values
+    scores = shopper_path_scores(graph, events, now, config)
     combined = scores["i2q"] + scores["c2q"] + scores["scene"]
     found: list[Keyword] = []
     positive = np.flatnonzero(combined > 0)  # best first, ties by index, as `_top`
