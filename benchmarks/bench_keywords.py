@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import polars as pl
 import uvloop
 
@@ -63,6 +64,9 @@ from nextbest.models.registry import build_model
 from nextbest.models.store import save_version
 
 BEGIN, END = "<!-- keywords-serving:begin -->", "<!-- keywords-serving:end -->"
+COMPUTE_BEGIN, COMPUTE_END = "<!-- keywords-compute:begin -->", "<!-- keywords-compute:end -->"
+TEST_EVENTS: pl.DataFrame | None = None  # the test days' events, set by `prepare`
+CARDS_PER_ORDER = 1_000
 CALLS = ("event", "keywords", "search", "recommendation")
 
 
@@ -84,6 +88,8 @@ def prepare(homes: dict[str, Path], events: int) -> tuple[list[Any], list[str], 
         extra = version_extra(None, graph, ranker)
         save_version(model, home, {"model": "covisit"}, extra=extra)
     tested = shop.events.filter(~pl.col("session_id").is_in(sessions))
+    global TEST_EVENTS
+    TEST_EVENTS = tested
     queries = tested.filter(pl.col("type") == "search")["query"].drop_nulls().to_list()
     catalog = list(items_of_table(shop.items).values())
     return catalog, [str(i) for i in model.item_ids], queries
@@ -138,6 +144,88 @@ async def shoppers_at_rate(
     }
 
 
+def compute_costs(homes: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+    """One card's compute in this process, per order: the route's work without HTTP, state
+    or log (recall, the learned order, the show model, diversity, title), for the test days'
+    product views, each order in turn, `rounds` times (interleaved, so that a slow spell of
+    the machine falls on every order)."""
+    from nextbest.keywords.card_ranker import KeywordRanker
+    from nextbest.keywords.graph import load_version_graph
+    from nextbest.models.store import latest_version
+
+    assert TEST_EVENTS is not None
+    views = (
+        TEST_EVENTS.filter(pl.col("item_id").is_not_null())
+        .group_by("session_id", maintain_order=True)
+        .agg("item_id", "type", "timestamp")
+        .head(CARDS_PER_ORDER)
+    )
+    requests = [
+        (list(zip(items, types, stamps, strict=True))[-50:], stamps[-1] + 1.0, items[-1])
+        for _, items, types, stamps in views.iter_rows()
+    ]
+    loaded = {}
+    for order, home in homes.items():
+        folder = latest_version(home)
+        assert folder is not None
+        graph = load_version_graph(folder)
+        assert graph is not None
+        loaded[order] = (graph, KeywordRanker.load(folder))
+    times: dict[str, list[float]] = {order: [] for order in homes}
+    for _ in range(rounds):
+        for order, (graph, ranker) in loaded.items():
+            for history, now, screen in requests:
+                started = time.perf_counter()
+                _one_card(graph, ranker, history, now, screen)
+                times[order].append(time.perf_counter() - started)
+    return {
+        order: {
+            "cards": len(values),
+            "p50_ms": round(float(np.percentile(values, 50)) * 1000, 3),
+            "p99_ms": round(float(np.percentile(values, 99)) * 1000, 3),
+            "mean_ms": round(float(np.mean(values)) * 1000, 3),
+        }
+        for order, values in times.items()
+    }
+
+
+def _one_card(graph: Any, ranker: Any, history: Any, now: float, screen: str) -> Any:
+    """The card as the route builds it (`routes/keywords.py`), without HTTP, state or log."""
+    from nextbest.keywords.card import keyword_card
+
+    rank = check = None
+    if ranker is not None:
+
+        def rank(keywords: Any) -> Any:
+            return ranker.scores(graph, [k.query for k in keywords], history, now, screen)
+
+        def check() -> Any:
+            chance = ranker.show_chance(history, [], now, screen, False)
+            return None if chance is None or chance >= ranker.show.threshold else "hidden"
+
+    return keyword_card(graph, history, now, 4, item_on_screen=screen, rank=rank, show_check=check)
+
+
+def compute_markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"`{result['command']}`, {m['cpu']} ({m['cores']} cores), {m['date']}; demo shop of "
+        f"{result['events']:,} events; one process, the orders interleaved over "
+        f"{result['rounds']} rounds. One card's compute without HTTP, state or log: recall, "
+        "the learned order and the show model (when the version has them), diversity and "
+        "title, for the test days' sessions at their last item event.",
+        "",
+        "| card order | cards | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|---|",
+    ]
+    for order, cost in result["compute"].items():
+        lines.append(
+            f"| {order} | {cost['cards']:,} | {cost['p50_ms']} | {cost['p99_ms']} | "
+            f"{cost['mean_ms']} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -176,6 +264,12 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
+        "--compute-only",
+        action="store_true",
+        help="only one card's compute per order, in this process (no server)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="--compute-only: rounds")
+    parser.add_argument(
         "--orders",
         default="recall,ftrl",
         help="the card orders to serve, one server after the other: recall, ftrl, attention-gru",
@@ -194,6 +288,15 @@ def main() -> None:
         "command": " ".join(["python benchmarks/bench_keywords.py", *sys.argv[1:]]),
         "runs": [],
     }
+    if args.compute_only:
+        result["rounds"] = args.rounds
+        result["compute"] = compute_costs(homes, args.rounds)
+        save_result("keywords-compute", result)
+        text = compute_markdown(result)
+        print(text)
+        if args.write_docs:
+            write_docs(text, COMPUTE_BEGIN, COMPUTE_END, "Keyword card compute")
+        return
     for order, home in homes.items():
         prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
         env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
