@@ -1,0 +1,178 @@
+"""An experiment file: which placement is tested, its variants, their shares, salt and window.
+
+    [experiments.home-ranker]
+    placement = "home"
+    salt = "home-ranker-1"             # a new salt reshuffles the shoppers
+    start = 2026-12-07T00:00:00Z
+    end = 2026-12-21T00:00:00Z         # optional
+
+    [[experiments.home-ranker.variants]]
+    name = "control"
+    control = true
+    model = "latest"                   # a model version folder name, or "latest"
+    share = 0.5
+
+    [[experiments.home-ranker.variants]]
+    name = "pipeline"
+    model = "20261206T215935.750450-pipeline"
+    placements = "placements-b.toml"   # optional: the variant's own placements file
+    share = 0.5
+
+`load_experiments` checks it against what the server would serve: the placements (the
+shipped file or the one given) and the model versions under the home folder. Shares must sum
+to 1, one variant is the control, and two experiments may not test one placement at the same
+time. Each problem is an ExperimentsError naming the file and key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nextbest.models.store import list_versions
+from nextbest.recommend.placements import Placements
+
+LATEST = "latest"
+SHARE_TOLERANCE = 1e-9
+
+
+class ExperimentsError(ValueError):
+    """An experiment file that cannot run; the message names the file, key and value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VariantSpec(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    model: Annotated[str, Field(min_length=1)] = LATEST
+    placements: Path | None = None
+    share: Annotated[float, Field(gt=0, le=1)]
+    control: bool = False
+
+
+class ExperimentSpec(_Strict):
+    placement: Annotated[str, Field(min_length=1)]
+    salt: Annotated[str, Field(min_length=1, max_length=200)]
+    start: datetime
+    end: datetime | None = None
+    variants: Annotated[list[VariantSpec], Field(min_length=2)]
+
+
+class ExperimentsFile(_Strict):
+    experiments: Annotated[dict[str, ExperimentSpec], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model: str  # a version folder name, or LATEST
+    placements: Path | None
+    share: float
+    control: bool
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    placement: str
+    salt: str
+    start: float  # Unix time
+    end: float | None
+    variants: tuple[Variant, ...]
+
+    @property
+    def shares(self) -> tuple[float, ...]:
+        return tuple(v.share for v in self.variants)
+
+    def running(self, now: float) -> bool:
+        return self.start <= now and (self.end is None or now < self.end)
+
+
+def load_experiments(path: Path, placements: Placements, home: Path) -> list[Experiment]:
+    """The experiments of `path`, checked against `placements` and the versions in `home`."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExperimentsError(f"{path}: no such experiments file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ExperimentsError(f"{path}: cannot be read: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ExperimentsError(f"{path}: not valid TOML: {error}") from None
+    return parse_experiments(raw, str(path), placements, home)
+
+
+def parse_experiments(
+    raw: dict[str, Any], source: str, placements: Placements, home: Path
+) -> list[Experiment]:
+    try:
+        spec = ExperimentsFile.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ExperimentsError(f"{source}: {where}: {first['msg']}") from None
+    versions = {folder.name for folder in list_versions(home)}
+    experiments = []
+    for name, e in spec.experiments.items():
+        key = f"{source}: experiments.{name}"
+        if e.placement not in placements:
+            raise ExperimentsError(
+                f"{key}.placement: unknown placement {e.placement!r}; the placements are: "
+                f"{', '.join(placements.names)}"
+            )
+        total = sum(v.share for v in e.variants)
+        if abs(total - 1.0) > SHARE_TOLERANCE:
+            raise ExperimentsError(f"{key}.variants: the shares sum to {total:g}, not 1")
+        if sum(v.control for v in e.variants) != 1:
+            raise ExperimentsError(f"{key}.variants: exactly one variant must be the control")
+        names = [v.name for v in e.variants]
+        if len(set(names)) != len(names):
+            raise ExperimentsError(f"{key}.variants: two variants share a name")
+        for k, v in enumerate(e.variants):
+            if v.model != LATEST and v.model not in versions:
+                raise ExperimentsError(
+                    f"{key}.variants[{k}].model: no model version {v.model!r} under "
+                    f"{home / 'models'}"
+                )
+            if v.placements is not None and not v.placements.is_file():
+                raise ExperimentsError(
+                    f"{key}.variants[{k}].placements: no such file {str(v.placements)!r}"
+                )
+        if e.end is not None and e.end <= e.start:
+            raise ExperimentsError(f"{key}.end: must be after start")
+        experiments.append(
+            Experiment(
+                name=name,
+                placement=e.placement,
+                salt=e.salt,
+                start=e.start.timestamp(),
+                end=e.end.timestamp() if e.end else None,
+                variants=tuple(
+                    Variant(v.name, v.model, v.placements, v.share, v.control) for v in e.variants
+                ),
+            )
+        )
+    _no_overlap(experiments, source)
+    return experiments
+
+
+def _no_overlap(experiments: list[Experiment], source: str) -> None:
+    """Two experiments on one placement at the same time would each take the other's users."""
+    for k, a in enumerate(experiments):
+        for b in experiments[k + 1 :]:
+            if a.placement != b.placement:
+                continue
+            a_end = a.end if a.end is not None else float("inf")
+            b_end = b.end if b.end is not None else float("inf")
+            if a.start < b_end and b.start < a_end:
+                raise ExperimentsError(
+                    f"{source}: experiments.{b.name}: overlaps experiments.{a.name} on the "
+                    f"placement {a.placement!r} (their windows meet); end one before the "
+                    "other starts"
+                )
