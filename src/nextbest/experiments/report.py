@@ -1,0 +1,128 @@
+"""An experiment's report from per-user outcomes: each metric by variant against the control,
+with intervals, lifts, the fixed-horizon and the always-valid p-value, CUPED where a
+pre-period is given, and the sample-ratio check.
+
+The outcome table has one row per user (`OUTCOME_COLUMNS`): the variant, and the user's
+impressions, clicks, carts, purchases and revenue over the experiment. A column `pre_<metric>`
+(the same user's value before the experiment) turns CUPED on for that metric. The metrics:
+
+    click-through       clicks / impressions (a ratio: the delta method)
+    conversion          share of users with a purchase
+    revenue per user    revenue / users
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nextbest.experiments.stats import (
+    Difference,
+    SampleRatio,
+    cuped,
+    mean_difference,
+    msprt_p_values,
+    ratio_difference,
+    sample_ratio_mismatch,
+)
+
+OUTCOME_COLUMNS = {
+    "user_id": pl.String,
+    "variant": pl.String,
+    "impressions": pl.Float64,
+    "clicks": pl.Float64,
+    "carts": pl.Float64,
+    "purchases": pl.Float64,
+    "revenue": pl.Float64,
+}
+METRICS = ("click-through", "conversion", "revenue per user")
+TAU_SHARE = 0.05  # the mSPRT's mixing: effects of about 5% of the control's value
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    variant: str
+    difference: Difference
+    always_valid_p: float
+    cuped: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    control: str
+    users: dict[str, int]
+    sample_ratio: SampleRatio
+    results: list[MetricResult]
+
+
+def conform_outcomes(outcomes: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in OUTCOME_COLUMNS if c not in outcomes.columns]
+    if missing:
+        raise ValueError(f"the outcome table lacks the columns {missing}")
+    extra = [c for c in outcomes.columns if c.startswith("pre_")]
+    try:
+        table = outcomes.select(
+            *(pl.col(c).cast(t, strict=True) for c, t in OUTCOME_COLUMNS.items()),
+            *(pl.col(c).cast(pl.Float64, strict=True) for c in extra),
+        )
+    except pl.exceptions.InvalidOperationError as error:
+        raise ValueError(f"the outcome table: a column has the wrong type ({error})") from error
+    if table["user_id"].is_duplicated().any():
+        raise ValueError("the outcome table has a user twice: one row per user")
+    if table.select(pl.any_horizontal(pl.all().is_null()).any()).item():
+        raise ValueError("the outcome table has empty cells")
+    return table
+
+
+def analyse(outcomes: pl.DataFrame, shares: dict[str, float], control: str) -> Report:
+    """The report of an experiment with the design's `shares` (variant -> share)."""
+    table = conform_outcomes(outcomes)
+    if control not in shares:
+        raise ValueError(f"the control {control!r} is not among the variants {sorted(shares)}")
+    found = set(table["variant"].unique().to_list())
+    if found - set(shares):
+        raise ValueError(
+            f"the outcomes name variants the design lacks: {sorted(found - set(shares))}"
+        )
+    names = list(shares)
+    users = {v: int((table["variant"] == v).sum()) for v in names}
+    ratio = sample_ratio_mismatch([users[v] for v in names], [shares[v] for v in names])
+    arms = {v: table.filter(pl.col("variant") == v) for v in names}
+    results = []
+    for variant in names:
+        if variant == control:
+            continue
+        for metric in METRICS:
+            results.append(_metric(metric, arms[control], arms[variant], variant))
+    return Report(control, users, ratio, results)
+
+
+def _metric(metric: str, a: pl.DataFrame, b: pl.DataFrame, variant: str) -> MetricResult:
+    if metric == "click-through":
+        diff = ratio_difference(
+            a["clicks"].to_numpy(), a["impressions"].to_numpy(),
+            b["clicks"].to_numpy(), b["impressions"].to_numpy(),
+        )  # fmt: skip
+        used_cuped = False
+    else:
+        column = "purchases" if metric == "conversion" else "revenue"
+        values = [arm[column].to_numpy() for arm in (a, b)]
+        if metric == "conversion":
+            values = [(v > 0).astype(np.float64) for v in values]
+        pre = f"pre_{column}"
+        used_cuped = pre in a.columns
+        if used_cuped:
+            values, _ = cuped(values, [arm[pre].to_numpy() for arm in (a, b)])
+        diff = mean_difference(values[0], values[1])
+    tau2 = (TAU_SHARE * diff.a) ** 2 if diff.a else 1e-12
+    always = (
+        float(
+            msprt_p_values(np.array([diff.difference]), np.array([diff.standard_error**2]), tau2)[0]
+        )
+        if diff.standard_error > 0
+        else 1.0
+    )
+    return MetricResult(metric, variant, diff, always, used_cuped)
