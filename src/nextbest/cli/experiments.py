@@ -47,12 +47,7 @@ def analyse_command(
     from nextbest.experiments.report import analyse
 
     design = parse_shares(shares)
-    if not outcomes.is_file():
-        raise ValueError(f"--outcomes {outcomes}: no such file")
-    try:
-        table = pl.read_csv(outcomes) if outcomes.suffix == ".csv" else pl.read_parquet(outcomes)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise ValueError(f"--outcomes {outcomes}: not a readable table ({error})") from error
+    table = _read_outcomes(outcomes, "--outcomes")
     report = analyse(table, design, control)
     counts = ", ".join(f"{v} {n:,}" for v, n in report.users.items())
     ratio = report.sample_ratio
@@ -73,3 +68,41 @@ def analyse_command(
     header = ["variant", "metric", control, "variant's", "lift", "95% interval of the difference",
               "p (fixed)", "p (always valid)"]  # fmt: skip
     console.print(results_table(header, rows))
+
+
+@experiments_app.command("plan")
+@friendly_errors
+def plan_command(
+    pilot: Annotated[
+        Path,
+        typer.Option(
+            help="per-user outcomes of a pilot (.parquet or .csv), as `analyse` reads them: "
+            "one arm's users, or an A/A test's"
+        ),
+    ],
+    lift: Annotated[float, typer.Option(help="the relative change to find, e.g. 0.05")],
+    power: Annotated[float, typer.Option(help="the chance to find it")] = 0.8,
+    alpha: Annotated[float, typer.Option(help="the false-positive rate")] = 0.05,
+) -> None:
+    """How many users each arm needs to find LIFT, per metric, from a pilot's variance."""
+    from nextbest.experiments.report import plan
+
+    table = _read_outcomes(pilot, "--pilot")
+    rows = [
+        [p.metric, f"{p.base:.4g}", f"{p.users_per_arm:,}"] for p in plan(table, lift, power, alpha)
+    ]
+    console.print(
+        f"to find a {lift:+.1%} change with power {power:.0%} at alpha {alpha:g} "
+        f"({table.height:,} pilot users):",
+        highlight=False,
+    )
+    console.print(results_table(["metric", "pilot's value", "users per arm"], rows))
+
+
+def _read_outcomes(path: Path, option: str) -> pl.DataFrame:
+    if not path.is_file():
+        raise ValueError(f"{option} {path}: no such file")
+    try:
+        return pl.read_csv(path) if path.suffix == ".csv" else pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise ValueError(f"{option} {path}: not a readable table ({error})") from error

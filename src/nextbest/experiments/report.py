@@ -13,6 +13,7 @@ impressions, clicks, carts, purchases and revenue over the experiment. A column 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from nextbest.experiments.stats import (
     mean_difference,
     msprt_p_values,
     ratio_difference,
+    ratio_variance,
     sample_ratio_mismatch,
 )
 
@@ -126,3 +128,41 @@ def _metric(metric: str, a: pl.DataFrame, b: pl.DataFrame, variant: str) -> Metr
         else 1.0
     )
     return MetricResult(metric, variant, diff, always, used_cuped)
+
+
+@dataclass(frozen=True)
+class Plan:
+    metric: str
+    base: float  # the pilot's value
+    users_per_arm: int  # to find `lift` with `power` at `alpha` (two arms of equal size)
+
+
+def plan(pilot: pl.DataFrame, lift: float, power: float = 0.8, alpha: float = 0.05) -> list[Plan]:
+    """How many users each arm needs, from a pilot's per-user outcomes (one arm, or an A/A
+    test's users pooled): each metric's variance per user, by the same estimators the report
+    uses, scaled to the sample size at which a difference of `lift` x the pilot's value
+    has the power asked."""
+    from scipy import stats
+
+    if not 0 < power < 1 or not 0 < alpha < 1 or lift == 0:
+        raise ValueError("plan: power and alpha in (0, 1), and a lift other than 0")
+    table = conform_outcomes(pilot)
+    n = table.height
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    estimates = {
+        "click-through": ratio_variance(
+            table["clicks"].to_numpy(), table["impressions"].to_numpy()
+        ),
+    }
+    for metric, column in (("conversion", "purchases"), ("revenue per user", "revenue")):
+        values = table[column].to_numpy().astype(np.float64)
+        if metric == "conversion":
+            values = (values > 0).astype(np.float64)
+        estimates[metric] = (float(values.mean()), float(values.var(ddof=1)) / n)
+    plans = []
+    for metric, (base, variance_of_mean) in estimates.items():
+        per_user = variance_of_mean * n  # the variance one user adds
+        effect = abs(lift * base)
+        users = math.ceil(2 * per_user * (z / effect) ** 2) if effect > 0 else 0
+        plans.append(Plan(metric, base, users))
+    return plans
