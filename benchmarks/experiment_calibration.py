@@ -16,6 +16,7 @@ from nextbest.experiments.calibration import (
     cuped_narrowing,
     detection_rate,
     false_positive_rates,
+    planned_power,
 )
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     rates = false_positive_rates(sim, args.tests, seed=0)
     found = detection_rate(sim, 0.05, args.tests, seed=1)
     narrowing = cuped_narrowing()
+    planned = planned_power(sim, lift=0.1, power=0.8, tests=args.tests)
     print(f"{args.tests} A/A tests, alpha {sim.alpha}, {sim.days} daily looks:")
     print("| test | false-positive rate |\n|---|---|")
     print(f"| fixed horizon, read once on the last day | {rates.fixed_once:.1%} |")
@@ -40,6 +42,11 @@ def main() -> None:
         f"{found.predicted_power:.1%}; found: {found.detected:.1%}"
     )
     print(f"- found by the mSPRT on some day: {found.sequential_detected:.1%}")
+    print(
+        f"\nPlanned from a 20,000-user pilot, +10% click-through at 80% power: "
+        f"{planned.users_per_arm:,} users per arm; {args.tests} tests of that size found it "
+        f"{planned.found:.1%} of the time"
+    )
     print(
         f"\nCUPED (correlation {narrowing.correlation:.3f} with the pre-period): interval "
         f"width x{narrowing.width_ratio:.4f}, theory sqrt(1 - rho^2) = {narrowing.predicted:.4f}"

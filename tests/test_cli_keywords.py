@@ -233,3 +233,24 @@ def test_train_adds_curated_scenarios_and_show_lists_them(home: Path, tmp_path: 
     )
     unknown = runner.invoke(app, [*args, "--items", str(items)])
     assert unknown.exit_code == 2 and "'Home > Ovens' is not a category" in unknown.output
+
+
+def test_keywords_evaluate_weighs_the_paths_and_measures_on_validation_days(
+    home: Path, shop_files: tuple[Path, Path, Path]
+) -> None:
+    log, items, cards = shop_files
+    args = ["keywords", "evaluate", "--log", str(log), "--items", str(items), "--cards",
+            str(cards), "--recall-only", "--n", "10"]  # fmt: skip
+
+    def combined(*extra: str) -> str:
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        assert "personal w=" not in result.output  # --recall-only: no search measured
+        return next(line for line in result.output.splitlines() if "combined" in line)
+
+    assert combined() != combined("--path-weight", "i2q=0", "--path-weight", "c2q=0")
+    assert combined() != combined("--validation")
+    bad = runner.invoke(app, [*args, "--path-weight", "tree=1"])
+    assert bad.exit_code == 2 and "path weight tree=1.0" in bad.output
+    worse = runner.invoke(app, [*args, "--path-weight", "scene"])
+    assert worse.exit_code == 2 and "'scene' is not PATH=WEIGHT" in worse.output

@@ -3,27 +3,13 @@ leaves (across top categories) take a share of the season's sessions."""
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 
-from nextbest.data.demo_shop import DemoShop, DemoShopConfig, generate_demo_shop
-from nextbest.data.demo_shop.config import DEFAULT_START
+from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop
+from nextbest.data.demo_shop.generator import seasonal_shares
 from nextbest.data.demo_shop.taxonomy import SEASON_LEAVES
 
 SMALL = {"n_events": 100_000, "n_users": 1_000}
-DAY = 86_400.0
-
-
-def seasonal_share(shop: DemoShop, from_day: float) -> tuple[float, float]:
-    """The share of item events on the season's leaves before and from `from_day`."""
-    leaf = dict(shop.items.select("item_id", "category_path").iter_rows())
-    events = shop.events.filter(pl.col("item_id").is_not_null()).with_columns(
-        pl.col("item_id").replace_strict(leaf).str.split(" > ").list.last().is_in(SEASON_LEAVES)
-        .alias("seasonal"),
-        (pl.col("timestamp") >= DEFAULT_START + from_day * DAY).alias("in_season"),
-    )  # fmt: skip
-    shares = dict(events.group_by("in_season").agg(pl.col("seasonal").mean()).iter_rows())
-    return shares[False], shares[True]
 
 
 def test_without_a_season_the_log_is_the_default_shops() -> None:
@@ -34,7 +20,7 @@ def test_without_a_season_the_log_is_the_default_shops() -> None:
 
 def test_a_planted_season_draws_its_sessions_to_its_leaves() -> None:
     shop = generate_demo_shop(DemoShopConfig(**SMALL, season_share=0.4, season_days=7))  # type: ignore[arg-type]
-    before, during = seasonal_share(shop, 45 - 7)
+    before, during = seasonal_shares(shop)
     assert during > 2.5 * before
     tops = {path.split(" > ")[0] for path in shop.items["category_path"].unique().to_list()
             if path.split(" > ")[-1] in SEASON_LEAVES}  # fmt: skip

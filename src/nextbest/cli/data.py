@@ -194,6 +194,14 @@ def demo_shop(
     console.print(
         f"{cards.height:,} keyword cards ({clicked:.0%} with a click) in keyword_cards.parquet"
     )
+    if config.season_share > 0:
+        from nextbest.data.demo_shop.generator import seasonal_shares
+
+        before, during = seasonal_shares(shop)
+        console.print(
+            f"seasonal need: {during:.1%} of item events on its leaves in the last "
+            f"{config.season_days} days, {before:.1%} before"
+        )
     if "cold_items.txt" in paths:
         count = len(paths["cold_items.txt"].read_text().split())
         console.print(f"{count:,} items held out of training, listed in {paths['cold_items.txt']}")

@@ -32,6 +32,7 @@ from nextbest.keywords.graph import (
     load_version_graph,
 )
 from nextbest.keywords.ranking import read_cards
+from nextbest.keywords.recall import PATHS, RecallConfig
 from nextbest.keywords.scenarios import read_scenarios
 from nextbest.keywords.search import ProductSearch
 from nextbest.models.store import nextbest_home
@@ -208,6 +209,18 @@ def show(
         console.print(table)
 
 
+def _path_weights(texts: list[str]) -> tuple[tuple[str, float], ...]:
+    """--path-weight PATH=WEIGHT options over the default of 1 per path."""
+    weights = dict.fromkeys(PATHS, 1.0)
+    for text in texts:
+        path, _, value = text.partition("=")
+        try:
+            weights[path.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--path-weight: {text!r} is not PATH=WEIGHT") from None
+    return tuple(weights.items())  # RecallConfig names an unknown path or a negative weight
+
+
 def _print_scenarios(graph: QueryGraph, limit: int) -> None:
     if not graph.scenarios:
         console.print("no scenarios: none mined (train with --items) and none curated")
@@ -256,6 +269,22 @@ def evaluate_keywords(
             "alone, weight 0, is always measured)"
         ),
     ] = None,
+    path_weight: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a meta-path's share of the combined recall, PATH=WEIGHT (repeatable; "
+            "default 1 each), e.g. scene=0"
+        ),
+    ] = None,
+    validation: Annotated[
+        bool,
+        typer.Option(
+            "--validation", help="measure on the last --test-days of the training days instead"
+        ),
+    ] = False,
+    recall_only: Annotated[
+        bool, typer.Option("--recall-only", help="skip the search measurement")
+    ] = False,
 ) -> None:
     """Measure the keyword recall and the personalised search on a time split of a log.
 
@@ -269,14 +298,18 @@ def evaluate_keywords(
     weights = tuple(weight or DEFAULT_WEIGHTS)
     if any(w < 0 for w in weights):
         raise ValueError(f"--weight must be >= 0, not {min(weights)}")
+    config = RecallConfig(path_weights=_path_weights(path_weight or []))
     events, items = read_events(log), read_items(items_path)
     if events.filter(pl.col("type") == "search").height == 0:
         raise ValueError(f"{log} has no search events: nothing to evaluate")
     split = split_by_time(events, test_days)
+    if validation:  # the test days are left out; the last training days are the test
+        events = split.train
+        split = split_by_time(events, test_days)
     with console.status("building the query graph of the training days"):
         graph = build_query_graph(split.train, items)
     with console.status("recalling keywords for every test search"):
-        recall = evaluate_keyword_recall(graph, split.train, split.test, n=n)
+        recall = evaluate_keyword_recall(graph, split.train, split.test, n=n, config=config)
     console.print(
         f"keyword recall: {recall.cases:,} test searches ({recall.known_queries:,} of queries "
         f"the graph knows, {recall.with_history:,} with a history before them)",
@@ -286,7 +319,7 @@ def evaluate_keywords(
     if cards_path is not None:
         cards = read_cards(cards_path)
         test_cards = cards.filter(pl.col("session_id").is_in(split.test["session_id"].implode()))
-        clicked = evaluate_card_recall(graph, events, test_cards, n=n)
+        clicked = evaluate_card_recall(graph, events, test_cards, n=n, config=config)
         console.print(
             f"clicked card keywords: {clicked.cases:,} clicks on test cards "
             f"({clicked.known_queries:,} of keywords the graph knows)",
@@ -303,6 +336,8 @@ def evaluate_keywords(
             cells.append(f"{clicked.recall()[path]:.3f}")
         table.add_row(path, *cells)
     console.print(table)
+    if recall_only:
+        return
 
     index = ProductSearch.of_items(items)
     choices = (0.0, *weights)

@@ -89,7 +89,7 @@ def recall_of_cases(
     for first in range(0, len(cases), CHUNK):
         rows = slice(first, first + CHUNK)
         history = history_matrix(graph, histories[rows], times[rows], config)
-        combined, per_path = recall_matrix(graph, history, n)
+        combined, per_path = recall_matrix(graph, history, n, config)
         wanted = targets[rows, None]
         hit = (wanted >= 0) & (combined == wanted)
         found["combined"] += int(hit.any(axis=1).sum())

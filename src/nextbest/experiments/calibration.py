@@ -21,9 +21,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
-from nextbest.experiments.stats import cuped, mean_difference, msprt_p_values, ratio_difference
+from nextbest.experiments.stats import (
+    cuped,
+    mean_difference,
+    msprt_p_values,
+    power_z,
+    ratio_difference,
+)
 
 
 @dataclass(frozen=True)
@@ -103,14 +108,9 @@ def detection_rate(sim: Simulation, lift: float, tests: int = 200, seed: int = 1
         sequential += bool(((msprt_p_values(diff, var, tau2) <= sim.alpha) & (diff > 0)).any())
         errors.append(math.sqrt(var[-1]))
     effect = sim.click_through * lift
-    predicted = power_of(effect, float(np.median(errors)), sim.alpha)
+    # in the lift's direction: the other tail's share of power_z is negligible here
+    predicted = power_z(effect, float(np.median(errors)), sim.alpha)
     return Detection(tests, lift, predicted, found / tests, sequential / tests)
-
-
-def power_of(effect: float, standard_error: float, alpha: float = 0.05) -> float:
-    """The two-sided z-test's chance to find `effect` in its own direction."""
-    z = stats.norm.ppf(1 - alpha / 2)
-    return float(stats.norm.sf(z - abs(effect) / standard_error))
 
 
 @dataclass(frozen=True)
@@ -139,3 +139,39 @@ def cuped_narrowing(users: int = 20_000, correlation: float = 0.6, seed: int = 2
         width_ratio=(narrowed.high - narrowed.low) / (plain.high - plain.low),
         predicted=math.sqrt(1 - observed**2),
     )
+
+
+@dataclass(frozen=True)
+class PlannedPower:
+    users_per_arm: int  # what `report.plan` asks for, from a simulated pilot
+    power: float  # the power asked
+    found: float  # share of simulated A/B tests of that size that find the lift
+
+
+def planned_power(
+    sim: Simulation, lift: float, power: float = 0.8, pilot_users: int = 20_000,
+    tests: int = 200, seed: int = 6,
+) -> PlannedPower:  # fmt: skip
+    """Plan an A/B test's size from a simulated pilot (`report.plan`), then run `tests`
+    tests of that size with the lift planted: do they find it as often as planned?"""
+    import polars as pl
+
+    from nextbest.experiments.report import plan
+
+    rng = np.random.default_rng(seed)
+    clicks, shows = _arm(sim, sim.click_through, pilot_users, rng)
+    pilot = pl.DataFrame(
+        {
+            "user_id": [str(k) for k in range(pilot_users)], "variant": "pilot",
+            "impressions": shows, "clicks": clicks, "carts": clicks, "purchases": clicks,
+            "revenue": clicks,
+        }
+    )  # fmt: skip
+    [ctr] = [p for p in plan(pilot, lift, power, sim.alpha) if p.metric == "click-through"]
+    found = 0
+    for _ in range(tests):
+        a = _arm(sim, sim.click_through, ctr.users_per_arm, rng)
+        b = _arm(sim, sim.click_through * (1 + lift), ctr.users_per_arm, rng)
+        result = ratio_difference(a[0], a[1], b[0], b[1], sim.alpha)
+        found += result.p_value < sim.alpha and result.difference > 0
+    return PlannedPower(ctr.users_per_arm, power, found / tests)

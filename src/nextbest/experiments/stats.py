@@ -147,14 +147,19 @@ def sample_ratio_mismatch(counts: Sequence[int], shares: Sequence[float]) -> Sam
     )
 
 
+def power_z(effect: float, standard_error: float, alpha: float = 0.05) -> float:
+    """The two-sided z-test's power to find `effect` (either way) with this standard error."""
+    z = stats.norm.ppf(1 - alpha / 2)
+    shift = abs(effect) / standard_error
+    return float(stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift))
+
+
 def power_two_proportions(n_per_arm: int, base: float, lift: float, alpha: float = 0.05) -> float:
     """The fixed-horizon two-sided z-test's power to find rate base x (1 + lift) against
     base with `n_per_arm` independent trials in each arm."""
     treated = base * (1 + lift)
     se = math.sqrt(base * (1 - base) / n_per_arm + treated * (1 - treated) / n_per_arm)
-    z = stats.norm.ppf(1 - alpha / 2)
-    shift = abs(treated - base) / se
-    return float(stats.norm.sf(z - shift) + stats.norm.cdf(-z - shift))
+    return power_z(treated - base, se, alpha)
 
 
 def _enough(values: np.ndarray, name: str) -> None:

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextbest.keywords.graph import QueryGraph, walk
-from nextbest.keywords.recall import Keyword, RecallConfig, recall_keywords, shopper_weights
+from nextbest.keywords.recall import (
+    Keyword,
+    RecallConfig,
+    keywords_of,
+    shopper_weights,
+    weighted_path_scores,
+)
 from nextbest.keywords.show_model import run_in_leaf
 
 PLAIN_TITLE = "Shoppers also searched"
@@ -144,7 +150,9 @@ def keyword_card(
     recall_config = recall_config or RecallConfig()
     campaign = next((c for c in campaigns if c.active(now)), None)
     pushed = _pushed(campaign, n, searched)
-    recalled = recall_keywords(graph, history, now, config.recall, recall_config, searched)
+    weights = shopper_weights(graph, history, now, recall_config)  # for recall and the title
+    scores = weighted_path_scores(graph, weights)
+    recalled = keywords_of(graph, scores, config.recall, recall_config, searched)
     recalled = [k for k in recalled if k.query not in {p.query for p in pushed}]
     if rank is not None and recalled:
         learned = rank(recalled)
@@ -155,8 +163,7 @@ def keyword_card(
         return Card(False, f"{len(chosen)} keyword(s) found: too few to ask", "", chosen)
     if campaign is not None and pushed:
         return Card(True, f"campaign {campaign.name}", campaign.title, chosen)
-    _, categories = shopper_weights(graph, history, now, recall_config)
-    title = scenario_title(graph, chosen, categories) or _title(graph, chosen)
+    title = scenario_title(graph, chosen, weights.categories) or _title(graph, chosen)
     return Card(True, "keywords found for this shopper", title, chosen)
 
 

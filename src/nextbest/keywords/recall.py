@@ -33,18 +33,32 @@ PATHS = ("i2q", "c2q", "scene")
 class RecallConfig:
     half_life_seconds: float = 7 * 86_400.0  # an item seen a week ago counts half
     weights: tuple[tuple[str, float], ...] = tuple(DEFAULT_WEIGHTS.items())
+    # each path's share of the combined score (the scene path's equal share was chosen on
+    # validation days: docs/keywords.md)
+    path_weights: tuple[tuple[str, float], ...] = tuple((path, 1.0) for path in PATHS)
 
     def __post_init__(self) -> None:
         if not self.half_life_seconds > 0:
             raise ValueError(
                 f"half_life_seconds must be a number > 0, not {self.half_life_seconds!r}"
             )
+        for path, weight in self.path_weights:
+            if path not in PATHS or weight < 0:
+                raise ValueError(
+                    f"path weight {path}={weight!r}: the paths are {', '.join(PATHS)}, "
+                    "each weighted >= 0"
+                )
+
+    def combined(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """The paths' scores summed, each by its weight."""
+        weight_of = dict(self.path_weights)
+        return sum((weight_of.get(p, 0.0) * s for p, s in scores.items()), np.zeros(1))
 
 
 @dataclass(frozen=True)
 class Keyword:
     query: str
-    score: float  # the paths' normalised scores summed
+    score: float  # the paths' normalised scores summed (by RecallConfig.path_weights)
     paths: dict[str, float]  # each path that found it: its normalised score
 
 
@@ -91,18 +105,24 @@ def path_scores(graph: QueryGraph, history: sp.csr_matrix) -> dict[str, np.ndarr
 
 
 def recall_matrix(
-    graph: QueryGraph, history: sp.csr_matrix, n: int
+    graph: QueryGraph, history: sp.csr_matrix, n: int, config: RecallConfig | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The combined top-`n` query indices per shopper [shoppers, n] (-1 where fewer were
     found), and each path's own top `n` the same way."""
     scores = path_scores(graph, history)
-    combined = sum(scores.values(), np.zeros((history.shape[0], len(graph.queries))))
+    combined = (config or RecallConfig()).combined(scores)
     return _top(combined, n), {name: _top(value, n) for name, value in scores.items()}
+
+
+@dataclass(frozen=True)
+class ShopperWeights:
+    items: dict[int, float]  # graph item -> weight (by action, decayed)
+    categories: dict[int, float]  # graph category -> weight (the items' spread over levels)
 
 
 def shopper_weights(
     graph: QueryGraph, events: Sequence[tuple[str, str, float]], now: float, config: RecallConfig
-) -> tuple[dict[int, float], dict[int, float]]:
+) -> ShopperWeights:
     """A shopper's (item_id, action, timestamp) events as weights of the graph's items (by
     action, decayed to `now`) and of its categories (the items' spread over their levels)."""
     item_of, weight_of = graph.item_index(), dict(config.weights)
@@ -115,26 +135,30 @@ def shopper_weights(
         items[column] = items.get(column, 0.0) + weight * 0.5 ** (age / config.half_life_seconds)
     categories = walk(graph.lookups.spread, items, len(graph.categories))
     on = np.flatnonzero(categories)
-    return items, dict(zip(on.tolist(), categories[on].tolist(), strict=True))
+    return ShopperWeights(items, dict(zip(on.tolist(), categories[on].tolist(), strict=True)))
 
 
-def shopper_path_scores(
-    graph: QueryGraph, events: Sequence[tuple[str, str, float]], now: float, config: RecallConfig
-) -> dict[str, np.ndarray]:
+def weighted_path_scores(graph: QueryGraph, weights: ShopperWeights) -> dict[str, np.ndarray]:
     """`path_scores` of one shopper [Q] per path, by dense walks over the graph's rows (a
     request's cost is its history, not the catalog)."""
-    items, category_weights = shopper_weights(graph, events, now, config)
     n_queries = len(graph.queries)
     walked = {
-        "i2q": walk(graph.i2q, items, n_queries),
-        "c2q": walk(graph.c2q, category_weights, n_queries),
-        "scene": walk(graph.scenario_walk(), category_weights, n_queries),
+        "i2q": walk(graph.i2q, weights.items, n_queries),
+        "c2q": walk(graph.c2q, weights.categories, n_queries),
+        "scene": walk(graph.scenario_walk(), weights.categories, n_queries),
     }
     scores = {}
     for name, values in walked.items():
         total = values.sum()
         scores[name] = values / total if total > 0 else values
     return scores
+
+
+def shopper_path_scores(
+    graph: QueryGraph, events: Sequence[tuple[str, str, float]], now: float, config: RecallConfig
+) -> dict[str, np.ndarray]:
+    """`weighted_path_scores` of a shopper's events."""
+    return weighted_path_scores(graph, shopper_weights(graph, events, now, config))
 
 
 def recall_keywords(
@@ -150,7 +174,18 @@ def recall_keywords(
     dense walks over the graph's rows (a request's cost is its history, not the catalog)."""
     config = config or RecallConfig()
     scores = shopper_path_scores(graph, events, now, config)
-    combined = scores["i2q"] + scores["c2q"] + scores["scene"]
+    return keywords_of(graph, scores, n, config, exclude)
+
+
+def keywords_of(
+    graph: QueryGraph,
+    scores: dict[str, np.ndarray],
+    n: int,
+    config: RecallConfig,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Keyword]:
+    """The `n` best keywords of one shopper's path `scores`, leaving out `exclude`."""
+    combined = config.combined(scores)
     found: list[Keyword] = []
     positive = np.flatnonzero(combined > 0)  # best first, ties by index, as `_top`
     for column in positive[np.lexsort((positive, -combined[positive]))][: n + len(exclude)]:

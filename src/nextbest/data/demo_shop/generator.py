@@ -237,3 +237,20 @@ def _category_table(catalog: Catalog) -> pl.DataFrame:
             "complements": pl.List(pl.String),
         },
     )
+
+
+def seasonal_shares(shop: DemoShop) -> tuple[float, float]:
+    """The share of item events on the seasonal leaves (`taxonomy.SEASON_LEAVES`) before the
+    season (the period's last `config.season_days`) and in it."""
+    from nextbest.data.demo_shop.taxonomy import SEASON_LEAVES
+
+    config = shop.config
+    season_start = config.start + (config.days - config.season_days) * 86_400.0
+    leaf = dict(shop.items.select("item_id", "category_path").iter_rows())
+    events = shop.events.filter(pl.col("item_id").is_not_null()).select(
+        pl.col("item_id").replace_strict(leaf).str.split(" > ").list.last().is_in(SEASON_LEAVES)
+        .alias("seasonal"),
+        (pl.col("timestamp") >= season_start).alias("in_season"),
+    )  # fmt: skip
+    shares = dict(events.group_by("in_season").agg(pl.col("seasonal").mean()).iter_rows())
+    return float(shares.get(False, 0.0)), float(shares.get(True, 0.0))
