@@ -65,15 +65,16 @@ from nextbest.models.store import save_version
 
 BEGIN, END = "<!-- keywords-serving:begin -->", "<!-- keywords-serving:end -->"
 COMPUTE_BEGIN, COMPUTE_END = "<!-- keywords-compute:begin -->", "<!-- keywords-compute:end -->"
-TEST_EVENTS: pl.DataFrame | None = None  # the test days' events, set by `prepare`
 CARDS_PER_ORDER = 1_000
 CALLS = ("event", "keywords", "search", "recommendation")
 
 
-def prepare(homes: dict[str, Path], events: int) -> tuple[list[Any], list[str], list[str]]:
+def prepare(
+    homes: dict[str, Path], events: int
+) -> tuple[list[Any], list[str], list[str], pl.DataFrame]:
     """The demo shop's version (co-visitation + query graph, and the keyword ranker its cards
     fit, or none for the recall's order) under each of `homes` (order -> folder); returns the
-    catalog, the model's items and the test days' search queries."""
+    catalog, the model's items, the test days' search queries and the test days' events."""
     shop = generate_demo_shop(DemoShopConfig(n_events=events))
     train, _ = split_demo_shop(shop)
     sessions = train["session_id"].unique().implode()
@@ -88,11 +89,9 @@ def prepare(homes: dict[str, Path], events: int) -> tuple[list[Any], list[str], 
         extra = version_extra(None, graph, ranker)
         save_version(model, home, {"model": "covisit"}, extra=extra)
     tested = shop.events.filter(~pl.col("session_id").is_in(sessions))
-    global TEST_EVENTS
-    TEST_EVENTS = tested
     queries = tested.filter(pl.col("type") == "search")["query"].drop_nulls().to_list()
     catalog = list(items_of_table(shop.items).values())
-    return catalog, [str(i) for i in model.item_ids], queries
+    return catalog, [str(i) for i in model.item_ids], queries, tested
 
 
 async def shoppers_at_rate(
@@ -144,7 +143,9 @@ async def shoppers_at_rate(
     }
 
 
-def compute_costs(homes: dict[str, Path], rounds: int) -> dict[str, dict[str, float]]:
+def compute_costs(
+    homes: dict[str, Path], tested: pl.DataFrame, rounds: int
+) -> dict[str, dict[str, float]]:
     """One card's compute in this process, per order: the route's work without HTTP, state
     or log (recall, the learned order, the show model, diversity, title), for the test days'
     product views, each order in turn, `rounds` times (interleaved, so that a slow spell of
@@ -153,9 +154,8 @@ def compute_costs(homes: dict[str, Path], rounds: int) -> dict[str, dict[str, fl
     from nextbest.keywords.graph import load_version_graph
     from nextbest.models.store import latest_version
 
-    assert TEST_EVENTS is not None
     views = (
-        TEST_EVENTS.filter(pl.col("item_id").is_not_null())
+        tested.filter(pl.col("item_id").is_not_null())
         .group_by("session_id", maintain_order=True)
         .agg("item_id", "type", "timestamp")
         .head(CARDS_PER_ORDER)
@@ -281,7 +281,7 @@ def main() -> None:
         parser.error(f"--orders: recall, ftrl or attention-gru, not {unknown or args.orders!r}")
     root = Path(tempfile.mkdtemp(prefix="nextbest-bench-keywords-"))
     homes = {order: root / order for order in orders}
-    catalog, items, queries = prepare(homes, args.events)
+    catalog, items, queries, tested = prepare(homes, args.events)
     result: dict[str, Any] = {
         "machine": machine(),
         "events": args.events,
@@ -290,7 +290,7 @@ def main() -> None:
     }
     if args.compute_only:
         result["rounds"] = args.rounds
-        result["compute"] = compute_costs(homes, args.rounds)
+        result["compute"] = compute_costs(homes, tested, args.rounds)
         save_result("keywords-compute", result)
         text = compute_markdown(result)
         print(text)

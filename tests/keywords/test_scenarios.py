@@ -159,7 +159,7 @@ def test_a_bad_scenarios_file_is_named(tmp_path: Path, text: str, problem: str) 
     file.write_text(text)
     with pytest.raises(ValueError, match=problem):
         read_scenarios(file)
-    with pytest.raises(ValueError, match="no such file"):
+    with pytest.raises(ValueError, match="no such scenarios file"):
         read_scenarios(tmp_path / "missing.toml")
 
 

@@ -26,7 +26,6 @@ time. Each problem is an ExperimentsError naming the file and key.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nextbest.models.store import list_versions
 from nextbest.recommend.placements import Placements
+from nextbest.toml_files import read_toml
 
 LATEST = "latest"
 SHARE_TOLERANCE = 1e-9
@@ -97,14 +97,7 @@ class Experiment:
 
 def load_experiments(path: Path, placements: Placements, home: Path) -> list[Experiment]:
     """The experiments of `path`, checked against `placements` and the versions in `home`."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentsError(f"{path}: no such experiments file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ExperimentsError(f"{path}: cannot be read: {error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ExperimentsError(f"{path}: not valid TOML: {error}") from None
+    raw = read_toml(path, "experiments", ExperimentsError)
     return parse_experiments(raw, str(path), placements, home)
 
 

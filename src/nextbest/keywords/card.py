@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -44,7 +45,8 @@ from nextbest.keywords.show_model import run_in_leaf
 
 PLAIN_TITLE = "Shoppers also searched"
 FUNNEL_TYPES = frozenset({"cart", "purchase"})
-PAGES = ("product", "home", "cart", "search", "other")  # where a card may be asked for
+Page = Literal["product", "home", "cart", "search", "other"]  # where a card may be asked for
+PAGES: tuple[str, ...] = get_args(Page)
 MIN_SCENE_KEYWORDS = 2  # a scenario titles the card when it leads to this many of its keywords
 ON_SCREEN_ACTION = "cart"  # the weight the product on screen counts with
 
@@ -67,10 +69,15 @@ class CardConfig:
             unknown = sorted(set(self.show_on) - set(PAGES))
             raise ValueError(f"show_on: unknown page {unknown[0]!r} (pages: {', '.join(PAGES)})")
         start, end = self.hours
-        if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
+        if start == end:
             raise ValueError(
-                f"hours must be [start, end) with 0 <= start <= 23, 1 <= end <= 24 and "
-                f"start != end (end < start wraps past midnight), not {list(self.hours)!r}"
+                f"hours: start and end must differ (hours must be [start, end); end < start "
+                f"wraps past midnight), not {list(self.hours)!r}"
+            )
+        if not (0 <= start <= 23 and 1 <= end <= 24):
+            raise ValueError(
+                f"hours must be [start, end) with 0 <= start <= 23 and 1 <= end <= 24, not "
+                f"{list(self.hours)!r}"
             )
         if self.focus_run < 0:
             raise ValueError(f"focus_run must be >= 0 (0: off), not {self.focus_run!r}")

@@ -131,16 +131,17 @@ class Vocabulary:
 
     @classmethod
     def of(cls, graph: QueryGraph, items: pl.DataFrame) -> Vocabulary:
+        item_leaf = Vocabulary.leaves_of(items)
+        item_words, item_brand = {}, {}
         rows = items.select("item_id", "title", "category_path", "brand").iter_rows()
-        item_leaf, item_words, item_brand = {}, {}, {}
-        leaf_of: dict[str, int] = {}
         for item_id, title, path, brand in rows:
-            if path:
-                item_leaf[item_id] = leaf_of.setdefault(path, len(leaf_of))
             item_words[item_id] = frozenset(_words(f"{title or ''} {path or ''}"))
             if brand:
                 item_brand[item_id] = brand.lower()
-        leaves = list(leaf_of)
+        paths = dict(items.select("item_id", "category_path").drop_nulls().iter_rows())
+        leaves = [""] * (max(item_leaf.values(), default=-1) + 1)
+        for item_id, leaf in item_leaf.items():
+            leaves[leaf] = paths[item_id]
         parents: dict[str, int] = {}
         parent = np.array(
             [parents.setdefault(p.rsplit(CATEGORY_SEPARATOR, 1)[0], len(parents)) for p in leaves],

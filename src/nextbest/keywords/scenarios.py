@@ -33,7 +33,6 @@ In the graph, as two more transition matrices of the walk:
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
+from nextbest.toml_files import read_toml
 
 if TYPE_CHECKING:
     from nextbest.keywords.graph import QueryGraph
@@ -84,14 +84,7 @@ def read_scenarios(path: Path) -> list[CuratedScenario]:
     """The curated scenarios of a TOML file; ValueError naming the file and key when bad."""
     from nextbest.keywords.graph import normalise_text
 
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"scenarios file {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"scenarios file {path}: cannot be read ({error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"scenarios file {path}: not valid TOML ({error})") from None
+    raw = read_toml(path, "scenarios")
     unknown = set(raw) - {"scenarios"}
     if unknown:
         raise ValueError(f"scenarios file {path}: unknown key {sorted(unknown)[0]!r}")
@@ -132,8 +125,10 @@ def _strings(value: Any, where: str) -> list[str]:
 
 def _path(category: str) -> str:
     """ "Sports >Running" -> "Sports > Running": the catalog's spelling of a path."""
-    parts = [p.strip() for p in category.split(CATEGORY_SEPARATOR.strip())]
-    return CATEGORY_SEPARATOR.join(p for p in parts if p)
+    from nextbest.keywords.graph import category_levels
+
+    levels = category_levels(category)
+    return levels[-1] if levels else ""
 
 
 def mine_scenarios(

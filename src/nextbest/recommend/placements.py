@@ -13,7 +13,6 @@ so a malformed file stops the server before it serves anything, and a reload
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nextbest.keywords.card import CardConfig, KeywordCampaign
+from nextbest.keywords.card import CardConfig, KeywordCampaign, Page
 from nextbest.keywords.graph import normalise_text
 from nextbest.recommend.diversity import Diversity
 from nextbest.recommend.pipeline import Pipeline, Retrieval
@@ -45,6 +44,7 @@ from nextbest.recommend.rules.filtering import FilterRule
 from nextbest.recommend.rules.filters import CompiledFilter, FilterError, compile_filter
 from nextbest.recommend.rules.promotions import Campaign, Pin, Promotion
 from nextbest.recommend.stages import Generator, Ranker
+from nextbest.toml_files import read_toml
 
 DEFAULT_FILE = Path(__file__).with_name("placements.toml")
 DEFAULT_PLACEMENT = "home"
@@ -127,9 +127,6 @@ class PlacementSpec(_Strict):
     needs: list[Need] = []
 
 
-Page = Literal["product", "home", "cart", "search", "other"]  # keywords/card.py's PAGES
-
-
 class KeywordCampaignSpec(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=80)]
     queries: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]],
@@ -196,15 +193,7 @@ class Placements:
 def load_placements(path: Path | None = None) -> Placements:
     """The placements of `path` (the shipped defaults when None); PlacementsError if bad."""
     path = path or DEFAULT_FILE
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlacementsError(f"{path}: no such placements file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlacementsError(f"{path}: cannot be read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlacementsError(f"{path}: not valid TOML: {exc}") from None
-    return parse_placements(raw, str(path))
+    return parse_placements(read_toml(path, "placements", PlacementsError), str(path))
 
 
 def parse_placements(raw: dict[str, Any], source: str) -> Placements:
@@ -238,8 +227,6 @@ def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
             raise PlacementsError(f"{source}: keywords.campaigns.{name}: end must be after start")
     settings = spec.model_dump(exclude={"campaigns", "show_model"})
     settings["show_on"] = tuple(spec.show_on)
-    if spec.hours[0] == spec.hours[1]:
-        raise PlacementsError(f"{source}: keywords.hours: start and end must differ")
     campaigns = tuple(
         KeywordCampaign(
             name=name,
@@ -251,7 +238,11 @@ def _keyword_card(spec: KeywordCardSpec, source: str) -> KeywordCardSettings:
         )
         for name, c in spec.campaigns.items()
     )
-    return KeywordCardSettings(CardConfig(**settings), campaigns, spec.show_model)
+    try:  # the card's own checks (the shape of each value was checked above)
+        config = CardConfig(**settings)
+    except ValueError as exc:
+        raise PlacementsError(f"{source}: keywords.{exc}") from None
+    return KeywordCardSettings(config, campaigns, spec.show_model)
 
 
 def _compile(text: str, where: str) -> CompiledFilter:

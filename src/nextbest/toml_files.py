@@ -1,0 +1,21 @@
+"""Reading a settings file of TOML (placements, scenarios, experiments) with errors that name
+the file and what is wrong with it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+def read_toml(path: Path, kind: str, error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """The TOML document of `path`, a `kind` file ("placements"); a missing, unreadable or
+    invalid file raises `error` naming it."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no such {kind} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
