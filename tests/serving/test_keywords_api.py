@@ -32,12 +32,17 @@ max_per_leaf = 3
 """
 
 
+def placed(make_client: MakeClient, tmp_path: Path, placements: str) -> TestClient:
+    """A client of a server started with this placements file's text."""
+    file = tmp_path / "placements.toml"
+    file.write_text(placements)
+    return make_client(placements=file)
+
+
 @pytest.fixture
 def client(home: Path, make_client: MakeClient, tmp_path: Path) -> TestClient:
     plant_query_graph(home)
-    file = tmp_path / "placements.toml"
-    file.write_text(PER_LEAF)
-    return make_client(placements=file)
+    return placed(make_client, tmp_path, PER_LEAF)
 
 
 def card(client: TestClient, key: str = READ, **params: Any) -> Any:
@@ -152,9 +157,7 @@ def test_a_running_campaign_leads_the_card_and_is_attributed(
     home: Path, make_client: MakeClient, tmp_path: Path
 ) -> None:
     plant_query_graph(home)
-    file = tmp_path / "placements.toml"
-    file.write_text(CAMPAIGN)
-    client = make_client(placements=file)
+    client = placed(make_client, tmp_path, CAMPAIGN)
     send(client, view("e1", "s1", item(12)))
     body = card(client, session_id="s1", item_id=item(12), n=3).json()
     assert body["show"] and body["title"] == "Winter running"  # the ended one is left out
@@ -170,9 +173,7 @@ def test_a_version_with_a_keyword_ranker_serves_the_card_in_its_order(
     home: Path, make_client: MakeClient, tmp_path: Path
 ) -> None:
     plant_keyword_ranker(home)
-    file = tmp_path / "placements.toml"
-    file.write_text(PER_LEAF)
-    client = make_client(placements=file)
+    client = placed(make_client, tmp_path, PER_LEAF)
     send(client, view("e1", "s1", item(12)))
     body = card(client, session_id="s1", item_id=item(12), n=3).json()
     assert body["show"] and body["ranker"] == "ftrl"
@@ -201,14 +202,11 @@ def test_the_show_model_hides_the_card_unless_the_placements_turn_it_off(
     show_file = version / "keywords" / "ranker" / "show" / "show-model.json"
     assert show_file.is_file()  # the planted cards taught it
     show_file.write_text(json.dumps(json.loads(show_file.read_text()) | {"threshold": 1.01}))
-    file = tmp_path / "placements.toml"
-    file.write_text(PER_LEAF)
-    client = make_client(placements=file)
+    client = placed(make_client, tmp_path, PER_LEAF)
     send(client, view("e1", "s1", item(12)))
     body = card(client, session_id="s1", item_id=item(12)).json()
     assert not body["show"] and "the show model expects no click" in body["reason"]
-    file.write_text(PER_LEAF + "show_model = false\n")
-    reloaded = make_client(placements=file)
+    reloaded = placed(make_client, tmp_path, PER_LEAF + "show_model = false\n")
     assert card(reloaded, session_id="s1", item_id=item(12)).json()["show"]
 
 
@@ -216,9 +214,7 @@ def test_the_focus_rule_hides_the_card_after_a_run_in_one_leaf(
     home: Path, make_client: MakeClient, tmp_path: Path
 ) -> None:
     plant_query_graph(home)
-    file = tmp_path / "placements.toml"
-    file.write_text(PER_LEAF + "focus_run = 2\n")
-    client = make_client(placements=file)
+    client = placed(make_client, tmp_path, PER_LEAF + "focus_run = 2\n")
     send(client, view("e1", "s1", item(2)))  # a treadmill, then a running shoe
     assert card(client, session_id="s1", item_id=item(12)).json()["show"]
     send(client, view("e2", "s1", item(12)), view("e3", "s1", item(13)))
@@ -230,9 +226,7 @@ def test_the_card_shows_only_on_the_pages_the_placements_allow(
     home: Path, make_client: MakeClient, tmp_path: Path
 ) -> None:
     plant_query_graph(home)
-    file = tmp_path / "placements.toml"
-    file.write_text(PER_LEAF + 'show_on = ["product"]\n')
-    client = make_client(placements=file)
+    client = placed(make_client, tmp_path, PER_LEAF + 'show_on = ["product"]\n')
     send(client, view("e1", "s1", item(12)))
     assert card(client, session_id="s1", item_id=item(12)).json()["show"]  # a product page
     home_page = card(client, session_id="s1").json()  # no item: the home page

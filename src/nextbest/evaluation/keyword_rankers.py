@@ -71,6 +71,20 @@ class RowResult:
         return float(np.mean(self.auc))
 
 
+def cards_in_test(heads: pl.DataFrame, test: pl.DataFrame, min_learn: int = 1) -> np.ndarray:
+    """[cards] whether each card (`heads`, one row per card) belongs to a test session (of
+    `test`, the time split's test events); a split without test cards, or with fewer than
+    `min_learn` to learn from, is a ValueError."""
+    in_test = heads["session_id"].is_in(test["session_id"].unique().implode()).to_numpy()
+    learn = int((~in_test).sum())
+    if learn < min_learn or not in_test.any():
+        raise ValueError(
+            f"the time split leaves {learn} training and {int(in_test.sum())} test cards: "
+            "both need some (a longer log, or other --test-days)"
+        )
+    return in_test
+
+
 def keyword_ranking_split(
     events: pl.DataFrame,
     items: pl.DataFrame,
@@ -88,13 +102,8 @@ def keyword_ranking_split(
     data = keyword_ranking_data(cards, events, graph, Vocabulary.of(graph, items))
     ordered = ordered_cards(cards)
     heads = ordered.unique("card_id", keep="first", maintain_order=True)
-    in_test = heads["session_id"].is_in(split.test["session_id"].unique().implode()).to_numpy()
+    in_test = cards_in_test(heads, split.test, min_learn=2)
     learn = np.flatnonzero(~in_test)
-    if len(learn) < 2 or not in_test.any():
-        raise ValueError(
-            f"the time split leaves {len(learn)} training and {int(in_test.sum())} test cards: "
-            "both need some (a longer log, or other --test-days)"
-        )
     n_valid = max(1, round(valid_share * len(learn)))
     queries = ordered.select(
         "card_id", "clicked", normalise_query(pl.col("query")).alias("query")

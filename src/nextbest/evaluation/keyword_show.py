@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from nextbest.data.splits import split_by_time
+from nextbest.evaluation.keyword_rankers import cards_in_test
 from nextbest.keywords.ranking import Vocabulary
 from nextbest.keywords.show_model import FEATURES, ShowModel, card_intents, fit_show_model
 from nextbest.twostage.metrics import auc
@@ -52,12 +53,7 @@ def evaluate_show_decisions(
     item_leaf = Vocabulary.leaves_of(items)
     features, clicked, heads = card_intents(cards, events, item_leaf)
     split = split_by_time(events, test_days)
-    in_test = heads["session_id"].is_in(split.test["session_id"].unique().implode()).to_numpy()
-    if in_test.all() or not in_test.any():
-        raise ValueError(
-            f"the time split leaves {int((~in_test).sum())} training and {int(in_test.sum())} "
-            "test cards: both need some (a longer log, or other --test-days)"
-        )
+    in_test = cards_in_test(heads, split.test)
     model = fit_show_model(features[~in_test], clicked[~in_test], keep_clicks)
     test_features, test_clicked = features[in_test], clicked[in_test]
     chances = model.chances(test_features)
