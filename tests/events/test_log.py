@@ -426,3 +426,31 @@ def test_two_logs_racing_on_the_same_event_ids_keep_and_accept_each_once(
     finally:
         grouped.close()
         plain.close()
+
+
+def test_a_log_made_before_experiments_gets_their_columns(backend: tuple[str, str | None]) -> None:
+    """A served table without `experiment` and `variant` (written by an older nextbest) gains
+    them when the log is opened, and keeps its rows."""
+    url, schema = backend
+    engine = open_engine(url)
+    table = f"{schema}.served" if schema else "served"
+    with engine.begin() as connection:
+        if schema:
+            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.exec_driver_sql(
+            f"CREATE TABLE {table} (recommendation_id VARCHAR(200) PRIMARY KEY, served_at FLOAT "
+            "NOT NULL, session_id VARCHAR(200), user_id VARCHAR(200), placement VARCHAR(200), "
+            "item_id VARCHAR(200), model_version VARCHAR(200), items TEXT NOT NULL)"
+        )
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} VALUES ('old', 1.0, 's', NULL, 'home', NULL, 'v0', '[]')"
+        )
+    engine.dispose()
+    log = open_event_log(url, schema)
+    try:
+        assert log.served("old") == ServedList("old", 1.0, "s", None, "home", None, "v0", ())
+        kept = ServedList("new", 2.0, "s", None, "home", None, "v1", (), "exp", "b")
+        log.record_served([kept])
+        assert log.served("new") == kept
+    finally:
+        log.close()

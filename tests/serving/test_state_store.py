@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from nextbest.serving.state import MemoryStateStore, StateStore, open_state_store
+from nextbest.serving.state.prefixed import PrefixedStore
 
 MakeStore = Callable[..., StateStore]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "prefixed"])
 def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     """A factory of fresh stores of each kind, given a TTL; closed afterwards."""
     opened: list[StateStore] = []
@@ -21,6 +22,8 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[MakeStore]:
     def make(ttl_seconds: float = 60.0) -> StateStore:
         if request.param == "memory":
             store = open_state_store(None, ttl_seconds)
+        elif request.param == "prefixed":  # a variant's view of the server's store
+            store = PrefixedStore(open_state_store(None, ttl_seconds), "v0123:")
         else:
             url, prefix = request.getfixturevalue("redis_prefix")
             store = open_state_store(url, ttl_seconds, prefix)
@@ -166,3 +169,14 @@ def test_an_update_from_a_stale_guess_sees_the_other_workers_value(
     finally:
         mine.close()
         theirs.close()
+
+
+def test_a_prefixed_view_keeps_its_keys_apart_from_the_store_it_shares() -> None:
+    shared = MemoryStateStore(60.0)
+    variant = PrefixedStore(shared, "vabc:")
+    put(shared, {"s:1": b"main"})
+    put(variant, {"s:1": b"variant"})
+    assert shared.get_many(["s:1", "vabc:s:1"]) == [b"main", b"variant"]
+    assert variant.get_many(["s:1"]) == [b"variant"]
+    variant.delete(["s:1"])
+    assert shared.get_many(["s:1", "vabc:s:1"]) == [b"main", None]

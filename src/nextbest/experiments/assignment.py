@@ -33,8 +33,14 @@ def assign(unit: str, salt: str, shares: Sequence[float]) -> int:
     return min(bisect_right(bounds, draw(unit, salt)), len(shares) - 1)
 
 
-def assignment_unit(session_id: str | None, user_id: str | None) -> str:
-    """The id a shopper is assigned by: the user's when signed in, else the session's."""
+def assignment_unit(
+    session_id: str | None, user_id: str | None, started_anonymous: bool = False
+) -> str:
+    """The id a shopper is assigned by: the user's when signed in, else the session's. A
+    session that began anonymous (its first event named no user) keeps its session's variant
+    after a login, until it ends: the shopper's page does not change under them."""
+    if session_id and started_anonymous:
+        return f"session:{session_id}"
     if user_id:
         return f"user:{user_id}"
     if session_id:

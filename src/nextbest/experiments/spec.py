@@ -16,6 +16,7 @@
     name = "pipeline"
     model = "20261206T215935.750450-pipeline"
     placements = "placements-b.toml"   # optional: the variant's own placements file
+                                       # (a relative path is taken from this file's folder)
     share = 0.5
 
 `load_experiments` checks it against what the server would serve: the placements (the
@@ -26,7 +27,7 @@ time. Each problem is an ExperimentsError naming the file and key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +35,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nextbest.models.store import list_versions
-from nextbest.recommend.placements import Placements
+from nextbest.recommend.placements import Placements, PlacementsError, load_placements
 from nextbest.toml_files import read_toml
 
 LATEST = "latest"
@@ -76,6 +77,8 @@ class Variant:
     placements: Path | None
     share: float
     control: bool
+    # the variant's own placements, loaded from `placements` (None: the server's)
+    placement_config: Placements | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,18 @@ class Experiment:
 def load_experiments(path: Path, placements: Placements, home: Path) -> list[Experiment]:
     """The experiments of `path`, checked against `placements` and the versions in `home`."""
     raw = read_toml(path, "experiments", ExperimentsError)
-    return parse_experiments(raw, str(path), placements, home)
+    return parse_experiments(raw, str(path), placements, home, path.parent)
 
 
 def parse_experiments(
-    raw: dict[str, Any], source: str, placements: Placements, home: Path
+    raw: dict[str, Any],
+    source: str,
+    placements: Placements,
+    home: Path,
+    base: Path | None = None,
 ) -> list[Experiment]:
+    """`raw`: the file's tables; `base`: the folder relative placements paths start from
+    (default: the working directory)."""
     try:
         spec = ExperimentsFile.model_validate(raw)
     except ValidationError as error:
@@ -127,16 +136,14 @@ def parse_experiments(
         names = [v.name for v in e.variants]
         if len(set(names)) != len(names):
             raise ExperimentsError(f"{key}.variants: two variants share a name")
+        configs: list[Placements | None] = []
         for k, v in enumerate(e.variants):
             if v.model != LATEST and v.model not in versions:
                 raise ExperimentsError(
                     f"{key}.variants[{k}].model: no model version {v.model!r} under "
                     f"{home / 'models'}"
                 )
-            if v.placements is not None and not v.placements.is_file():
-                raise ExperimentsError(
-                    f"{key}.variants[{k}].placements: no such file {str(v.placements)!r}"
-                )
+            configs.append(_variant_placements(v, e.placement, f"{key}.variants[{k}]", base))
         if e.end is not None and e.end <= e.start:
             raise ExperimentsError(f"{key}.end: must be after start")
         experiments.append(
@@ -147,12 +154,39 @@ def parse_experiments(
                 start=e.start.timestamp(),
                 end=e.end.timestamp() if e.end else None,
                 variants=tuple(
-                    Variant(v.name, v.model, v.placements, v.share, v.control) for v in e.variants
+                    Variant(v.name, v.model, _resolve(v.placements, base), v.share, v.control, c)
+                    for v, c in zip(e.variants, configs, strict=True)
                 ),
             )
         )
     _no_overlap(experiments, source)
     return experiments
+
+
+def _resolve(path: Path | None, base: Path | None) -> Path | None:
+    if path is None or path.is_absolute() or base is None:
+        return path
+    return base / path
+
+
+def _variant_placements(
+    variant: VariantSpec, placement: str, key: str, base: Path | None
+) -> Placements | None:
+    """The variant's own placements file, loaded; it must define the tested placement."""
+    path = _resolve(variant.placements, base)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise ExperimentsError(f"{key}.placements: no such file {str(path)!r}")
+    try:
+        config = load_placements(path)
+    except PlacementsError as exc:
+        raise ExperimentsError(f"{key}.placements: {exc}") from None
+    if placement not in config:
+        raise ExperimentsError(
+            f"{key}.placements: {str(path)!r} has no placement {placement!r} to test"
+        )
+    return config
 
 
 def _no_overlap(experiments: list[Experiment], source: str) -> None:

@@ -19,6 +19,7 @@ from nextbest.serving.registry import ModelClasses
 from nextbest.serving.routes import (
     affinity,
     events,
+    experiments,
     health,
     identity,
     items,
@@ -71,6 +72,7 @@ def create_app(
         affinity.router,
         search.router,
         keywords.router,
+        experiments.router,
     ):
         app.include_router(router)
     app.include_router(health.router)

@@ -32,7 +32,8 @@ class CatalogCache:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._items: dict[str, Item] = {}
-        self._table: tuple[bytes, int, ItemTable] | None = None
+        # per model tag (an experiment's variants may serve several versions at once)
+        self._tables: dict[bytes, tuple[int, ItemTable]] = {}
         self._facets: tuple[int, ItemFacets] | None = None
         self._since = 0.0
         self._generation = 0  # grows with every change; keys the item table
@@ -83,14 +84,20 @@ class CatalogCache:
     def table(self, model: LoadedModel | None) -> ItemTable:
         """The items as the pipeline's columns: the model's first, then the catalog's."""
         tag = model.tag if model is not None else b""
-        cached = self._table
-        if cached is not None and cached[:2] == (tag, self._generation):
-            return cached[2]
+        cached = self._tables.get(tag)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
         with self._lock:
             generation, items = self._generation, dict(self._items)
         table = ItemTable.build(model.model.item_ids if model is not None else None, items)
-        self._table = (tag, generation, table)
+        tables = {t: c for t, c in self._tables.items() if c[0] == generation}  # drop stale
+        tables[tag] = (generation, table)
+        self._tables = tables  # one assignment: readers see the old dict or the new
         return table
+
+    def forget_tables(self, keep: set[bytes]) -> None:
+        """Drop the item tables of model tags no longer served (keep: the tags that are)."""
+        self._tables = {t: c for t, c in self._tables.items() if t in keep}
 
     def facets(self) -> ItemFacets:
         """The catalog items' affinity facets (brand, category levels, price band, discount)."""

@@ -64,13 +64,17 @@ async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
     seqs = logged.seqs
     fresh = [(event, seq) for event, seq in zip(events, seqs, strict=True) if seq]
     if fresh:
+        applied, applied_seqs = [e for e, _ in fresh], [s for _, s in fresh]
         try:
-            services.live.apply(
-                model, [e for e, _ in fresh], [s for _, s in fresh], logged.new_sessions, stored
-            )
+            moved = services.live.apply(model, applied, applied_seqs, logged.new_sessions, stored)
         except Exception:  # the events are committed: acknowledge them, rebuild the states
             logger.exception("state update failed for %d committed event(s)", len(fresh))
             services.live.forget({event.session_id for event, _ in fresh})
+        else:  # the experiments' pinned versions follow their sessions too
+            try:
+                services.experiments.apply(applied, applied_seqs, logged.new_sessions, moved)
+            except Exception:  # their states are rebuilt from the log when next used
+                logger.exception("experiment state update failed for %d event(s)", len(fresh))
     if services.online is not None:  # the outcomes of learned lists: queued, learned later
         for event, _ in fresh:
             if event.recommendation_id and event.item_id and str(event.type) in OUTCOMES:

@@ -127,9 +127,12 @@ def advance(
         recent, affinity = record.recent, record.affinity
         profile: Affinity | None = None  # decoded at the first event that moves it
         n_events, last_time, user_id = record.n_events, record.last_time, record.user_id
+        started_anonymous = record.started_anonymous
         for event in events:
             if event.seq <= last_seq:
                 continue  # already in this record
+            if n_events == 0:  # from the log alone, so a rebuild agrees with the live record
+                started_anonymous = event.user_id is None
             last_seq, n_events, last_time = event.seq, n_events + 1, event.timestamp
             user_id = user_id or event.user_id
             if event.item_id is None:
@@ -159,6 +162,7 @@ def advance(
                 user_id=user_id,
                 recent=recent,
                 affinity=encode_affinity(profile) if profile is not None else affinity,
+                started_anonymous=started_anonymous,
             )
         )
     if model is not None:
@@ -213,8 +217,9 @@ class LiveState:
         seqs: Sequence[int],
         new_sessions: Collection[str] = frozenset(),
         stored: Mapping[str, bytes | None] | None = None,
-    ) -> None:
-        """Advance sessions and users by these newly logged events (`seqs`: their log seqs).
+    ) -> dict[str, SessionRecord]:
+        """Advance sessions and users by these newly logged events (`seqs`: their log seqs);
+        return each session's record as written.
 
         `new_sessions`: sessions these events started (`AppendResult.new_sessions`). Their
         past is these events, so they start fresh instead of being rebuilt from the log: the
@@ -257,7 +262,7 @@ class LiveState:
         profiles = self._affinity_update(facets, sessions, values, rebuilt, by_session)
         n_sessions = len(sessions)
         unforeseen: dict[str, list[ItemEvent]] = {}
-        owners: list[str | None] = []  # of the records the last compute wrote
+        written: list[SessionRecord] = []  # the records the last compute wrote
 
         def compute(current: list[bytes | None]) -> list[bytes | None]:
             records, pending = [], []
@@ -276,7 +281,7 @@ class LiveState:
                     records.append(self._rebuild(model, [session], facets)[session])
                 pending.append(by_session[session])
             moved = advance(model, records, pending, facets)
-            owners[:] = [record.user_id for record in moved]
+            written[:] = moved
             out: list[bytes | None] = [encode_session(record) for record in moved]
             if profiles is not None:
                 assert facets is not None
@@ -297,15 +302,16 @@ class LiveState:
             lasting = [False] * n_sessions + [True] * len(profiles.keys)  # type: ignore[assignment]
         self.store.update(keys_all, compute, values_all, lasting=lasting)
         purchases: dict[str, list[tuple[str, float]]] = defaultdict(list)  # user -> bought
-        for session, owner in zip(sessions, owners, strict=True):
+        for session, record in zip(sessions, written, strict=True):
             for applied in by_session[session]:
-                user = owner or applied.user_id
+                user = record.user_id or applied.user_id
                 if applied.type == PURCHASE and user and applied.item_id:
                     purchases[user].append((applied.item_id, applied.timestamp))
         if purchases:
             self._apply_purchases(purchases)
         if unforeseen and facets is not None:
             self._apply_affinities(facets, unforeseen)
+        return dict(zip(sessions, written, strict=True))
 
     def _affinity_update(
         self,

@@ -42,6 +42,11 @@ SERVED = Counter(
     "Answered recommendation lists kept for attribution (recorded) or lost (dropped)",
     ["outcome"],
 )
+EXPERIMENT_SERVED = Counter(
+    "nextbest_experiment_lists_total",
+    "Lists answered under a running experiment, by experiment and variant",
+    ["experiment", "variant"],
+)
 MODEL = Gauge(
     "nextbest_model_info",
     "1 for the model version answering now",

@@ -141,6 +141,7 @@ class ModelRegistry:
         self._current: LoadedModel | None = None
         self._loading = threading.Lock()
         self._failed: set[str] = set()
+        self._pinned: dict[str, LoadedModel] = {}  # versions experiments' variants serve
 
     @property
     def current(self) -> LoadedModel | None:
@@ -173,6 +174,42 @@ class ModelRegistry:
                     self.home / CACHE_DIR / newest.name,
                 )  # fmt: skip
             self._current = loaded  # the switch: one reference assignment
+            self._pinned.pop(newest.name, None)  # one copy of a version in memory
             if current is not None:
                 logger.info("switched from model %s to %s", current.version, loaded.version)
             return loaded
+
+    def pinned(self, version: str) -> LoadedModel:
+        """Version `version` loaded beside the one answering (an experiment's variant serves
+        it), once per process; the answering one itself if it is that version. Raises
+        ValueError when no such version folder exists or it cannot be loaded."""
+        current = self._current
+        if current is not None and current.version == version:
+            return current
+        loaded = self._pinned.get(version)
+        if loaded is not None:
+            return loaded
+        with self._loading:
+            folders = {folder.name: folder for folder in list_versions(self.home)}
+            if version not in folders:
+                raise ValueError(f"no model version {version!r} under {self.home / 'models'}")
+            loaded = self._pinned.get(version)
+            if loaded is None:
+                cache = self.home / CACHE_DIR / version
+                loaded = load_model(folders[version], self.classes, cache)
+                if loaded.embeddings is not None:
+                    prepare_in_background(
+                        loaded.memo, loaded.score, loaded.embeddings, NEIGHBOURS, cache
+                    )
+                self._pinned[version] = loaded
+            return loaded
+
+    def unpin(self, keep: set[str]) -> None:
+        """Let go of the pinned versions not in `keep` (experiments that ended)."""
+        self._pinned = {v: m for v, m in self._pinned.items() if v in keep}
+
+    def loaded(self) -> list[LoadedModel]:
+        """Every version in memory: the one answering, then the pinned ones."""
+        current = [self._current] if self._current is not None else []
+        pinned = [m for m in self._pinned.values() if not current or m is not current[0]]
+        return current + pinned

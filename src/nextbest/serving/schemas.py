@@ -182,6 +182,10 @@ class RecommendationsOut(BaseModel):
     recommendation_id: str = Field(description="send it back with the events that follow")
     model_version: str | None
     placement: str | None = None
+    experiment: str | None = Field(
+        default=None, description="the experiment running on this placement, if any"
+    )
+    variant: str | None = Field(default=None, description="the experiment's variant that answered")
     items: list[RecommendedItem]
 
 
@@ -212,6 +216,8 @@ class ServedOut(BaseModel):
     placement: str | None
     item_id: str | None = Field(description="the item on screen when it was asked for")
     model_version: str | None
+    experiment: str | None = None
+    variant: str | None = None
     items: list[ServedItem]
     outcomes: list[Outcome] = Field(description="events that carried the id back, in log order")
 

@@ -23,6 +23,7 @@ from nextbest.recommend.placements import Placements, load_placements
 from nextbest.serving import metrics
 from nextbest.serving.auth import ApiKeys, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
+from nextbest.serving.experiments import ServedExperiments
 from nextbest.serving.live import LiveState
 from nextbest.serving.online import OnlineLearner
 from nextbest.serving.recommend import Recommender
@@ -50,6 +51,7 @@ class Services:
     trends: Trends
     recommender: Recommender
     served: ServedRecorder
+    experiments: ServedExperiments
     online: OnlineLearner | None = None  # a two-stage version's FTRL learning from outcomes
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -61,11 +63,12 @@ class Services:
     def start(self) -> None:
         """Load the newest model and the catalog, then keep them fresh in the background."""
         self.reload_model()
+        self.experiments.load()  # a bad file stops the server here, as a bad placements file
         self.live.repair()  # states a crash left behind their logged events
         self.trends.start_at_recent()
         self.trends.refresh()
         self.catalog.refresh()
-        self.catalog.table(self.registry.current)
+        self._prepare_tables()
         self.catalog.facets()
         self.catalog.index_changes()
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
@@ -105,13 +108,13 @@ class Services:
             try:
                 self.trends.refresh()
                 self.catalog.refresh()
-                table = self.catalog.table(self.registry.current)  # built here, not on a request
-                self.trends.update_row_counts(table)
+                self._prepare_tables()
                 self.catalog.facets()  # likewise
                 self.catalog.index_changes()  # likewise
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + self.settings.model_poll_seconds
                     self.reload_model()
+                    self.experiments.refresh()  # the file changed (another worker's define)?
                 if time.monotonic() >= next_forget:
                     next_forget = time.monotonic() + FORGET_EVERY_SECONDS
                     gone = forget_old_served(self.log, self.settings.served_keep_days)
@@ -120,6 +123,15 @@ class Services:
                                     gone, self.settings.served_keep_days)  # fmt: skip
             except Exception:  # keep serving; the next round tries again
                 logger.exception("background refresh failed")
+
+    def _prepare_tables(self) -> None:
+        """Item tables and their live counts for every model served (the answering one and
+        the experiments' pinned ones), built here, not on a request."""
+        loaded = self.registry.loaded()
+        served: list[LoadedModel | None] = [*loaded] or [None]  # no model yet: the catalog's
+        for model in served:
+            self.trends.update_row_counts(self.catalog.table(model))
+        self.catalog.forget_tables({model.tag for model in loaded} | {b""})
 
     def close(self) -> None:
         self._stop.set()
@@ -164,6 +176,9 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
     placements = load_placements(settings.placements)  # a bad file stops the server here
     recommender = Recommender(live, trends, catalog, placements)
     registry = ModelRegistry(settings.home, classes)
+    experiments = ServedExperiments(
+        settings.experiments_file, settings.home, registry, live, recommender
+    )
     online = (
         OnlineLearner(settings.home, lambda: registry.current, settings.online_save_seconds)
         if settings.online_learning
@@ -180,5 +195,6 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         trends=trends,
         recommender=recommender,
         served=ServedRecorder(log),
+        experiments=experiments,
         online=online,
     )

@@ -13,6 +13,7 @@
     NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
     NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
+    NEXTBEST_EXPERIMENTS          the experiments file (TOML; default: experiments.toml in the home)
     NEXTBEST_ONLINE_LEARNING      0: a two-stage version's FTRL ranker does not learn from outcomes
     NEXTBEST_DEMO                 1: serve the demo shop's page at / (with its keys: demo only)
 
@@ -54,6 +55,7 @@ class ServingSettings(BaseSettings):
     refresh_seconds: float = Field(default=2.0, gt=0)  # live counts and catalog changes
     trend_window_events: int = Field(default=200_000, ge=1)
     placements: Path | None = None  # the placements file; None: the shipped defaults
+    experiments: Path | None = None  # the experiments file; None: experiments.toml in the home
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
     torch_threads: int = Field(default=1, ge=1)
     online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
@@ -68,6 +70,11 @@ class ServingSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def experiments_file(self) -> Path:
+        """The experiments file (it need not exist: then no experiment runs)."""
+        return self.experiments or self.home / "experiments.toml"
 
     @property
     def database(self) -> str:

@@ -31,6 +31,7 @@ from nextbest.recommend.items import ItemTable
 from nextbest.serving.registry import LoadedModel
 
 Skip = Callable[[str], bool]
+ROW_COUNT_TABLES = 4  # item tables whose row counts are kept (one per model served)
 LOOKBACK = 1_000  # log positions read again at each refresh, for late commits
 
 
@@ -63,7 +64,8 @@ class Trends:
         self._ranking: list[str] = []  # items by count, most first
         self._generation = 0  # grows with every new ranking
         self._unknown: tuple[bytes, int, list[str]] | None = None
-        self._row_counts: tuple[ItemTable, int, np.ndarray] | None = None
+        # id(table) -> (table, generation, counts)
+        self._row_counts: dict[int, tuple[ItemTable, int, np.ndarray]] = {}
         # counts over the latest `w` item events, for each window a ranker asked for
         self._windows: dict[int, tuple[deque[str], Counter[str]]] = {}
         self._lock = threading.Lock()
@@ -170,19 +172,21 @@ class Trends:
         """Every row's events in the window, [len(items)] float64, as of the last
         `update_row_counts` for this table (the refresher's job: a request never waits for a
         recount, it may see counts one refresh old)."""
-        cached = self._row_counts
+        cached = self._row_counts.get(id(items))
         if cached is not None and cached[0] is items:
             return cached[2]
         return self.update_row_counts(items)
 
     def update_row_counts(self, items: ItemTable) -> np.ndarray:
-        cached = self._row_counts
+        cached = self._row_counts.get(id(items))
         if cached is not None and cached[0] is items and cached[1] == self._generation:
             return cached[2]
         with self._lock:
             generation, counts = self._generation, self._counts
             array = np.array([counts.get(item, 0) for item in items.ids], dtype=np.float64)
-        self._row_counts = (items, generation, array)
+        # one table per model served (experiments serve several); the oldest go first
+        kept = list(self._row_counts.items())[-(ROW_COUNT_TABLES - 1) :]
+        self._row_counts = {**dict(kept), id(items): (items, generation, array)}
         return array
 
     def recent_counts(self, item_ids: list[str], window: int) -> np.ndarray:

@@ -60,6 +60,8 @@ class ServedList:
     item_id: str | None  # the item on screen, if any
     model_version: str | None
     items: tuple[tuple[str, str, float], ...]
+    experiment: str | None = None  # the experiment that chose how this list was made, if any
+    variant: str | None = None  # and its variant
 
 
 @dataclass(frozen=True)

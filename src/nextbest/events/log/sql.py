@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
+    inspect,
     literal,
     select,
     text,
@@ -75,6 +76,7 @@ class SqlEventLog(EventLog):
             if schema is not None:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
             self.metadata.create_all(connection)
+            _add_missing_columns(connection, self.served_table)
             for table in self.metadata.sorted_tables:  # a log made before an index was
                 for index in table.indexes:  # added gets it
                     index.create(connection, checkfirst=True)
@@ -436,6 +438,21 @@ class SqlEventLog(EventLog):
 def _sqlstate(error: OperationalError) -> str | None:
     code = getattr(error.orig, "sqlstate", None)
     return code if isinstance(code, str) else None
+
+
+def _add_missing_columns(connection: Connection, table: Table) -> None:
+    """A log made before a (nullable) column was added to `table` gets it."""
+    present = {c["name"] for c in inspect(connection).get_columns(table.name, table.schema)}
+    preparer = connection.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(
+                text(
+                    f"ALTER TABLE {preparer.format_table(table)} "
+                    f"ADD COLUMN {preparer.format_column(column)} {kind}"
+                )
+            )
 
 
 def _logged(row: Row[tuple[object, ...]]) -> LoggedEvent:

@@ -9,7 +9,8 @@ event of the session counts for that user, those before the login too, and exact
 event row joins to at most one identity row.
 
 `served` keeps each recommendation list the server answered, under its `recommendation_id`:
-events that carry the id back (a click, a cart add, a purchase) are its outcomes. The partial
+events that carry the id back (a click, a cart add, a purchase) are its outcomes; a list
+answered under an experiment names its experiment and variant (attribution per variant). The partial
 index on `events.recommendation_id` finds them without indexing the events that carry none.
 """
 
@@ -105,5 +106,8 @@ def log_tables(schema: str | None = None) -> LogTables:
         Column("item_id", String(MAX_ID_LENGTH)),  # the item on screen, if any
         Column("model_version", String(MAX_ID_LENGTH)),
         Column("items", Text, nullable=False),  # JSON [[item_id, source, score], ...] in order
+        Column("experiment", String(MAX_ID_LENGTH)),  # the experiment that chose the variant
+        Column("variant", String(MAX_ID_LENGTH)),
     )
+    Index("ix_served_experiment", served.c.experiment, served.c.served_at)
     return LogTables(metadata, events, items, identities, served)

@@ -29,6 +29,7 @@ from nextbest.recommend.rules.filters import FilterError, ParamError
 from nextbest.serving import metrics
 from nextbest.serving.deps import AdminAccess, ReadAccess
 from nextbest.serving.errors import ApiError
+from nextbest.serving.experiments import Choice
 from nextbest.serving.recommend import MissingInput, Recommended, UnknownPlacement
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.schemas import (
@@ -70,15 +71,16 @@ def reply_items(items: list[Recommended]) -> list[RecommendedItem]:
 
 
 def run_query(
-    services: Services, query: RecommendQuery
+    services: Services, query: RecommendQuery, choice: Choice | None = None
 ) -> tuple[LoadedModel | None, list[Recommended], Any]:
-    """The placement's list for `query` (and what a learned ranker saw of it); ApiError 422
-    naming what is wrong with it."""
-    model = services.model
+    """The placement's list for `query` (and what a learned ranker saw of it), by the
+    experiment's variant when `choice` names one; ApiError 422 naming what is wrong with it."""
+    model = services.model if choice is None else choice.model
+    recommender = services.recommender if choice is None else choice.recommender
     if query.item_id is not None and services.catalog.unknown([query.item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {query.item_id!r}")
     try:
-        return model, *services.recommender.recommend_ranked(model, query)
+        return model, *recommender.recommend_ranked(model, query)
     except UnknownPlacement as exc:
         raise ApiError(422, "unknown placement", "placement", str(exc)) from None
     except MissingInput as exc:
@@ -120,18 +122,23 @@ def parse_candidates(text: str | None) -> tuple[str, ...]:
 
 
 def answer(services: Services, query: RecommendQuery) -> RecommendationsOut:
-    model, items, ranked = run_query(services, query)
+    choice = services.experiments.choose(query)
+    model, items, ranked = run_query(services, query, choice)
     recommendation_id = new_recommendation_id()
     if ranked is not None and services.online is not None:
         services.online.impression(model, recommendation_id, ranked, items)
     keep_served(
         services, recommendation_id, model, items, query.session_id, query.user_id,
-        query.placement, query.item_id,
+        query.placement, query.item_id, choice,
     )  # fmt: skip
+    if choice is not None:
+        metrics.EXPERIMENT_SERVED.labels(choice.experiment, choice.variant).inc()
     return RecommendationsOut(
         recommendation_id=recommendation_id,
         model_version=model.version if model else None,
         placement=query.placement,
+        experiment=choice.experiment if choice else None,
+        variant=choice.variant if choice else None,
         items=reply_items(items),
     )
 
@@ -149,6 +156,7 @@ def keep_served(
     user_id: str | None = None,
     placement: str | None = None,
     item_id: str | None = None,
+    choice: Choice | None = None,
 ) -> None:
     """Hand the answered list to the recorder (written in the background, for attribution)."""
     services.served.record(
@@ -161,6 +169,8 @@ def keep_served(
             item_id=item_id,
             model_version=model.version if model else None,
             items=tuple((i.item_id, i.source, i.score) for i in items),
+            experiment=choice.experiment if choice else None,
+            variant=choice.variant if choice else None,
         )
     )
 

@@ -6,14 +6,16 @@ the log position of the last event applied (an event at or before it is never ap
 its latest item, the items bought in it, its last `MAX_RECENT` item events (item, type,
 time: what the pipeline's rules and filters look at), the user it belongs to (none:
 anonymous) and its affinity profile (`recommend/affinity.py`, its own bytes; b"" before the
-first item event with catalog attributes). A user record holds the items the user bought
-and when, so recommendations can leave them out and the purchase rules can time their hold,
-and for a model that remembers users (HGRU4Rec) the state a new session of the user starts
-from and the session open now (its end moves the user state).
+first item event with catalog attributes), and whether its first event named no user (an
+experiment then assigns it by its session id for its whole life, a login included). A user
+record holds the items the user bought and when, so recommendations can leave them out and
+the purchase rules can time their hold, and for a model that remembers users (HGRU4Rec) the
+state a new session of the user starts from and the session open now (its end moves the user
+state).
 
-    session := "NBS4" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
+    session := "NBS5" tag[8] last_seq:u64 steps:u32 events:u32 last_time:f64 last_item:str
                user:str bought:u16 str* recent:u16 (str type:u8 time:f64)* state_len:u32 state
-               affinity_len:u32 affinity
+               affinity_len:u32 affinity started_anonymous:u8
     user    := "NBU3" tag[8] open_session:str bought:u16 str* bought_at:f64* state_len:u32 state
     str     := len:u16 utf-8 (len 0xFFFF: none)
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field, replace
 
-SESSION_MAGIC = b"NBS4"
+SESSION_MAGIC = b"NBS5"
 USER_MAGIC = b"NBU3"
 NO_TAG = bytes(8)
 MAX_BOUGHT = 100  # per session and per user, the most recent
@@ -63,6 +65,8 @@ class SessionRecord:
     user_id: str | None = None  # the user the session belongs to
     recent: tuple[Interaction, ...] = ()  # the last MAX_RECENT item events, oldest first
     affinity: bytes = b""  # the session's affinity profile, encoded
+    # its first event named no user: it stays assigned by its session id after a login
+    started_anonymous: bool = False
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ def encode_session(record: SessionRecord) -> bytes:
             record.state,
             struct.pack("<I", len(record.affinity)),
             record.affinity,
+            b"\x01" if record.started_anonymous else b"\x00",
         )
     )
 
@@ -192,6 +197,7 @@ def decode_session(data: bytes) -> SessionRecord:
     offset += 4 + length
     (length,) = struct.unpack_from("<I", data, offset)
     affinity = data[offset + 4 : offset + 4 + length]
+    started_anonymous = data[offset + 4 + length : offset + 5 + length] == b"\x01"
     return SessionRecord(
         tag,
         state,
@@ -204,6 +210,7 @@ def decode_session(data: bytes) -> SessionRecord:
         user_id,
         recent,
         affinity,
+        started_anonymous,
     )
 
 

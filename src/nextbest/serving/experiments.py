@@ -1,0 +1,248 @@
+"""Experiments in the server: which variant answers a request, with which model, placements
+and live state.
+
+    experiments = ServedExperiments(path, home, registry, live, recommender)
+    experiments.load()                  # ExperimentsError: refused, the running ones stay
+    choice = experiments.choose(query)  # None: no experiment runs on the query's placement
+    experiments.apply(events, seqs, new_sessions, moved)   # after the main live state moved
+    experiments.refresh()               # the refresher: load the file again if it changed
+
+A variant serves the answering model ("latest") or a pinned version, which the registry loads
+once beside it. A pinned version keeps its own live state (its session and user records under
+a key prefix in the same store), moved by the events of the sessions assigned to it, so its
+requests find their states ready instead of rebuilding them. The assignment needs the session's
+record in the main live state (its user, whether it began anonymous), which every event moves.
+
+The file is the truth: the admin API writes it (`define`) and every worker loads it again when
+it changes. A file that cannot run is refused with its problem named, and the experiments
+loaded before keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from nextbest.events.schema import Event
+from nextbest.experiments.assignment import assign, assignment_unit
+from nextbest.experiments.spec import (
+    LATEST,
+    Experiment,
+    ExperimentsError,
+    ExperimentsFile,
+    Variant,
+    load_experiments,
+    parse_experiments,
+)
+from nextbest.recommend.context import Query
+from nextbest.serving.live import LiveState
+from nextbest.serving.recommend import Recommender
+from nextbest.serving.registry import LoadedModel, ModelRegistry
+from nextbest.serving.state.prefixed import PrefixedStore
+from nextbest.serving.state.records import SessionRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The variant a request is answered by."""
+
+    experiment: str
+    variant: str
+    model: LoadedModel | None
+    recommender: Recommender
+
+
+class ServedExperiments:
+    def __init__(
+        self,
+        path: Path,
+        home: Path,
+        registry: ModelRegistry,
+        live: LiveState,
+        recommender: Recommender,
+    ) -> None:
+        """`live`, `recommender`: the server's own (the answering model's live state and the
+        placements file's pipelines), which a variant without its own uses."""
+        self.path, self.home = path, home
+        self.registry, self.live, self.main = registry, live, recommender
+        self.experiments: tuple[Experiment, ...] = ()
+        self.error: str | None = None  # why the file's latest version was refused
+        self.loaded_at: float | None = None
+        self._stamp: tuple[int, int] | None = None  # the file's (mtime, size) when read
+        self._namespaces: dict[str, LiveState] = {}  # pinned version -> its live state
+
+    # -- the definition ------------------------------------------------------------------
+    def load(self) -> tuple[Experiment, ...]:
+        """Read the file (none: no experiments) and serve what it defines; ExperimentsError
+        names the problem, and what ran before keeps running."""
+        self._stamp = _stamp(self.path)
+        try:
+            experiments = (
+                load_experiments(self.path, self.main.placements, self.home)
+                if self._stamp is not None
+                else []
+            )
+            versions = {v.model for e in experiments for v in e.variants if v.model != LATEST}
+            for version in sorted(versions):
+                try:
+                    self.registry.pinned(version)
+                except Exception as exc:
+                    raise ExperimentsError(
+                        f"{self.path}: model version {version!r} cannot be loaded: {exc}"
+                    ) from None
+        except ExperimentsError as exc:
+            self.error = str(exc)
+            raise
+        self.experiments = tuple(experiments)
+        self.registry.unpin(versions)
+        self._namespaces = {v: live for v, live in self._namespaces.items() if v in versions}
+        self.error, self.loaded_at = None, time.time()
+        logger.info("experiments from %s: %s", self.path, [e.name for e in experiments] or "none")
+        return self.experiments
+
+    def refresh(self) -> bool:
+        """Load the file again if it changed since it was read; True if it was loaded. A bad
+        file is logged (and kept in `error`); the experiments running stay."""
+        if _stamp(self.path) == self._stamp:
+            return False
+        try:
+            self.load()
+        except ExperimentsError:
+            logger.error("experiments file refused, the running experiments stay: %s", self.error)
+            return False
+        return True
+
+    def define(self, raw: Mapping[str, Any]) -> tuple[Experiment, ...]:
+        """Check `raw` (the file's tables, as the admin API sends them), then write it as the
+        experiments file and serve it. ExperimentsError: nothing is written."""
+        checked = parse_experiments(
+            dict(raw), "the request", self.main.placements, self.home, self.path.parent
+        )
+        del checked  # checked only; `load` reads what was written, as the other workers do
+        spec = ExperimentsFile.model_validate(raw).model_dump(mode="python", exclude_none=True)
+        for experiment in spec["experiments"].values():
+            for variant in experiment["variants"]:
+                if "placements" in variant:
+                    variant["placements"] = str(variant["placements"])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        draft = self.path.with_name(self.path.name + ".draft")
+        draft.write_text(tomli_w.dumps(spec))
+        os.replace(draft, self.path)  # whole or not at all, for the workers reading it
+        return self.load()
+
+    def running(self, now: float | None = None) -> list[Experiment]:
+        at = time.time() if now is None else now
+        return [e for e in self.experiments if e.running(at)]
+
+    # -- requests ------------------------------------------------------------------------
+    def choose(self, query: Query, now: float | None = None) -> Choice | None:
+        """The variant answering `query`: None when no experiment runs on its placement, or
+        the request names neither a session nor a user (nothing to assign by)."""
+        experiment = self._on(query.placement, time.time() if now is None else now)
+        if experiment is None or not (query.session_id or query.user_id):
+            return None
+        record = (
+            self.live.session(self.registry.current, query.session_id) if query.session_id else None
+        )
+        variant = experiment.variants[assign(_unit(query, record), experiment.salt,
+                                             experiment.shares)]  # fmt: skip
+        model = self._model(variant)
+        placements = variant.placement_config or self.main.placements
+        recommender = Recommender(self._live_for(model), self.main.trends, self.main.catalog,
+                                  placements)  # fmt: skip
+        return Choice(experiment.name, variant.name, model, recommender)
+
+    def _on(self, placement: str, now: float) -> Experiment | None:
+        for experiment in self.experiments:
+            if experiment.placement == placement and experiment.running(now):
+                return experiment
+        return None
+
+    def _model(self, variant: Variant) -> LoadedModel | None:
+        if variant.model == LATEST:
+            return self.registry.current
+        return self.registry.pinned(variant.model)
+
+    def _live_for(self, model: LoadedModel | None) -> LiveState:
+        """The live state of `model`'s sessions: the server's for the answering version, a
+        prefixed one of the same store for a pinned version."""
+        if model is None or model is self.registry.current:
+            return self.live
+        live = self._namespaces.get(model.version)
+        if live is None:
+            store = PrefixedStore(self.live.store, f"v{model.tag.hex()}:")
+            live = LiveState(store, self.live.log, self.live.rebuild_events, self.live.facets)
+            self._namespaces[model.version] = live
+        return live
+
+    # -- events --------------------------------------------------------------------------
+    def apply(
+        self,
+        events: Sequence[Event],
+        seqs: Sequence[int],
+        new_sessions: Collection[str],
+        moved: Mapping[str, SessionRecord],
+    ) -> None:
+        """Move the live states of pinned versions by the events of the sessions assigned to
+        them (`moved`: the sessions' records in the main live state, after these events)."""
+        targets = self._pinned_sessions(moved)
+        for version, sessions in targets.items():
+            model = self.registry.pinned(version)
+            live = self._live_for(model)
+            if live is self.live:
+                continue  # the version answers now: the main state has moved already
+            chosen = [(e, s) for e, s in zip(events, seqs, strict=True) if e.session_id in sessions]
+            try:
+                live.apply(
+                    model, [e for e, _ in chosen], [s for _, s in chosen],
+                    set(new_sessions) & sessions,
+                )  # fmt: skip
+            except Exception:  # the events are committed; these states are rebuilt when used
+                logger.exception("variant state update failed for model %s", version)
+                live.forget(sessions)
+
+    def _pinned_sessions(self, moved: Mapping[str, SessionRecord]) -> dict[str, set[str]]:
+        """Pinned version -> the sessions among `moved` that a running experiment assigns to
+        a variant serving it."""
+        targets: dict[str, set[str]] = defaultdict(set)
+        current = self.registry.current
+        for experiment in self.running():
+            pinned = {
+                k for k, v in enumerate(experiment.variants)
+                if v.model != LATEST and (current is None or v.model != current.version)
+            }  # fmt: skip
+            if not pinned:
+                continue
+            for session, record in moved.items():
+                unit = assignment_unit(session, record.user_id, record.started_anonymous)
+                k = assign(unit, experiment.salt, experiment.shares)
+                if k in pinned:
+                    targets[experiment.variants[k].model].add(session)
+        return targets
+
+
+def _unit(query: Query, record: SessionRecord | None) -> str:
+    """The id the request is assigned by (`assignment_unit`), with what the session's record
+    knows: its user, and whether its first event named none."""
+    if record is None:
+        return assignment_unit(None, query.user_id)
+    began_anonymous = record.n_events > 0 and record.started_anonymous
+    return assignment_unit(query.session_id, record.user_id or query.user_id, began_anonymous)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
