@@ -449,7 +449,7 @@ def test_a_log_made_before_experiments_gets_their_columns(backend: tuple[str, st
     log = open_event_log(url, schema)
     try:
         assert log.served("old") == ServedList("old", 1.0, "s", None, "home", None, "v0", ())
-        kept = ServedList("new", 2.0, "s", None, "home", None, "v1", (), "exp", "b")
+        kept = ServedList("new", 2.0, "s", None, "home", None, "v1", (), "exp", "b", "session:s")
         log.record_served([kept])
         assert log.served("new") == kept
     finally:

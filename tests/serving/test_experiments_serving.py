@@ -309,3 +309,38 @@ def test_an_experiment_outside_its_window_does_not_run(make: MakeClient, home2: 
     body["experiments"]["home-test"]["start"] = future
     assert define(client, body).json()["experiments"][0]["running"] is False
     assert recommend(client, session_id="early", placement="home").json()["variant"] is None
+
+
+def test_the_report_attributes_outcomes_to_each_variant(make: MakeClient, home2: Path) -> None:
+    client = make()
+    define(client, definition(home2))
+    expected: dict[str, dict[str, float]] = {
+        v: {"users": 0, "impressions": 0, "clicks": 0, "purchases": 0, "revenue": 0}
+        for v in ("control", "forward")
+    }
+    for k in range(12):
+        session = f"r{k}"
+        walk(client, session, k % N_ITEMS)
+        answer = recommend(client, session_id=session, placement="home", n=4).json()
+        counts = expected[answer["variant"]]
+        counts["users"] += 1
+        counts["impressions"] += 1
+        if k % 3 == 0:  # a click on the second item, then its purchase by the id
+            shown = answer["items"][1]["item_id"]
+            rid = answer["recommendation_id"]
+            click = view(uuid.uuid4().hex, session, shown, recommendation_id=rid)
+            buy = {**view(uuid.uuid4().hex, session, shown), "type": "purchase", "value": 10.0 + k}
+            assert send(client, click, buy).status_code == 200
+            counts["clicks"] += 1
+            counts["purchases"] += 1
+            counts["revenue"] += 10.0 + k  # within the window after its impression
+    reply = client.get("/v1/experiments/home-test/report", headers=auth(ADMIN))
+    assert reply.status_code == 200, reply.text
+    report = reply.json()
+    for variant, counts in expected.items():
+        got = report["totals"][variant]
+        assert {m: got[m] for m in counts} == counts
+    metrics = {(r["metric"], r["variant"]) for r in report["results"]}
+    assert metrics == {(m, "forward") for m in ("click-through", "conversion", "revenue per user")}
+    assert report["timeline"] and report["timeline"][-1]["totals"] == report["totals"]
+    assert client.get("/v1/experiments/nope/report", headers=auth(ADMIN)).status_code == 404

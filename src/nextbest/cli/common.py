@@ -6,7 +6,8 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,6 +23,10 @@ from rich.progress import (
 from rich.table import Table
 
 from nextbest.models.base import NotFittedError
+
+if TYPE_CHECKING:
+    from nextbest.events.log import EventLog
+    from nextbest.serving.settings import ServingSettings
 
 # Piped output (CI logs, `| tee`) gets room for the results table instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -72,3 +77,45 @@ def results_table(header: list[str], rows: list[list[str]]) -> Table:
     for cells in rows:
         table.add_row(*cells)
     return table
+
+
+def server_settings() -> ServingSettings:
+    """The server's settings (NEXTBEST_* variables), a bad one named."""
+    from pydantic import ValidationError
+
+    from nextbest.serving.settings import ServingSettings
+
+    try:
+        return ServingSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"NEXTBEST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"bad setting: {problems}") from None
+
+
+def open_server_log() -> tuple[EventLog, str]:
+    """The event log the server writes (its settings: NEXTBEST_DATABASE_URL, or the SQLite
+    file in NEXTBEST_HOME), and where it is (without a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from nextbest.events.log import open_event_log
+
+    settings = server_settings()
+    url = settings.database
+    where = make_url(url).render_as_string(hide_password=True)
+    if url.startswith("sqlite"):
+        path = make_url(url).database
+        if not path or not Path(path).is_file():
+            raise ValueError(
+                f"no event log at {path}: set NEXTBEST_HOME to the server's data folder, or "
+                "NEXTBEST_DATABASE_URL to its database"
+            )
+        where = path
+    try:
+        log = open_event_log(url, settings.database_schema, settings.sqlite_synchronous)
+    except SQLAlchemyError as error:
+        raise ValueError(f"could not open the event log at {where}: {error}") from None
+    return log, where

@@ -15,14 +15,19 @@ import typer
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from nextbest.cli.common import console, friendly_errors, progress_bar, results_table
+from nextbest.cli.common import (
+    console,
+    friendly_errors,
+    open_server_log,
+    progress_bar,
+    results_table,
+)
 from nextbest.cli.rules import version_folder
 from nextbest.data.sessions import Sessions
 from nextbest.data.splits import split_by_time, train_valid_split
 from nextbest.evaluation.keyword_recall import evaluate_card_recall, evaluate_keyword_recall
 from nextbest.evaluation.search_eval import SearchResult, best_weight, evaluate_search, mrr_rows
 from nextbest.events.io import read_events
-from nextbest.events.log import EventLog
 from nextbest.events.schema import items_of_table
 from nextbest.keywords.card_ranker import RANKER_KINDS, KeywordRanker, fit_keyword_ranker
 from nextbest.keywords.graph import (
@@ -469,7 +474,7 @@ def export_cards(
     if start is not None and end is not None and start >= end:
         raise ValueError(f"--since ({since}) must be before --until ({until})")
     _check_writable(out)
-    log, where = _open_server_log()
+    log, where = open_server_log()
     try:
         with console.status("reading the keyword cards of the event log") as status:
             exported = cards_from_log(
@@ -537,40 +542,6 @@ def _check_writable(out: Path) -> None:
         raise ValueError(f"--out {out}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise ValueError(f"--out {out}: not writable")
-
-
-def _open_server_log() -> tuple[EventLog, str]:
-    """The event log the server writes (its settings: NEXTBEST_DATABASE_URL, or the SQLite
-    file in NEXTBEST_HOME), and where it is (without a password)."""
-    from pydantic import ValidationError
-    from sqlalchemy.engine import make_url
-
-    from nextbest.events.log import open_event_log
-    from nextbest.serving.settings import ServingSettings
-
-    try:
-        settings = ServingSettings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"NEXTBEST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ValueError(f"bad setting: {problems}") from None
-    url = settings.database
-    where = make_url(url).render_as_string(hide_password=True)
-    if url.startswith("sqlite"):
-        path = make_url(url).database
-        if not path or not Path(path).is_file():
-            raise ValueError(
-                f"no event log at {path}: set NEXTBEST_HOME to the server's data folder, or "
-                "NEXTBEST_DATABASE_URL to its database"
-            )
-        where = path
-    try:
-        log = open_event_log(url, settings.database_schema, settings.sqlite_synchronous)
-    except SQLAlchemyError as error:
-        raise ValueError(f"could not open the event log at {where}: {error}") from None
-    return log, where
 
 
 @keywords_app.command("update-ranker")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from nextbest.experiments.attribution import Attribution
 from nextbest.experiments.stats import (
     Difference,
     SampleRatio,
@@ -166,3 +167,71 @@ def plan(pilot: pl.DataFrame, lift: float, power: float = 0.8, alpha: float = 0.
         users = math.ceil(2 * per_user * (z / effect) ** 2) if effect > 0 else 0
         plans.append(Plan(metric, base, users))
     return plans
+
+
+ALPHA = 0.05
+MIN_USERS = 2  # per arm, for any interval at all
+
+
+def verdict(result: MetricResult, alpha: float = ALPHA) -> str:
+    """What the always-valid test says now (safe to read every day): "better" or "worse"
+    when it rejects no difference at `alpha`, else "no difference yet"."""
+    if result.always_valid_p < alpha and result.difference.difference != 0:
+        return "better" if result.difference.difference > 0 else "worse"
+    return "no difference yet"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An experiment as it stood at `at`: the counts per variant, and the report once every
+    arm has `MIN_USERS` users (None before)."""
+
+    at: float
+    totals: dict[str, dict[str, float]]
+    report: Report | None
+
+
+def snapshot(attribution: Attribution, at: float | None = None) -> Snapshot:
+    """The experiment's report from its attribution, as of `at` (None: all of it)."""
+    experiment = attribution.experiment
+    shares = {v.name: v.share for v in experiment.variants}
+    control = next(v.name for v in experiment.variants if v.control)
+    totals = attribution.totals(at)
+    enough = all(t["users"] >= MIN_USERS for t in totals.values())
+    report = analyse(attribution.outcomes(at), shares, control) if enough else None
+    stamp = (
+        at if at is not None else max((r[3] for r in attribution.rows), default=experiment.start)
+    )
+    return Snapshot(stamp, totals, report)
+
+
+def timeline(attribution: Attribution, until: float, points: int = 12) -> list[Snapshot]:
+    """`points` snapshots evenly spaced from the first impression to `until`."""
+    first = attribution.first_at
+    if first is None or points < 1:
+        return []
+    step = max(until - first, 0.0) / points
+    return [snapshot(attribution, first + step * k) for k in range(1, points + 1)]
+
+
+def result_rows(report: Report | None) -> list[dict[str, object]]:
+    """The report's results as plain rows (the API's, the CLI's and the dashboard's)."""
+    if report is None:
+        return []
+    return [
+        {
+            "metric": r.metric,
+            "variant": r.variant,
+            "control_value": r.difference.a,
+            "variant_value": r.difference.b,
+            "difference": r.difference.difference,
+            "low": r.difference.low,
+            "high": r.difference.high,
+            "lift": None if math.isnan(r.difference.lift) else r.difference.lift,
+            "p_fixed": r.difference.p_value,
+            "p_always_valid": r.always_valid_p,
+            "cuped": r.cuped,
+            "verdict": verdict(r),
+        }
+        for r in report.results
+    ]

@@ -58,6 +58,7 @@ class Choice:
 
     experiment: str
     variant: str
+    unit: str  # the id it was assigned by
     model: LoadedModel | None
     recommender: Recommender
 
@@ -154,13 +155,13 @@ class ServedExperiments:
         record = (
             self.live.session(self.registry.current, query.session_id) if query.session_id else None
         )
-        variant = experiment.variants[assign(_unit(query, record), experiment.salt,
-                                             experiment.shares)]  # fmt: skip
+        unit = _unit(query, record)
+        variant = experiment.variants[assign(unit, experiment.salt, experiment.shares)]
         model = self._model(variant)
         placements = variant.placement_config or self.main.placements
         recommender = Recommender(self._live_for(model), self.main.trends, self.main.catalog,
                                   placements)  # fmt: skip
-        return Choice(experiment.name, variant.name, model, recommender)
+        return Choice(experiment.name, variant.name, unit, model, recommender)
 
     def _on(self, placement: str, now: float) -> Experiment | None:
         for experiment in self.experiments:

@@ -218,6 +218,7 @@ class ServedOut(BaseModel):
     model_version: str | None
     experiment: str | None = None
     variant: str | None = None
+    unit: str | None = Field(default=None, description="the id the experiment assigned by")
     items: list[ServedItem]
     outcomes: list[Outcome] = Field(description="events that carried the id back, in log order")
 

@@ -62,6 +62,7 @@ class ServedList:
     items: tuple[tuple[str, str, float], ...]
     experiment: str | None = None  # the experiment that chose how this list was made, if any
     variant: str | None = None  # and its variant
+    unit: str | None = None  # the id the shopper was assigned by ("user:..." or "session:...")
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,11 @@ class EventLog(ABC):
         since: float | None = None,
         until: float | None = None,
         batch: int = 5_000,
+        experiment: str | None = None,
     ) -> Iterator[ServedList]:
         """The kept lists of `placement` served at or after `since` and before `until` (epoch
-        seconds, server clock; None: no bound), ordered by (served_at, recommendation_id).
+        seconds, server clock; None: no bound), ordered by (served_at, recommendation_id);
+        with `experiment`, only the lists answered under that experiment.
 
         Read `batch` lists per query (keyset pagination on that order), so a month of lists
         never sits in one query result; lists kept while the iterator runs may or may not

@@ -150,8 +150,9 @@ class GroupCommitLog(EventLog):
         since: float | None = None,
         until: float | None = None,
         batch: int = 5_000,
+        experiment: str | None = None,
     ) -> Iterator[ServedList]:
-        return self.log.served_lists(placement, since, until, batch)
+        return self.log.served_lists(placement, since, until, batch, experiment)
 
     def events_of_type(
         self,

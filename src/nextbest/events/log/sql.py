@@ -320,10 +320,13 @@ class SqlEventLog(EventLog):
         since: float | None = None,
         until: float | None = None,
         batch: int = 5_000,
+        experiment: str | None = None,
     ) -> Iterator[ServedList]:
         check_batch(batch)
         table = self.served_table
         query = select(table).where(table.c.placement == placement)
+        if experiment is not None:
+            query = query.where(table.c.experiment == experiment)
         if since is not None:
             query = query.where(table.c.served_at >= since)
         if until is not None:

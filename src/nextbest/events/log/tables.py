@@ -108,6 +108,7 @@ def log_tables(schema: str | None = None) -> LogTables:
         Column("items", Text, nullable=False),  # JSON [[item_id, source, score], ...] in order
         Column("experiment", String(MAX_ID_LENGTH)),  # the experiment that chose the variant
         Column("variant", String(MAX_ID_LENGTH)),
+        Column("unit", String(MAX_ID_LENGTH + 8)),  # the assignment's "user:..."/"session:..."
     )
     Index("ix_served_experiment", served.c.experiment, served.c.served_at)
     return LogTables(metadata, events, items, identities, served)

@@ -1,9 +1,11 @@
 """`/v1/experiments` (admin key): the A/B tests the server runs, defined by a file or by this
 API.
 
-    GET  /v1/experiments          what runs, from which file, and why a newer file was refused
-    PUT  /v1/experiments          define them: the file's tables as JSON; written to the file
-    POST /v1/experiments/reload   read the file again now (each worker also does on a change)
+    GET  /v1/experiments               what runs, from which file, why a newer file was refused
+    PUT  /v1/experiments               define them: the file's tables as JSON; written to the file
+    POST /v1/experiments/reload        read the file again now (each worker also does on a change)
+    GET  /v1/experiments/{name}/report the attributed outcomes per variant, the statistics, the
+                                       verdict, and how they moved over time
 
 The admin key only: an experiment decides what shoppers see. A definition that cannot run
 (shares that do not sum to 1, an unknown placement or model version, two experiments on one
@@ -15,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import BaseModel, Field
 
+from nextbest.events.log import EventLog
 from nextbest.experiments.spec import Experiment, ExperimentsError
 from nextbest.serving.deps import AdminAccess
 from nextbest.serving.errors import ApiError
@@ -116,3 +119,95 @@ async def reload_experiments(services: AdminAccess) -> ExperimentsOut:
     except ExperimentsError as exc:
         raise _refused(exc) from None
     return _out(services.experiments)
+
+
+class ResultOut(BaseModel):
+    metric: str = Field(description="click-through, conversion or revenue per user")
+    variant: str
+    control_value: float
+    variant_value: float
+    difference: float = Field(description="variant - control")
+    low: float = Field(description="the 95% interval of the difference (fixed horizon)")
+    high: float
+    lift: float | None = Field(description="variant / control - 1")
+    p_fixed: float = Field(description="valid when read once, at the planned end")
+    p_always_valid: float = Field(description="mSPRT: valid however often it is read")
+    cuped: bool
+    verdict: str = Field(description='"better", "worse" or "no difference yet" (always valid)')
+
+
+class PointOut(BaseModel):
+    at: float
+    totals: dict[str, dict[str, float]]
+    results: list[ResultOut]
+
+
+class ReportOut(BaseModel):
+    experiment: str
+    placement: str
+    control: str
+    at: float = Field(description="the outcomes up to this time (Unix) are counted")
+    window_seconds: float
+    lists: int = Field(description="the lists answered under the experiment")
+    mixed_units: int = Field(description="shoppers seen in two variants (should be 0)")
+    totals: dict[str, dict[str, float]] = Field(description="per variant: users and sums")
+    sample_ratio_p: float | None
+    sample_ratio_mismatch: bool
+    results: list[ResultOut]
+    timeline: list[PointOut]
+
+
+def build_report(
+    experiments: ServedExperiments,
+    log: EventLog,
+    name: str,
+    window_hours: float,
+    points: int,
+    at: float | None = None,
+) -> ReportOut:
+    """The experiment's report from the log (shared by the route and the dashboard)."""
+    from nextbest.experiments.attribution import attribute
+    from nextbest.experiments.report import result_rows, snapshot, timeline
+
+    experiment = next((e for e in experiments.experiments if e.name == name), None)
+    if experiment is None:
+        known = ", ".join(e.name for e in experiments.experiments) or "none"
+        raise ApiError(
+            404, "unknown experiment", "name", f"no experiment {name!r}; loaded: {known}"
+        )
+    until = at if at is not None else min(time.time(), experiment.end or float("inf"))
+    attribution = attribute(log, experiment, until, window_hours * 3600.0)
+    now = snapshot(attribution, until)
+    report = now.report
+    return ReportOut(
+        experiment=experiment.name, placement=experiment.placement,
+        control=next(v.name for v in experiment.variants if v.control),
+        at=until, window_seconds=window_hours * 3600.0, lists=attribution.lists,
+        mixed_units=attribution.mixed_units, totals=now.totals,
+        sample_ratio_p=report.sample_ratio.p_value if report else None,
+        sample_ratio_mismatch=bool(report and report.sample_ratio.mismatch),
+        results=[ResultOut(**row) for row in result_rows(report)],  # type: ignore[arg-type]
+        timeline=[
+            PointOut(at=p.at, totals=p.totals,
+                     results=[ResultOut(**row) for row in result_rows(p.report)])  # type: ignore[arg-type]
+            for p in timeline(attribution, until, points)
+        ],
+    )  # fmt: skip
+
+
+@router.get("/experiments/{name}/report", response_model=ReportOut)
+async def get_report(
+    services: AdminAccess,
+    name: Annotated[str, Path(min_length=1, max_length=200)],
+    window_hours: Annotated[
+        float, Query(gt=0, le=24 * 90, description="a cart or purchase counts this long after")
+    ] = 24.0,
+    points: Annotated[int, Query(ge=0, le=100, description="timeline points")] = 12,
+) -> ReportOut:
+    """Admin key. The experiment's attributed outcomes per variant, each metric against the
+    control with its interval, fixed and always-valid p-values and verdict, the sample-ratio
+    check, and the same over time (`points` snapshots)."""
+    await asyncio.to_thread(services.served.flush)  # this worker's latest lists count too
+    return await asyncio.to_thread(
+        build_report, services.experiments, services.log, name, window_hours, points
+    )

@@ -171,6 +171,7 @@ def keep_served(
             items=tuple((i.item_id, i.source, i.score) for i in items),
             experiment=choice.experiment if choice else None,
             variant=choice.variant if choice else None,
+            unit=choice.unit if choice else None,
         )
     )
 
