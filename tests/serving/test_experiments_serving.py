@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from serving_helpers import (
     ADMIN,
@@ -26,7 +27,9 @@ from serving_helpers import (
     started_clients,
     view,
 )
+from typer.testing import CliRunner
 
+from nextbest.cli.main import app
 from nextbest.data.sessions import Sessions
 from nextbest.experiments.assignment import assign
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
@@ -312,6 +315,12 @@ def test_an_experiment_outside_its_window_does_not_run(make: MakeClient, home2: 
 
 
 def test_the_report_attributes_outcomes_to_each_variant(make: MakeClient, home2: Path) -> None:
+    shop_and_report(make, home2)
+
+
+def shop_and_report(make: MakeClient, home2: Path) -> dict[str, Any]:
+    """12 shoppers, a third of whom click and buy; the report must count each for its
+    variant."""
     client = make()
     define(client, definition(home2))
     expected: dict[str, dict[str, float]] = {
@@ -344,3 +353,26 @@ def test_the_report_attributes_outcomes_to_each_variant(make: MakeClient, home2:
     assert metrics == {(m, "forward") for m in ("click-through", "conversion", "revenue per user")}
     assert report["timeline"] and report["timeline"][-1]["totals"] == report["totals"]
     assert client.get("/v1/experiments/nope/report", headers=auth(ADMIN)).status_code == 404
+    return report  # type: ignore[no-any-return]
+
+
+def test_the_cli_report_reads_the_servers_log_and_agrees_with_the_api(
+    make: MakeClient, home2: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    report = shop_and_report(make, home2)
+    client = make()
+    client.app.state.services.served.flush()  # type: ignore[attr-defined]
+    monkeypatch.setenv("NEXTBEST_HOME", str(home2))
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "outcomes.parquet"
+    result = CliRunner().invoke(
+        app, ["experiments", "report", "home-test", "--out", str(out)], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    for variant, totals in report["totals"].items():
+        assert f"{variant}: {totals['users']:,.0f} shoppers" in result.output
+    assert "click-through" in result.output and "verdict" in result.output
+    outcomes = pl.read_parquet(out)
+    assert outcomes.height == sum(t["users"] for t in report["totals"].values())
+    unknown = CliRunner().invoke(app, ["experiments", "report", "nope"], terminal_width=200)
+    assert unknown.exit_code == 2 and "no experiment 'nope'" in unknown.output

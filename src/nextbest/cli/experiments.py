@@ -8,7 +8,14 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from nextbest.cli.common import console, friendly_errors, results_table
+from nextbest.cli.common import (
+    console,
+    friendly_errors,
+    open_server_log,
+    results_table,
+    server_settings,
+)
+from nextbest.experiments.report import Report, result_rows
 
 experiments_app = typer.Typer(no_args_is_help=True, help="A/B tests: their statistics.")
 
@@ -48,7 +55,11 @@ def analyse_command(
 
     design = parse_shares(shares)
     table = _read_outcomes(outcomes, "--outcomes")
-    report = analyse(table, design, control)
+    print_report(analyse(table, design, control))
+
+
+def print_report(report: Report) -> None:
+    """The sample-ratio check, then each metric of each variant against the control."""
     counts = ", ".join(f"{v} {n:,}" for v, n in report.users.items())
     ratio = report.sample_ratio
     console.print(
@@ -58,16 +69,82 @@ def analyse_command(
     )
     rows = [
         [
-            r.variant, r.metric + (" (CUPED)" if r.cuped else ""), f"{r.difference.a:.4g}",
-            f"{r.difference.b:.4g}", f"{r.difference.lift:+.1%}",
-            f"[{r.difference.low:.4g}, {r.difference.high:.4g}]",
-            f"{r.difference.p_value:.3g}", f"{r.always_valid_p:.3g}",
+            str(r["variant"]), str(r["metric"]) + (" (CUPED)" if r["cuped"] else ""),
+            f"{r['control_value']:.4g}", f"{r['variant_value']:.4g}",
+            "-" if r["lift"] is None else f"{r['lift']:+.1%}",
+            f"[{r['low']:.4g}, {r['high']:.4g}]", f"{r['p_fixed']:.3g}",
+            f"{r['p_always_valid']:.3g}", str(r["verdict"]),
         ]
-        for r in report.results
+        for r in result_rows(report)
     ]  # fmt: skip
-    header = ["variant", "metric", control, "variant's", "lift", "95% interval of the difference",
-              "p (fixed)", "p (always valid)"]  # fmt: skip
+    header = ["variant", "metric", report.control, "variant's", "lift",
+              "95% interval of the difference", "p (fixed)", "p (always valid)",
+              "verdict"]  # fmt: skip
     console.print(results_table(header, rows))
+
+
+@experiments_app.command("report")
+@friendly_errors
+def report_command(
+    name: Annotated[str, typer.Argument(help="the experiment's name in the experiments file")],
+    window_hours: Annotated[
+        float, typer.Option(help="a cart add or purchase counts this long after an impression")
+    ] = 24.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="also write the per-shopper outcomes (.parquet) for analyse and plan"),
+    ] = None,
+) -> None:
+    """A running (or ended) experiment's report from the server's event log: the lists it
+    answered, what they led to per variant, and the statistics.
+
+    Reads the server's settings: NEXTBEST_EXPERIMENTS (or experiments.toml in NEXTBEST_HOME),
+    NEXTBEST_PLACEMENTS, and the event log (NEXTBEST_DATABASE_URL, or the SQLite file in
+    NEXTBEST_HOME)."""
+    import time
+
+    from nextbest.experiments.attribution import attribute
+    from nextbest.experiments.report import snapshot
+    from nextbest.experiments.spec import load_experiments
+    from nextbest.recommend.placements import load_placements
+
+    if window_hours <= 0:
+        raise ValueError(f"--window-hours must be > 0, not {window_hours:g}")
+    settings = server_settings()
+    path = settings.experiments_file
+    if not path.is_file():
+        raise ValueError(f"no experiments file at {path}: set NEXTBEST_EXPERIMENTS")
+    experiments = load_experiments(path, load_placements(settings.placements), settings.home)
+    experiment = next((e for e in experiments if e.name == name), None)
+    if experiment is None:
+        known = ", ".join(e.name for e in experiments)
+        raise ValueError(f"no experiment {name!r} in {path}; it has: {known}")
+    log, where = open_server_log()
+    try:
+        with console.status(f"attributing the outcomes of {name} in {where}"):
+            until = min(time.time(), experiment.end or float("inf"))
+            attribution = attribute(log, experiment, until, window_hours * 3600.0)
+    finally:
+        log.close()
+    now = snapshot(attribution, until)
+    console.print(
+        f"{name} on {experiment.placement}: {attribution.lists:,} lists answered; "
+        + "; ".join(
+            f"{v}: {t['users']:,.0f} shoppers, {t['impressions']:,.0f} impressions, "
+            f"{t['clicks']:,.0f} clicks, {t['purchases']:,.0f} purchases, "
+            f"revenue {t['revenue']:,.2f}"
+            for v, t in now.totals.items()
+        ),
+        highlight=False,
+    )
+    if attribution.mixed_units:
+        console.print(f"[red]{attribution.mixed_units} shopper(s) saw two variants[/red]")
+    if out is not None:
+        attribution.outcomes(until).write_parquet(out)
+        console.print(f"per-shopper outcomes written to {out}", highlight=False)
+    if now.report is None:
+        raise ValueError(f"{name}: too few shoppers in a variant for statistics yet")
+    print_report(now.report)
 
 
 @experiments_app.command("plan")
