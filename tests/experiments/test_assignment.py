@@ -133,3 +133,16 @@ def test_overlapping_experiments_on_one_placement_are_refused(tmp_path: Path, ho
     later = second.replace("start = 2026-12-14T00:00:00Z", "start = 2026-12-21T00:00:00Z")
     later = later.replace("end = 2026-12-21T00:00:00Z", "end = 2027-01-04T00:00:00Z")
     assert len(load_experiments(write(tmp_path, GOOD + later, home), load_placements(), home)) == 2
+
+
+def test_a_variant_may_name_the_newest_version_of_a_model(tmp_path: Path, home: Path) -> None:
+    text = GOOD.replace('model = "VERSION"', 'model = "latest:pop"')
+    [experiment] = load_experiments(write(tmp_path, text, home), load_placements(), home)
+    from nextbest.models.store import latest_version
+
+    newest = latest_version(home)
+    assert newest is not None and experiment.variants[1].model == newest.name
+    missing = GOOD.replace('model = "VERSION"', 'model = "latest:gru4rec"')
+    with pytest.raises(ExperimentsError, match=r"variants\[1\]\.model: no version of model "
+                                               r"'gru4rec'.*of: pop"):  # fmt: skip
+        load_experiments(write(tmp_path, missing, home), load_placements(), home)

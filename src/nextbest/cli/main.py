@@ -13,6 +13,7 @@ from nextbest.cli.experiments import experiments_app
 from nextbest.cli.keywords import keywords_app
 from nextbest.cli.rules import rules_app
 from nextbest.cli.serve import serve
+from nextbest.cli.simulate import simulate
 from nextbest.cli.tune import tune
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command()(evaluate)
 app.command()(tune)
 app.command()(serve)
 app.command()(demo)
+app.command()(simulate)
 
 if __name__ == "__main__":
     app()

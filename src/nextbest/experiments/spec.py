@@ -9,7 +9,9 @@
     [[experiments.home-ranker.variants]]
     name = "control"
     control = true
-    model = "latest"                   # a model version folder name, or "latest"
+    model = "latest"                   # "latest" (the version answering), a version folder
+                                       # name, or "latest:NAME" (the newest version of model
+                                       # NAME, e.g. "latest:gru4rec", found at load)
     share = 0.5
 
     [[experiments.home-ranker.variants]]
@@ -27,6 +29,7 @@ time. Each problem is an ExperimentsError naming the file and key.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +37,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nextbest.models.base import MODEL_FILE
 from nextbest.models.store import list_versions
 from nextbest.recommend.placements import Placements, PlacementsError, load_placements
 from nextbest.toml_files import read_toml
@@ -119,7 +123,7 @@ def parse_experiments(
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ExperimentsError(f"{source}: {where}: {first['msg']}") from None
-    versions = {folder.name for folder in list_versions(home)}
+    folders = list_versions(home)
     experiments = []
     for name, e in spec.experiments.items():
         key = f"{source}: experiments.{name}"
@@ -137,12 +141,9 @@ def parse_experiments(
         if len(set(names)) != len(names):
             raise ExperimentsError(f"{key}.variants: two variants share a name")
         configs: list[Placements | None] = []
+        models: list[str] = []
         for k, v in enumerate(e.variants):
-            if v.model != LATEST and v.model not in versions:
-                raise ExperimentsError(
-                    f"{key}.variants[{k}].model: no model version {v.model!r} under "
-                    f"{home / 'models'}"
-                )
+            models.append(_version_of(v.model, folders, f"{key}.variants[{k}].model", home))
             configs.append(_variant_placements(v, e.placement, f"{key}.variants[{k}]", base))
         if e.end is not None and e.end <= e.start:
             raise ExperimentsError(f"{key}.end: must be after start")
@@ -154,13 +155,41 @@ def parse_experiments(
                 start=e.start.timestamp(),
                 end=e.end.timestamp() if e.end else None,
                 variants=tuple(
-                    Variant(v.name, v.model, _resolve(v.placements, base), v.share, v.control, c)
-                    for v, c in zip(e.variants, configs, strict=True)
+                    Variant(v.name, m, _resolve(v.placements, base), v.share, v.control, c)
+                    for v, m, c in zip(e.variants, models, configs, strict=True)
                 ),
             )
         )
     _no_overlap(experiments, source)
     return experiments
+
+
+def _version_of(model: str, folders: list[Path], key: str, home: Path) -> str:
+    """The variant's model: LATEST, or the version folder `model` names (itself, or the
+    newest version of a model for "latest:NAME")."""
+    if model == LATEST:
+        return model
+    if model.startswith(LATEST + ":"):
+        name = model.split(":", 1)[1]
+        found = [f.name for f in folders if _model_name(f) == name]
+        if not found:
+            known = sorted({n for f in folders if (n := _model_name(f))})
+            raise ExperimentsError(
+                f"{key}: no version of model {name!r} under {home / 'models'}; the versions "
+                f"there are of: {', '.join(known) or 'none'}"
+            )
+        return found[-1]  # folders come oldest first
+    if model not in {f.name for f in folders}:
+        raise ExperimentsError(f"{key}: no model version {model!r} under {home / 'models'}")
+    return model
+
+
+def _model_name(folder: Path) -> str | None:
+    try:
+        name = json.loads((folder / MODEL_FILE).read_text()).get("model")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _resolve(path: Path | None, base: Path | None) -> Path | None:

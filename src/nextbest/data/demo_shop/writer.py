@@ -6,6 +6,7 @@
     DIR/queries.tsv       SessionId Time UserId Query ClickedItemId   one row per result click
     DIR/categories.tsv    CategoryPath Kind CycleDays Complements    the planted structure
     DIR/events.parquet    the full event table, searches included
+    DIR/shop.json         the config it was generated with (the simulator's truth comes from it)
     DIR/keyword_cards.parquet   the keyword cards shown and clicked, one row per keyword
 
 The test split follows the next-event evaluation protocol: events of items never seen in
@@ -19,6 +20,8 @@ them). That is the cold-start test of `nextbest evaluate --items`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -103,4 +106,6 @@ def write_demo_shop(
     ).write_csv(paths["categories.tsv"], separator="\t", null_value="")
     shop.events.write_parquet(paths["events.parquet"])
     shop.cards.write_parquet(paths["keyword_cards.parquet"])
+    paths["shop.json"] = folder / "shop.json"  # the config: the planted truth comes back from it
+    paths["shop.json"].write_text(json.dumps(dataclasses.asdict(shop.config), indent=2))
     return paths

@@ -1,0 +1,142 @@
+"""The shopper simulator: shoppers from the demo shop's planted truth, reacting with position
+bias, and a rehearsed A/B test end to end against a real server (a child `nextbest serve`)."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from nextbest.cli.main import app
+from nextbest.cli.simulate import rehearse
+from nextbest.data.demo_shop import DemoShopConfig, generate_demo_shop, write_demo_shop
+from nextbest.data.sessions import Sessions
+from nextbest.events.io import read_events
+from nextbest.experiments.report import snapshot
+from nextbest.experiments.shoppers import FIT_INTENT, FIT_OTHER, ShopTruth, looks_at, pick
+from nextbest.models.covisit import CoVisitation
+from nextbest.models.popularity import MostPopular
+from nextbest.models.store import save_version
+
+SMALL = DemoShopConfig(seed=3, n_events=30_000, n_items=600, n_users=400, days=10)
+EXPERIMENTS = Path(__file__).parents[2] / "src/nextbest/data/demo_shop/experiments"
+TWO_ARMS = """
+[experiments.covisit-vs-pop]
+placement = "product"
+salt = "t1"
+start = 2026-01-01T00:00:00Z
+
+[[experiments.covisit-vs-pop.variants]]
+name = "popularity"
+control = true
+model = "latest:pop"
+placements = "product-model-only.toml"
+share = 0.5
+
+[[experiments.covisit-vs-pop.variants]]
+name = "covisit"
+model = "latest:covisit"
+placements = "product-model-only.toml"
+share = 0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def shop_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo shop with two model versions: popularity and co-visitation."""
+    home = tmp_path_factory.mktemp("simulated-shop")
+    write_demo_shop(generate_demo_shop(SMALL), home / "demo-shop")
+    train = Sessions.from_events(read_events(home / "demo-shop" / "train.tsv"))
+    save_version(MostPopular().fit(train), home, {"model": "pop"})
+    save_version(CoVisitation().fit(train), home, {"model": "covisit"})
+    return home
+
+
+def test_the_truth_is_the_generated_shops(shop_home: Path) -> None:
+    truth = ShopTruth(SMALL)
+    items = pl.read_csv(shop_home / "demo-shop" / "items.csv")
+    assert set(items["item_id"]) == set(truth.item_ids)
+    paths = dict(zip(items["item_id"], items["category_path"], strict=True))
+    leaves = truth.catalog.leaves
+    for row in (0, 17, 311):  # the truth's leaf of an item is the one its catalog row names
+        assert paths[truth.item_ids[row]] == leaves[int(truth.catalog.item_leaf[row])].path
+
+
+def test_an_item_of_the_intent_fits_better_than_an_unrelated_one() -> None:
+    truth = ShopTruth(SMALL)
+    rng = np.random.default_rng(0)
+    shopper = truth.shopper(rng, anonymous_share=0.0)
+    c = truth.catalog
+    own = [r for r in range(c.n_items) if c.item_leaf[r] == shopper.intent]
+    unrelated = [r for r in range(c.n_items)
+                 if truth.leaf_fit(shopper, int(c.item_leaf[r])) == FIT_OTHER]  # fmt: skip
+    assert np.mean([truth.fit(shopper, r) for r in own]) > 5 * np.mean(
+        [truth.fit(shopper, r) for r in unrelated]
+    )
+    assert truth.leaf_fit(shopper, shopper.intent) == FIT_INTENT
+    shopper.bought.add(own[0])
+    assert truth.fit(shopper, own[0]) == 0.0  # what was bought is not wanted again
+
+
+def test_clicks_fall_with_position_as_the_bias_says() -> None:
+    rng = np.random.default_rng(1)
+    fits = [0.4] * 10
+    clicks = Counter(pick(fits, 0.5, rng) for _ in range(40_000))
+    # with a cascade, position k is clicked when it is looked at and nothing above was
+    expected, above = [], 1.0
+    for k in range(10):
+        p = looks_at(k) * 0.5 * 0.4
+        expected.append(above * p)
+        above *= 1 - p
+    for k in (0, 1, 4, 9):
+        assert clicks[k] / 40_000 == pytest.approx(expected[k], abs=0.006)
+    assert clicks[0] > clicks[4] > clicks[9]
+
+
+def test_a_rehearsed_ab_test_counts_every_list_and_finds_the_better_model(
+    shop_home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    shutil.copy(EXPERIMENTS / "product-model-only.toml", folder)
+    (folder / "ab.toml").write_text(TWO_ARMS)
+    rehearsal = rehearse(folder / "ab.toml", 120, shop_home, tmp_path / "run", seed=4)
+    stats = rehearsal.stats
+    assert stats.visits == 120 and stats.errors == 0
+    [(_, attribution)] = rehearsal.results
+    totals = snapshot(attribution).totals
+    # every list the simulator was answered under a variant is one impression of it
+    assert {v: t["impressions"] for v, t in totals.items()} == {
+        v: float(n) for v, n in stats.by_variant.items()
+    }
+    assert sum(t["clicks"] for t in totals.values()) <= stats.counts["clicks"]
+    ctr = {v: t["clicks"] / t["impressions"] for v, t in totals.items()}
+    assert ctr["covisit"] > ctr["popularity"]  # the items after this one fit the intent
+    outcomes = pl.read_parquet(rehearsal.out / "outcomes-covisit-vs-pop.parquet")
+    assert outcomes.height == sum(t["users"] for t in totals.values())
+
+
+def test_the_cli_prints_the_report_and_names_a_missing_shop(
+    shop_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    shutil.copy(EXPERIMENTS / "product-model-only.toml", folder)
+    (folder / "ab.toml").write_text(TWO_ARMS)
+    args = ["simulate", "--experiment", str(folder / "ab.toml"), "--shoppers", "30",
+            "--home", str(shop_home), "--out", str(tmp_path / "run")]  # fmt: skip
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "30 visits" in result.output and "experiment covisit-vs-pop on product" in result.output
+    assert "popularity:" in result.output and "covisit:" in result.output
+    empty = tmp_path / "empty-home"
+    shutil.copytree(shop_home / "models", empty / "models")
+    args[args.index("--home") + 1] = str(empty)
+    missing = CliRunner().invoke(app, args, terminal_width=200)
+    assert missing.exit_code == 2 and "no demo shop in" in missing.output
