@@ -4,9 +4,11 @@ an empty event log, and each state store (in-process and Redis)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serving_helpers import MakeClient, TestClient, cyclic_sessions, started_clients
@@ -66,3 +68,31 @@ def log(tmp_path: Path) -> Iterator[EventLog]:
     opened = open_event_log(sqlite_url(tmp_path))
     yield opened
     opened.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"Chromium not found at {CHROMIUM}: run `make browser-deps`"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the playwright package is not installed"
+    if reason:
+        if os.environ.get("NEXTBEST_REQUIRE_BACKENDS") == "1":
+            pytest.fail(f"{reason} (NEXTBEST_REQUIRE_BACKENDS=1 forbids skipping)")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=FLAGS, headless=True
+        )
+        yield chromium
+        chromium.close()

@@ -34,33 +34,6 @@ from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.events.schema import ITEM_SCHEMA
 from nextbest.recommend.placements import DEFAULT_FILE
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    reason = None
-    if not CHROMIUM.exists():
-        reason = f"Chromium not found at {CHROMIUM}: run `make browser-deps`"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        reason = "the playwright package is not installed"
-    if reason:
-        if os.environ.get("NEXTBEST_REQUIRE_BACKENDS") == "1":
-            pytest.fail(f"{reason} (NEXTBEST_REQUIRE_BACKENDS=1 forbids skipping)")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=FLAGS, headless=True
-        )
-        yield chromium
-        chromium.close()
-
 
 def demo_server(
     home: Path, items: list[dict[str, Any]], env: dict[str, str] | None = None

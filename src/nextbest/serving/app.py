@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -18,6 +19,7 @@ from nextbest.serving.metrics import MetricsMiddleware
 from nextbest.serving.registry import ModelClasses
 from nextbest.serving.routes import (
     affinity,
+    dashboard,
     events,
     experiments,
     health,
@@ -29,6 +31,7 @@ from nextbest.serving.routes import (
     recommendations,
     search,
 )
+from nextbest.serving.routes.dashboard import mount_dashboard
 from nextbest.serving.routes.demo import default_web_dir, mount_demo
 from nextbest.serving.services import open_services
 from nextbest.serving.settings import ServingSettings
@@ -73,11 +76,14 @@ def create_app(
         search.router,
         keywords.router,
         experiments.router,
+        dashboard.router,
     ):
         app.include_router(router)
     app.include_router(health.router)
     if settings.demo:
         mount_demo(app, settings.web_dir or default_web_dir())
+    if not mount_dashboard(app, settings.web_dir or default_web_dir()):
+        logging.getLogger(__name__).info("no web/dashboard folder: the dashboard page is off")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

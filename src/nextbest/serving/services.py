@@ -23,6 +23,7 @@ from nextbest.recommend.placements import Placements, load_placements
 from nextbest.serving import metrics
 from nextbest.serving.auth import ApiKeys, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
+from nextbest.serving.dashboard import Throughput
 from nextbest.serving.experiments import ServedExperiments
 from nextbest.serving.live import LiveState
 from nextbest.serving.online import OnlineLearner
@@ -53,6 +54,7 @@ class Services:
     served: ServedRecorder
     experiments: ServedExperiments
     online: OnlineLearner | None = None  # a two-stage version's FTRL learning from outcomes
+    throughput: Throughput = field(default_factory=Throughput)  # the dashboard's rates
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -71,6 +73,7 @@ class Services:
         self._prepare_tables()
         self.catalog.facets()
         self.catalog.index_changes()
+        self.throughput.sample()
         self._thread = threading.Thread(target=self._loop, name="refresher", daemon=True)
         self._thread.start()
         # Everything loaded so far lives as long as the process: keep the garbage collector
@@ -106,6 +109,7 @@ class Services:
         next_forget = time.monotonic() + FIRST_FORGET_SECONDS
         while not self._stop.wait(self.settings.refresh_seconds):
             try:
+                self.throughput.sample()
                 self.trends.refresh()
                 self.catalog.refresh()
                 self._prepare_tables()
