@@ -140,3 +140,43 @@ def test_the_cli_prints_the_report_and_names_a_missing_shop(
     args[args.index("--home") + 1] = str(empty)
     missing = CliRunner().invoke(app, args, terminal_width=200)
     assert missing.exit_code == 2 and "no demo shop in" in missing.output
+
+
+def test_apply_params_sets_each_knob_and_the_file_still_parses() -> None:
+    from nextbest.evaluation.placement_tuning import apply_params
+    from nextbest.recommend.placements import DEFAULT_FILE, PlacementsError, parse_placements
+    from nextbest.toml_files import read_toml
+
+    raw = read_toml(DEFAULT_FILE, "placements", PlacementsError)
+    params = {"k:0": 77, "weight:similar": 2.5, "mmr": 0.3, "max_per_category": 3, "boost": 1.7}
+    tuned = apply_params(raw, "product", params)
+    spec = tuned["placements"]["product"]
+    assert spec["generators"][0]["k"] == 77 and spec["ranker_weights"]["similar"] == 2.5
+    assert spec["diversity"] == {"mmr": 0.3, "max_per_category": 3}
+    assert spec["purchase_rules"] == {"boost": 1.7}
+    assert raw["placements"]["product"]["generators"][0]["k"] == 200  # the original is kept
+    pipeline = parse_placements(tuned, "tuned")["product"].pipeline
+    assert pipeline.retrieval[0].k == 77
+
+
+def test_tune_pipeline_finds_no_worse_knobs_and_checks_them_with_a_simulated_ab(
+    shop_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from nextbest.recommend.placements import load_placements
+
+    monkeypatch.setenv("COLUMNS", "200")
+    shop = shop_home / "demo-shop"
+    out = tmp_path / "tuned.toml"
+    args = ["tune", "--pipeline", f"{EXPERIMENTS / 'product-model-only.toml'}:product",
+            "--train", str(shop / "train.tsv"), "--items", str(shop / "items.csv"),
+            "--model", "covisit", "--trials", "4", "--max-sessions", "150", "--out", str(out),
+            "--simulate", "24", "--home", str(shop_home)]  # fmt: skip
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    found = re.search(r"the file's ([0-9.]+), the best ([0-9.]+)", result.output)
+    assert found is not None and float(found[2]) >= float(found[1])
+    assert "product" in load_placements(out).names  # the tuned file is a placements file
+    assert "experiment tuned-product on product" in result.output
+    assert "as-is:" in result.output and "tuned:" in result.output

@@ -68,7 +68,11 @@ def simulate(
     setup_logging()
     if not experiment.is_file():
         raise ValueError(f"--experiment {experiment}: no such file")
-    rehearsal = rehearse(experiment, shoppers, home, out, seed, concurrency, window_hours)
+    print_rehearsal(rehearse(experiment, shoppers, home, out, seed, concurrency, window_hours))
+
+
+def print_rehearsal(rehearsal: Rehearsal) -> None:
+    """What the shoppers did, then each experiment's report (and, for 3+ arms, each pair)."""
     stats, c = rehearsal.stats, rehearsal.stats.counts
     console.print(
         f"{stats.visits:,} visits in {stats.seconds:.0f} s: {stats.requests:,} requests "
