@@ -173,7 +173,7 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path: Path) -> None:
             generate_demo_shop(DemoShopConfig(**{**config.__dict__, "seed": seed})), tmp_path / name
         )
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert len(files) == 7
+    assert len(files) == 8  # shop.json included: the config the truth comes back from
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert (tmp_path / "a" / "train.tsv").read_bytes() != (

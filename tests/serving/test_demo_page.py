@@ -580,3 +580,24 @@ def test_no_card_while_the_shopper_is_buying(browser: Any, keyword_demo: Server)
     click_and_wait(page, f"#products li[data-item-id='{item(14)}']")
     assert not page.locator("#keyword-card").is_visible()
     assert "funnel" in (page.locator("#keyword-card").get_attribute("data-reason") or "")
+
+
+def test_the_page_says_which_variant_answered_and_links_the_dashboard(
+    browser: Any, home: Path
+) -> None:
+    (home / "experiments.toml").write_text(
+        '[experiments.home-test]\nplacement = "home"\nsalt = "page"\n'
+        "start = 2026-01-01T00:00:00Z\n\n"
+        '[[experiments.home-test.variants]]\nname = "a"\ncontrol = true\nshare = 0.5\n\n'
+        '[[experiments.home-test.variants]]\nname = "b"\nshare = 0.5\n'
+    )
+    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things"],
+              "price": 10.0 + j} for j in range(N_ITEMS)]  # fmt: skip
+    for server in demo_server(home, items):
+        page, _ = shop(browser, server)
+        variant = page.locator("#recommendations-home").get_attribute("data-variant")
+        assert variant in ("a", "b")
+        assert f"experiment home-test: variant {variant}" in (
+            page.locator("#rec-version").text_content() or ""
+        )
+        assert page.locator("a.dashboard-link").get_attribute("href") == "/dashboard/"

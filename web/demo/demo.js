@@ -378,7 +378,9 @@
     const origin = { placement, recommendationId: reply.recommendation_id };
     list.replaceChildren(...kept.map((entry) => tile(entry.item_id, origin, entry)));
     if (!kept.length) list.replaceChildren(emptyLine("Nothing to show yet."));
-    $("rec-version").textContent = reply.model_version || "none yet";
+    $("rec-version").textContent = (reply.model_version || "none yet") +
+      (reply.variant ? ` (experiment ${reply.experiment}: variant ${reply.variant})` : "");
+    list.dataset.variant = reply.variant || "";
   }
 
   // ---- pages -----------------------------------------------------------------------------
