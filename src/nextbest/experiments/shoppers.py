@@ -39,12 +39,14 @@ PRICE_TOLERANCE = 0.6  # log-price distance from the shopper's level at which fi
 class Reactions:
     """The shoppers' habits: the knobs of the simulation."""
 
-    click: float = 0.45  # chance to click a looked-at item that fits perfectly
+    # chance to click a looked-at item that fits perfectly: a list of ten perfect items is
+    # clicked about a third of the time
+    click: float = 0.1
     cart: float = 0.35  # chance to cart a clicked (or found) item that fits perfectly
     buy: float = 0.55  # chance to buy what was carted
     leave_after_miss: float = 0.35  # chance to leave after a list with nothing clicked
     leave_after_buy: float = 0.6
-    keyword_click: float = 0.35  # chance to click a looked-at keyword that fits perfectly
+    keyword_click: float = 0.12  # chance to click a looked-at keyword that fits perfectly
     max_pages: int = 12
     anonymous_share: float = 0.4
 
