@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -124,6 +125,7 @@ def rehearse(
     running experiment from the log it wrote (also written as outcomes-NAME.parquet)."""
     if shoppers < 1 or concurrency < 1:
         raise ValueError("--shoppers and --concurrency must be >= 1")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per shopper's request
     if window_hours <= 0:
         raise ValueError(f"--window-hours must be > 0, not {window_hours:g}")
     home = (home or nextbest_home()).resolve()
