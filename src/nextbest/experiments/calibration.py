@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nextbest.experiments.report import mixing_variances
 from nextbest.experiments.stats import (
     cuped,
     mean_difference,
@@ -62,10 +63,9 @@ def _looks(sim: Simulation, lift: float, rng: np.random.Generator) -> tuple[np.n
     return np.array(p), np.array(diff), np.array(var)
 
 
-def mixing_variance(sim: Simulation, lift: float = 0.05) -> float:
-    """The mSPRT's tau^2: the squared size of the smallest effect worth finding (a `lift` of
-    the base click-through)."""
-    return (sim.click_through * lift) ** 2
+def mixing_variance(sim: Simulation) -> list[float]:
+    """The mSPRT's tau^2 values, as the report takes them from the control's click-through."""
+    return mixing_variances(sim.click_through)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Detection:
 
 def detection_rate(sim: Simulation, lift: float, tests: int = 200, seed: int = 1) -> Detection:
     rng = np.random.default_rng(seed)
-    tau2 = mixing_variance(sim, lift)
+    tau2 = mixing_variance(sim)
     found = sequential = 0
     errors = []
     for _ in range(tests):

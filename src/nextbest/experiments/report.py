@@ -41,7 +41,9 @@ OUTCOME_COLUMNS = {
     "revenue": pl.Float64,
 }
 METRICS = ("click-through", "conversion", "revenue per user")
-TAU_SHARE = 0.05  # the mSPRT's mixing: effects of about 5% of the control's value
+# The mSPRT's mixing: effects of 5%, 20% and 100% of the control's value, averaged (a
+# single 5% scale left a 20-fold difference in conversion "no difference yet" at p 0.89)
+TAU_SHARES = (0.05, 0.2, 1.0)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def _metric(metric: str, a: pl.DataFrame, b: pl.DataFrame, variant: str) -> Metr
         if used_cuped:
             values, _ = cuped(values, [arm[pre].to_numpy() for arm in (a, b)])
         diff = mean_difference(values[0], values[1])
-    tau2 = (TAU_SHARE * diff.a) ** 2 if diff.a else 1e-12
+    tau2 = mixing_variances(diff.a)
     always = (
         float(
             msprt_p_values(np.array([diff.difference]), np.array([diff.standard_error**2]), tau2)[0]
@@ -129,6 +131,11 @@ def _metric(metric: str, a: pl.DataFrame, b: pl.DataFrame, variant: str) -> Metr
         else 1.0
     )
     return MetricResult(metric, variant, diff, always, used_cuped)
+
+
+def mixing_variances(base: float) -> list[float]:
+    """The mSPRT's tau^2 values for a metric whose control value is `base`."""
+    return [(share * base) ** 2 if base else 1e-12 for share in TAU_SHARES]
 
 
 @dataclass(frozen=True)

@@ -112,15 +112,23 @@ def cuped(
     return adjusted, theta
 
 
-def msprt_p_values(differences: np.ndarray, variances: np.ndarray, tau2: float) -> np.ndarray:
+def msprt_p_values(
+    differences: np.ndarray, variances: np.ndarray, tau2: float | Sequence[float]
+) -> np.ndarray:
     """The always-valid p-values of a sequence of looks at a difference (its estimate and
     variance at each look, in order): the normal-mixture SPRT with mixing variance `tau2`
     (the squared size of the effects worth finding), running minimum of 1 / likelihood
-    ratio."""
+    ratio. With several `tau2`, the likelihood ratio is their average: an average of test
+    martingales is one, so the test stays valid, and it has power for effects of every one
+    of those sizes (one small tau^2 alone barely sees an effect far larger than it)."""
     d, v = np.asarray(differences, np.float64), np.asarray(variances, np.float64)
-    if tau2 <= 0:
+    scales = [float(t) for t in ([tau2] if isinstance(tau2, int | float) else tau2)]
+    if not scales or any(t <= 0 for t in scales):
         raise ValueError(f"tau2 must be > 0, not {tau2}")
-    log_ratio = 0.5 * np.log(v / (v + tau2)) + tau2 * d**2 / (2 * v * (v + tau2))
+    log_ratios = np.stack(
+        [0.5 * np.log(v / (v + t)) + t * d**2 / (2 * v * (v + t)) for t in scales]
+    )
+    log_ratio = np.logaddexp.reduce(log_ratios, axis=0) - np.log(len(scales))  # log of mean
     p = np.minimum(1.0, np.exp(-log_ratio))
     return np.minimum.accumulate(p)
 
