@@ -58,13 +58,13 @@ class _Visit:
 
     def __init__(
         self, http: httpx.Client, keys: dict[str, str], truth: ShopTruth, shopper: Shopper,
-        reactions: Reactions, rng: np.random.Generator,
+        reactions: Reactions, rng: np.random.Generator, session: str,
     ) -> None:  # fmt: skip
         self.http, self.truth, self.shopper = http, truth, shopper
         self.reactions, self.rng = reactions, rng
         self.read = {"Authorization": f"Bearer {keys['read']}"}
         self.write = {"Authorization": f"Bearer {keys['write']}"}
-        self.session = f"sim-{uuid.uuid4().hex[:16]}"
+        self.session = session  # from the seed: a rerun assigns every visit alike
         self.counts: Counter[str] = Counter()
         self.variants: Counter[str] = Counter()
         self.requests = self.errors = 0
@@ -211,7 +211,7 @@ def run_shoppers(
             http = local.http = httpx.Client(base_url=url, timeout=30.0)
         rng = np.random.default_rng([seed, k])
         shopper = truth.shopper(rng, reactions.anonymous_share)
-        visit = _Visit(http, keys, truth, shopper, reactions, rng)
+        visit = _Visit(http, keys, truth, shopper, reactions, rng, f"sim-{seed}-{k:07d}")
         visit.run()
         stats.add(visit.counts, visit.variants, visit.requests, visit.errors)
         if progress is not None:
