@@ -68,7 +68,9 @@ def main() -> None:
         page.fill("#admin-key", opened["key"])
         page.click("#key-form button")
         page.wait_for_selector("section.experiment table.results tbody tr", timeout=60_000)
-        page.wait_for_timeout(6_000)  # one more refresh
+        page.wait_for_function("document.body.dataset.loaded")
+        before = page.evaluate("document.body.dataset.loaded")
+        page.wait_for_function(f"document.body.dataset.loaded !== '{before}'")  # one more
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out), full_page=True)
         browser.close()

@@ -70,7 +70,8 @@ def test_the_dashboard_draws_live_data_and_shows_the_reports_numbers(
         report = server.client.get("/v1/experiments/home-test/report", headers=auth(ADMIN)).json()
         shown = page.locator("#experiment-home-test table.results tbody tr").evaluate_all(
             "rows => rows.map(r => ({metric: r.dataset.metric, variant: r.dataset.variant,"
-            " values: Array.from(r.cells).map(c => c.dataset.value)}))"
+            " values: Array.from(r.cells).map(c => c.dataset.value),"
+            " texts: Array.from(r.cells).map(c => c.textContent)}))"
         )
         assert len(shown) == len(report["results"]) == 3
         for row, result in zip(shown, report["results"], strict=True):
@@ -80,6 +81,10 @@ def test_the_dashboard_draws_live_data_and_shows_the_reports_numbers(
             assert float(values[3]) == result["variant_value"]
             assert values[5] == f"{result['low']},{result['high']}"
             assert float(values[6]) == result["p_always_valid"] and values[7] == result["verdict"]
+            # ... and the text shown says the same, to its 3 or 4 digits
+            texts = row["texts"]
+            assert float(texts[2]) == pytest.approx(result["control_value"], rel=1e-3)
+            assert float(texts[6]) == pytest.approx(result["p_always_valid"], rel=5e-3)
         totals = page.locator("#experiment-home-test table.totals tbody tr").evaluate_all(
             "rows => rows.map(r => Array.from(r.cells).map(c => c.dataset.value || c.textContent))"
         )
@@ -95,7 +100,17 @@ def test_the_dashboard_draws_live_data_and_shows_the_reports_numbers(
         assert any(v is not None and v > 0 for v in latency)  # a p99
         charts = page.locator("#experiment-home-test .chart .main-svg").count()
         assert charts >= 3  # one per metric
+        overflow = page.evaluate(
+            "Array.from(document.querySelectorAll('.charts .chart')).map(c =>"
+            " c.querySelector('.main-svg').getBoundingClientRect().width"
+            " - c.parentElement.getBoundingClientRect().width)"
+        )
+        assert max(overflow) <= 1  # each chart fits its cell (none drawn past the next one)
         assert page.locator("#models tbody tr").count() == 1
+        formatted = page.evaluate(
+            "[7.12e-10, 0.25, 100, 4.64e-104, 0.0343].map(v => nextbestDashboard.number(v, 3))"
+        )
+        assert formatted == ["7.12e-10", "0.25", "100", "4.64e-104", "0.0343"]
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 30_000  # charts and tables, not a blank page

@@ -40,7 +40,10 @@
 
   function number(value, digits) {
     if (value === null || value === undefined || Number.isNaN(value)) { return "-"; }
-    return Number(value).toPrecision(digits || 4).replace(/\.?0+(e|$)/, "$1");
+    // trailing zeros of the mantissa go ("0.2500" -> "0.25"), never the exponent's
+    var parts = Number(value).toPrecision(digits || 4).split("e");
+    var mantissa = parts[0].indexOf(".") >= 0 ? parts[0].replace(/\.?0+$/, "") : parts[0];
+    return parts.length > 1 ? mantissa + "e" + parts[1] : mantissa;
   }
 
   function percent(value) {
@@ -152,9 +155,17 @@
     charts.className = "charts";
     var metrics = [];
     report.results.forEach(function (r) { if (metrics.indexOf(r.metric) < 0) { metrics.push(r.metric); } });
-    metrics.forEach(function (metric) {
-      var div = charts.appendChild(document.createElement("div"));
-      div.className = "chart";
+    // every cell first, then the charts: a chart drawn while the grid held fewer cells would
+    // take a wider one's width
+    var boxes = metrics.map(function (metric) {
+      var box = charts.appendChild(document.createElement("div"));
+      box.appendChild(document.createElement("h3")).textContent = metric;
+      box.appendChild(document.createElement("div")).className = "chart";
+      return box;
+    });
+    metrics.forEach(function (metric, m) {
+      var box = boxes[m];
+      var div = box.querySelector(".chart");
       var traces = [];
       variants.filter(function (v) { return v !== report.control; }).forEach(function (variant, k) {
         var points = report.timeline.map(function (p) {
@@ -171,10 +182,10 @@
                       name: variant + " - " + report.control, line: { color: colour } });
       });
       Plotly.react(div, traces, {
-        title: { text: metric, font: { size: 13 } },
         yaxis: { title: { text: "difference, 95% interval", font: { size: 11 } } },
-        margin: { t: 30, r: 10, b: 40, l: 60 }, legend: { orientation: "h" },
+        margin: { t: 10, r: 10, b: 40, l: 60 }, legend: { orientation: "h" },
         shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 0, y1: 0, line: { color: "#98a2b3", dash: "dot" } }],
+        width: box.clientWidth || undefined,  // its grid cell's (read now: laid out already)
       }, PLOT_CONFIG);
     });
   }
@@ -210,5 +221,6 @@
     start();
   });
 
+  window.nextbestDashboard = { number: number, percent: percent };  // for the page's test
   if (adminKey()) { start(); } else { askForKey(); }
 })();
