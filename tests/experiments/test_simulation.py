@@ -162,6 +162,7 @@ def test_apply_params_sets_each_knob_and_the_file_still_parses() -> None:
 def test_tune_pipeline_finds_no_worse_knobs_and_checks_them_with_a_simulated_ab(
     shop_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import json
     import re
 
     from nextbest.recommend.placements import load_placements
@@ -173,10 +174,13 @@ def test_tune_pipeline_finds_no_worse_knobs_and_checks_them_with_a_simulated_ab(
             "--train", str(shop / "train.tsv"), "--items", str(shop / "items.csv"),
             "--model", "covisit", "--trials", "4", "--max-sessions", "150", "--out", str(out),
             "--simulate", "24", "--home", str(shop_home)]  # fmt: skip
+    args += ["--json", str(tmp_path / "t.json")]
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
     found = re.search(r"the file's ([0-9.]+), the best ([0-9.]+)", result.output)
     assert found is not None and float(found[2]) >= float(found[1])
     assert "product" in load_placements(out).names  # the tuned file is a placements file
+    trials = json.loads((tmp_path / "t.json").read_text())["trials"]
+    assert len(trials) == 4 and trials[0]["value"] == pytest.approx(float(found[1]), abs=1e-4)
     assert "experiment tuned-product on product" in result.output
     assert "as-is:" in result.output and "tuned:" in result.output

@@ -73,7 +73,7 @@ def tune(
     if pipeline is not None:
         tune_pipeline(
             pipeline, train_path, model_name, param, valid_path, valid_share, items_path,
-            trials, timeout, seed, max_sessions, out, simulate, home,
+            trials, timeout, seed, max_sessions, out, simulate, home, json_path,
         )  # fmt: skip
         return
     from nextbest.models.tuning import TUNABLE_MODELS, best_config
@@ -140,6 +140,7 @@ def tune_pipeline(
     out: Path | None,
     simulate: int,
     home: Path | None,
+    json_path: Path | None = None,
 ) -> None:
     """`nextbest tune --pipeline FILE:NAME`: the placement's knobs against validation MRR@20."""
     from nextbest.cli.evaluate import fit_model, learn_rules, read_items
@@ -199,6 +200,13 @@ def tune_pipeline(
 
     out.write_text(tomli_w.dumps(best))
     console.print(f"tuned placements written to {out}")
+    if json_path is not None:
+        trials_record = [{"number": t.number, "value": t.value, "params": t.params, **t.user_attrs}
+                         for t in study.trials]  # fmt: skip
+        record = {"placement": spec, "best_value": study.best_value, "as_is": first.value,
+                  "best_params": study.best_params, "trials": trials_record}  # fmt: skip
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        console.print(f"trials written to {json_path}")
     if simulate:
         simulate_tuned(path, out, name, simulate, seed, home)
 
