@@ -116,3 +116,21 @@ def test_a_unit_seen_in_two_variants_is_counted_once_and_reported(log: EventLog)
     result = attribute(log, EXPERIMENT, until=START + HOUR)
     assert result.mixed_units == 1
     assert result.outcomes()["variant"].to_list() == ["a"]
+
+
+def test_an_ended_experiment_counts_outcomes_within_the_window_after_its_end(
+    log: EventLog,
+) -> None:
+    ended = Experiment("home-test", "home", "salt", START, START + HOUR, EXPERIMENT.variants)
+    log.record_served(
+        [shown("r1", START + HOUR - 60, "s1", "a", "x"), shown("late", START + HOUR + 5, "s2",
+                                                              "b", "x")]
+    )  # fmt: skip
+    log_events(
+        log,
+        event("purchase", "p1", "s1", "x", START + HOUR + 600, value=5.0),  # after the end
+        event("purchase", "p2", "s1", "x", START + HOUR + 30 * HOUR, value=7.0),  # too late
+    )
+    result = attribute(log, ended, until=START + 40 * HOUR)
+    [row] = result.outcomes().iter_rows(named=True)
+    assert (row["user_id"], row["purchases"], row["revenue"]) == ("session:s1", 1.0, 5.0)

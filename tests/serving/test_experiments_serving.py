@@ -376,3 +376,21 @@ def test_the_cli_report_reads_the_servers_log_and_agrees_with_the_api(
     assert outcomes.height == sum(t["users"] for t in report["totals"].values())
     unknown = CliRunner().invoke(app, ["experiments", "report", "nope"], terminal_width=200)
     assert unknown.exit_code == 2 and "no experiment 'nope'" in unknown.output
+
+
+def test_a_version_that_cannot_be_loaded_is_refused_before_the_file_is_written(
+    make: MakeClient, home2: Path
+) -> None:
+    client = make()
+    assert define(client, definition(home2)).status_code == 200
+    file = client.app.state.services.experiments.path  # type: ignore[attr-defined]
+    written = file.read_text()
+    broken = home2 / "models" / "20260101T000000.000000-broken"
+    shutil.copytree(list_versions(home2)[0], broken)
+    (broken / "model.json").write_text('{"model": "no-such-model"}')
+    body = definition(home2)
+    body["experiments"]["home-test"]["variants"][1]["model"] = broken.name
+    reply = define(client, body)
+    assert reply.status_code == 422 and "cannot be loaded" in reply.json()["detail"][0]["message"]
+    assert file.read_text() == written
+    assert recommend(client, session_id="still", placement="home").json()["experiment"]

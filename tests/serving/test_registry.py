@@ -183,3 +183,27 @@ def test_serving_before_any_model_exists(make_client: MakeClient, home: Path) ->
     assert items[0]["item_id"] == "n3" and len(items) == 5
     assert {e["source"] for e in items} == {"popularity"}
     assert np.all(np.diff([e["score"] for e in items]) <= 0)
+
+
+def test_a_pinned_version_stays_loaded_as_newer_ones_come_and_go(
+    home: Path, backwards_gru: GRU4Rec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An experiment pins the answering version; a newer one takes over, the pinned one is
+    the same object still, never loaded again (a load on a request's path would stall it)."""
+    loads: list[str] = []
+    real = registry_module.load_model
+    monkeypatch.setattr(
+        registry_module, "load_model",
+        lambda folder, *a, **k: loads.append(folder.name) or real(folder, *a, **k),
+    )  # fmt: skip
+    registry = ModelRegistry(home)
+    first = registry.refresh()
+    assert first is not None and registry.pinned(first.version) is first
+    save_version(backwards_gru, home, {"model": "gru4rec"})
+    newer = registry.refresh()
+    assert newer is not None and registry.current is newer and newer is not first
+    assert registry.pinned(first.version) is first  # still loaded, not again
+    assert loads == [first.version, newer.version]
+    assert registry.loaded() == [newer, first]
+    registry.unpin(set())
+    assert registry.loaded() == [newer]

@@ -122,7 +122,7 @@ def report_command(
     log, where = open_server_log()
     try:
         with console.status(f"attributing the outcomes of {name} in {where}"):
-            until = min(time.time(), experiment.end or float("inf"))
+            until = time.time()  # an ended experiment: its lists, and the window after its end
             attribution = attribute(log, experiment, until, window_hours * 3600.0)
     finally:
         log.close()

@@ -96,13 +96,18 @@ def attribute(
     window: float = DEFAULT_WINDOW_SECONDS,
     pre_days: float = DEFAULT_PRE_DAYS,
 ) -> Attribution:
-    """The experiment's impressions and outcomes up to `until` (default: its end, or now)."""
+    """The experiment's impressions and outcomes up to `until` (default: now): its lists
+    served before its end, and what followed them, up to `window` after the end too."""
     if window < 0 or pre_days < 0:
         raise ValueError("the attribution window and the pre-period must be >= 0")
-    end = until if until is not None else (experiment.end or time.time())
+    now = until if until is not None else time.time()
+    served_until = min(now, experiment.end) if experiment.end is not None else now
+    events_until = min(now, experiment.end + window) if experiment.end is not None else now
     result = Attribution(experiment)
     lists = list(
-        log.served_lists(experiment.placement, experiment.start, end, experiment=experiment.name)
+        log.served_lists(
+            experiment.placement, experiment.start, served_until, experiment=experiment.name
+        )
     )
     index = _Shown()
     for served in lists:
@@ -117,7 +122,7 @@ def attribute(
         index.add(served)
     clicked: set[tuple[str, str]] = set()
     for kind in (*CLICKS, "cart", "purchase"):
-        for event in log.events_of_type(kind, experiment.start, end):
+        for event in log.events_of_type(kind, experiment.start, events_until):
             if kind in CLICKS:
                 carried = index.by_id.get(event.recommendation_id or "")
                 if carried is None or event.item_id not in carried[1]:

@@ -93,14 +93,7 @@ class ServedExperiments:
                 if self._stamp is not None
                 else []
             )
-            versions = {v.model for e in experiments for v in e.variants if v.model != LATEST}
-            for version in sorted(versions):
-                try:
-                    self.registry.pinned(version)
-                except Exception as exc:
-                    raise ExperimentsError(
-                        f"{self.path}: model version {version!r} cannot be loaded: {exc}"
-                    ) from None
+            versions = self._pin(experiments)
         except ExperimentsError as exc:
             self.error = str(exc)
             raise
@@ -110,6 +103,18 @@ class ServedExperiments:
         self.error, self.loaded_at = None, time.time()
         logger.info("experiments from %s: %s", self.path, [e.name for e in experiments] or "none")
         return self.experiments
+
+    def _pin(self, experiments: Sequence[Experiment]) -> set[str]:
+        """Load the versions the variants pin; their names. ExperimentsError if one fails."""
+        versions = {v.model for e in experiments for v in e.variants if v.model != LATEST}
+        for version in sorted(versions):
+            try:
+                self.registry.pinned(version)
+            except Exception as exc:
+                raise ExperimentsError(
+                    f"{self.path}: model version {version!r} cannot be loaded: {exc}"
+                ) from None
+        return versions
 
     def refresh(self) -> bool:
         """Load the file again if it changed since it was read; True if it was loaded. A bad
@@ -129,7 +134,7 @@ class ServedExperiments:
         checked = parse_experiments(
             dict(raw), "the request", self.main.placements, self.home, self.path.parent
         )
-        del checked  # checked only; `load` reads what was written, as the other workers do
+        self._pin(checked)  # a version that cannot be loaded is refused before any write
         spec = ExperimentsFile.model_validate(raw).model_dump(mode="python", exclude_none=True)
         for experiment in spec["experiments"].values():
             for variant in experiment["variants"]:

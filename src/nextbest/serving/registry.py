@@ -163,37 +163,40 @@ class ModelRegistry:
                 return None
             if newest.name in self._failed:
                 return None
+            pinned = self._pinned.get(newest.name)  # an experiment's variant loaded it already
             try:
-                loaded = load_model(newest, self.classes, self.home / CACHE_DIR / newest.name)
+                loaded = pinned or load_model(
+                    newest, self.classes, self.home / CACHE_DIR / newest.name
+                )
             except Exception:
                 self._failed.add(newest.name)  # tried once; a newer version is tried again
                 raise
-            if loaded.embeddings is not None:  # similar items without a scan, once it is built
+            if loaded.embeddings is not None and pinned is None:  # similar items without a scan
                 prepare_in_background(
                     loaded.memo, loaded.score, loaded.embeddings, NEIGHBOURS,
                     self.home / CACHE_DIR / newest.name,
                 )  # fmt: skip
             self._current = loaded  # the switch: one reference assignment
-            self._pinned.pop(newest.name, None)  # one copy of a version in memory
             if current is not None:
                 logger.info("switched from model %s to %s", current.version, loaded.version)
             return loaded
 
     def pinned(self, version: str) -> LoadedModel:
         """Version `version` loaded beside the one answering (an experiment's variant serves
-        it), once per process; the answering one itself if it is that version. Raises
-        ValueError when no such version folder exists or it cannot be loaded."""
-        current = self._current
-        if current is not None and current.version == version:
-            return current
+        it), once per process, and kept while it is pinned: the answering one itself if it
+        is that version, and a pinned version that becomes the newest answers as it is.
+        Raises ValueError when no such version folder exists or it cannot be loaded."""
         loaded = self._pinned.get(version)
         if loaded is not None:
             return loaded
+        current = self._current
         with self._loading:
             folders = {folder.name: folder for folder in list_versions(self.home)}
             if version not in folders:
                 raise ValueError(f"no model version {version!r} under {self.home / 'models'}")
             loaded = self._pinned.get(version)
+            if loaded is None and current is not None and current.version == version:
+                loaded = current  # kept pinned: it stays loaded when a newer one answers
             if loaded is None:
                 cache = self.home / CACHE_DIR / version
                 loaded = load_model(folders[version], self.classes, cache)
@@ -201,7 +204,7 @@ class ModelRegistry:
                     prepare_in_background(
                         loaded.memo, loaded.score, loaded.embeddings, NEIGHBOURS, cache
                     )
-                self._pinned[version] = loaded
+            self._pinned[version] = loaded
             return loaded
 
     def unpin(self, keep: set[str]) -> None:

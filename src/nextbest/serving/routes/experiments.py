@@ -175,7 +175,7 @@ def build_report(
         raise ApiError(
             404, "unknown experiment", "name", f"no experiment {name!r}; loaded: {known}"
         )
-    until = at if at is not None else min(time.time(), experiment.end or float("inf"))
+    until = at if at is not None else time.time()  # an ended one: its lists, and the window after
     attribution = attribute(log, experiment, until, window_hours * 3600.0)
     now = snapshot(attribution, until)
     report = now.report
