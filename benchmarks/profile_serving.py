@@ -87,7 +87,20 @@ def worker_pids(parent: int) -> list[int]:
     return sorted(children)
 
 
+# Innermost frames that wait rather than compute: py-spy counts a thread blocked in a socket
+# read of the Redis client as running, but it spends no CPU there (the worker's CPU seconds
+# say so). Such samples are the event loop blocked on a Redis reply: wall time, not CPU.
+WAITS: list[tuple[str, tuple[str, ...]]] = [
+    ("waiting: Redis reply", ("read_from_socket", "_socket_can_read", "recv_into", "(socket")),
+    ("waiting: a lock or a thread", ("wait (threading", "acquire", "_wait_for_tstate_lock")),
+]
+
+
 def layer_of(frames: list[str]) -> str:
+    if frames:
+        for layer, patterns in WAITS:
+            if any(p in frames[-1] for p in patterns):
+                return layer
     for frame in reversed(frames):
         for layer, patterns in LAYERS:
             if any(p in frame for p in patterns):
@@ -234,8 +247,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"events in batches of 100 as fast as they are acknowledged "
         f"({events['events_per_s']:,}/s, {events['server_cpu_us_per_event']} us of server CPU "
         "per event). A busy sample of the event loop's thread goes to the innermost layer it "
-        "is in; `ms` spreads the measured server CPU over the busy samples (py-spy's own cost "
-        "included, so the sum is above an unprofiled run's).",
+        "is in; a sample blocked in a Redis socket read or on a lock is waiting, which py-spy "
+        "counts as running but costs no CPU; `ms` spreads the measured server CPU over the "
+        "samples that compute (py-spy's own cost included, so the sum is above an "
+        "unprofiled run's).",
         "",
         "| where | pairs: share of busy | ms per pair | events: share of busy | us per event |",
         "|---|---|---|---|---|",
@@ -249,11 +264,16 @@ def markdown(result: dict[str, Any]) -> str:
                     names.append(label)
 
     def cell(part: dict[str, Any], label: str, per: float) -> tuple[str, str]:
+        """(share of the busy samples, CPU per unit): the CPU is spread over the samples
+        that compute, not over those that wait."""
         busy = sum(part["loop_samples"].values()) + sum(part["background_samples"].values())
+        waiting = sum(c for n, c in part["loop_samples"].items() if n.startswith("waiting"))
         kind, _, name = label.partition(": ")
         key = "loop_samples" if kind == "event loop" else "background_samples"
         count = part[key].get(name, 0)
-        return f"{count / busy:.1%}", f"{per * count / busy:.2f}"
+        if name.startswith("waiting"):
+            return f"{count / busy:.1%}", "(no CPU)"
+        return f"{count / busy:.1%}", f"{per * count / (busy - waiting):.2f}"
 
     for label in names:
         a = cell(pairs, label, pairs["server_cpu_ms_per_pair"])

@@ -394,3 +394,19 @@ def test_a_version_that_cannot_be_loaded_is_refused_before_the_file_is_written(
     assert reply.status_code == 422 and "cannot be loaded" in reply.json()["detail"][0]["message"]
     assert file.read_text() == written
     assert recommend(client, session_id="still", placement="home").json()["experiment"]
+
+
+def test_a_variant_of_the_answering_version_reads_the_session_once(
+    make: MakeClient, home2: Path
+) -> None:
+    """The assignment reads the session's record; the list is made from that same record."""
+    client = make()
+    define(client, definition(home2))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    session = next(f"o{k}" for k in range(100) if variant_of(f"session:o{k}") == "control")
+    walk(client, session, 4, 5)
+    reads: list[list[str]] = []
+    read = services.store.get_many
+    services.store.get_many = lambda keys: reads.append(list(keys)) or read(keys)
+    assert recommend(client, session_id=session, placement="home").json()["variant"] == "control"
+    assert sum(f"s:{session}" in keys for keys in reads) == 1

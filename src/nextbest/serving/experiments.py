@@ -61,6 +61,9 @@ class Choice:
     unit: str  # the id it was assigned by
     model: LoadedModel | None
     recommender: Recommender
+    # the session's record the assignment read, when the variant's state is that one (the
+    # answering version's): the request need not read it again
+    record: SessionRecord | None = None
 
 
 class ServedExperiments:
@@ -157,16 +160,17 @@ class ServedExperiments:
         experiment = self._on(query.placement, time.time() if now is None else now)
         if experiment is None or not (query.session_id or query.user_id):
             return None
-        record = (
-            self.live.session(self.registry.current, query.session_id) if query.session_id else None
-        )
+        current = self.registry.current
+        record = self.live.session(current, query.session_id) if query.session_id else None
         unit = _unit(query, record)
         variant = experiment.variants[assign(unit, experiment.salt, experiment.shares)]
         model = self._model(variant)
+        live = self._live_for(model)
         placements = variant.placement_config or self.main.placements
-        recommender = Recommender(self._live_for(model), self.main.trends, self.main.catalog,
-                                  placements)  # fmt: skip
-        return Choice(experiment.name, variant.name, unit, model, recommender)
+        recommender = Recommender(live, self.main.trends, self.main.catalog, placements)
+        same = live is self.live and model is current
+        return Choice(experiment.name, variant.name, unit, model, recommender,
+                      record if same else None)  # fmt: skip
 
     def _on(self, placement: str, now: float) -> Experiment | None:
         for experiment in self.experiments:

@@ -22,6 +22,7 @@ from nextbest.recommend.rules.filters import ParamError, compile_filter
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState, fresh_record
 from nextbest.serving.registry import LoadedModel
+from nextbest.serving.state.records import SessionRecord
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,15 @@ class Recommender:
             placement = replace(placement, pipeline=replace(placement.pipeline, rules=rules))
         return placement
 
-    def context(self, model: LoadedModel | None, query: Query) -> Context:
+    def context(
+        self, model: LoadedModel | None, query: Query, record: SessionRecord | None = None
+    ) -> Context:
+        """`record`: the session's record, when the caller has just read it from this live
+        state for this model (an experiment's assignment does)."""
         live = self.live
         session_id = query.session_id
-        record = live.session(model, session_id) if session_id else fresh_record(model)
+        if record is None:
+            record = live.session(model, session_id) if session_id else fresh_record(model)
         user_id = record.user_id or query.user_id  # a session that logged in speaks for its user
         if user_id and model is not None and record.n_events == 0:
             # a returning user's first request of a new session (the home page): the state
@@ -103,11 +109,11 @@ class Recommender:
         return self.recommend_ranked(model, query)[0]
 
     def recommend_ranked(
-        self, model: LoadedModel | None, query: Query
+        self, model: LoadedModel | None, query: Query, record: SessionRecord | None = None
     ) -> tuple[list[Recommended], Any]:
         """The list, and what a learned ranker saw of it (`Ranked`; None without one)."""
         placement = self.placement(query)
-        ctx = self.context(model, query)
+        ctx = self.context(model, query, record)
         shown = placement.pipeline.recommend(ctx)
         ids = ctx.items.ids
         explained = ctx.ranked.explained if ctx.ranked is not None else {}

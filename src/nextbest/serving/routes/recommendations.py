@@ -80,7 +80,8 @@ def run_query(
     if query.item_id is not None and services.catalog.unknown([query.item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {query.item_id!r}")
     try:
-        return model, *recommender.recommend_ranked(model, query)
+        record = choice.record if choice is not None else None
+        return model, *recommender.recommend_ranked(model, query, record)
     except UnknownPlacement as exc:
         raise ApiError(422, "unknown placement", "placement", str(exc)) from None
     except MissingInput as exc:
