@@ -7,8 +7,12 @@ A simulated shopper is one of those users (or an anonymous visitor, with no tast
 intent for this visit: a leaf, drawn as the demo shop draws a session's first intent.
 
 How well an item fits the shopper (`ShopTruth.fit`, 0..1) is the planted truth, not any model's
-opinion: the intent's leaf fits best, then its complements, its siblings and the shopper's
-favourite leaves; a favourite brand and a price near the shopper's level fit better. A shown
+opinion. Its leaf: the intent's fits best, then its complements, its siblings and the
+shopper's favourite leaves. The item within its leaf: the demo shop's own choice model
+(`picks.pick_in_leaf`), the item's popularity in its leaf, the brand of the item on screen
+(+1.2), a favourite brand (+`brand_loyalty`), and a price near the shopper's level (blended
+with the price of the item on screen when it is of the same leaf), as the same scores that
+pick the shop's items, so an item the shop's shoppers would choose more often fits better. A shown
 list is read top down with position bias (the chance to look at position k falls as
 1 / log2(k + 2)), and a looked-at item is clicked with a chance in proportion to its fit, at
 most one per list (the cascade model). A clicked item is carted, and a carted one bought, with
@@ -25,14 +29,19 @@ import numpy as np
 from nextbest.data.demo_shop.catalog import Catalog, build_catalog
 from nextbest.data.demo_shop.config import DemoShopConfig
 from nextbest.data.demo_shop.intents import FAVOURITE_CUM, P_FAVOURITE
+from nextbest.data.demo_shop.picks import PRICE_WIDTH, SAME_BRAND
 from nextbest.data.demo_shop.population import PRICE_LEVEL_SIGMA, Users, draw_users
 from nextbest.data.demo_shop.queries import Vocabulary, build_vocabulary
 from nextbest.data.demo_shop.sampling import sample_blocks, sample_weighted
 
 # the fit of an item by how its leaf relates to the shopper's intent
 FIT_INTENT, FIT_COMPLEMENT, FIT_SIBLING, FIT_FAVOURITE, FIT_OTHER = 1.0, 0.45, 0.3, 0.2, 0.02
-BRAND_BONUS = 1.4  # a favourite brand
-PRICE_TOLERANCE = 0.6  # log-price distance from the shopper's level at which fit falls to 61%
+QUERY_BRAND_BONUS = 1.4  # a keyword naming a favourite brand
+# An item's appeal within its leaf is exp(its pick score - APPEAL_SHIFT), at most 1: an item
+# of average popularity at the shopper's price, of no brand that speaks to them, has 0.37;
+# one of a favourite brand (the shop's loyalty 2.0), 1.
+APPEAL_SHIFT = 1.0
+POPULARITY_WEIGHT = 0.5  # log-popularity within the leaf counts half (it also drew the picks)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ class Shopper:
     price_level: float
     favourite_leaves: frozenset[int] = frozenset()
     favourite_brands: frozenset[int] = frozenset()
+    on_screen: int | None = None  # the item whose page they are on
     seen: set[int] = field(default_factory=set)  # items viewed this visit
     bought: set[int] = field(default_factory=set)
 
@@ -85,6 +95,7 @@ class ShopTruth:
 
     def __init__(self, config: DemoShopConfig) -> None:
         rng = np.random.default_rng(config.seed)  # the generator's draws, in its order
+        self.brand_loyalty = config.brand_loyalty
         self.catalog: Catalog = build_catalog(config.n_items, rng)
         self.vocabulary: Vocabulary = build_vocabulary(self.catalog)
         self.users: Users = draw_users(config.n_users, self.catalog, rng)
@@ -96,6 +107,12 @@ class ShopTruth:
                              for leaf in range(c.n_leaves)]  # fmt: skip
         self._siblings = [set(c.siblings[leaf, : c.n_siblings[leaf]].tolist())
                           for leaf in range(c.n_leaves)]  # fmt: skip
+        # each item's popularity over its leaf's average (item_cum is a running sum)
+        weight = np.diff(np.concatenate([[0.0], c.item_cum]))
+        leaf_total = np.add.reduceat(weight, c.leaf_start)
+        leaf_size = (c.leaf_end - c.leaf_start).astype(np.float64)
+        average = (leaf_total / np.maximum(leaf_size, 1.0))[c.item_leaf]
+        self._log_popularity = np.log(np.maximum(weight, 1e-12) / np.maximum(average, 1e-12))
 
     def shopper(self, rng: np.random.Generator, anonymous_share: float) -> Shopper:
         """A visitor: a registered user with their tastes, or an anonymous one."""
@@ -137,14 +154,29 @@ class ShopTruth:
         if row in shopper.bought:
             return 0.0
         c = self.catalog
-        value = self.leaf_fit(shopper, int(c.item_leaf[row]))
-        if int(c.item_brand[row]) in shopper.favourite_brands:
-            value *= BRAND_BONUS
-        distance = (float(c.item_rel_price[row]) - shopper.price_level) / PRICE_TOLERANCE
-        value *= math.exp(-0.5 * distance * distance)
+        leaf = int(c.item_leaf[row])
+        value = self.leaf_fit(shopper, leaf) * self.appeal(shopper, row)
         if row in shopper.seen:
             value *= 0.3  # seen already this visit: rarely opened again
         return min(value, 1.0)
+
+    def appeal(self, shopper: Shopper, row: int) -> float:
+        """The item's appeal within its leaf, in (0, 1]: the demo shop's pick score."""
+        c = self.catalog
+        brand, leaf = int(c.item_brand[row]), int(c.item_leaf[row])
+        score = POPULARITY_WEIGHT * float(self._log_popularity[row])
+        target = shopper.price_level
+        last = shopper.on_screen
+        if last is not None:
+            if int(c.item_brand[last]) == brand:
+                score += SAME_BRAND
+            if int(c.item_leaf[last]) == leaf:
+                target = 0.5 * target + 0.5 * float(c.item_rel_price[last])
+        if brand in shopper.favourite_brands:
+            score += self.brand_loyalty
+        distance = float(c.item_rel_price[row]) - target
+        score -= distance * distance / (2 * PRICE_WIDTH**2)
+        return min(math.exp(score - APPEAL_SHIFT), 1.0)
 
     def query_fit(self, shopper: Shopper, query: int) -> float:
         """How well a keyword (a query of the shop's vocabulary) fits the shopper."""
@@ -152,7 +184,7 @@ class ShopTruth:
         value = self.leaf_fit(shopper, int(v.leaf[query]))
         brand = int(v.brand[query])
         if brand >= 0 and brand in shopper.favourite_brands:
-            value *= BRAND_BONUS
+            value *= QUERY_BRAND_BONUS
         return min(value, 1.0)
 
     def complement(self, shopper: Shopper, rng: np.random.Generator) -> int:

@@ -87,6 +87,7 @@ class _Visit:
     def product_page(self, row: int) -> tuple[int | None, str | None]:
         """The product page of `row`: its list and keyword card; what the shopper clicked
         (an item, and the recommendation id of the list it came from)."""
+        self.shopper.on_screen = row
         body = {
             "session_id": self.session,
             "user_id": self.shopper.user_id,
