@@ -101,6 +101,7 @@ def demo(
     console.print(f"serving {serve_model} (version {served.name})")
     address = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     console.print(f"demo page: http://{address}:{port}/demo/  (Ctrl+C stops the server)")
+    console.print(f"dashboard: http://{address}:{port}/dashboard/  (the admin key below)")
     console.print(f"API keys: {home / DEMO_KEYS}")
     serve_demo(home, port, host)
 
