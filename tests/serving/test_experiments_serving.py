@@ -137,10 +137,15 @@ def test_each_variant_answers_with_its_own_model_and_names_itself(
     assert other["experiment"] is None and other["variant"] is None
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
 def test_a_pinned_version_keeps_its_own_live_state_and_never_rebuilds_on_requests(
-    make: MakeClient, home2: Path
+    make: MakeClient, home2: Path, store: str, request: pytest.FixtureRequest
 ) -> None:
-    client = make()
+    settings: dict[str, Any] = {}
+    if store == "redis":  # the variant's prefix under the server's own Redis prefix
+        url, prefix = request.getfixturevalue("redis_prefix")
+        settings = {"redis_url": url, "redis_prefix": prefix}
+    client = make(**settings)
     define(client, definition(home2))
     services = client.app.state.services  # type: ignore[attr-defined]
     session = next(f"p{k}" for k in range(100) if variant_of(f"session:p{k}") == "forward")
