@@ -415,3 +415,23 @@ def test_a_variant_of_the_answering_version_reads_the_session_once(
     services.store.get_many = lambda keys: reads.append(list(keys)) or read(keys)
     assert recommend(client, session_id=session, placement="home").json()["variant"] == "control"
     assert sum(f"s:{session}" in keys for keys in reads) == 1
+
+
+def test_a_report_is_kept_for_a_while_then_computed_again(
+    make: MakeClient, home2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nextbest.serving.routes import experiments as experiments_route
+
+    client = make()
+    define(client, definition(home2))
+
+    def lists() -> float:
+        reply = client.get("/v1/experiments/home-test/report", headers=auth(ADMIN)).json()
+        return float(sum(t["impressions"] for t in reply["totals"].values()))
+
+    recommend(client, session_id="k1", placement="home")
+    assert lists() == 1
+    recommend(client, session_id="k2", placement="home")
+    assert lists() == 1  # the same report, within REPORT_SECONDS
+    monkeypatch.setattr(experiments_route, "REPORT_SECONDS", 0.0)
+    assert lists() == 2  # computed again

@@ -84,6 +84,8 @@ class ServedExperiments:
         self.loaded_at: float | None = None
         self._stamp: tuple[int, int] | None = None  # the file's (mtime, size) when read
         self._namespaces: dict[str, LiveState] = {}  # pinned version -> its live state
+        # (name, window, points) -> (monotonic time, report): recent reports, for a while
+        self.reports: dict[tuple[str, float, int], tuple[float, Any]] = {}
 
     # -- the definition ------------------------------------------------------------------
     def load(self) -> tuple[Experiment, ...]:
@@ -101,6 +103,7 @@ class ServedExperiments:
             self.error = str(exc)
             raise
         self.experiments = tuple(experiments)
+        self.reports = {}  # a new definition: reports of the old one go
         self.registry.unpin(versions)
         self._namespaces = {v: live for v, live in self._namespaces.items() if v in versions}
         self.error, self.loaded_at = None, time.time()
