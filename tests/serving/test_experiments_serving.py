@@ -17,6 +17,7 @@ import pytest
 from serving_helpers import (
     ADMIN,
     N_ITEMS,
+    READ,
     WRITE,
     MakeClient,
     TestClient,
@@ -435,3 +436,23 @@ def test_a_report_is_kept_for_a_while_then_computed_again(
     assert lists() == 1  # the same report, within REPORT_SECONDS
     monkeypatch.setattr(experiments_route, "REPORT_SECONDS", 0.0)
     assert lists() == 2  # computed again
+
+
+def test_stopping_an_experiment_ends_it_now_and_keeps_its_report(
+    make: MakeClient, home2: Path
+) -> None:
+    client = make()
+    define(client, definition(home2))
+    assert recommend(client, session_id="st-1", placement="home").json()["experiment"]
+    stopped = client.post("/v1/experiments/home-test/stop", headers=auth(ADMIN))
+    assert stopped.status_code == 200, stopped.text
+    [experiment] = stopped.json()["experiments"]
+    assert experiment["running"] is False and experiment["end"] <= time.time()
+    assert recommend(client, session_id="st-2", placement="home").json()["experiment"] is None
+    report = client.get("/v1/experiments/home-test/report", headers=auth(ADMIN)).json()
+    assert sum(t["impressions"] for t in report["totals"].values()) == 1  # its list stays
+    file = client.app.state.services.experiments.path  # type: ignore[attr-defined]
+    assert "end = " in file.read_text()  # every worker reads the end from the file
+    missing = client.post("/v1/experiments/nope/stop", headers=auth(ADMIN))
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"][0]["message"]
+    assert client.post("/v1/experiments/home-test/stop", headers=auth(READ)).status_code == 403

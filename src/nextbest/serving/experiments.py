@@ -26,6 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from nextbest.serving.recommend import Recommender
 from nextbest.serving.registry import LoadedModel, ModelRegistry
 from nextbest.serving.state.prefixed import PrefixedStore
 from nextbest.serving.state.records import SessionRecord
+from nextbest.toml_files import read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,22 @@ class ServedExperiments:
         draft.write_text(tomli_w.dumps(spec))
         os.replace(draft, self.path)  # whole or not at all, for the workers reading it
         return self.load()
+
+    def stop(self, name: str, now: float | None = None) -> tuple[Experiment, ...]:
+        """End experiment `name` now (its `end` set in the file): its shoppers see what the
+        server serves outside experiments from then on, and its report stays. KeyError if
+        no experiment has that name."""
+        if name not in {e.name for e in self.experiments}:
+            raise KeyError(name)
+        raw = read_toml(self.path, "experiments", ExperimentsError)
+        at = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+        spec = raw["experiments"][name]
+        start = spec.get("start")
+        if isinstance(start, datetime) and start.timestamp() >= at.timestamp():
+            spec["end"] = start + timedelta(microseconds=1)  # never began: over at its start
+        else:
+            spec["end"] = at
+        return self.define(raw)
 
     def running(self, now: float | None = None) -> list[Experiment]:
         at = time.time() if now is None else now

@@ -4,6 +4,7 @@ API.
     GET  /v1/experiments               what runs, from which file, why a newer file was refused
     PUT  /v1/experiments               define them: the file's tables as JSON; written to the file
     POST /v1/experiments/reload        read the file again now (each worker also does on a change)
+    POST /v1/experiments/{name}/stop   end it now (its end written to the file); its report stays
     GET  /v1/experiments/{name}/report the attributed outcomes per variant, the statistics, the
                                        verdict, and how they moved over time
 
@@ -221,3 +222,22 @@ async def get_report(
     )
     services.experiments.reports[key] = (time.monotonic(), report)
     return report
+
+
+@router.post("/experiments/{name}/stop", response_model=ExperimentsOut)
+async def stop_experiment(
+    services: AdminAccess, name: Annotated[str, Path(min_length=1, max_length=200)]
+) -> ExperimentsOut:
+    """Admin key. End the experiment now: its end is written to the experiments file (which
+    every worker loads), its shoppers get the server's own placements from then on, and its
+    report stays. An unknown name is a 404."""
+    try:
+        await asyncio.to_thread(services.experiments.stop, name)
+    except KeyError:
+        known = ", ".join(e.name for e in services.experiments.experiments) or "none"
+        raise ApiError(
+            404, "unknown experiment", "name", f"no experiment {name!r}; loaded: {known}"
+        ) from None
+    except ExperimentsError as exc:
+        raise _refused(exc) from None
+    return _out(services.experiments)
