@@ -17,7 +17,9 @@ from nextbest.cli.common import (
 )
 from nextbest.experiments.report import Report, result_rows
 
-experiments_app = typer.Typer(no_args_is_help=True, help="A/B tests: their statistics.")
+experiments_app = typer.Typer(
+    no_args_is_help=True, help="A/B tests: reports from the server's log, statistics, sizes."
+)
 
 
 def parse_shares(text: str) -> dict[str, float]:
