@@ -135,3 +135,18 @@ def test_a_many_fold_difference_in_a_heavy_tailed_metric_gets_a_verdict() -> Non
     assert by_metric["revenue per user"].difference.p_value < 1e-3
     assert verdict(by_metric["revenue per user"]) == "better"
     assert verdict(by_metric["conversion"]) == "better"
+
+
+def test_the_plan_takes_one_arm_of_a_test_as_its_pilot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    path = tmp_path / "test.parquet"
+    outcomes({"a": 2_000, "b": 2_000}, lift=0.2).write_parquet(path)
+    runner = CliRunner()
+    args = ["experiments", "plan", "--pilot", str(path), "--lift", "0.1"]
+    one = runner.invoke(app, [*args, "--variant", "a"], terminal_width=200)
+    assert one.exit_code == 0, one.output
+    assert "(2,000 pilot users)" in one.output
+    missing = runner.invoke(app, [*args, "--variant", "c"], terminal_width=200)
+    assert missing.exit_code == 2 and "no such variant in" in missing.output

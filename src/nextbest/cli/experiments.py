@@ -15,7 +15,9 @@ from nextbest.cli.common import (
     results_table,
     server_settings,
 )
-from nextbest.experiments.report import Report, result_rows
+from nextbest.experiments.attribution import Attribution
+from nextbest.experiments.report import Report, Snapshot, result_rows
+from nextbest.experiments.spec import Experiment
 
 experiments_app = typer.Typer(
     no_args_is_help=True, help="A/B tests: reports from the server's log, statistics, sizes."
@@ -124,29 +126,39 @@ def report_command(
     log, where = open_server_log()
     try:
         with console.status(f"attributing the outcomes of {name} in {where}"):
+            started = time.perf_counter()
             until = time.time()  # an ended experiment: its lists, and the window after its end
             attribution = attribute(log, experiment, until, window_hours * 3600.0)
+            now = snapshot(attribution, until)
+            seconds = time.perf_counter() - started
     finally:
         log.close()
-    now = snapshot(attribution, until)
-    console.print(
-        f"{name} on {experiment.placement}: {attribution.lists:,} lists answered; "
-        + "; ".join(
-            f"{v}: {t['users']:,.0f} shoppers, {t['impressions']:,.0f} impressions, "
-            f"{t['clicks']:,.0f} clicks, {t['purchases']:,.0f} purchases, "
-            f"revenue {t['revenue']:,.2f}"
-            for v, t in now.totals.items()
-        ),
-        highlight=False,
-    )
-    if attribution.mixed_units:
-        console.print(f"[red]{attribution.mixed_units} shopper(s) saw two variants[/red]")
+    console.print(f"attributed and analysed in {seconds:.2f} s", highlight=False)
+    print_totals(experiment, attribution, now)
     if out is not None:
-        attribution.outcomes(until).write_parquet(out)
+        now.outcomes.write_parquet(out)
         console.print(f"per-shopper outcomes written to {out}", highlight=False)
     if now.report is None:
         raise ValueError(f"{name}: too few shoppers in a variant for statistics yet")
     print_report(now.report)
+
+
+def print_totals(experiment: Experiment, attribution: Attribution, now: Snapshot) -> None:
+    """Each variant's shoppers, lists, clicks, purchases and revenue."""
+    console.print(
+        f"experiment {experiment.name} on {experiment.placement}: {attribution.lists:,} lists "
+        "answered",
+        highlight=False,
+    )
+    for variant, t in now.totals.items():
+        console.print(
+            f"  {variant}: {t['users']:,.0f} shoppers, {t['impressions']:,.0f} lists, "
+            f"{t['clicks']:,.0f} clicks, {t['purchases']:,.0f} purchases, "
+            f"revenue {t['revenue']:,.2f}",
+            highlight=False,
+        )
+    if attribution.mixed_units:
+        console.print(f"[red]{attribution.mixed_units} shopper(s) saw two variants[/red]")
 
 
 @experiments_app.command("plan")
@@ -162,11 +174,23 @@ def plan_command(
     lift: Annotated[float, typer.Option(help="the relative change to find, e.g. 0.05")],
     power: Annotated[float, typer.Option(help="the chance to find it")] = 0.8,
     alpha: Annotated[float, typer.Option(help="the false-positive rate")] = 0.05,
+    variant: Annotated[
+        str | None,
+        typer.Option(help="take only this variant's users as the pilot (one arm of a test)"),
+    ] = None,
 ) -> None:
     """How many users each arm needs to find LIFT, per metric, from a pilot's variance."""
     from nextbest.experiments.report import plan
 
     table = _read_outcomes(pilot, "--pilot")
+    if variant is not None:
+        if "variant" not in table.columns:
+            raise ValueError(f"--pilot {pilot}: no variant column to take --variant from")
+        found = sorted(set(table["variant"].cast(pl.String).to_list()))
+        table = table.filter(pl.col("variant") == variant)
+        if table.height == 0:
+            raise ValueError(f"--variant {variant!r}: no such variant in {pilot}; it has: "
+                             f"{', '.join(found)}")  # fmt: skip
     rows = [
         [p.metric, f"{p.base:.4g}", f"{p.users_per_arm:,}"] for p in plan(table, lift, power, alpha)
     ]

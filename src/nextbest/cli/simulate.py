@@ -25,7 +25,7 @@ import httpx
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, setup_logging
-from nextbest.cli.experiments import print_report
+from nextbest.cli.experiments import print_report, print_totals
 from nextbest.data.demo_shop.config import DemoShopConfig
 from nextbest.events.log import open_event_log
 from nextbest.experiments.attribution import Attribution, attribute
@@ -84,15 +84,8 @@ def print_rehearsal(rehearsal: Rehearsal) -> None:
     )
     for e, attribution in rehearsal.results:
         now = snapshot(attribution)
-        console.print(f"\nexperiment {e.name} on {e.placement} (outcomes: "
-                      f"{rehearsal.out / f'outcomes-{e.name}.parquet'})")  # fmt: skip
-        for variant, t in now.totals.items():
-            console.print(
-                f"  {variant}: {t['users']:,.0f} shoppers, {t['impressions']:,.0f} lists, "
-                f"{t['clicks']:,.0f} clicks, {t['purchases']:,.0f} purchases, "
-                f"revenue {t['revenue']:,.2f}",
-                highlight=False,
-            )
+        console.print(f"\noutcomes: {rehearsal.out / f'outcomes-{e.name}.parquet'}")
+        print_totals(e, attribution, now)
         if now.report is None:
             console.print("  too few shoppers in a variant for statistics")
             continue

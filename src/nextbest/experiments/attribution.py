@@ -75,18 +75,22 @@ class Attribution:
 
     def totals(self, until: float | None = None) -> dict[str, dict[str, float]]:
         """Per variant: users and the sums of each metric."""
-        table = self.outcomes(until)
-        out: dict[str, dict[str, float]] = {}
-        for variant in [v.name for v in self.experiment.variants]:
-            arm = table.filter(pl.col("variant") == variant)
-            out[variant] = {"users": float(arm.height)} | {
-                m: float(arm[m].sum()) for m in METRIC_COLUMNS
-            }
-        return out
+        return totals_of(self.outcomes(until), [v.name for v in self.experiment.variants])
 
     @property
     def first_at(self) -> float | None:
         return min((at for _, metric, _, at in self.rows if metric == "impressions"), default=None)
+
+
+def totals_of(outcomes: pl.DataFrame, variants: list[str]) -> dict[str, dict[str, float]]:
+    """Per variant of an outcome table: users and the sums of each metric."""
+    out: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        arm = outcomes.filter(pl.col("variant") == variant)
+        out[variant] = {"users": float(arm.height)} | {
+            m: float(arm[m].sum()) for m in METRIC_COLUMNS
+        }
+    return out
 
 
 def attribute(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from nextbest.experiments.attribution import Attribution
+from nextbest.experiments.attribution import Attribution, totals_of
 from nextbest.experiments.stats import (
     Difference,
     SampleRatio,
@@ -191,10 +191,11 @@ def verdict(result: MetricResult, alpha: float = ALPHA) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """An experiment as it stood at `at`: the counts per variant, and the report once every
-    arm has `MIN_USERS` users (None before)."""
+    """An experiment as it stood at `at`: its per-unit outcomes, the counts per variant, and
+    the report once every arm has `MIN_USERS` users (None before)."""
 
     at: float
+    outcomes: pl.DataFrame
     totals: dict[str, dict[str, float]]
     report: Report | None
 
@@ -204,13 +205,14 @@ def snapshot(attribution: Attribution, at: float | None = None) -> Snapshot:
     experiment = attribution.experiment
     shares = {v.name: v.share for v in experiment.variants}
     control = next(v.name for v in experiment.variants if v.control)
-    totals = attribution.totals(at)
+    outcomes = attribution.outcomes(at)  # once: the totals and the report both read it
+    totals = totals_of(outcomes, list(shares))
     enough = all(t["users"] >= MIN_USERS for t in totals.values())
-    report = analyse(attribution.outcomes(at), shares, control) if enough else None
+    report = analyse(outcomes, shares, control) if enough else None
     stamp = (
         at if at is not None else max((r[3] for r in attribution.rows), default=experiment.start)
     )
-    return Snapshot(stamp, totals, report)
+    return Snapshot(stamp, outcomes, totals, report)
 
 
 def timeline(attribution: Attribution, until: float, points: int = 12) -> list[Snapshot]:
