@@ -184,3 +184,19 @@ def test_tune_pipeline_finds_no_worse_knobs_and_checks_them_with_a_simulated_ab(
     assert len(trials) == 4 and trials[0]["value"] == pytest.approx(float(found[1]), abs=1e-4)
     assert "experiment tuned-product on product" in result.output
     assert "as-is:" in result.output and "tuned:" in result.output
+
+
+def test_the_first_trial_is_the_file_as_it_is() -> None:
+    from nextbest.evaluation.placement_tuning import _as_is, apply_params
+    from nextbest.recommend.placements import DEFAULT_FILE, PlacementsError
+    from nextbest.toml_files import read_toml
+
+    raw = read_toml(DEFAULT_FILE, "placements", PlacementsError)
+    spec = raw["placements"]["product"]
+    values = _as_is(spec)
+    assert values["k:0"] == 200 and values["weight:session"] == 4.0
+    assert values["weight:similar"] == 1.0  # the file sets no weight: fusion's default
+    assert (values["mmr"], values["max_per_category"], values["boost"]) == (0.2, 0, 1.0)
+    again = apply_params(raw, "product", values)["placements"]["product"]
+    for key in ("generators", "diversity"):
+        assert again[key] == spec[key]

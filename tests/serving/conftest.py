@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_helpers import MakeClient, TestClient, cyclic_sessions, started_clients
+from serving_helpers import N_ITEMS, MakeClient, TestClient, cyclic_sessions, started_clients
 
+from nextbest.data.sessions import Sessions
 from nextbest.events.log import EventLog, open_event_log, sqlite_url
 from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
 from nextbest.models.store import save_version
@@ -23,6 +24,15 @@ from nextbest.serving.state import StateStore, open_state_store
 def trained_gru() -> GRU4Rec:
     config = GRU4RecConfig(layers=(32,), n_epochs=3, batch_size=16, n_sample=0, learning_rate=0.1)
     return GRU4Rec(config).fit(cyclic_sessions())
+
+
+@pytest.fixture(scope="session")
+def backwards_gru() -> GRU4Rec:
+    """A GRU4Rec that learned the other direction: after item j comes j - 1."""
+    forward = cyclic_sessions(seed=1)
+    sessions = Sessions(**{**forward.__dict__, "items": (N_ITEMS - forward.items) % N_ITEMS})
+    config = GRU4RecConfig(layers=(32,), n_epochs=3, batch_size=16, n_sample=0, learning_rate=0.1)
+    return GRU4Rec(config).fit(sessions)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 from serving_helpers import (
@@ -31,9 +30,8 @@ from serving_helpers import (
 from typer.testing import CliRunner
 
 from nextbest.cli.main import app
-from nextbest.data.sessions import Sessions
 from nextbest.experiments.assignment import assign
-from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.store import list_versions, save_version
 from nextbest.serving.registry import version_tag
 from nextbest.serving.state.records import decode_session
@@ -41,29 +39,14 @@ from nextbest.serving.state.records import decode_session
 SALT = "home-test-1"
 
 
-def backward_sessions(n_sessions: int = 400) -> Sessions:
-    """Sessions that walk the items in a circle backwards: after item j comes item j - 1."""
-    rng = np.random.default_rng(1)
-    lengths = rng.integers(3, 8, n_sessions)
-    starts = rng.integers(0, N_ITEMS, n_sessions)
-    walks = [(s - np.arange(n)) % N_ITEMS for s, n in zip(starts, lengths, strict=True)]
-    items = np.concatenate(walks)
-    return Sessions(
-        item_ids=np.array([item(j) for j in range(N_ITEMS)], dtype=object),
-        session_ids=np.array([f"back-{k}" for k in range(n_sessions)], dtype=object),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]),
-        items=items.astype(np.int64),
-        times=np.arange(len(items), dtype=np.float64),
-    )
-
-
 @pytest.fixture(scope="module")
-def two_version_home(tmp_path_factory: pytest.TempPathFactory, model_home: Path) -> Path:
+def two_version_home(
+    tmp_path_factory: pytest.TempPathFactory, model_home: Path, backwards_gru: GRU4Rec
+) -> Path:
     """The forward GRU4Rec (the older version) and a backward one (the newest, answering)."""
     home = tmp_path_factory.mktemp("two-versions")
     shutil.copytree(model_home, home, dirs_exist_ok=True)
-    config = GRU4RecConfig(layers=(32,), n_epochs=3, batch_size=16, n_sample=0, learning_rate=0.1)
-    save_version(GRU4Rec(config).fit(backward_sessions()), home, {"model": "gru4rec"})
+    save_version(backwards_gru, home, {"model": "gru4rec"})
     return home
 
 

@@ -14,10 +14,8 @@ import pytest
 from serving_helpers import (
     ADMIN,
     CLASSES,
-    N_ITEMS,
     MakeClient,
     auth,
-    cyclic_sessions,
     item,
     recommend,
     send,
@@ -25,20 +23,10 @@ from serving_helpers import (
     view,
 )
 
-from nextbest.data.sessions import Sessions
-from nextbest.models.gru4rec import GRU4Rec, GRU4RecConfig
+from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.store import save_version
 from nextbest.serving import registry as registry_module
 from nextbest.serving.registry import LoadedModel, ModelRegistry
-
-
-@pytest.fixture(scope="module")
-def backwards_gru() -> GRU4Rec:
-    """A GRU4Rec that learned the other direction: after item j comes j - 1."""
-    forward = cyclic_sessions(seed=1)
-    sessions = Sessions(**{**forward.__dict__, "items": (N_ITEMS - forward.items) % N_ITEMS})
-    config = GRU4RecConfig(layers=(32,), n_epochs=3, batch_size=16, n_sample=0, learning_rate=0.1)
-    return GRU4Rec(config).fit(sessions)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def rehearse(
     ]  # fmt: skip
     if not running:
         raise ValueError(f"--experiment {experiment}: no experiment in it runs now")
-    truth = ShopTruth(demo_config(home))
+    truth = demo_truth(home)
     out = (out or home / "simulation").resolve()
     out.mkdir(parents=True, exist_ok=True)
     database = out / "simulation.db"
@@ -173,9 +173,10 @@ def rehearse(
     return Rehearsal(stats, results, out)
 
 
-def demo_config(home: Path) -> DemoShopConfig:
-    """The config the demo shop in `home` was generated with (its shop.json), checked against
-    its items.csv: the simulation's truth must be that shop's."""
+def demo_truth(home: Path) -> ShopTruth:
+    """The planted truth of the demo shop in `home`, from the config it was generated with
+    (its shop.json), checked against its items.csv: the simulation's truth must be that
+    shop's."""
     import polars as pl
 
     from nextbest.serving.demo import DEMO_SHOP
@@ -189,13 +190,14 @@ def demo_config(home: Path) -> DemoShopConfig:
         )
     saved = folder / "shop.json"
     config = DemoShopConfig(**json.loads(saved.read_text())) if saved.exists() else DemoShopConfig()
+    truth = ShopTruth(config)
     listed = set(pl.read_csv(items, columns=["item_id"])["item_id"].to_list())
-    if listed != set(ShopTruth(config).item_ids):
+    if listed != set(truth.item_ids):
         raise ValueError(
             f"{items} is not the shop of {saved if saved.exists() else 'the default config'}: "
             "generate the demo shop again"
         )
-    return config
+    return truth
 
 
 @contextlib.contextmanager

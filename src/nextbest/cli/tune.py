@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, setup_logging
@@ -88,12 +89,7 @@ def tune(
         raise ValueError(f"--trials must be >= 1, not {trials}")
     fixed = parse_params(param or [])
     base = parse_config(TUNABLE_MODELS[model_name], fixed)
-    events = read_events(train_path)
-    if valid_path is None:
-        split = split_last_sessions(events, valid_share)
-        train_events, valid_events = split.train, split.test
-    else:
-        train_events, valid_events = events, read_events(valid_path)
+    train_events, valid_events = train_and_validation(train_path, valid_path, valid_share)
     train = Sessions.from_events(train_events)
     valid = Sessions.from_events(valid_events, item_ids=train.item_ids, min_session_length=2)
     if valid.n_sessions == 0:
@@ -123,6 +119,18 @@ def tune(
         }
         json_path.write_text(json.dumps(record, indent=2, default=list) + "\n")
         console.print(f"trials written to {json_path}")
+
+
+def train_and_validation(
+    train_path: Path, valid_path: Path | None, valid_share: float
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The training events and the validation events: --valid's, or the latest
+    `valid_share` of --train's sessions."""
+    events = read_events(train_path)
+    if valid_path is None:
+        split = split_last_sessions(events, valid_share)
+        return split.train, split.test
+    return events, read_events(valid_path)
 
 
 def tune_pipeline(
@@ -166,12 +174,7 @@ def tune_pipeline(
     if simulate < 0:
         raise ValueError(f"--simulate must be >= 0, not {simulate}")
     out = out or Path(f"{path.stem}-tuned.toml")
-    events = read_events(train_path)
-    if valid_path is None:
-        split = split_last_sessions(events, valid_share)
-        train_events, valid_events = split.train, split.test
-    else:
-        train_events, valid_events = events, read_events(valid_path)
+    train_events, valid_events = train_and_validation(train_path, valid_path, valid_share)
     items = read_items(items_path) if items_path is not None else None
     model, _ = fit_model(model_name, parse_params(param or []), Sessions.from_events(train_events),
                          items)  # fmt: skip

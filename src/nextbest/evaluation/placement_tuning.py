@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -52,21 +53,60 @@ def apply_params(raw: dict[str, Any], name: str, params: dict[str, Any]) -> dict
     return tables
 
 
+@dataclass(frozen=True)
+class Knob:
+    """One searched setting of a placement: its range, and its value in the file (clipped
+    to the range; the default where the file sets none)."""
+
+    name: str  # as `apply_params` reads it
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    integer: bool = False
+    choices: tuple[int, ...] = ()
+    current: float = 0.0
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.choices:
+            return trial.suggest_categorical(self.name, self.choices)
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def as_is(self) -> Any:
+        if self.choices:
+            return int(self.current) if int(self.current) in self.choices else self.choices[0]
+        value = min(max(self.current, self.low), self.high)
+        return int(value) if self.integer else value
+
+
+def knobs(spec: dict[str, Any]) -> list[Knob]:
+    """The placement's searched settings: each generator's k, the fusion ranker's weight per
+    source, the diversity's mmr and max_per_category, the purchase rules' boost."""
+    found: list[Knob] = []
+    weights = spec.get("ranker_weights", {})
+    fusion = spec.get("ranker", "fusion") == "fusion"
+    for index, generator in enumerate(spec["generators"]):
+        found.append(Knob(f"k:{index}", *K_RANGE, log=True, integer=True,
+                          current=generator.get("k", 100)))  # fmt: skip
+        if fusion:
+            source = generator["source"]
+            found.append(Knob(f"weight:{source}", *WEIGHT_RANGE, log=True,
+                              current=weights.get(source, 1.0)))  # fmt: skip
+    diversity = spec.get("diversity", {})
+    found.append(Knob("mmr", *MMR_RANGE, current=diversity.get("mmr", 0.0)))
+    found.append(Knob("max_per_category", choices=MAX_PER_CATEGORY,
+                      current=diversity.get("max_per_category", 0)))  # fmt: skip
+    rules = spec.get("purchase_rules", True)
+    if rules is not False:
+        boost = rules.get("boost", 1.0) if isinstance(rules, dict) else 1.0
+        found.append(Knob("boost", *BOOST_RANGE, current=boost))
+    return found
+
+
 def suggest(trial: optuna.Trial, spec: dict[str, Any]) -> dict[str, Any]:
     """The trial's values of the placement's knobs."""
-    params: dict[str, Any] = {}
-    for index, generator in enumerate(spec["generators"]):
-        params[f"k:{index}"] = trial.suggest_int(f"k:{index}", *K_RANGE, log=True)
-        if spec.get("ranker", "fusion") == "fusion":
-            source = generator["source"]
-            params[f"weight:{source}"] = trial.suggest_float(
-                f"weight:{source}", *WEIGHT_RANGE, log=True
-            )
-    params["mmr"] = trial.suggest_float("mmr", *MMR_RANGE)
-    params["max_per_category"] = trial.suggest_categorical("max_per_category", MAX_PER_CATEGORY)
-    if spec.get("purchase_rules", True) is not False:
-        params["boost"] = trial.suggest_float("boost", *BOOST_RANGE)
-    return params
+    return {knob.name: knob.suggest(trial) for knob in knobs(spec)}
 
 
 def placement_score(
@@ -118,20 +158,4 @@ def tune_placement(
 
 def _as_is(spec: dict[str, Any]) -> dict[str, Any]:
     """The knobs' values in the file (defaults where it sets none), clipped to the space."""
-    values: dict[str, Any] = {}
-    weights = spec.get("ranker_weights", {})
-    for index, generator in enumerate(spec["generators"]):
-        values[f"k:{index}"] = min(max(int(generator.get("k", 100)), K_RANGE[0]), K_RANGE[1])
-        if spec.get("ranker", "fusion") == "fusion":
-            weight = float(weights.get(generator["source"], 1.0))
-            values[f"weight:{generator['source']}"] = min(max(weight, WEIGHT_RANGE[0]),
-                                                          WEIGHT_RANGE[1])  # fmt: skip
-    diversity = spec.get("diversity", {})
-    values["mmr"] = min(float(diversity.get("mmr", 0.0)), MMR_RANGE[1])
-    per_category = int(diversity.get("max_per_category", 0))
-    values["max_per_category"] = per_category if per_category in MAX_PER_CATEGORY else 0
-    rules = spec.get("purchase_rules", True)
-    if rules is not False:
-        boost = rules.get("boost", 1.0) if isinstance(rules, dict) else 1.0
-        values["boost"] = min(float(boost), BOOST_RANGE[1])
-    return values
+    return {knob.name: knob.as_is() for knob in knobs(spec)}
