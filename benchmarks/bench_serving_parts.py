@@ -255,9 +255,7 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "CPU per call, one process, `time.process_time` (all its threads): measured after "
             "the server's item neighbour table is built, each part's kept lists written within "
-            "its own timing. (Before 2026-12-07 the parts ran while the table was built in a "
-            "background thread, and the requests' list writes spilled into the next part: "
-            "GET read 3.5 ms, POST 2.2 ms, the int8 top-10 1.1 ms.) Items the "
+            "its own timing. Items the "
             "int8 prescreen leaves to rescore in float32, over "
             f"{len(candidates)} session states: median {int(np.median(candidates))}, "
             f"max {int(candidates.max())}, of {result['items']:,}.",

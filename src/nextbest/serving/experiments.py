@@ -24,11 +24,11 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import tomli_w
 
@@ -52,6 +52,7 @@ from nextbest.serving.state.records import SessionRecord
 from nextbest.toml_files import read_toml
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class ServedExperiments:
         self._stamp: tuple[int, int] | None = None  # the file's (mtime, size) when read
         self._namespaces: dict[str, LiveState] = {}  # pinned version -> its live state
         # (name, window, points) -> (monotonic time, report): recent reports, for a while
-        self.reports: dict[tuple[str, float, int], tuple[float, Any]] = {}
+        self._reports: dict[tuple[str, float, int], tuple[float, Any]] = {}
 
     # -- the definition ------------------------------------------------------------------
     def load(self) -> tuple[Experiment, ...]:
@@ -105,7 +106,7 @@ class ServedExperiments:
             self.error = str(exc)
             raise
         self.experiments = tuple(experiments)
-        self.reports = {}  # a new definition: reports of the old one go
+        self._reports = {}  # a new definition: reports of the old one go
         self.registry.unpin(versions)
         self._namespaces = {v: live for v, live in self._namespaces.items() if v in versions}
         self.error, self.loaded_at = None, time.time()
@@ -169,6 +170,19 @@ class ServedExperiments:
         else:
             spec["end"] = at
         return self.define(raw)
+
+    def kept_report(
+        self, key: tuple[str, float, int], compute: Callable[[], T], keep_seconds: float
+    ) -> T:
+        """The report under `key` computed in the last `keep_seconds`, else `compute()`'s,
+        kept: a report reads every list and outcome of its experiment, and a dashboard left
+        open asks for it again and again."""
+        kept = self._reports.get(key)
+        if kept is not None and time.monotonic() - kept[0] < keep_seconds:
+            return cast(T, kept[1])
+        report = compute()
+        self._reports[key] = (time.monotonic(), report)
+        return report
 
     def running(self, now: float | None = None) -> list[Experiment]:
         at = time.time() if now is None else now
