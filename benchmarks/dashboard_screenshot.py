@@ -1,24 +1,40 @@
-"""The dashboard's picture in docs/images/dashboard.png: a server running the demo's A/B test
-with shoppers visiting, the dashboard opened in headless Chromium, and a screenshot.
+"""The dashboard's picture in docs/images/dashboard.png: the demo's A/B test rehearsed with
+simulated shoppers (`nextbest simulate`), then, before its server stops, the dashboard
+opened in headless Chromium and photographed.
 
     NEXTBEST_HOME=.nextbest .venv/bin/python benchmarks/dashboard_screenshot.py \
         --experiment src/nextbest/data/demo_shop/experiments/models-on-product.toml \
         --shoppers 1500 --out docs/images/dashboard.png
 
 Needs a trained demo home (`make demo` or `nextbest demo --no-serve`) and Debian's Chromium
-(`make browser-deps`). The shoppers are the simulator's; the report on the page is theirs.
+(`make browser-deps`). The page shows the last hour of the server: the shoppers' visits.
 """
 
 from __future__ import annotations
 
 import argparse
-import threading
-import time
 from pathlib import Path
 
 from nextbest.cli.simulate import rehearse
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def photograph(url: str, admin_key: str, out: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(url + "/dashboard/")
+        page.fill("#admin-key", admin_key)
+        page.click("#key-form button")
+        page.wait_for_selector("section.experiment table.results tbody tr", timeout=60_000)
+        page.wait_for_function("document.body.dataset.loaded")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        browser.close()
 
 
 def main() -> None:
@@ -28,54 +44,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/images/dashboard.png"))
     args = parser.parse_args()
-    from nextbest.cli import simulate as simulate_module
-
-    opened: dict[str, str] = {}
-    original = simulate_module._server
-
-    def watched(env: dict[str, str], log_path: Path):  # type: ignore[no-untyped-def]
-        """The simulator's server, its URL and admin key noted for the browser."""
-        context = original(env, log_path)
-        url = context.__enter__()
-        opened.update(url=url, key=env["NEXTBEST_ADMIN_KEYS"])
-
-        class Wrapped:
-            def __enter__(self) -> str:
-                return url
-
-            def __exit__(self, *exc: object) -> None:
-                shot.wait(600)  # the picture first
-                context.__exit__(None, None, None)
-
-        return Wrapped()
-
-    shot = threading.Event()
-    simulate_module._server = watched  # type: ignore[assignment]
-    worker = threading.Thread(
-        target=rehearse, args=(args.experiment, args.shoppers, args.home), daemon=True
-    )
-    worker.start()
-    while "url" not in opened:
-        time.sleep(0.5)
-    time.sleep(40)  # shoppers under way: rates, latency and an experiment to draw
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(opened["url"] + "/dashboard/")
-        page.fill("#admin-key", opened["key"])
-        page.click("#key-form button")
-        page.wait_for_selector("section.experiment table.results tbody tr", timeout=60_000)
-        page.wait_for_function("document.body.dataset.loaded")
-        before = page.evaluate("document.body.dataset.loaded")
-        page.wait_for_function(f"document.body.dataset.loaded !== '{before}'")  # one more
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(args.out), full_page=True)
-        browser.close()
-    shot.set()
-    worker.join()
+    rehearse(args.experiment, args.shoppers, args.home,
+             before_stop=lambda url, key: photograph(url, key, args.out))  # fmt: skip
     print(f"screenshot: {args.out}")
 
 

@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
@@ -105,7 +106,16 @@ def test_a_rehearsed_ab_test_counts_every_list_and_finds_the_better_model(
     folder.mkdir()
     shutil.copy(EXPERIMENTS / "product-model-only.toml", folder)
     (folder / "ab.toml").write_text(TWO_ARMS)
-    rehearsal = rehearse(folder / "ab.toml", 120, shop_home, tmp_path / "run", seed=4)
+    seen: list[int] = []  # the server, still up once the shoppers are done
+
+    def look(url: str, admin_key: str) -> None:
+        reply = httpx.get(f"{url}/v1/dashboard", headers={"Authorization": f"Bearer {admin_key}"})
+        seen.append(reply.status_code)
+
+    rehearsal = rehearse(
+        folder / "ab.toml", 120, shop_home, tmp_path / "run", seed=4, before_stop=look
+    )
+    assert seen == [200]
     stats = rehearsal.stats
     assert stats.visits == 120 and stats.errors == 0
     [(_, attribution)] = rehearsal.results

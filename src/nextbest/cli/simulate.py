@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -113,9 +113,12 @@ def rehearse(
     concurrency: int = 4,
     window_hours: float = 24.0,
     reactions: Reactions | None = None,
+    before_stop: Callable[[str, str], object] | None = None,
 ) -> Rehearsal:
     """Start the server with `experiment`, send `shoppers`, stop it, and attribute each
-    running experiment from the log it wrote (also written as outcomes-NAME.parquet)."""
+    running experiment from the log it wrote (also written as outcomes-NAME.parquet).
+    `before_stop(url, admin_key)` is called once the shoppers are done, while the server
+    still runs (to look at it: benchmarks/dashboard_screenshot.py)."""
     if shoppers < 1 or concurrency < 1:
         raise ValueError("--shoppers and --concurrency must be >= 1")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per shopper's request
@@ -161,6 +164,8 @@ def rehearse(
                 url, {"read": keys.read[0], "write": keys.write[0]}, truth, shoppers, seed,
                 reactions, concurrency, progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
+        if before_stop is not None:
+            before_stop(url, keys.admin[0])
     log = open_event_log(f"sqlite:///{database}")
     results = []
     try:
