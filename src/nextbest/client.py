@@ -86,6 +86,30 @@ class NextbestClient:
         body |= {"candidates": list(candidates) if candidates else None}
         return self._call("POST", "/v1/recommendations", json=_present(body))
 
+    def keywords(
+        self,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        item_id: str | None = None,
+        n: int = 4,
+    ) -> dict[str, Any]:
+        """The keyword card (a read key): whether to show it, its title and keywords, and
+        the `recommendation_id` a `keyword-click` event carries back."""
+        params = {"session_id": session_id, "user_id": user_id, "item_id": item_id, "n": n}
+        return self._call("GET", "/v1/keywords", params=_present(params))
+
+    def search(
+        self,
+        q: str,
+        session_id: str | None = None,
+        user_id: str | None = None,
+        item_id: str | None = None,
+        n: int = 10,
+    ) -> dict[str, Any]:
+        """The catalog items matching `q`, ordered for the session (a read key)."""
+        params = {"q": q, "session_id": session_id, "user_id": user_id, "item_id": item_id}
+        return self._call("GET", "/v1/search", params=_present(params | {"n": n}))
+
     def similar(self, item_id: str, n: int = 10) -> dict[str, Any]:
         return self._call("GET", f"/v1/items/{item_id}/similar", params={"n": n})
 

@@ -72,3 +72,15 @@ def test_the_client_retries_server_errors_then_succeeds() -> None:
     with pytest.raises(NextbestError, match="503"):
         NextbestClient("http://x", WRITE, retries=1, backoff=0.0, http=http).send_events([])
     assert len(calls) == 2
+
+
+def test_the_client_asks_for_the_keyword_card_and_searches(client: TestClient) -> None:
+    reader = NextbestClient("http://testserver", READ, http=client)
+    admin = NextbestClient("http://testserver", ADMIN, http=client)
+    admin.put_items([{"item_id": item(3), "title": "Blue running shoe"}])
+    card = reader.keywords(session_id="s1", item_id=item(3))
+    assert {"show", "keywords", "recommendation_id"} <= set(card)
+    found = reader.search("running", session_id="s1", n=5)
+    assert [entry["item_id"] for entry in found["items"]] == [item(3)]
+    with pytest.raises(NextbestError, match=r"422.*\bq\b"):
+        reader.search("!!!")

@@ -4,10 +4,11 @@ Each visit is a new session. The shopper lands on an item of their intent (found
 own: an event without a recommendation id), and then, page after page, asks the server for
 the product page's list (`POST /v1/recommendations`, placement "product") and its keyword
 card (`GET /v1/keywords`), reacts as `shoppers.py` says, and sends what they did as events
-(`POST /v1/events`): a click carries the list's recommendation id back, as do the cart add
-and the purchase of a clicked item; a keyword click runs the server's personalised search
-(`GET /v1/search`), whose list is read like any other. Nothing between the simulator and the
-server is faked: the server's experiments assign, answer and attribute as for real shoppers.
+(`POST /v1/events`), all through the Python client (`nextbest.client`). A click carries the
+list's recommendation id back, as do the cart add and the purchase of a clicked item; a
+keyword click runs the server's personalised search (`GET /v1/search`), whose list is read
+like any other. Nothing between the simulator and the server is faked: the server's
+experiments assign, answer and attribute as for real shoppers.
 
     stats = run_shoppers(url, keys, truth, shoppers=1_000, seed=0)
 """
@@ -26,6 +27,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from nextbest.client import NextbestClient, NextbestError
 from nextbest.experiments.shoppers import Reactions, Shopper, ShopTruth, pick
 
 PLACEMENT = "product"
@@ -53,17 +55,32 @@ class SimulationStats:
             self.errors += errors
 
 
+@dataclass(frozen=True)
+class _Clients:
+    """The Python client with the read key and with the write key, over one connection
+    pool, without retries: a failed call is counted, not hidden."""
+
+    read: NextbestClient
+    write: NextbestClient
+
+    @classmethod
+    def open(cls, url: str, keys: dict[str, str]) -> _Clients:
+        http = httpx.Client(base_url=url, timeout=30.0)
+        return cls(*(NextbestClient(url, keys[k], retries=0, http=http) for k in ("read", "write")))
+
+    def close(self) -> None:
+        self.read.close()
+
+
 class _Visit:
     """One shopper's visit: their session and their calls to the server."""
 
     def __init__(
-        self, http: httpx.Client, keys: dict[str, str], truth: ShopTruth, shopper: Shopper,
-        reactions: Reactions, rng: np.random.Generator, session: str,
+        self, clients: _Clients, truth: ShopTruth, shopper: Shopper, reactions: Reactions,
+        rng: np.random.Generator, session: str,
     ) -> None:  # fmt: skip
-        self.http, self.truth, self.shopper = http, truth, shopper
+        self.clients, self.truth, self.shopper = clients, truth, shopper
         self.reactions, self.rng = reactions, rng
-        self.read = {"Authorization": f"Bearer {keys['read']}"}
-        self.write = {"Authorization": f"Bearer {keys['write']}"}
         self.session = session  # from the seed: a rerun assigns every visit alike
         self.counts: Counter[str] = Counter()
         self.variants: Counter[str] = Counter()
@@ -88,14 +105,11 @@ class _Visit:
         """The product page of `row`: its list and keyword card; what the shopper clicked
         (an item, and the recommendation id of the list it came from)."""
         self.shopper.on_screen = row
-        body = {
-            "session_id": self.session,
-            "user_id": self.shopper.user_id,
-            "placement": PLACEMENT,
-            "item_id": self.truth.item_ids[row],
-            "n": LIST_SIZE,
-        }
-        answer = self.call("POST", "/v1/recommendations", self.read, json=_present(body))
+        answer = self.call(
+            self.clients.read.recommendations, session_id=self.session,
+            user_id=self.shopper.user_id, item_id=self.truth.item_ids[row], placement=PLACEMENT,
+            n=LIST_SIZE,
+        )  # fmt: skip
         if answer is None:
             return None, None
         self.counts["lists"] += 1
@@ -121,8 +135,9 @@ class _Visit:
 
     def keyword_card(self, row: int) -> tuple[int | None, str | None]:
         """The product page's keyword card; a keyword clicked runs the search."""
-        params = {"session_id": self.session, "item_id": self.truth.item_ids[row]}
-        card = self.call("GET", "/v1/keywords", self.read, params=params)
+        card = self.call(
+            self.clients.read.keywords, session_id=self.session, item_id=self.truth.item_ids[row]
+        )
         if card is None or not card.get("show") or not card.get("keywords"):
             return None, None
         self.counts["cards"] += 1
@@ -136,9 +151,10 @@ class _Visit:
         query = queries[position]
         self.send({"type": "keyword-click", "query": query,
                    "recommendation_id": card["recommendation_id"]})  # fmt: skip
-        search = {"q": query, "session_id": self.session, "user_id": self.shopper.user_id,
-                  "item_id": self.truth.item_ids[row], "n": LIST_SIZE}  # fmt: skip
-        results = self.call("GET", "/v1/search", self.read, params=_present(search))
+        results = self.call(
+            self.clients.read.search, query, session_id=self.session,
+            user_id=self.shopper.user_id, item_id=self.truth.item_ids[row], n=LIST_SIZE,
+        )  # fmt: skip
         if results is None or not results.get("items"):
             return None, None
         self.counts["searches"] += 1
@@ -171,19 +187,19 @@ class _Visit:
     def send(self, fields: dict[str, Any]) -> None:
         event = {"event_id": uuid.uuid4().hex, "session_id": self.session,
                  "user_id": self.shopper.user_id, "timestamp": time.time(), **fields}  # fmt: skip
-        self.call("POST", "/v1/events", self.write, json={"events": [_present(event)]})
+        self.call(
+            self.clients.write.send_events,
+            [{key: value for key, value in event.items() if value is not None}],
+        )
 
-    def call(self, method: str, path: str, headers: dict[str, str], **kwargs: Any) -> Any:
+    def call(self, method: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+        """The client's answer, or None for a failed call (counted)."""
         self.requests += 1
         try:
-            reply = self.http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError:
+            return method(*args, **kwargs)
+        except (httpx.HTTPError, NextbestError):
             self.errors += 1
             return None
-        if reply.status_code >= 400:
-            self.errors += 1
-            return None
-        return reply.json()
 
 
 def run_shoppers(
@@ -206,24 +222,27 @@ def run_shoppers(
     started = time.perf_counter()
     local = threading.local()
 
+    opened: list[_Clients] = []
+
     def one(k: int) -> None:
-        http = getattr(local, "http", None)
-        if http is None:
-            http = local.http = httpx.Client(base_url=url, timeout=30.0)
+        clients = getattr(local, "clients", None)
+        if clients is None:  # one pool of connections per thread
+            clients = local.clients = _Clients.open(url, keys)
+            opened.append(clients)
         rng = np.random.default_rng([seed, k])
         shopper = truth.shopper(rng, reactions.anonymous_share)
-        visit = _Visit(http, keys, truth, shopper, reactions, rng, f"sim-{seed}-{k:07d}")
+        visit = _Visit(clients, truth, shopper, reactions, rng, f"sim-{seed}-{k:07d}")
         visit.run()
         stats.add(visit.counts, visit.variants, visit.requests, visit.errors)
         if progress is not None:
             progress(1)
 
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="shopper") as pool:
-        for future in [pool.submit(one, k) for k in range(shoppers)]:
-            future.result()
+    try:
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="shopper") as pool:
+            for future in [pool.submit(one, k) for k in range(shoppers)]:
+                future.result()
+    finally:
+        for clients in opened:
+            clients.close()
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def _present(fields: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in fields.items() if value is not None}
