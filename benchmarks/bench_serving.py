@@ -797,7 +797,7 @@ def main() -> None:
     log = open_event_log(sqlite_url(home))
     logged, distinct = log.count(), len({e.event_id for e in log.iter_events()})
     with log.engine.connect() as connection:
-        kept = connection.execute(select(func.count()).select_from(log.served_lists)).scalar_one()
+        kept = connection.execute(select(func.count()).select_from(log.served_table)).scalar_one()
     log.close()
     runs = [run for part in result["placements"].values() for run in part["all_runs"]]
     answered = sum(run["recommendations_answered"] for run in runs)

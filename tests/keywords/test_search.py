@@ -103,3 +103,25 @@ def test_upsert_replaces_an_items_text(tmp_path: Path) -> None:
 def test_n_below_one_is_refused_by_name(index: ProductSearch) -> None:
     with pytest.raises(ValueError, match="n must be"):
         index.search("shoe", n=0)
+
+
+def test_an_item_upserted_twice_in_one_batch_keeps_its_last_text() -> None:
+    index = ProductSearch.of_items(ITEMS)
+    twice = pl.DataFrame({"item_id": ["tent-1", "tent-1"], "title": ["Canoe", "Kayak"]})
+    assert index.upsert(twice) == 1
+    assert len(index) == len(ITEMS)
+    assert ids(index.search("kayak")) == ["tent-1"] and index.search("canoe") == []
+
+
+def test_reindexing_a_large_catalog_replaces_rows_by_their_row_not_by_a_scan() -> None:
+    """43k items indexed twice: each replacement deletes one row by its rowid. Deleting by
+    the unindexed item_id scanned the whole table per item (minutes of a core here)."""
+    n = 20_000
+    items = pl.DataFrame({"item_id": [f"i{k}" for k in range(n)], "title": ["Shoe"] * n})
+    index = ProductSearch.of_items(items)
+    statements: list[str] = []
+    index._db.set_trace_callback(statements.append)
+    index.upsert(items.with_columns(pl.lit("Boot").alias("title")))
+    assert len(index) == n and len(index.search("boot", n=5)) == 5
+    assert index.search("shoe") == []
+    assert not any("WHERE item_id" in s for s in statements)
