@@ -23,7 +23,7 @@ from serving_helpers import (
 
 from backends import sqlite_pragmas
 from nextbest.models.gru4rec import GRU4Rec
-from nextbest.serving.schemas import MAX_BATCH_EVENTS
+from nextbest.serving.schemas import MAX_BATCH_EVENTS, MAX_N, RecommendationsQuery
 
 
 def fields(reply: Any) -> list[str]:
@@ -156,6 +156,25 @@ def test_bad_query_parameters(client: TestClient) -> None:
     assert reply.status_code == 422 and fields(reply) == ["item_id"]
     similar = client.get("/v1/items/nope/similar", headers=auth(READ))
     assert similar.status_code == 404 and fields(similar) == ["item_id"]
+    assert fields(recommend(client, n=3, explain="maybe")) == ["explain"]
+    assert fields(recommend(client, filter="")) == ["filter"]
+    assert recommend(client, n=4, colour="red").status_code == 200  # unknown: ignored
+    repeated = client.get("/v1/recommendations?n=2&n=3", headers=auth(READ))
+    assert len(repeated.json()["items"]) == 3  # the last of a repeated parameter
+    unauthorised = client.get("/v1/recommendations?n=0")  # the key is checked first
+    assert unauthorised.status_code == 401
+
+
+def test_the_recommendations_query_is_documented_as_validated(client: TestClient) -> None:
+    """GET /v1/recommendations validates its query itself: every field it reads is in the
+    OpenAPI document with its bounds, and the 422 answer is documented."""
+    operation = client.get("/openapi.json").json()["paths"]["/v1/recommendations"]["get"]
+    documented = {p["name"]: p for p in operation["parameters"]}
+    assert set(documented) == set(RecommendationsQuery.model_fields)
+    assert all(p["in"] == "query" and not p["required"] for p in documented.values())
+    assert documented["n"]["schema"]["maximum"] == MAX_N
+    assert documented["n"]["description"] == "how many items"
+    assert "422" in operation["responses"] and operation["security"] == [{"apiKey": []}]
 
 
 def test_exactly_n_items_and_bought_items_are_left_out(client: TestClient) -> None:

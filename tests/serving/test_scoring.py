@@ -5,6 +5,7 @@ fallback to the float path."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import numpy as np
@@ -292,3 +293,35 @@ def test_when_the_bounds_cannot_settle_the_head_the_fallback_is_exact(
     assert_exact(tied, state, banned, both[0])
     assert_exact(tied, other, banned, both[1])
     assert fallbacks == [10, 10]  # only the query of the alike items fell back
+
+
+@pytest.mark.parametrize("slower", ["int8", "float32"])
+def test_serving_keeps_whichever_path_this_machine_runs_faster(
+    trained_gru: GRU4Rec, monkeypatch: pytest.MonkeyPatch, slower: str
+) -> None:
+    """Both paths give the same exact top-n; the scorer keeps the int8 prescreen only where it
+    is the faster (here one path is made slower by a pause in its own first step)."""
+    scorer = GRU4RecScorer(trained_gru)
+    prescreen = scorer.prescreen
+    assert prescreen is not None
+    states = random_states(trained_gru.config.layers[-1], 4, seed=5)
+    expected = [scorer.top(state, 10)[0] for state in states]
+    if slower == "int8":
+        fast_scores = prescreen.scores
+        monkeypatch.setattr(
+            prescreen, "scores", lambda last: (time.sleep(0.002), fast_scores(last))[1]
+        )
+    else:
+        float_scores = GRU4RecScorer.__call__
+        monkeypatch.setattr(
+            GRU4RecScorer,
+            "__call__",
+            lambda self, state: (time.sleep(0.002), float_scores(self, state))[1],
+        )
+    timings = scorer.keep_the_faster_path(states, rounds=2)
+    assert timings[slower] > 2.0 > timings["int8" if slower == "float32" else "float32"]
+    assert (scorer.prescreen is None) == (slower == "int8")
+    monkeypatch.undo()
+    assert all(
+        np.array_equal(scorer.top(s, 10)[0], e) for s, e in zip(states, expected, strict=True)
+    )

@@ -19,26 +19,34 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from nextbest.events.log import ServedList
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.recommend.context import Query as RecommendQuery
-from nextbest.recommend.placements import DEFAULT_PLACEMENT
 from nextbest.recommend.rules.filters import FilterError, ParamError
 from nextbest.serving import metrics
-from nextbest.serving.deps import AdminAccess, ReadAccess
+from nextbest.serving.auth import Scope
+from nextbest.serving.deps import (
+    VALIDATION_ERROR_DOC,
+    AdminAccess,
+    ReadAccess,
+    access,
+    json_reply,
+    query_parameters_doc,
+    query_params,
+)
 from nextbest.serving.errors import ApiError
 from nextbest.serving.experiments import Choice
 from nextbest.serving.recommend import MissingInput, Recommended, UnknownPlacement
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.schemas import (
     MAX_CANDIDATES,
-    MAX_FILTER_CHARS,
     MAX_N,
     Outcome,
     RecommendationsIn,
     RecommendationsOut,
+    RecommendationsQuery,
     RecommendedItem,
     ServedItem,
     ServedOut,
@@ -177,57 +185,32 @@ def keep_served(
     )
 
 
-FilterParam = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=MAX_FILTER_CHARS,
-        description="a filter expression for this request, e.g. "
-        "`INCLUDE WHERE item.price <= $max_price`",
-    ),
-]
-
-
-@router.get("/recommendations", response_model=RecommendationsOut)
-async def get_recommendations(
-    services: ReadAccess,
-    session_id: IdParam = None,
-    user_id: IdParam = None,
-    placement: Annotated[
-        str, Query(min_length=1, max_length=MAX_ID_LENGTH, description="home, product, ...")
-    ] = DEFAULT_PLACEMENT,
-    item_id: Annotated[
-        str | None,
-        Query(min_length=1, max_length=MAX_ID_LENGTH, description="the item on screen, if any"),
-    ] = None,
-    n: CountParam = 10,
-    filter: FilterParam = None,
-    filter_params: Annotated[
-        str | None, Query(description="the filters' $parameters as a JSON object")
-    ] = None,
-    candidates: Annotated[
-        str | None, Query(description="comma-separated item ids to re-rank (search placement)")
-    ] = None,
-    explain: Annotated[
-        bool,
-        Query(description="with the learned ranker: each item's features that moved it most"),
-    ] = False,
-) -> RecommendationsOut:
+@router.get(
+    "/recommendations",
+    response_model=RecommendationsOut,
+    openapi_extra={"parameters": query_parameters_doc(RecommendationsQuery)},
+    responses={422: VALIDATION_ERROR_DOC},
+)
+async def get_recommendations(request: Request) -> Response:
     """The `n` next-best items for the session as it is now on a placement (`home` when none),
     each with its source and a reason to show; never an item the session (or the user)
-    bought, nor the item on screen. A session without events gets popular items."""
+    bought, nor the item on screen. A session without events gets popular items.
+
+    Takes a read key (a browser key may call it)."""
+    services = access(request, Scope.READ)
+    params = query_params(RecommendationsQuery, request)
     query = RecommendQuery(
-        n=n,
-        placement=placement,
-        session_id=session_id,
-        user_id=user_id,
-        item_id=item_id,
-        candidates=parse_candidates(candidates),
-        filter=filter,
-        filter_params=parse_filter_params(filter_params),
-        explain=explain,
+        n=params.n,
+        placement=params.placement,
+        session_id=params.session_id,
+        user_id=params.user_id,
+        item_id=params.item_id,
+        candidates=parse_candidates(params.candidates),
+        filter=params.filter,
+        filter_params=parse_filter_params(params.filter_params),
+        explain=params.explain,
     )
-    return answer(services, query)
+    return json_reply(answer(services, query))
 
 
 @router.post("/recommendations", response_model=RecommendationsOut)
