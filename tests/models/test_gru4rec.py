@@ -344,3 +344,33 @@ def test_a_planted_sequence_is_learned(loss: str) -> None:
     # (both losses); the same net with its state zeroed every step (memoryless) 0.52;
     # a random ranking 0.08.
     assert float(np.mean(later <= 5)) > 0.7
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},  # shared input table
+        {"constrained_embedding": False, "embedding": 5},  # separate embedding
+        {"constrained_embedding": False, "embedding": 0},  # one-hot input
+        {"constrained_embedding": False, "layers": (8, 6)},  # two layers
+    ],
+)
+def test_one_session_steps_as_in_a_batch(extra: dict[str, object]) -> None:
+    """Serving steps one session at a time in numpy (`one_step`); its state is the batch
+    step's, within float32 rounding, event after event, and follows replaced weights."""
+    train = random_sessions(60, 25, seed=5)
+    model = GRU4Rec(GRU4RecConfig(**{**SMALL, **extra})).fit(train)  # type: ignore[arg-type]
+    assert model.net is not None
+    rng = np.random.default_rng(1)
+    alone, batch = model.initial_state(1), model.initial_state(2)
+    for _ in range(6):
+        item = int(rng.integers(0, 25))
+        alone = model.step(alone, np.array([item]), np.zeros(1))
+        batch = model.step(batch, np.array([item, item]), np.zeros(2))
+        assert alone.shape == (1, sum(model.config.layers)) and alone.dtype == torch.float32
+        torch.testing.assert_close(alone[0], batch[0], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        model.net.input_table.data = model.net.input_table.data * 2.0  # new storage
+    alone = model.step(alone, np.array([3]), np.zeros(1))
+    batch = model.step(batch, np.array([3, 3]), np.zeros(2))
+    torch.testing.assert_close(alone[0], batch[0], rtol=0, atol=1e-6)
