@@ -88,3 +88,15 @@ def test_a_placement_can_use_it_by_its_source_name() -> None:
     raw = {"placements": {"like": {"needs": ["item_id"], "generators": [{"source": "attributes"}]}}}
     placement = parse_placements(raw, "test")["like"]
     assert [stage.label for stage in placement.pipeline.retrieval] == ["attributes"]
+
+
+def test_brand_codes_are_equal_exactly_where_brands_are() -> None:
+    items = [shoe("a", "Asics", 90.0), shoe("b", "Nike", 90.0), shoe("c", "Asics", 80.0)]
+    items += [shoe("d", "", 70.0), Item(item_id="e", title="no brand", price=10.0)]
+    table = ItemTable.build(None, {item.item_id: item for item in items})
+    codes = table.brand_code
+    for x in range(len(table)):
+        assert (codes[x] < 0) == (not table.brand[x])
+        for y in range(len(table)):
+            if codes[x] >= 0 and codes[y] >= 0:
+                assert (codes[x] == codes[y]) == (table.brand[x] == table.brand[y])

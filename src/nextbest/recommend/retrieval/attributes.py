@@ -66,8 +66,8 @@ class AttributeSimilar:
         if not len(rows):
             return Candidates.of([], [], self.name, "")
         scores = SAME_CATEGORY * (items.category_code[rows] == code)
-        brand = items.brand[anchor]
-        same_brand = (items.brand[rows] == brand) if brand else np.zeros(len(rows), bool)
+        brand = items.brand_code[anchor]
+        same_brand = items.brand_code[rows] == brand if brand >= 0 else np.zeros(len(rows), bool)
         scores = scores + SAME_BRAND * same_brand
         price = items.price[anchor]
         if price > 0:

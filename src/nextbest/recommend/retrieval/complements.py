@@ -53,17 +53,18 @@ class Complements:
             return Candidates.empty()
         banned = ctx.hard_banned
         popularity = ctx.live.count_rows(items)
-        rows_parts, scores_parts, reasons = [], [], []
+        rows_parts, scores_parts, reason_parts = [], [], []
+        reasons: list[str] = []
         for code, (weight, reason) in wanted.items():
             members = items.category_rows.get(code, np.zeros(0, np.int64))
             members = members[~np.isin(members, banned)]
             counts = popularity[members]
             rows_parts.append(members)
             scores_parts.append(weight * (1.0 + np.log1p(counts)))
-            reasons += [reason] * len(members)
+            reason_parts.append(np.full(len(members), len(reasons)))  # each row's reason
+            reasons.append(reason)
         rows = np.concatenate(rows_parts)
         scores = np.concatenate(scores_parts)
         order = np.argsort(-scores, kind="stable")[:k]
-        return Candidates.of(
-            rows[order], scores[order], self.name, np.array(reasons, dtype=object)[order]
-        )
+        picked = np.array(reasons, dtype=object)[np.concatenate(reason_parts)[order]]
+        return Candidates.of(rows[order], scores[order], self.name, picked)
