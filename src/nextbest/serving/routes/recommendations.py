@@ -199,16 +199,8 @@ async def get_recommendations(request: Request) -> Response:
     Takes a read key (a browser key may call it)."""
     services = access(request, Scope.READ)
     params = query_params(RecommendationsQuery, request)
-    query = RecommendQuery(
-        n=params.n,
-        placement=params.placement,
-        session_id=params.session_id,
-        user_id=params.user_id,
-        item_id=params.item_id,
-        candidates=parse_candidates(params.candidates),
-        filter=params.filter,
-        filter_params=parse_filter_params(params.filter_params),
-        explain=params.explain,
+    query = query_of(
+        params, parse_candidates(params.candidates), parse_filter_params(params.filter_params)
     )
     return json_reply(answer(services, query))
 
@@ -216,18 +208,27 @@ async def get_recommendations(request: Request) -> Response:
 @router.post("/recommendations", response_model=RecommendationsOut)
 async def post_recommendations(body: RecommendationsIn, services: ReadAccess) -> RecommendationsOut:
     """The same as `GET`, with the fields in a JSON body (for long `candidates` lists)."""
-    query = RecommendQuery(
-        n=body.n,
-        placement=body.placement,
-        session_id=body.session_id,
-        user_id=body.user_id,
-        item_id=body.item_id,
-        candidates=tuple(body.candidates),
-        filter=body.filter,
-        filter_params=body.filter_params,
-        explain=body.explain,
+    return answer(services, query_of(body, tuple(body.candidates), body.filter_params))
+
+
+def query_of(
+    fields: RecommendationsQuery | RecommendationsIn,
+    candidates: tuple[str, ...],
+    filter_params: dict[str, Any],
+) -> RecommendQuery:
+    """The recommender's query from either route's validated fields (the two differ only in
+    how candidates and filter parameters arrive: text in a query string, lists in a body)."""
+    return RecommendQuery(
+        n=fields.n,
+        placement=fields.placement,
+        session_id=fields.session_id,
+        user_id=fields.user_id,
+        item_id=fields.item_id,
+        candidates=candidates,
+        filter=fields.filter,
+        filter_params=filter_params,
+        explain=fields.explain,
     )
-    return answer(services, query)
 
 
 @router.get("/recommendations/{recommendation_id}", response_model=ServedOut)
