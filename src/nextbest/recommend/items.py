@@ -29,6 +29,9 @@ class ItemTable:
     title: np.ndarray  # object [R] (None: unknown)
     category: np.ndarray  # object [R] full path "A > B > C" (None: unknown)
     brand: np.ndarray  # object [R]
+    # int64 [R]: the brand as a number (-1: none); rows compare by brand at numpy's speed
+    # (comparing the object column calls Python per row)
+    brand_code: np.ndarray
     price: np.ndarray  # float64 [R] (NaN: unknown)
     discount: np.ndarray  # float64 [R] fraction off (NaN: unknown)
     in_stock: np.ndarray  # bool [R]
@@ -67,13 +70,19 @@ class ItemTable:
             return np.array(values, dtype=dtype) if values else np.zeros(0, dtype)
 
         nan = float("nan")
+        brands: list[object] = [it.brand if it else None for it in items]
+        brand_codes: dict[object, int] = {}
         return cls(
             ids=column(list(ids), object),
             row_of={item: row for row, item in enumerate(ids)},
             n_model=len(model_ids),
             title=column([it.title or None if it else None for it in items], object),
             category=column(list(paths), object),
-            brand=column([it.brand if it else None for it in items], object),
+            brand=column(brands, object),
+            brand_code=column(
+                [brand_codes.setdefault(b, len(brand_codes)) if b else -1 for b in brands],
+                np.int64,
+            ),
             price=column(
                 [it.price if it and it.price is not None else nan for it in items], np.float64
             ),
@@ -104,16 +113,6 @@ class ItemTable:
                 [a.get(key) if a else None for a in self.attributes[rows]], dtype=object
             )
         raise KeyError(f"no item field {field!r}")
-
-    @cached_property
-    def brand_code(self) -> np.ndarray:
-        """int64 [R]: each row's brand as a number (-1: none), so that rows compare by brand
-        at numpy's speed (comparing the object column calls Python per row)."""
-        codes: dict[object, int] = {}
-        return np.array(
-            [codes.setdefault(b, len(codes)) if b else -1 for b in self.brand.tolist()],
-            dtype=np.int64,
-        )
 
     @cached_property
     def out_of_stock_rows(self) -> np.ndarray:
