@@ -44,6 +44,7 @@ from nextbest.serving.schemas import (
     MAX_CANDIDATES,
     MAX_N,
     Outcome,
+    RecommendationFields,
     RecommendationsIn,
     RecommendationsOut,
     RecommendationsQuery,
@@ -212,7 +213,7 @@ async def post_recommendations(body: RecommendationsIn, services: ReadAccess) ->
 
 
 def query_of(
-    fields: RecommendationsQuery | RecommendationsIn,
+    fields: RecommendationFields,
     candidates: tuple[str, ...],
     filter_params: dict[str, Any],
 ) -> RecommendQuery:
