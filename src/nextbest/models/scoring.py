@@ -233,11 +233,11 @@ class LinearScorer(Scorer):
         """Time `top(state, n)` with and without the int8 prescreen on `states` and drop the
         prescreen where it is the slower (both answers are the same exact top-n).
 
-        Which is faster depends on the CPU: one 2-core VM ran fbgemm's int8 pass in 0.11 ms
-        and the float pass in 0.44 ms, another in 0.70 ms and 0.87 ms, where the int8 path's
-        top-k and rescoring made it the slower in all. Rounds alternate the two paths and
-        each keeps its fastest round, so a busy moment while a server starts (another worker
-        loading) weighs on neither. Returns the milliseconds per call of each path.
+        Which is faster depends on the CPU's int8 kernels and caches: on one 2-core VM the
+        int8 path took half the float path's time, on another slightly more. Rounds
+        alternate the two paths and each keeps its fastest round, so a busy moment while a
+        server starts (another worker loading) weighs on neither. Returns the milliseconds
+        per call of each path.
         """
         prescreen = self.prescreen
         if prescreen is None or not states:

@@ -171,7 +171,7 @@ def one_step(net: GRU4RecNet, row: np.ndarray, item: int) -> np.ndarray:
 
     The same arithmetic as the batch step, float32 throughout. A served event steps one
     session, and PyTorch spends 10-20 us of dispatch on each of the step's dozen tensor
-    operations on so small an input (178 us per step on a slow VM core).
+    operations on so small an input, several times this function's cost.
     """
     table, layers, onehot = _step_arrays(net)
     x = table[item]
