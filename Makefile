@@ -22,8 +22,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two test processes, a test file each at a time (its module fixtures stay shared): much of
+# the suite waits on servers, browsers and databases, so two overlap well on two cores.
 pytest: $(STAMP) browser-deps
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses 2 --dist loadfile
 
 test: lint typecheck pytest
 

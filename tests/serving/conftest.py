@@ -87,8 +87,10 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One headless Chromium per test module; each test opens its own page (a new browser
+    context: no cookie or storage is shared between tests)."""
     reason = None
     if not CHROMIUM.exists():
         reason = f"Chromium not found at {CHROMIUM}: run `make browser-deps`"

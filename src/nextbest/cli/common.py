@@ -54,7 +54,8 @@ def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (ValueError, FileNotFoundError, NotFittedError, KeyError) as exc:
             message = str(exc).strip("'\"")
-            errors.print(f"[bold red]error:[/] {message}", highlight=False)
+            # one unbroken line: a path or a setting in it stays whole for a reader to copy
+            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
