@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextbest.events.schema import CATEGORY_SEPARATOR
-from nextbest.recommend.candidates import Candidates
+from nextbest.recommend.candidates import Candidates, best_first
 from nextbest.recommend.context import Context
 from nextbest.recommend.items import ItemTable
 
@@ -62,7 +62,7 @@ class AttributeSimilar:
         if len(own) <= k:
             near = [items.category_rows[c] for c in sibling_codes(items)[code]]
             rows = np.concatenate([own, *near]) if near else own
-        rows = rows[(rows != anchor) & ~np.isin(rows, ctx.hard_banned)]
+        rows = rows[(rows != anchor) & ~ctx.hard_banned_mask[rows]]
         if not len(rows):
             return Candidates.of([], [], self.name, "")
         scores = SAME_CATEGORY * (items.category_code[rows] == code)
@@ -77,8 +77,8 @@ class AttributeSimilar:
         counts = ctx.live.count_rows(items)[rows].astype(np.float64)
         if counts.size and counts.max() > 0:
             scores = scores + POPULARITY * np.log1p(counts) / np.log1p(counts.max())
-        order = np.argsort(-scores, kind="stable")[:k]
-        picked = rows[order]
+        order = best_first(scores, k)
         title = items.title_of(anchor)
-        reasons = [f"like {title}, same brand" if same_brand[i] else f"like {title}" for i in order]
-        return Candidates.of(picked, scores[order], self.name, reasons)
+        texts = np.array([f"like {title}", f"like {title}, same brand"], dtype=object)
+        reasons = texts[same_brand[order].astype(np.int64)]
+        return Candidates.of(rows[order], scores[order], self.name, reasons)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextbest.recommend.candidates import Candidates
+from nextbest.recommend.candidates import Candidates, best_first
 from nextbest.recommend.context import Context
 
 MAX_ANCHORS = 5  # items on screen and in the cart whose complements are looked up
@@ -21,6 +21,14 @@ class Complements:
     name: str = "complements"
 
     def generate(self, ctx: Context, k: int) -> Candidates:
+        # the product placement asks twice (its own generator, and inside `context`)
+        key = (self.name, k)
+        found = ctx.generated.get(key)
+        if found is None:
+            found = ctx.generated[key] = self._generate(ctx, k)
+        return found
+
+    def _generate(self, ctx: Context, k: int) -> Candidates:
         rules, items = ctx.purchase_rules, ctx.items
         if rules is None or k <= 0:
             return Candidates.empty()
@@ -51,13 +59,13 @@ class Complements:
                 want(category, weight, reason)
         if not wanted:
             return Candidates.empty()
-        banned = ctx.hard_banned
+        banned = ctx.hard_banned_mask
         popularity = ctx.live.count_rows(items)
         rows_parts, scores_parts, reason_parts = [], [], []
         reasons: list[str] = []
         for code, (weight, reason) in wanted.items():
             members = items.category_rows.get(code, np.zeros(0, np.int64))
-            members = members[~np.isin(members, banned)]
+            members = members[~banned[members]]
             counts = popularity[members]
             rows_parts.append(members)
             scores_parts.append(weight * (1.0 + np.log1p(counts)))
@@ -65,6 +73,6 @@ class Complements:
             reasons.append(reason)
         rows = np.concatenate(rows_parts)
         scores = np.concatenate(scores_parts)
-        order = np.argsort(-scores, kind="stable")[:k]
+        order = best_first(scores, k)
         picked = np.array(reasons, dtype=object)[np.concatenate(reason_parts)[order]]
         return Candidates.of(rows[order], scores[order], self.name, picked)

@@ -138,7 +138,7 @@ class Preference:
         if not pool:
             return Candidates.empty()
         rows = np.unique(np.concatenate(pool))
-        rows = rows[~np.isin(rows, ctx.hard_banned)]
+        rows = rows[~ctx.hard_banned_mask[rows]]
         if not len(rows):
             return Candidates.empty()
         category_term = CATEGORY * on_path[items.category_code[rows]]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextbest.recommend.candidates import Candidates
+from nextbest.recommend.candidates import Candidates, best_first
 from nextbest.recommend.context import Context
 from nextbest.recommend.retrieval.complements import Complements
 from nextbest.recommend.retrieval.trending import found_rows
@@ -52,10 +52,11 @@ class SessionContext:
             if isinstance(reason, str):
                 which = np.full(len(rows), len(texts))
                 texts.append(reason)
-            else:
-                unique, which = np.unique(reason.astype(str), return_inverse=True)
-                which = which.reshape(-1) + len(texts)
-                texts.extend(unique.tolist())
+            else:  # each distinct text once, numbered in order of first appearance
+                index: dict[str, int] = {}
+                numbers = [index.setdefault(text, len(index)) for text in reason.tolist()]
+                which = np.array(numbers, dtype=np.int64) + len(texts)
+                texts.extend(index)
             parts.append((rows, scores, which))
 
         for place, anchor in enumerate(anchors):
@@ -69,9 +70,9 @@ class SessionContext:
         code = int(items.category_code[anchors[0]])
         if code >= 0:
             rows = items.category_rows[code]
-            rows = rows[~np.isin(rows, ctx.hard_banned)]
+            rows = rows[~ctx.hard_banned_mask[rows]]
             counts = ctx.live.count_rows(items)[rows]
-            keep = np.argsort(-counts, kind="stable")[:k]
+            keep = best_first(counts, k)
             keep = keep[counts[keep] > 0]
             if len(keep):
                 rows, counts = rows[keep], counts[keep]

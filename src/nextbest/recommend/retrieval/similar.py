@@ -93,7 +93,7 @@ class SimilarItems:
 
     def _shown(self, ctx: Context, k: int, rows: np.ndarray, values: np.ndarray) -> Candidates:
         assert ctx.anchor_row is not None
-        keep = ~np.isin(rows, ctx.hard_banned)
+        keep = ~ctx.hard_banned_mask[rows]
         reason = f"similar to {ctx.items.title_of(ctx.anchor_row)}"
         return Candidates.of(rows[keep][:k], values[keep][:k], self.name, reason)
 

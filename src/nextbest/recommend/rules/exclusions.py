@@ -18,7 +18,9 @@ class Exclusions:
     in_cart: bool = True
     out_of_stock: bool = True
 
-    def banned(self, ctx: Context) -> np.ndarray:
+    def _listed(self, ctx: Context) -> np.ndarray:
+        """The banned rows the shopper's own list names (bought, on screen, in the cart): a
+        few, where out-of-stock rows may be thousands (tested per row by `in_stock`)."""
         parts = []
         if self.bought:
             parts.append(ctx.bought_rows)
@@ -26,12 +28,14 @@ class Exclusions:
             parts.append(np.array([ctx.screen_row], dtype=np.int64))
         if self.in_cart:
             parts.append(ctx.cart_rows)
-        if self.out_of_stock:
-            parts.append(ctx.items.out_of_stock_rows)
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def apply(self, ctx: Context, candidates: Candidates) -> Candidates:
-        banned = self.banned(ctx)
-        if not len(banned) or not len(candidates):
+        if not len(candidates):
             return candidates
-        return candidates.take(~np.isin(candidates.rows, banned))
+        rows = candidates.rows
+        listed = self._listed(ctx)
+        drop = np.isin(rows, listed) if len(listed) else np.zeros(len(rows), bool)
+        if self.out_of_stock:
+            drop |= ~ctx.items.in_stock[rows]
+        return candidates.take(~drop) if drop.any() else candidates

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextbest.recommend.candidates import Candidates, concat
+from nextbest.recommend.candidates import Candidates, best_first, concat
 from nextbest.recommend.context import Context
 from nextbest.recommend.rules.filters import CompiledFilter, Interactions
 
 MAX_POOL = 200  # catalog items considered for a campaign beyond the placement's candidates
+CATALOG_STEP = 32  # of those, passed through the placement's rules at a time
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Campaign:
             if static:
                 ctx.items.memo[key] = rows
         counts = ctx.live.count_rows(ctx.items)[rows]
-        return rows[np.argsort(-counts, kind="stable")[:MAX_POOL]]
+        popular: np.ndarray = rows[best_first(counts, MAX_POOL)]
+        return popular
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def place(
     if not position_of:
         return shown
     placed = concat(extra)
-    rest = shown.take(~np.isin(shown.rows, list(taken)))
+    rest = shown.take(np.array([row not in taken for row in shown.rows.tolist()], dtype=bool))
     order: list[int] = []
     r = 0
     for position in range(n):
@@ -141,9 +143,15 @@ def _campaign_items(
     reason = f"promoted: {campaign.title}"
     pool = pool.head(MAX_POOL)  # the placement's best candidates are enough to pick from
     found = pool.take(campaign.selects(ctx, pool.rows)) if len(pool) else pool
-    rows = [int(r) for r in found.rows if int(r) not in taken][:k]
+    rows = [r for r in found.rows.tolist() if r not in taken][:k]
     if len(rows) < k:
-        extra = [int(r) for r in campaign.catalog_rows(ctx) if int(r) not in taken]
-        more = allowed(Candidates.of(extra, np.zeros(len(extra)), "promoted", reason))
-        rows += [int(r) for r in more.rows if int(r) not in rows][: k - len(rows)]
+        extra = [r for r in campaign.catalog_rows(ctx).tolist() if r not in taken]
+        # the rules decide row by row, so a few rows at a time find the same first items
+        # as all of them at once, and the first few usually suffice
+        for start in range(0, len(extra), CATALOG_STEP):
+            part = extra[start : start + CATALOG_STEP]
+            more = allowed(Candidates.of(part, np.zeros(len(part)), "promoted", reason))
+            rows += [r for r in more.rows.tolist() if r not in rows][: k - len(rows)]
+            if len(rows) >= k:
+                break
     return Candidates.of(rows, np.zeros(len(rows)), "promoted", reason)
