@@ -62,6 +62,25 @@ def test_append_is_idempotent_on_event_id(log: EventLog) -> None:
     assert [e.item_id for e in logged] == ["a", "b"]  # the first "e1" was kept, not the repeat
 
 
+def test_an_append_that_fails_before_its_commit_keeps_nothing_of_itself(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log.append([view("e0", "s0", "i0")])
+
+    def broken(*args: object) -> object:  # runs after the inserts, inside the transaction
+        raise RuntimeError("the links could not be made")
+
+    monkeypatch.setattr("nextbest.events.log.sql._first_users", broken)
+    batch = [view("e1", "s1", "i1", user_id="u1"), view("e2", "s0", "i2")]
+    with pytest.raises(RuntimeError, match="the links could not be made"):
+        log.append(batch, probe=["s1"])
+    assert log.count() == 1 and log.session_owners(["s1"]) == {}
+    monkeypatch.undo()
+    again = log.append(batch, probe=["s1"])  # nothing of the failed one is in the way
+    assert all(again.seqs) and again.new_sessions == {"s1"}
+    assert log.count() == 3 and log.session_owners(["s1"]) == {"s1": "u1"}
+
+
 def test_session_events_are_the_last_ones_in_log_order(log: EventLog) -> None:
     log.append([view(f"e{i}", f"s{i % 3}", f"i{i}", t=float(100 - i)) for i in range(12)])
     found = log.session_events(["s0", "s2", "nobody"], last=3)
