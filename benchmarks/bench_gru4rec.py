@@ -2,6 +2,19 @@
 
     .venv/bin/python benchmarks/bench_gru4rec.py --dataset rsc15_100k
     .venv/bin/python benchmarks/bench_gru4rec.py --dataset diginetica
+    .venv/bin/python benchmarks/bench_gru4rec.py --dataset diginetica \
+        --reference DIR --reference-python REFVENV/bin/python        # both, in this run
+
+With `--reference`, the authors' code (a checkout of hidasib/GRU4Rec_PyTorch_Official, never
+committed here) trains and evaluates first on the same split, parameters and machine, through
+its own `run.py` (`-d cpu`, conservative ties, cut-offs 5, 10 and 20), in its own virtual
+environment: it needs numpy < 2 and pandas < 2.2, which this project does not pin. Make one:
+
+    python3 -m venv REFVENV && REFVENV/bin/pip install torch==2.13.0 'numpy<2' 'pandas<2.2' joblib
+
+Then ours trains and evaluates, and the row holds both, each with its fit time, threads and
+the load average around it. Without `--reference`, the row compares with the figures of an
+earlier run of the authors' code on this kind of machine (REFERENCE below).
 
 Trains with the reference parameterisation of the dataset, evaluates with the next-event
 protocol (conservative ties), and prints one JSON object: our metrics, fit seconds and
@@ -15,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,12 +134,94 @@ def machine() -> dict[str, Any]:
     return {**machine_info.machine(), "commit": commit}
 
 
-def run(dataset: str, data_dir: Path, overrides: dict[str, str]) -> dict[str, Any]:
+# Our parameter -> the authors' (run.py's `-ps`); the others (seed, threads, attributes...)
+# have no counterpart there.
+AUTHORS_PARAMETERS = (
+    "loss", "constrained_embedding", "embedding", "elu_param", "layers", "n_epochs",
+    "batch_size", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
+    "n_sample", "sample_alpha", "bpreg", "logq",
+)  # fmt: skip
+
+
+def authors_parameter_string(config: GRU4RecConfig) -> str:
+    """`config` as run.py's `-ps` string (layers joined by '/', booleans as True/False)."""
+    if config.final_act is not None or config.attributes:
+        raise ValueError("final_act and attributes have no counterpart in the authors' code")
+    parts = []
+    for name in AUTHORS_PARAMETERS:
+        value = getattr(config, name)
+        text = "/".join(str(v) for v in value) if name == "layers" else str(value)
+        parts.append(f"{name}={text}")
+    return ",".join(parts)
+
+
+def parse_authors_output(text: str) -> dict[str, Any]:
+    """Fit seconds, evaluation seconds and Recall/MRR@N from run.py's printout."""
+    fit = re.search(r"Total training time: ([0-9.]+)s", text)
+    if fit is None:
+        raise RuntimeError(f"the authors' run.py printed no training time:\n{text[-3000:]}")
+    metrics: dict[str, float] = {}
+    for cutoff, recall, mrr in re.findall(r"Recall@(\d+): ([0-9.]+) MRR@\d+: ([0-9.]+)", text):
+        metrics[f"recall@{cutoff}"] = round(float(recall), 4)
+        metrics[f"mrr@{cutoff}"] = round(float(mrr), 4)
+    evaluation = re.search(r"Evaluation took ([0-9.]+)s", text)
+    return {
+        "fit_seconds": round(float(fit.group(1)), 1),
+        "eval_seconds": round(float(evaluation.group(1)), 1) if evaluation else None,
+        "metrics": metrics,
+    }
+
+
+def run_authors(
+    code: Path, python: Path, folder: Path, train_file: str, config: GRU4RecConfig
+) -> dict[str, Any]:
+    """The authors' run.py on the split in `folder`, with `config`'s parameters, on the CPU
+    with PyTorch's default threads (its best setting on 2 cores in earlier runs)."""
+    if not (code / "run.py").exists() or not (code / "gru4rec_pytorch.py").exists():
+        raise SystemExit(f"--reference {code}: no run.py and gru4rec_pytorch.py there")
+    if not python.exists():
+        raise SystemExit(f"--reference-python {python}: no such interpreter")
+    command = [
+        str(python), str(code / "run.py"), str(folder / train_file),
+        "-ps", authors_parameter_string(config), "-t", str(folder / "test.tsv"),
+        "-m", "5", "10", "20", "-e", "conservative", "-d", "cpu",
+    ]  # fmt: skip
+    load_before = os.getloadavg()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the authors' run.py failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    parsed = parse_authors_output(done.stdout)
+    revision = subprocess.run(
+        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    threads = subprocess.run(
+        [str(python), "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return {
+        **parsed,
+        "source": f"authors' PyTorch GRU4Rec ({revision or 'unknown revision'}), this run",
+        "threads": int(threads) if threads.isdigit() else None,
+        "load_average": {"before_fit": load_before, "after_fit": os.getloadavg()},
+        "command": " ".join(command),
+    }
+
+
+def run(
+    dataset: str,
+    data_dir: Path,
+    overrides: dict[str, str],
+    authors: tuple[Path, Path] | None = None,
+) -> dict[str, Any]:
     reference = REFERENCE[dataset]
     config: GRU4RecConfig = reference["config"]
     if overrides:  # parsed (and validated) like the CLI's --param, then applied on top
         parsed = parse_config(GRU4RecConfig, overrides)
         config = replace(config, **{key: getattr(parsed, key) for key in overrides})
+    measured = None
+    if authors is not None:  # first, so that both run on the machine as it is now
+        measured = run_authors(*authors, data_dir / dataset, reference["train"], config)
     train, test = load_split(data_dir / dataset, reference["train"])
     load_before = os.getloadavg()
     model = GRU4Rec(config)
@@ -136,10 +232,19 @@ def run(dataset: str, data_dir: Path, overrides: dict[str, str]) -> dict[str, An
     result = evaluate_next_event(model, test, EvalConfig(cutoffs=(5, 10, 20)))
     metrics = {k: round(v, 4) for k, v in result.metrics().items() if k[:3] in ("rec", "mrr")}
     trained_events = sum(stats.events for stats in model.history)
-    scale = config.n_epochs / REFERENCE[dataset]["config"].n_epochs
-    reference_seconds = (
-        reference["fit_seconds"] * scale if reference["fit_seconds"] is not None else None
-    )
+    if measured is not None:
+        reference_seconds = measured["fit_seconds"]
+        compared: dict[str, Any] = measured
+    else:
+        scale = config.n_epochs / REFERENCE[dataset]["config"].n_epochs
+        reference_seconds = (
+            reference["fit_seconds"] * scale if reference["fit_seconds"] is not None else None
+        )
+        compared = {
+            "metrics": reference["metrics"],
+            "fit_seconds": round(reference_seconds, 1) if reference_seconds else None,
+            "source": "authors' PyTorch GRU4Rec on this machine, same split and protocol",
+        }
     return {
         "dataset": dataset,
         "config": asdict(config),
@@ -149,11 +254,8 @@ def run(dataset: str, data_dir: Path, overrides: dict[str, str]) -> dict[str, An
         "epoch_seconds": [round(stats.seconds, 1) for stats in model.history],
         "events_per_second": round(trained_events / fit_seconds),
         "eval_seconds": round(result.eval_seconds, 1),
-        "reference": {
-            "metrics": reference["metrics"],
-            "fit_seconds": round(reference_seconds, 1) if reference_seconds else None,
-            "source": "authors' PyTorch GRU4Rec on this machine, same split and protocol",
-        },
+        "threads": config.threads,
+        "reference": compared,
         "speedup": round(reference_seconds / fit_seconds, 2) if reference_seconds else None,
         "meets_floor": all(metrics[k] >= v for k, v in reference["floor"].items()),
         "load_average": {"before_fit": load_before, "after_fit": load_after_fit},
@@ -172,6 +274,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="KEY=VALUE",
         help="override one GRU4Rec parameter (e.g. n_epochs=1 for a quick run)",
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of the authors' code (hidasib/GRU4Rec_PyTorch_Official): run it "
+        "first, in this run, on the same split and parameters",
+    )
+    parser.add_argument(
+        "--reference-python",
+        type=Path,
+        metavar="PYTHON",
+        help="the interpreter of the authors' code's own venv (numpy<2, pandas<2.2)",
+    )
     parser.add_argument("--log", type=Path, help="append the JSON row to this file")
     parser.add_argument(
         "--docs",
@@ -180,7 +295,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     overrides = dict(p.split("=", 1) for p in args.param)
-    row = run(args.dataset, args.data_dir, overrides)
+    if (args.reference is None) != (args.reference_python is None):
+        parser.error("--reference and --reference-python go together")
+    authors = (args.reference, args.reference_python) if args.reference else None
+    row = run(args.dataset, args.data_dir, overrides, authors)
     row["command"] = "python benchmarks/bench_gru4rec.py " + " ".join(argv or sys.argv[1:])
     print(json.dumps(row))
     if args.log is not None:
@@ -196,15 +314,20 @@ def write_docs(rows: list[dict[str, Any]]) -> None:
     """Replace the GRU4Rec section of docs/benchmarks.md with a table of `rows`."""
     lines = [
         "| dataset | layers | loss | epochs | Recall@20 | MRR@20 | reference R@20 / MRR@20 "
-        "| fit s | reference fit s | speed-up | load before / after fit | command |",
-        "|" + "---|" * 12,
+        "| fit s | reference fit s | speed-up | threads ours / reference "
+        "| load before / after fit | command |",
+        "|" + "---|" * 13,
     ]
     for r in rows:
-        # The reference ran one setting per dataset: compare only rows of that model size.
-        comparable = list(r["config"]["layers"]) == list(REFERENCE[r["dataset"]]["config"].layers)
+        # A reference run in the same run (--reference) ran these very parameters; the stored
+        # figures ran one setting per dataset: compare only rows of that model size.
+        same_run = "command" in r["reference"]
+        comparable = same_run or list(r["config"]["layers"]) == list(
+            REFERENCE[r["dataset"]]["config"].layers
+        )
         ref = r["reference"]["metrics"] if comparable else {}
         ref_text = f"{ref['recall@20']:.4f} / {ref['mrr@20']:.4f}" if ref else ""
-        if not comparable:
+        if not same_run:  # a fit timed in another run, maybe on another VM: no speed-up
             r = {**r, "speedup": None, "reference": {**r["reference"], "fit_seconds": None}}
         load = r["load_average"]
         lines.append(
@@ -212,6 +335,8 @@ def write_docs(rows: list[dict[str, Any]]) -> None:
             f"| {r['config']['n_epochs']} | {r['metrics']['recall@20']:.4f} "
             f"| {r['metrics']['mrr@20']:.4f} | {ref_text} | {r['fit_seconds']} "
             f"| {r['reference']['fit_seconds'] or ''} | {r['speedup'] or ''} "
+            f"| {r.get('threads', r['config']['threads'])} / "
+            f"{r['reference'].get('threads') or ''} "
             f"| {load['before_fit'][0]:.1f} / {load['after_fit'][0]:.1f} | `{r['command']}` |"
         )
     replace_section("\n".join(lines), BEGIN, END, "GRU4Rec against the authors' code", DOCS)
