@@ -93,7 +93,6 @@ class SqlEventLog(EventLog):
         )
         self._insert_columns = tuple(c.name for c in table.c if c.name != "seq")
         self._insert_sql: dict[int, str] = {}  # rows -> the multi-row INSERT's SQL
-        self._past_sql: dict[int, str] = {}  # keys -> SQLite's SQL of `_session_past`
         self._sessions = _last_per_key(table, table.c.session_id, table.c.seq, None)
         self._one_session = (
             select(table)
@@ -127,9 +126,6 @@ class SqlEventLog(EventLog):
         self._link = upsert_statement(engine, links).on_conflict_do_nothing(
             index_elements=[links.c.session_id]
         )
-        compiled = self._link.compile(dialect=engine.dialect)
-        # SQLite's append binds a link's values by position, in the statement's order
-        self._link_sql, self._link_order = str(compiled), tuple(compiled.positiontup or ())
         self._user_sessions = _last_per_key(links, links.c.user_id, links.c.linked_at, None)
         # A purchase counts for the owner of its session (the join gives each event one owner).
         owned = select(table, links.c.user_id.label("owner")).join(
@@ -148,6 +144,11 @@ class SqlEventLog(EventLog):
             .where(ranked.c.rank <= bindparam("last"))
             .order_by(ranked.c.owner, ranked.c.seq)
         )
+        # SQLite's append runs these on the driver's connection, compiled once (a link's
+        # values bound by position, in the statement's order)
+        self._past_compiled = self._session_past.compile(dialect=engine.dialect)
+        link = self._link.compile(dialect=engine.dialect)
+        self._link_compiled = (str(link), tuple(link.positiontup or ()))
 
     def append(
         self,
@@ -162,38 +163,52 @@ class SqlEventLog(EventLog):
         rows = [event_row(events[position], now) for position in first.values()]
         new: dict[str, int] = {}
         started: frozenset[str] = frozenset()
-        if self.commits_in_seq_order:  # SQLite
-            if rows:
-                new, started = self._append_sqlite(events, first, rows, probe, now)
-            attempts = 0
-        else:  # PostgreSQL, which may abort a transaction to break a deadlock
-            attempts = DEADLOCK_TRIES if rows else 0
-        for attempt in range(1, attempts + 1):
-            new.clear()
-            try:
-                with write_lock(self.engine), self.engine.begin() as connection:
-                    for start in range(0, len(rows), SQL_CHUNK):
-                        chunk = rows[start : start + SQL_CHUNK]
-                        for event_id, seq in self._insert_rows(connection, chunk):
-                            new[event_id] = seq
-                    started = self._started_sessions(
-                        events, first, new, probe, self._past_of(connection)
-                    )
-                    links = _first_users(events, now)
-                    for start in range(0, len(links), SQL_CHUNK):
-                        connection.execute(self._link, links[start : start + SQL_CHUNK])
-                break
-            except OperationalError as exc:
-                # PostgreSQL: two writers inserting the same new ids can each wait for the
-                # other's row; it aborts one transaction (nothing of it is kept): again
-                if _sqlstate(exc) not in RETRYABLE or attempt == attempts:
-                    raise
-                logger.warning("event append hit %s; trying again (%d)", _sqlstate(exc), attempt)
+        if rows and self.commits_in_seq_order:
+            new, started = self._append_sqlite(events, first, rows, probe, now)
+        elif rows:
+            new, started = self._append_postgresql(events, first, rows, probe, now)
         seqs = tuple(
             new.get(event.event_id, 0) if first[event.event_id] == position else 0
             for position, event in enumerate(events)
         )
         return AppendResult(seqs, started)
+
+    def _append_postgresql(
+        self,
+        events: Sequence[Event],
+        first: dict[str, int],
+        rows: list[dict[str, object]],
+        probe: Collection[str],
+        now: float,
+    ) -> tuple[dict[str, int], frozenset[str]]:
+        """One transaction of SQLAlchemy's statements (their locking order, which the tests
+        pin, matters to PostgreSQL's concurrent writers), tried again when PostgreSQL aborts
+        it to break a deadlock."""
+        for attempt in range(1, DEADLOCK_TRIES + 1):
+            new: dict[str, int] = {}
+            try:
+                with self.engine.begin() as connection:
+                    for start in range(0, len(rows), SQL_CHUNK):
+                        chunk = rows[start : start + SQL_CHUNK]
+                        for event_id, seq in connection.execute(self._insert, chunk):
+                            new[event_id] = seq
+
+                    def past(keys: list[str]) -> list[tuple[str, int]]:
+                        found = connection.execute(self._session_past, {"keys": keys})
+                        return [(row.session_id, row.n) for row in found]
+
+                    started = self._started_sessions(events, first, new, probe, past)
+                    links = _first_users(events, now)
+                    for start in range(0, len(links), SQL_CHUNK):
+                        connection.execute(self._link, links[start : start + SQL_CHUNK])
+                return new, started
+            except OperationalError as exc:
+                # two writers inserting the same new ids can each wait for the other's row;
+                # PostgreSQL aborts one transaction (nothing of it is kept): again
+                if _sqlstate(exc) not in RETRYABLE or attempt == DEADLOCK_TRIES:
+                    raise
+                logger.warning("event append hit %s; trying again (%d)", _sqlstate(exc), attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _append_sqlite(
         self,
@@ -203,10 +218,11 @@ class SqlEventLog(EventLog):
         probe: Collection[str],
         now: float,
     ) -> tuple[dict[str, int], frozenset[str]]:
-        """SQLite's append: the general path's statements and transaction, on the driver's
-        own connection. SQLAlchemy's execution machinery (contexts, result objects, the
-        expanding parameters of the sessions' query) cost more CPU per append of one event
-        than SQLite's own work, fsync included, and the server appends one at a time."""
+        """The same statements in one transaction, on the driver's own connection: one
+        multi-row INSERT in SQLite's SQL, and `_session_past` and `_link` compiled once for
+        SQLite. SQLAlchemy's execution machinery (contexts, result objects, the expanding
+        parameters) cost more CPU per append of one event than SQLite's own work, fsync
+        included, and a server appends one at a time."""
         new: dict[str, int] = {}
         with write_lock(self.engine), self.engine.connect() as connection:
             raw = connection.connection.driver_connection
@@ -220,17 +236,19 @@ class SqlEventLog(EventLog):
                     new.update(cursor.fetchall())
 
                 def past(keys: list[str]) -> list[tuple[str, int]]:
-                    cursor.execute(self._session_past_sql(len(keys)), (*keys, *keys))
+                    expanded = self._past_compiled.construct_expanded_state({"keys": keys})
+                    parameters, order = expanded.parameters, expanded.positiontup or ()
+                    cursor.execute(expanded.statement, [parameters[name] for name in order])
                     found: list[tuple[str, int]] = cursor.fetchall()
                     return found
 
                 started = self._started_sessions(events, first, new, probe, past)
+                link_sql, link_order = self._link_compiled
                 links = [
-                    tuple(link[name] for name in self._link_order)
-                    for link in _first_users(events, now)
+                    tuple(link[name] for name in link_order) for link in _first_users(events, now)
                 ]
                 if links:
-                    cursor.executemany(self._link_sql, links)
+                    cursor.executemany(link_sql, links)
                 raw.commit()
             except BaseException:
                 raw.rollback()
@@ -239,54 +257,17 @@ class SqlEventLog(EventLog):
                 cursor.close()
         return new, started
 
-    def _past_of(self, connection: Connection) -> Any:
-        def past(keys: list[str]) -> list[tuple[str, int]]:
-            rows = connection.execute(self._session_past, {"keys": keys})
-            return [(row.session_id, row.n) for row in rows]
-
-        return past
-
     def _insert_sql_for(self, n: int) -> str:
+        """The multi-row INSERT of `n` rows in the driver's own SQL (SQLite): SQLAlchemy's
+        executemany with RETURNING processes every parameter of every row in Python."""
         sql = self._insert_sql.get(n)
         if sql is None:
             sql = self._insert_sql[n] = self._multi_row_insert(n)
         return sql
 
-    def _session_past_sql(self, n: int) -> str:
-        """`_session_past` in SQLite's own SQL for `n` keys (bound twice: events, links)."""
-        sql = self._past_sql.get(n)
-        if sql is None:
-            quote = self.engine.dialect.identifier_preparer.quote
-            events = self.engine.dialect.identifier_preparer.format_table(self.events)
-            links = self.engine.dialect.identifier_preparer.format_table(self.identities)
-            marks = ", ".join(["?"] * n)
-            session = quote("session_id")
-            sql = self._past_sql[n] = (
-                f"SELECT {session}, count(*) FROM {events} WHERE {session} IN ({marks}) "
-                f"GROUP BY {session} "
-                f"UNION ALL SELECT {session}, -1 FROM {links} WHERE {session} IN ({marks})"
-            )
-        return sql
-
-    def _insert_rows(
-        self, connection: Connection, rows: list[dict[str, object]]
-    ) -> list[tuple[str, int]]:
-        """(event_id, seq) of the rows that were new. On SQLite one multi-row INSERT in the
-        driver's own SQL: SQLAlchemy's executemany with RETURNING processes every parameter
-        of every row in Python, which costs more than SQLite's work. On PostgreSQL, whose
-        concurrent writers lock rows as they insert them, SQLAlchemy's statement, whose
-        locking order its tests pin."""
-        if not self.commits_in_seq_order:
-            return [(event_id, seq) for event_id, seq in connection.execute(self._insert, rows)]
-        sql = self._insert_sql_for(len(rows))
-        columns = self._insert_columns
-        values = tuple(row[name] for row in rows for name in columns)
-        return [(event_id, seq) for event_id, seq in connection.exec_driver_sql(sql, values)]
-
     def _multi_row_insert(self, n: int) -> str:
         preparer = self.engine.dialect.identifier_preparer
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        one = "(" + ", ".join([mark] * len(self._insert_columns)) + ")"
+        one = "(" + ", ".join(["?"] * len(self._insert_columns)) + ")"
         names = ", ".join(preparer.quote(name) for name in self._insert_columns)
         return (
             f"INSERT INTO {preparer.format_table(self.events)} ({names}) VALUES "
