@@ -17,6 +17,7 @@ import numpy as np
 
 from nextbest.recommend.affinity import Affinity, ItemFacets
 from nextbest.recommend.affinity import decode as decode_affinity
+from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.items import ItemTable
 from nextbest.recommend.rules.filters import Interactions
 from nextbest.serving.registry import LoadedModel
@@ -82,7 +83,7 @@ class Context:
     ranked: Any = None
     # a generator's answer for this request by (name, k), for a generator that another one
     # calls too (`Complements` inside `SessionContext`): computed once per request
-    generated: dict[tuple[str, int], Any] = field(default_factory=dict)
+    generated: dict[tuple[str, int], Candidates] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -215,10 +216,8 @@ class Context:
         """`hard_banned` as a bool per table row. A generator keeps its rows with
         `rows[~ctx.hard_banned_mask[rows]]`: an index per row, where `np.isin` sorts both
         arrays (about 12 us a call, several calls a request)."""
-        mask = ~self.items.in_stock
-        mask[self.bought_rows] = True
-        if self.screen_row is not None:
-            mask[self.screen_row] = True
+        mask = np.zeros(len(self.items), dtype=bool)
+        mask[self.hard_banned] = True
         return mask
 
     @cached_property
