@@ -79,7 +79,7 @@ def test_the_banned_mask_marks_exactly_the_hard_banned_rows() -> None:
     ctx = context(bought=("d-1", "p-7"), on_screen="d-2")
     assert np.flatnonzero(ctx.hard_banned_mask).tolist() == ctx.hard_banned.tolist()
     assert set(TABLE.ids[ctx.hard_banned].tolist()) == {"d-1", "p-7", "d-2", "d-45"}
-    assert TABLE.in_stock.sum() == len(TABLE) - 1  # the mask is a copy, the table unchanged
+    assert TABLE.in_stock.sum() == len(TABLE) - 1  # building the mask left the table alone
 
 
 def test_complements_are_computed_once_per_request_and_the_context_generator_reuses_them(
