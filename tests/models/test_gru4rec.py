@@ -101,13 +101,14 @@ def test_cross_entropy_with_logq_matches_hand_computation() -> None:
     assert losses.cross_entropy(SCORES, None).item() != pytest.approx(expected, rel=1e-3)
 
 
-def test_logq_corrects_by_the_probability_of_being_sampled() -> None:
+def test_logq_corrects_each_column_by_the_distribution_it_was_drawn_from() -> None:
     support = np.array([1, 4, 9])
     config = GRU4RecConfig(layers=(4,), logq=0.5, sample_alpha=0.5, n_sample=2)
     trainer = Trainer(GRU4RecNet(3, config), config, support, n_batches=1)
     assert trainer.log_q is not None
-    expected = 0.5 * np.log(np.array([1.0, 2.0, 3.0]) / 6.0)  # support ** 0.5, normalised
-    assert np.allclose(trainer.log_q.numpy(), expected)
+    in_batch, sampled = trainer.log_q
+    assert np.allclose(in_batch.numpy(), 0.5 * np.log([1.0, 4.0, 9.0]))  # the data: support
+    assert np.allclose(sampled.numpy(), 0.5 * np.log([1.0, 2.0, 3.0]))  # support ** 0.5
     bpr = GRU4RecConfig(layers=(4,), loss="bpr-max", logq=1.0)
     assert Trainer(GRU4RecNet(3, bpr), bpr, support, n_batches=1).log_q is None
 
@@ -179,6 +180,29 @@ def test_indexed_adagrad_momentum_touches_only_used_rows() -> None:
     assert torch.allclose(table.detach()[4], before[4] + vel4)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.4])
+@pytest.mark.parametrize("width", [(5,), ()])  # an item matrix and a bias vector
+def test_compiled_row_update_equals_the_pytorch_definition(
+    momentum: float, width: tuple[int, ...]
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    compiled = torch.nn.Parameter(torch.randn(40, *width, generator=generator))
+    defined = torch.nn.Parameter(compiled.detach().clone())
+    fast = IndexedAdagradM([], [compiled], learning_rate=0.2, momentum=momentum)
+    plain = IndexedAdagradM([], [defined], learning_rate=0.2, momentum=momentum)
+    for _ in range(4):  # repeats within a step, rows resting between steps
+        index = torch.randint(0, 30, (50,), generator=generator)
+        grad = torch.randn(50, *width, generator=generator)
+        fast.step_rows(compiled, index, [grad[:20], grad[20:]])  # given in two parts
+        plain.step_rows_reference(defined, index, grad)
+    torch.testing.assert_close(compiled.detach(), defined.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.accumulator(compiled), plain.accumulator(defined))
+    if momentum:
+        torch.testing.assert_close(fast.velocity(compiled), plain.velocity(defined))
+    assert torch.equal(compiled.detach()[30:], defined.detach()[30:])  # never used
+    assert torch.all(fast.table_slot[id(compiled)] == -1)  # the scratch map is left clear
+
+
 def test_dense_adagrad_momentum_step() -> None:
     weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = IndexedAdagradM([weight], [], learning_rate=0.5, momentum=0.2)
@@ -190,6 +214,12 @@ def test_dense_adagrad_momentum_step() -> None:
     v2 = 0.2 * v1 - 0.5 * torch.tensor([0.5, 1.0]) / torch.sqrt(acc2 + 1e-6)
     assert torch.allclose(weight.detach(), torch.tensor([1.0, -2.0]) + v1 + v2)
     assert weight.grad is None
+    double = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))  # not compiled
+    opt = IndexedAdagradM([double], [], learning_rate=0.5, momentum=0.2)
+    for _ in range(2):
+        double.grad = torch.tensor([0.5, 1.0], dtype=torch.float64)
+        opt.step_dense()
+    assert torch.allclose(double.detach().float(), weight.detach())
 
 
 # -- negative sampling --------------------------------------------------------------------------

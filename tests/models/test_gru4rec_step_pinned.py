@@ -36,8 +36,11 @@ def config(loss: str) -> GRU4RecConfig:
 def plain_loss(scores: torch.Tensor, cols: torch.Tensor, cfg: GRU4RecConfig) -> torch.Tensor:
     rows, width = scores.shape
     if cfg.loss == "cross-entropy":
-        q = SUPPORT.astype(np.float64) ** cfg.sample_alpha
-        log_q = torch.tensor(cfg.logq * np.log(q / q.sum()), dtype=torch.float32)[cols]
+        # each column corrected by its own draw: in-batch targets ~ support, the shared
+        # samples ~ support ** alpha (unnormalised: a shared constant leaves a softmax as is)
+        support = torch.tensor(SUPPORT, dtype=torch.float64)[cols]
+        alpha = torch.tensor([1.0] * rows + [cfg.sample_alpha] * (width - rows))
+        log_q = (cfg.logq * alpha * torch.log(support)).float()
         corrected = scores - log_q
         p = torch.exp(corrected) / torch.exp(corrected).sum(dim=1, keepdim=True)
         return -sum(torch.log(p[i, i] + 1e-24) for i in range(rows))  # type: ignore[return-value]

@@ -5,9 +5,10 @@ i's target, so the positives are the diagonal) followed by the shared extra samp
 rows' targets and the samples are row i's negatives. Losses are summed over the rows.
 
 * cross-entropy: -log(softmax_i + eps) over all C columns, with the logQ correction: training
-  subtracts `logq * log(q_j)` from each column first, q being the probability with which items
-  are drawn as negatives (support ** sample_alpha, normalised), so items that are sampled more
-  often are not pushed down for that alone.
+  subtracts `logq * log(q_j)` from each column first, q_j being the probability with which
+  column j was drawn (support for the other rows' targets, which come from the data;
+  support ** sample_alpha for the shared samples), so items that are drawn more often are not
+  pushed down for that alone.
 * BPR-max (CIKM 2018): with s_j the softmax over the negatives only (the target masked),
   -log(sum_j s_j * sigmoid(r_i - r_j) + eps) + bpreg * sum_j s_j * r_j ** 2.
 * TOP1-max (CIKM 2018): sum_j s_j * (sigmoid(r_j - r_i) + sigmoid(r_j ** 2)).

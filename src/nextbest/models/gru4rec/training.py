@@ -24,7 +24,7 @@ from nextbest.models.gru4rec.batching import MiniBatch, Plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.network import GRU4RecNet, Hidden
 from nextbest.models.gru4rec.optimizer import IndexedAdagradM
-from nextbest.models.gru4rec.sampler import NegativeSampler, sampling_probabilities
+from nextbest.models.gru4rec.sampler import NegativeSampler
 
 Leaves = tuple[nn.Parameter, torch.Tensor, tuple[torch.Tensor, ...]]  # table, rows, leaves
 
@@ -53,11 +53,11 @@ class Trainer:
                 self.generator,
                 max_batches=n_batches,
             )
-        self.log_q: torch.Tensor | None = None  # [n_items] logq * log(sampling probability)
+        # logQ: [n_items] logq * log(q) for the in-batch columns and for the sampled ones.
+        self.log_q: tuple[torch.Tensor, torch.Tensor] | None = None
         if config.loss == "cross-entropy" and config.logq > 0.0:
-            q = sampling_probabilities(support, config.sample_alpha)
-            log_q = config.logq * np.log(np.maximum(q, np.finfo(np.float64).tiny))
-            self.log_q = torch.from_numpy(log_q).float()
+            in_batch, sampled = logq_offsets(support, config.logq, config.sample_alpha)
+            self.log_q = (torch.from_numpy(in_batch).float(), torch.from_numpy(sampled).float())
         self.activation = config.activation
         self.tables = [net.item_weights, net.item_bias]
         if net.mode != "shared":
@@ -89,8 +89,7 @@ class Trainer:
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step_dense()
         for table, index, parts in leaves:
-            grad = _grad(parts[0]) if len(parts) == 1 else torch.cat([_grad(p) for p in parts])
-            self.optimizer.step_rows(table, index, grad)
+            self.optimizer.step_rows(table, index, [_grad(p) for p in parts])
         return loss.item(), [h.detach() for h in hidden]
 
     def forward(
@@ -144,7 +143,11 @@ class Trainer:
 
     def _loss(self, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "cross-entropy":
-            offsets = None if self.log_q is None else self.log_q[cols]  # [C]
+            offsets = None
+            if self.log_q is not None:
+                batch = len(scores)
+                in_batch, sampled = self.log_q
+                offsets = torch.cat([in_batch[cols[:batch]], sampled[cols[batch:]]])  # [C]
             return losses.cross_entropy(scores, offsets)
         if self.config.loss == "bpr-max":
             return losses.fused_bpr_max(scores, self.config.bpreg, *self.activation)
@@ -170,6 +173,18 @@ class Trainer:
         """1 / (1 - p) with probability 1 - p, else 0 (uniform draws: faster than bernoulli_)."""
         mask = torch.rand(shape, generator=self.generator).ge_(p)
         return mask.div_(1.0 - p)
+
+
+def logq_offsets(support: np.ndarray, logq: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """logQ offsets [n_items] of an item as an in-batch column and as a sampled one.
+
+    Each column is corrected by the distribution it was drawn from: the other rows' targets
+    come from the data (probability ~ support), the shared samples from support ** alpha, as
+    in the authors' code. Both are left unnormalised alike: a constant shared by every column
+    of a row does not change its softmax.
+    """
+    log_support = np.log(np.maximum(np.asarray(support, dtype=np.float64), 1e-300))
+    return logq * log_support, logq * alpha * log_support
 
 
 def _carry(hidden: Hidden, batch: MiniBatch) -> Hidden:

@@ -67,8 +67,7 @@ class HierarchicalTrainer(Trainer):
                 p.grad = torch.zeros_like(p)
         self.optimizer.step_dense()
         for table, index, parts in leaves:
-            grad = _grad(parts[0]) if len(parts) == 1 else torch.cat([_grad(p) for p in parts])
-            self.optimizer.step_rows(table, index, grad)
+            self.optimizer.step_rows(table, index, [_grad(p) for p in parts])
         return loss.item(), [h.detach() for h in hidden], user.detach(), len(scored)
 
     def _open_sessions(
