@@ -126,9 +126,16 @@ def test_bpr_max_with_bpreg_matches_hand_computation() -> None:
     assert losses.bpr_max(SCORES, bpreg).item() == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize(("kind", "alpha"), [("elu", 1.0), ("elu", 0.5), ("linear", 0.0)])
-def test_fused_bpr_max_equals_the_formula_in_value_and_gradient(kind: str, alpha: float) -> None:
-    logits = (torch.randn(6, 15, generator=torch.Generator().manual_seed(3)) * 2).requires_grad_()
+@pytest.mark.parametrize(
+    ("kind", "alpha"),
+    [("elu", 1.0), ("elu", 0.5), ("linear", 0.0), ("relu", 0.0), ("tanh", 0.0)],
+)  # the compiled kernel (ELU, linear) and the PyTorch form (the others)
+@pytest.mark.parametrize("shape", [(6, 15), (40, 300)])
+def test_fused_bpr_max_equals_the_formula_in_value_and_gradient(
+    kind: str, alpha: float, shape: tuple[int, int]
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    logits = (torch.randn(*shape, generator=generator) * 2).requires_grad_()
     reference = losses.bpr_max(losses.activate(logits, kind, alpha), 0.9)
     (expected,) = torch.autograd.grad(reference, logits)
     fused = losses.fused_bpr_max(logits, 0.9, kind, alpha)

@@ -14,14 +14,18 @@ rows' targets and the samples are row i's negatives. Losses are summed over the 
 * TOP1-max (CIKM 2018): sum_j s_j * (sigmoid(r_j - r_i) + sigmoid(r_j ** 2)).
 
 `bpr_max` and `top1_max` say what the losses are; training uses `fused_bpr_max`, the same
-function with its gradient derived by hand (below), which needs a third of the passes over the
-[B, C] scores that autograd's chain of elementwise steps makes (the tests check that both agree).
+function with its gradient derived by hand: with ELU or no final activation, one compiled pass
+per row (`bprmax_kernel.py`); otherwise `_BPRMax` below, which needs a third of the passes over
+the [B, C] scores that autograd's chain of elementwise steps makes (the tests check that all
+of them agree).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from nextbest.models.gru4rec.bprmax_kernel import bpr_max_rows
 
 EPSILON = 1e-24  # the authors' guard inside the logarithms
 
@@ -69,7 +73,9 @@ def top1_max(scores: torch.Tensor) -> torch.Tensor:
 
 def fused_bpr_max(logits: torch.Tensor, bpreg: float, kind: str, alpha: float) -> torch.Tensor:
     """`bpr_max(activate(logits, kind, alpha), bpreg)` with a hand-derived backward pass."""
-    loss = _BPRMax.apply(logits, bpreg, kind, alpha)  # type: ignore[no-untyped-call]
+    compiled = kind in ("elu", "linear") and logits.dtype == torch.float32
+    function = _CompiledBPRMax if compiled else _BPRMax
+    loss = function.apply(logits, bpreg, kind, alpha)  # type: ignore[no-untyped-call]
     assert isinstance(loss, torch.Tensor)
     return loss
 
@@ -93,6 +99,33 @@ def _activation_slope(
     if kind == "relu":
         return positive
     return 1.0 - r.square()  # tanh
+
+
+class _CompiledBPRMax(torch.autograd.Function):
+    """BPR-max whose forward pass computes the gradient too (`bprmax_kernel.bpr_max_rows`)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        logits: torch.Tensor,
+        bpreg: float,
+        kind: str,
+        alpha: float,
+    ) -> torch.Tensor:
+        scores = logits.detach().contiguous()
+        grad = torch.empty_like(scores)
+        loss = bpr_max_rows(scores.numpy(), grad.numpy(), bpreg, alpha if kind == "elu" else 0.0)
+        ctx.save_for_backward(grad)
+        return torch.tensor(loss, dtype=torch.float32)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor, None, None, None]:
+        (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        if float(grad_output) != 1.0:  # (training's case is 1: no pass over [B, C] for it)
+            grad = grad * grad_output
+        return grad, None, None, None
 
 
 class _BPRMax(torch.autograd.Function):
