@@ -101,6 +101,24 @@ def test_cross_entropy_with_logq_matches_hand_computation() -> None:
     assert losses.cross_entropy(SCORES, None).item() != pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize("logq", [0.0, 1.0])
+@pytest.mark.parametrize("shape", [(6, 15), (40, 300)])
+def test_fused_cross_entropy_equals_the_formula_in_value_and_gradient(
+    logq: float, shape: tuple[int, int]
+) -> None:
+    generator = torch.Generator().manual_seed(4)
+    scores = (torch.randn(*shape, generator=generator) * 3).requires_grad_()
+    log_q = logq * torch.log(torch.rand(shape[1], generator=generator) + 0.01) if logq else None
+    reference = losses.cross_entropy(scores, log_q)
+    (expected,) = torch.autograd.grad(reference, scores)
+    fused = losses.fused_cross_entropy(scores, log_q)
+    (got,) = torch.autograd.grad(fused, scores)
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-5)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    doubled = losses.fused_cross_entropy(scores, log_q) * 2.0  # an outer factor reaches it
+    torch.testing.assert_close(torch.autograd.grad(doubled, scores)[0], 2.0 * expected)
+
+
 def test_logq_corrects_each_column_by_the_distribution_it_was_drawn_from() -> None:
     support = np.array([1, 4, 9])
     config = GRU4RecConfig(layers=(4,), logq=0.5, sample_alpha=0.5, n_sample=2)

@@ -15,7 +15,7 @@ rows' targets and the samples are row i's negatives. Losses are summed over the 
 
 `bpr_max` and `top1_max` say what the losses are; training uses `fused_bpr_max`, the same
 function with its gradient derived by hand: with ELU or no final activation, one compiled pass
-per row (`bprmax_kernel.py`); otherwise `_BPRMax` below, which needs a third of the passes over
+per row (`loss_kernels.py`); otherwise `_BPRMax` below, which needs a third of the passes over
 the [B, C] scores that autograd's chain of elementwise steps makes (the tests check that all
 of them agree).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nextbest.models.gru4rec.bprmax_kernel import bpr_max_rows
+from nextbest.models.gru4rec.loss_kernels import bpr_max_rows, cross_entropy_rows
 
 EPSILON = 1e-24  # the authors' guard inside the logarithms
 
@@ -47,6 +47,41 @@ def cross_entropy(scores: torch.Tensor, log_q: torch.Tensor | None) -> torch.Ten
         scores = scores - log_q  # [B, C]
     log_p = F.log_softmax(scores, dim=1).diagonal()  # [B] log-probability of the target
     return -torch.log(torch.exp(log_p) + EPSILON).sum()
+
+
+def fused_cross_entropy(scores: torch.Tensor, log_q: torch.Tensor | None) -> torch.Tensor:
+    """`cross_entropy(scores, log_q)` with its gradient computed in the same compiled pass."""
+    if scores.dtype != torch.float32:
+        return cross_entropy(scores, log_q)
+    loss = _CompiledCrossEntropy.apply(scores, log_q)  # type: ignore[no-untyped-call]
+    assert isinstance(loss, torch.Tensor)
+    return loss
+
+
+class _CompiledCrossEntropy(torch.autograd.Function):
+    """Cross-entropy whose forward pass computes the gradient too (`cross_entropy_rows`)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        scores: torch.Tensor,
+        log_q: torch.Tensor | None,
+    ) -> torch.Tensor:
+        values = scores.detach().contiguous()
+        offsets = torch.zeros(values.shape[1]) if log_q is None else log_q.detach().float()
+        grad = torch.empty_like(values)
+        loss = cross_entropy_rows(values.numpy(), offsets.contiguous().numpy(), grad.numpy())
+        ctx.save_for_backward(grad)
+        return torch.tensor(loss, dtype=torch.float32)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor, None]:
+        (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        if float(grad_output) != 1.0:  # (training's case is 1: no pass over [B, C] for it)
+            grad = grad * grad_output
+        return grad, None
 
 
 def _negative_softmax(scores: torch.Tensor) -> torch.Tensor:
@@ -102,7 +137,7 @@ def _activation_slope(
 
 
 class _CompiledBPRMax(torch.autograd.Function):
-    """BPR-max whose forward pass computes the gradient too (`bprmax_kernel.bpr_max_rows`)."""
+    """BPR-max whose forward pass computes the gradient too (`loss_kernels.bpr_max_rows`)."""
 
     @staticmethod
     def forward(  # type: ignore[override]

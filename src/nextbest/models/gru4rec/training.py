@@ -148,7 +148,7 @@ class Trainer:
                 batch = len(scores)
                 in_batch, sampled = self.log_q
                 offsets = torch.cat([in_batch[cols[:batch]], sampled[cols[batch:]]])  # [C]
-            return losses.cross_entropy(scores, offsets)
+            return losses.fused_cross_entropy(scores, offsets)
         if self.config.loss == "bpr-max":
             return losses.fused_bpr_max(scores, self.config.bpreg, *self.activation)
         return losses.top1_max(losses.activate(scores, *self.activation))

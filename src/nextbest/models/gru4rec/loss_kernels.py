@@ -1,12 +1,14 @@
-"""BPR-max (with ELU or no final activation): loss and gradient in one compiled pass per row.
+"""GRU4Rec's sampled losses, loss and gradient in one compiled pass per row of the scores.
 
-The PyTorch form (`losses._BPRMax`) walks the whole [B, C] score matrix a dozen times; at
-diginetica's 128 x 2,176 that matrix (1.1 MB) does not fit in a core's cache, so every walk
-goes to memory. Here each row (C floats, a few KB) is loaded once and stays in L1 while its
-activation, softmax, sigmoids, sums and gradient are computed; the gradient is written once.
+BPR-max (with ELU or no final activation) and cross-entropy (with its logQ offsets). Their
+PyTorch forms (`losses._BPRMax`, autograd through `losses.cross_entropy`) walk the whole
+[B, C] score matrix a dozen times; at diginetica's 128 x 2,176 that matrix (1.1 MB) does not
+fit in a core's cache, so every walk goes to memory. Here each row (C floats, a few KB) is
+loaded once and stays in L1 while its activation, softmax, sigmoids, sums and gradient are
+computed; the gradient is written once.
 
 The exponential is computed inline (`_exp_into`): 2^n times a degree-6 Taylor polynomial of
-e^r on |r| <= ln(2)/2 (relative error under 2e-7, about float32's resolution), so that LLVM
+e^r on |r| <= ln(2)/2 (relative error under 5e-7, a few float32 ulps), so that LLVM
 vectorises the loop. numba's `np.exp` is a scalar libm call per element (pip's llvmlite has
 no vector math library), several times slower.
 
@@ -14,8 +16,8 @@ Two exponentials per element instead of three: with w_j = exp(r_j - m) from the 
 exp(r_j - r_i) = w_j * exp(m - r_i), so sigmoid(r_i - r_j) needs no exponential of its own.
 (Where w_j underflows the sigmoid is inexact, but every use of it is weighted by s_j = 0.)
 
-The formulas are those of `losses._BPRMax` (see there); tests hold both to autograd on the
-plain definition.
+The formulas are those of `losses._BPRMax` (see there) and of softmax cross-entropy; tests
+hold both to autograd on the plain definitions.
 """
 
 from __future__ import annotations
@@ -119,4 +121,38 @@ def bpr_max_rows(logits: np.ndarray, grad: np.ndarray, bpreg: float, elu_alpha: 
             for j in range(width):
                 g[j] *= slope[j]
         total += -np.log(float(above) + EPSILON) + bpreg * float(penalty)
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def cross_entropy_rows(scores: np.ndarray, offsets: np.ndarray, grad: np.ndarray) -> float:
+    """Sum over rows of -log(softmax(scores_i - offsets)_i + eps) for scores [B, C] (column
+    i: row i's target) and logQ offsets [C] (zeros: none); writes d loss / d scores into
+    `grad` [B, C]. With p the softmax, the gradient is p_i / (p_i + eps) * (p_j - [j = i])."""
+    rows, width = scores.shape
+    z = np.empty(width, dtype=np.float32)
+    bits = np.empty(width, dtype=np.int32)
+    total = 0.0
+    for i in range(rows):
+        x = scores[i]
+        top = _FLOOR
+        for j in range(width):
+            z[j] = x[j] - offsets[j]
+            top = max(top, z[j])
+        for j in range(width):
+            z[j] -= top
+        g = grad[i]
+        _exp_into(z, g, bits, width)
+        norm = np.float32(0.0)
+        for j in range(width):
+            norm += g[j]
+        inv = np.float32(1.0) / norm
+        for j in range(width):
+            g[j] *= inv
+        p_target = float(g[i])
+        scale = np.float32(p_target / (p_target + EPSILON))
+        g[i] -= np.float32(1.0)
+        for j in range(width):
+            g[j] *= scale
+        total -= np.log(p_target + EPSILON)
     return total
