@@ -79,9 +79,7 @@ class _CompiledCrossEntropy(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor, None]:
         (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        if float(grad_output) != 1.0:  # (training's case is 1: no pass over [B, C] for it)
-            grad = grad * grad_output
-        return grad, None
+        return _times(grad, grad_output), None
 
 
 def _negative_softmax(scores: torch.Tensor) -> torch.Tensor:
@@ -136,6 +134,11 @@ def _activation_slope(
     return 1.0 - r.square()  # tanh
 
 
+def _times(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """A compiled loss's stored gradient times the outer factor (training's is 1: no pass)."""
+    return grad if float(grad_output) == 1.0 else grad * grad_output
+
+
 class _CompiledBPRMax(torch.autograd.Function):
     """BPR-max whose forward pass computes the gradient too (`loss_kernels.bpr_max_rows`)."""
 
@@ -158,9 +161,7 @@ class _CompiledBPRMax(torch.autograd.Function):
         ctx: torch.autograd.function.FunctionCtx, grad_output: torch.Tensor
     ) -> tuple[torch.Tensor, None, None, None]:
         (grad,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        if float(grad_output) != 1.0:  # (training's case is 1: no pass over [B, C] for it)
-            grad = grad * grad_output
-        return grad, None, None, None
+        return _times(grad, grad_output), None, None, None
 
 
 class _BPRMax(torch.autograd.Function):

@@ -200,23 +200,12 @@ def _update_rows(
     lr = np.float32(learning_rate)
     mu = np.float32(momentum)
     tiny = np.float32(eps)
+    with_momentum = momentum > 0.0
     for u in range(distinct):
         row = rows[u]
         slot[row] = -1
-        acc, g, w = state[row, 0], summed[u], table[row]
-        if momentum > 0.0:
-            velocity = state[row, 1]
-            for k in range(width):
-                a = acc[k] + g[k] * g[k]
-                acc[k] = a
-                v = mu * velocity[k] - lr * g[k] / np.sqrt(a + tiny)
-                velocity[k] = v
-                w[k] += v
-        else:
-            for k in range(width):
-                a = acc[k] + g[k] * g[k]
-                acc[k] = a
-                w[k] -= lr * g[k] / np.sqrt(a + tiny)
+        velocity = state[row, 1] if with_momentum else state[row, 0]  # (unused without)
+        _adagrad_into(table[row], state[row, 0], velocity, summed[u], lr, mu, tiny, with_momentum)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -230,10 +219,24 @@ def _update_dense(
     eps: float,
 ) -> None:
     """Adagrad(-momentum) on a whole (flattened) dense parameter, in place: one pass."""
-    lr = np.float32(learning_rate)
-    mu = np.float32(momentum)
-    tiny = np.float32(eps)
-    if momentum > 0.0:
+    lr, mu, tiny = np.float32(learning_rate), np.float32(momentum), np.float32(eps)
+    _adagrad_into(weights, acc, velocity, grad, lr, mu, tiny, momentum > 0.0)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _adagrad_into(
+    weights: np.ndarray,
+    acc: np.ndarray,
+    velocity: np.ndarray,
+    grad: np.ndarray,
+    lr: np.float32,
+    mu: np.float32,
+    tiny: np.float32,
+    with_momentum: bool,
+) -> None:
+    """acc += g ** 2; v = mu * v - lr * g / sqrt(acc + tiny); w += v (v = the step without
+    momentum), elementwise over 1-d arrays, in place."""
+    if with_momentum:
         for k in range(len(weights)):
             a = acc[k] + grad[k] * grad[k]
             acc[k] = a
