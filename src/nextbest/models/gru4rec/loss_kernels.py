@@ -25,7 +25,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-EPSILON = 1e-24  # as losses.EPSILON: the authors' guard inside the logarithm
+EPSILON = 1e-24  # the authors' guard inside the logarithms (losses.py's too)
 
 _LOG2E = np.float32(1.4426950408889634)
 _LN2_HI = np.float32(0.693359375)  # ln 2 = _LN2_HI + _LN2_LO, the high part exact in few bits

@@ -25,9 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nextbest.models.gru4rec.loss_kernels import bpr_max_rows, cross_entropy_rows
-
-EPSILON = 1e-24  # the authors' guard inside the logarithms
+from nextbest.models.gru4rec.loss_kernels import EPSILON, bpr_max_rows, cross_entropy_rows
 
 
 def activate(scores: torch.Tensor, kind: str, alpha: float) -> torch.Tensor:
