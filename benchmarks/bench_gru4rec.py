@@ -145,8 +145,10 @@ AUTHORS_PARAMETERS = (
 
 def authors_parameter_string(config: GRU4RecConfig) -> str:
     """`config` as run.py's `-ps` string (layers joined by '/', booleans as True/False)."""
-    if config.final_act is not None or config.attributes:
-        raise ValueError("final_act and attributes have no counterpart in the authors' code")
+    if config.final_act is not None or config.attributes or config.batch_loss != "mean":
+        raise ValueError(
+            "final_act, attributes and batch_loss=sum have no counterpart in the authors' code"
+        )
     parts = []
     for name in AUTHORS_PARAMETERS:
         value = getattr(config, name)

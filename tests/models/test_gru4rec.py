@@ -330,6 +330,7 @@ def test_save_load_round_trips_scores_exactly(tmp_path: Path) -> None:
         ("sample_alpha", -0.5),
         ("bpreg", -1.0),
         ("logq", -1.0),
+        ("batch_loss", "average"),
         ("elu_param", -1.0),
         ("final_act", "softplus"),
         ("n_epochs", 0),
@@ -352,8 +353,10 @@ def test_parameters_parse_from_the_command_line() -> None:
             "embedding": "64",
             "final_act": "elu-1",
             "logq": "1",
+            "batch_loss": "sum",
         },
     )
+    assert config.batch_loss == "sum"
     assert config.layers == (100, 100) and config.embedding == 64 and config.logq == 1.0
     assert config.activation == ("elu", 1.0)
     assert parse_config(GRU4RecConfig, {"layers": "100"}).layers == (100,)

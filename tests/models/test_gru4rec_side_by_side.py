@@ -15,8 +15,12 @@ import pytest
 from nextbest.models.gru4rec import GRU4RecConfig
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-# ours only: no counterpart in the authors' code (the seed and threads are run settings)
-OURS_ONLY = {"final_act", "seed", "threads", "attributes", "attribute_id_dropout", "attribute_rate"}
+# ours only: no counterpart in the authors' code (the seed and threads are run settings; their
+# code always divides a mini-batch's loss by its size, our batch_loss=mean)
+OURS_ONLY = {
+    "final_act", "seed", "threads", "attributes", "attribute_id_dropout", "attribute_rate",
+    "batch_loss",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,8 @@ def test_every_shared_parameter_reaches_the_authors_run(bench: ModuleType) -> No
     assert set(given) == set(bench.AUTHORS_PARAMETERS)
     with pytest.raises(ValueError, match="no counterpart"):
         bench.authors_parameter_string(dataclasses.replace(config, final_act="tanh"))
+    with pytest.raises(ValueError, match="no counterpart"):
+        bench.authors_parameter_string(dataclasses.replace(config, batch_loss="sum"))
 
 
 def test_the_authors_printout_is_read_back(bench: ModuleType) -> None:

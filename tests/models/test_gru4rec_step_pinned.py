@@ -1,7 +1,8 @@
 """Two whole training steps of GRU4Rec on a tiny problem, against the papers' formulas written
 out with plain PyTorch ops (autograd for the gradients): the GRU step, the scores of the
 mini-batch's targets and shared samples, cross-entropy with the logQ correction and BPR-max
-with ELU (row by row, negatives listed by hand), and Adagrad with momentum, whose item-table
+with ELU (row by row, negatives listed by hand), the mini-batch's loss divided by the batch
+size as in the authors' training loop (or left summed), and Adagrad with momentum, whose item-table
 rows move only when a mini-batch uses them. The trained code fuses and indexes all of this
 for speed; this test keeps it equal to the plain form."""
 
@@ -24,9 +25,10 @@ STEPS = [  # (inputs, targets, shared samples) of two mini-batches of three sess
 ]  # item 7 is never used
 
 
-def config(loss: str) -> GRU4RecConfig:
+def config(loss: str, reduction: str) -> GRU4RecConfig:
     return GRU4RecConfig(
-        loss=loss, layers=(HIDDEN,), constrained_embedding=True, batch_size=3, n_sample=3,
+        loss=loss, batch_loss=reduction, layers=(HIDDEN,), constrained_embedding=True,
+        batch_size=3, n_sample=3,
         sample_alpha=0.5, logq=1.0 if loss == "cross-entropy" else 0.0, bpreg=0.7,
         elu_param=0.8, learning_rate=0.1, momentum=0.3, dropout_p_embed=0.0,
         dropout_p_hidden=0.0, seed=5,
@@ -54,9 +56,10 @@ def plain_loss(scores: torch.Tensor, cols: torch.Tensor, cfg: GRU4RecConfig) -> 
     return total
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
-def test_two_training_steps_equal_the_plain_formulas(loss: str) -> None:
-    cfg = config(loss)
+def test_two_training_steps_equal_the_plain_formulas(loss: str, reduction: str) -> None:
+    cfg = config(loss, reduction)
     net = GRU4RecNet(N_ITEMS, cfg)
     layer = net.layers[0]
     never_used = net.item_weights.detach()[7].clone()
@@ -87,7 +90,8 @@ def test_two_training_steps_equal_the_plain_formulas(loss: str) -> None:
         h_next = (1 - z) * h + z * n
         scores = h_next @ leaves["W"][cols].T + leaves["b"][cols]
         expected_loss = plain_loss(scores, cols, cfg)
-        expected_loss.backward()  # type: ignore[no-untyped-call]
+        divisor = cfg.batch_size if reduction == "mean" else 1  # the authors': loss / batch_size
+        (expected_loss / divisor).backward()  # type: ignore[no-untyped-call]
         assert got_loss == pytest.approx(float(expected_loss.detach()), rel=1e-5)
 
         used = {

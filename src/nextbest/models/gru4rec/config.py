@@ -4,9 +4,13 @@ The names are the authors' (`layers`, `batch_size`, `dropout_p_embed`, ...), so 
 string from their README or paper tables can be typed as `--param KEY=VALUE` unchanged, except
 that lists use commas: `--param layers=100,100`.
 
-Three additions: `final_act` names the activation in front of the BPR-max / TOP1-max losses
+Four additions: `final_act` names the activation in front of the BPR-max / TOP1-max losses
 explicitly (`linear`, `elu-<alpha>`, `relu`, `tanh`); left unset it follows the authors'
-current rule (ELU with `elu_param`, linear when `elu_param` is 0). `seed` makes training
+current rule (ELU with `elu_param`, linear when `elu_param` is 0). `batch_loss` says how a
+mini-batch's loss is reduced before its gradient: `mean` (the authors' code: the sum over the
+rows divided by `batch_size`) or `sum`. Adagrad's step is nearly blind to the scale of a
+gradient, but not quite: its eps (1e-6) sits under sqrt(acc), and for a rare item's row acc
+is of the order of g^2, so the scale changes how far such rows move. `seed` makes training
 repeatable (initialisation, dropout masks and negative samples all come from it). `threads`
 is how many threads PyTorch may use while fitting: 1 by default, because a training step is
 many small operations that a second thread barely speeds up, while a thread team waiting for
@@ -20,6 +24,8 @@ from typing import Literal
 
 Loss = Literal["cross-entropy", "bpr-max", "top1-max"]
 LOSSES: tuple[str, ...] = ("cross-entropy", "bpr-max", "top1-max")
+BatchLoss = Literal["mean", "sum"]
+BATCH_LOSSES: tuple[str, ...] = ("mean", "sum")
 SIMPLE_ACTIVATIONS: tuple[str, ...] = ("linear", "relu", "tanh")
 
 
@@ -39,6 +45,7 @@ class GRU4RecConfig:
     sample_alpha: float = 0.5  # negatives drawn with probability ~ support ** sample_alpha
     bpreg: float = 1.0  # score regularisation of BPR-max
     logq: float = 0.0  # weight of the log(popularity) correction of cross-entropy
+    batch_loss: BatchLoss = "mean"  # mean: the rows' sum / batch_size (the authors'); sum
     elu_param: float = 0.5  # ELU alpha before BPR-max / TOP1-max; 0 = linear
     final_act: str | None = None  # overrides elu_param: linear, elu-<alpha>, relu, tanh
     seed: int = 42
@@ -84,6 +91,7 @@ class GRU4RecConfig:
         _check(self.sample_alpha >= 0.0, "sample_alpha", self.sample_alpha, "a number >= 0")
         _check(self.bpreg >= 0.0, "bpreg", self.bpreg, "a number >= 0")
         _check(self.logq >= 0.0, "logq", self.logq, "a number >= 0")
+        _check(self.batch_loss in BATCH_LOSSES, "batch_loss", self.batch_loss, "mean or sum")
         _check(self.elu_param >= 0.0, "elu_param", self.elu_param, "a number >= 0")
         _check(self.threads >= 1, "threads", self.threads, "an integer >= 1")
         _check(self.attribute_rate > 0.0, "attribute_rate", self.attribute_rate, "a number > 0")

@@ -86,7 +86,7 @@ class Trainer:
         cols = targets if self.sampler is None else torch.cat([targets, self.sampler()])  # [C]
         scores, hidden, leaves = self.forward(inputs, cols, hidden, train=True)
         loss = self._loss(scores, cols)
-        loss.backward()  # type: ignore[no-untyped-call]
+        batch_loss(loss, self.config).backward()  # type: ignore[no-untyped-call]
         self.optimizer.step_dense()
         for table, index, parts in leaves:
             self.optimizer.step_rows(table, index, [_grad(p) for p in parts])
@@ -173,6 +173,15 @@ class Trainer:
         """1 / (1 - p) with probability 1 - p, else 0 (uniform draws: faster than bernoulli_)."""
         mask = torch.rand(shape, generator=self.generator).ge_(p)
         return mask.div_(1.0 - p)
+
+
+def batch_loss(summed: torch.Tensor, config: GRU4RecConfig) -> torch.Tensor:
+    """The loss a mini-batch back-propagates, from the sum over its rows.
+
+    `mean` divides by the configured `batch_size`, as the authors' training loop does (also
+    when fewer sessions are left at the end of an epoch); the reported loss stays the sum.
+    """
+    return summed / config.batch_size if config.batch_loss == "mean" else summed
 
 
 def logq_offsets(support: np.ndarray, logq: float, alpha: float) -> tuple[np.ndarray, np.ndarray]:

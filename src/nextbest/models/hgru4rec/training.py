@@ -16,7 +16,14 @@ import numpy as np
 import torch
 
 from nextbest.models.gru4rec.network import Hidden
-from nextbest.models.gru4rec.training import EpochStats, Leaves, Trainer, _grad, _leaf
+from nextbest.models.gru4rec.training import (
+    EpochStats,
+    Leaves,
+    Trainer,
+    _grad,
+    _leaf,
+    batch_loss,
+)
 from nextbest.models.hgru4rec.batching import UserBatch, UserPlan
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
 from nextbest.models.hgru4rec.network import HGRU4RecNet
@@ -61,7 +68,7 @@ class HierarchicalTrainer(Trainer):
         hidden, scores, leaves = self._forward(batch.inputs, (scored, cols), hidden, user, True)
         assert scores is not None
         loss = self._loss(scores, cols)
-        loss.backward()  # type: ignore[no-untyped-call]
+        batch_loss(loss, self.config).backward()  # type: ignore[no-untyped-call]
         for p in self.optimizer.dense:  # user-level weights unused by this mini-batch
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
