@@ -314,6 +314,25 @@ def test_save_load_round_trips_scores_exactly(tmp_path: Path) -> None:
     assert top.shape == (3, 4) and int(np.argmax(loaded.score(b)[0])) not in top[0]
 
 
+def test_a_model_saved_before_hidden_biases_loads_and_scores_as_it_did(tmp_path: Path) -> None:
+    """Models saved before GRU layers had `bias_hidden` (zeros there compute the same)."""
+    train = random_sessions(50, 20, seed=4)
+    model = GRU4Rec(GRU4RecConfig(**{**SMALL, "layers": (6, 5)})).fit(train)  # type: ignore[arg-type]
+    with torch.no_grad():
+        for layer in model._fitted().layers:
+            layer.bias_hidden.zero_()  # type: ignore[operator]
+    arrays = model.arrays()
+    old = {k: v for k, v in arrays.items() if not k.endswith("bias_hidden")}
+    assert len(old) == len(arrays) - 2  # one per layer
+    model.save(tmp_path / "m")
+    loaded = GRU4Rec.load(tmp_path / "m")
+    loaded.restore(old)  # the arrays as a model saved before bias_hidden holds them
+    items = np.array([1, 5, 19])
+    a = model.step(model.initial_state(3), items, np.zeros(3))
+    b = loaded.step(loaded.initial_state(3), items, np.zeros(3))
+    assert torch.equal(a, b)
+
+
 # -- configuration ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("field", "value"),

@@ -65,9 +65,10 @@ def test_two_training_steps_equal_the_plain_formulas(loss: str, reduction: str) 
     never_used = net.item_weights.detach()[7].clone()
     # the plain copy: item matrix (also the input rows), item bias, the layer's weights
     W, b = net.item_weights.detach().clone(), net.item_bias.detach().clone()
-    Wx, Wh, bg = (p.detach().clone() for p in (layer.w_input, layer.w_hidden, layer.bias))
+    Wx, Wh, bg, bh = (p.detach().clone() for p in (layer.w_input, layer.w_hidden, layer.bias,
+                                                     layer.bias_hidden))  # fmt: skip
     dense_state = {name: (torch.zeros_like(p), torch.zeros_like(p)) for name, p in
-                   (("Wx", Wx), ("Wh", Wh), ("bg", bg))}  # fmt: skip
+                   (("Wx", Wx), ("Wh", Wh), ("bg", bg), ("bh", bh))}  # fmt: skip
     table_state = {name: (torch.zeros_like(p), torch.zeros_like(p)) for name, p in
                    (("W", W), ("b", b))}  # fmt: skip
 
@@ -79,11 +80,12 @@ def test_two_training_steps_equal_the_plain_formulas(loss: str, reduction: str) 
     for inputs, targets, sampled in STEPS:
         got_loss, hidden = trainer.step(torch.tensor(inputs), torch.tensor(targets), hidden)
 
-        params = {"W": W, "b": b, "Wx": Wx, "Wh": Wh, "bg": bg}
+        params = {"W": W, "b": b, "Wx": Wx, "Wh": Wh, "bg": bg, "bh": bh}
         leaves = {name: p.clone().requires_grad_() for name, p in params.items()}
         cols = torch.tensor(targets + sampled)
         x = leaves["W"][torch.tensor(inputs)]
-        gx, gh = x @ leaves["Wx"] + leaves["bg"], h @ leaves["Wh"]
+        # PyTorch's GRUCell form: a bias with the input's term and one with the state's
+        gx, gh = x @ leaves["Wx"] + leaves["bg"], h @ leaves["Wh"] + leaves["bh"]
         r = torch.sigmoid(gx[:, :HIDDEN] + gh[:, :HIDDEN])
         z = torch.sigmoid(gx[:, HIDDEN : 2 * HIDDEN] + gh[:, HIDDEN : 2 * HIDDEN])
         n = torch.tanh(gx[:, 2 * HIDDEN :] + r * gh[:, 2 * HIDDEN :])
@@ -117,7 +119,9 @@ def test_two_training_steps_equal_the_plain_formulas(loss: str, reduction: str) 
         h = h_next.detach()
 
         torch.testing.assert_close(hidden[0], h, rtol=1e-5, atol=1e-6)
-        for mine, plain in ((net.item_weights, W), (net.item_bias, b), (layer.w_input, Wx),
-                            (layer.w_hidden, Wh), (layer.bias, bg)):  # fmt: skip
+        mine_and_plain = ((net.item_weights, W), (net.item_bias, b), (layer.w_input, Wx),
+                          (layer.w_hidden, Wh), (layer.bias, bg),
+                          (layer.bias_hidden, bh))  # fmt: skip
+        for mine, plain in mine_and_plain:
             torch.testing.assert_close(mine.detach(), plain, rtol=1e-4, atol=1e-5)  # steps of 0.1
     assert torch.equal(net.item_weights.detach()[7], never_used)  # bit for bit

@@ -31,7 +31,7 @@ from nextbest.models.gru4rec.attributes import (
 )
 from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
-from nextbest.models.gru4rec.network import GRU4RecNet, GRULayer
+from nextbest.models.gru4rec.network import GRU4RecNet, GRULayer, with_hidden_biases
 from nextbest.models.gru4rec.training import EpochStats, Trainer, run_epochs, torch_threads
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
             self.attribute_values = values
         net = GRU4RecNet(self.n_items, self.config, index)
         state = {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
-        net.load_state_dict(state)
+        net.load_state_dict(with_hidden_biases(state))
         net.eval()
         self.net = net
 
@@ -176,13 +176,13 @@ def one_step(net: GRU4RecNet, row: np.ndarray, item: int) -> np.ndarray:
     table, layers, onehot = _step_arrays(net)
     x = table[item]
     out, offset = [], 0
-    for index, (w_input, w_hidden, bias) in enumerate(layers):
+    for index, (w_input, w_hidden, bias, bias_hidden) in enumerate(layers):
         size = w_hidden.shape[0]
         h = row[offset : offset + size]
         offset += size
         # one-hot input: the table row already is x @ w_input
         gates = x + bias if index == 0 and onehot else x @ w_input + bias  # [3H]
-        gates_h = h @ w_hidden  # [3H]
+        gates_h = h @ w_hidden + bias_hidden  # [3H]
         rz = gates[: 2 * size] + gates_h[: 2 * size]
         rz = 1.0 / (1.0 + np.exp(-rz))
         n = np.tanh(gates[2 * size :] + rz[:size] * gates_h[2 * size :])
@@ -192,7 +192,7 @@ def one_step(net: GRU4RecNet, row: np.ndarray, item: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-StepArrays = tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]], bool]
+StepArrays = tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], bool]
 
 
 def _step_arrays(net: GRU4RecNet) -> StepArrays:
@@ -206,9 +206,11 @@ def _step_arrays(net: GRU4RecNet) -> StepArrays:
     parameters = [net.input_table]
     for layer in net.layers:
         assert isinstance(layer, GRULayer)
-        parameters += [layer.w_input, layer.w_hidden, layer.bias]
+        parameters += [layer.w_input, layer.w_hidden, layer.bias, layer.bias_hidden]
     arrays = [parameter.detach().numpy() for parameter in parameters]
-    layers = [(arrays[k], arrays[k + 1], arrays[k + 2]) for k in range(1, len(arrays), 3)]
+    layers = [
+        (arrays[k], arrays[k + 1], arrays[k + 2], arrays[k + 3]) for k in range(1, len(arrays), 4)
+    ]
     made = (arrays[0], layers, net.mode == "onehot")
     key = tuple(parameter.data_ptr() for parameter in parameters)
     net.__dict__["_step_arrays"] = (parameters, key, made)

@@ -4,14 +4,20 @@ An item enters the first layer as one row of a table (`input_table`), never as a
 vector: the shared output item matrix (constrained embedding), a separate embedding, or, with
 neither, the first layer's own input weights (a one-hot input times them is that row).
 
-Every layer is a GRU as the authors draw it in their CIKM 2018 presentation of GRU4Rec v2,
-the reset gate scaling the recurrent term of the candidate (as cuDNN's and PyTorch's GRU do):
+Every layer is a GRU as the authors' PyTorch code has it (PyTorch's `GRUCell`, the form the
+authors draw in their CIKM 2018 presentation of GRU4Rec v2), the reset gate scaling the
+recurrent term of the candidate, with a bias on each side:
 
-    r = sigmoid(W_r x + U_r h + b_r)        z = sigmoid(W_z x + U_z h + b_z)
-    n = tanh(W_n x + r * (U_n h) + b_n)     h' = (1 - z) * h + z * n
+    r = sigmoid(W_r x + b_r + U_r h + c_r)      z = sigmoid(W_z x + b_z + U_z h + c_z)
+    n = tanh(W_n x + b_n + r * (U_n h + c_n))   h' = (1 - z) * h + z * n
 
-(The ICLR 2016 paper writes U_n (r * h); both variants were measured, see docs/gru4rec.md.
-This one needs one [H, 3H] product of h per step instead of two dependent ones.)
+(`GRUCell` writes h' = z * h + (1 - z) * n: the same model with z's sign flipped.) The two
+biases of r and z add up, but each has its own Adagrad step, so together they move twice as
+fast as one would, and c_n sits inside the reset gate: both matter to training, and
+`benchmarks/compare_gru4rec_step.py` showed them to be the last difference from the authors'
+training step (docs/gru4rec.md has the measurements). The ICLR 2016 paper writes U_n (r * h);
+that variant was measured too. This one needs one [H, 3H] product of h per step instead of
+two dependent ones.
 
 Scores of the columns `cols` are `h_last @ item_weights[cols].T + item_bias[cols]`. Training
 gathers the rows it needs itself (see `training.py`), so the same `encode` and `logits` serve
@@ -48,14 +54,15 @@ class GRULayer(nn.Module):
         self.n_hidden = n_hidden
         self.w_input = nn.Parameter(torch.empty(n_in, 3 * n_hidden))  # [In, 3H]
         self.w_hidden = nn.Parameter(torch.empty(n_hidden, 3 * n_hidden))  # [H, 3H]
-        self.bias = nn.Parameter(torch.zeros(3 * n_hidden))  # [3H]
+        self.bias = nn.Parameter(torch.zeros(3 * n_hidden))  # [3H] b: with the input's term
+        self.bias_hidden = nn.Parameter(torch.zeros(3 * n_hidden))  # [3H] c: with the state's
         glorot_(self.w_input, 3, generator)
         glorot_(self.w_hidden, 3, generator)
 
     def forward(self, gates_x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """One step from the input's gate pre-activations `gates_x` [B, 3H] (bias included)."""
         width = 2 * self.n_hidden
-        gates_h = h @ self.w_hidden  # [B, 3H]
+        gates_h = torch.addmm(self.bias_hidden, h, self.w_hidden)  # [B, 3H]
         rz = torch.sigmoid(gates_x[:, :width] + gates_h[:, :width])  # [B, 2H]
         r, z = rz[:, : self.n_hidden], rz[:, self.n_hidden :]
         n = torch.tanh(torch.addcmul(gates_x[:, width:], r, gates_h[:, width:]))  # [B, H]
@@ -63,6 +70,17 @@ class GRULayer(nn.Module):
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.bias, x, self.w_input)  # [B, 3H]
+
+
+def with_hidden_biases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A saved state dict of any version: one saved before GRU layers had `bias_hidden` gets
+    zeros there, which computes exactly what it computed then."""
+    state = dict(state)
+    for key in [k for k in state if k.endswith(".w_hidden")]:
+        state.setdefault(
+            key.removesuffix("w_hidden") + "bias_hidden", torch.zeros(state[key].shape[1])
+        )
+    return state
 
 
 class GRU4RecNet(nn.Module):

@@ -42,7 +42,7 @@ from nextbest.models.gru4rec.attributes import (
     index_for,
     settle_unseen,
 )
-from nextbest.models.gru4rec.network import GRU4RecNet
+from nextbest.models.gru4rec.network import GRU4RecNet, with_hidden_biases
 from nextbest.models.gru4rec.training import EpochStats, run_epochs, torch_threads
 from nextbest.models.hgru4rec.batching import plan_users
 from nextbest.models.hgru4rec.config import HGRU4RecConfig
@@ -266,7 +266,9 @@ class HGRU4Rec(SessionModel[HState, HGRU4RecConfig]):
             )
         net = HGRU4RecNet(self.n_items, self.config, index)
         net.load_state_dict(
-            {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
+            with_hidden_biases(
+                {k.removeprefix("net."): torch.from_numpy(v) for k, v in arrays.items()}
+            )
         )
         net.eval()
         self.net = net
