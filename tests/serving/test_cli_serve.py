@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from nextbest.cli.main import app as main_app
 from nextbest.cli.serve import serve
+from nextbest.serving.auth import KEYS_FILE, NoKeysConfigured, read_keys_file, resolve_keys
 
 app = typer.Typer()
 app.command()(serve)
@@ -54,3 +57,43 @@ def test_a_malformed_placements_file_stops_serve_with_its_key(
     assert "placements.home.generators[0].k" in result.output and str(bad) in result.output
     missing = CliRunner().invoke(app, ["--placements", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 2 and "no such placements file" in missing.output
+
+
+def test_serve_without_any_keys_refuses_to_start_and_says_how_to_make_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    for name in ("NEXTBEST_WRITE_KEYS", "NEXTBEST_READ_KEYS", "NEXTBEST_ADMIN_KEYS",
+                 "NEXTBEST_KEYS_FILE", "NEXTBEST_DEMO"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, [], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "no API keys configured" in output and "nextbest keys new" in output
+    assert not (tmp_path / KEYS_FILE).exists()  # nothing invented behind the operator's back
+
+
+def test_keys_new_writes_an_owner_only_file_that_serve_reads_and_never_overwrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    made = CliRunner().invoke(main_app, ["keys", "new"], terminal_width=200)
+    assert made.exit_code == 0, made.output
+    path = tmp_path / KEYS_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    keys = read_keys_file(path)
+    assert len(keys.write) == len(keys.read) == len(keys.admin) == 1
+    assert resolve_keys((), (), (), None, tmp_path) == keys  # what serve will use
+    again = CliRunner().invoke(main_app, ["keys", "new"], terminal_width=200)
+    assert again.exit_code == 2 and "--force" in again.output
+    assert read_keys_file(path) == keys
+    forced = CliRunner().invoke(main_app, ["keys", "new", "--force"])
+    assert forced.exit_code == 0 and read_keys_file(path) != keys
+
+
+def test_demo_mode_alone_makes_keys_when_none_are_configured(tmp_path: Path) -> None:
+    with pytest.raises(NoKeysConfigured, match="nextbest keys new"):
+        resolve_keys((), (), (), None, tmp_path)
+    keys = resolve_keys((), (), (), None, tmp_path, demo=True)
+    assert keys.write and keys.read and keys.admin
+    assert read_keys_file(tmp_path / KEYS_FILE) == keys

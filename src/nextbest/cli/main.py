@@ -10,6 +10,7 @@ from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
 from nextbest.cli.experiments import experiments_app
+from nextbest.cli.keys import keys_app
 from nextbest.cli.keywords import keywords_app
 from nextbest.cli.rules import rules_app
 from nextbest.cli.serve import serve
@@ -26,6 +27,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(affinity_app, name="affinity")
 app.add_typer(rules_app, name="rules")
 app.add_typer(keywords_app, name="keywords")
+app.add_typer(keys_app, name="keys")
 app.add_typer(experiments_app, name="experiments")
 app.command()(train)
 app.command()(evaluate)

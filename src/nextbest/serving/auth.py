@@ -5,8 +5,10 @@
 * admin: everything, including the catalog (`PUT /v1/items`) and models.
 
 A missing or unknown key is 401; a known key without the scope is 403. Keys come from
-NEXTBEST_*_KEYS and/or a keys file; when neither gives any, the server makes a set once and
-writes it to `$NEXTBEST_HOME/api-keys.json` (readable by its owner only).
+NEXTBEST_*_KEYS and/or a keys file (NEXTBEST_KEYS_FILE, else `$NEXTBEST_HOME/api-keys.json`
+when it exists; `nextbest keys new` writes one, readable by its owner only). With none of
+these the server refuses to start, except in demo mode (NEXTBEST_DEMO=1), where it makes a set
+itself: a server that quietly invents keys is one whose operator never chose them.
 """
 
 from __future__ import annotations
@@ -125,14 +127,25 @@ def write_keys_file(keys: ApiKeys, path: Path, single: bool = False) -> None:
         json.dump(body, out, indent=2)
 
 
+class NoKeysConfigured(ValueError):
+    def __init__(self, home: Path) -> None:
+        super().__init__(
+            "no API keys configured: run `nextbest keys new` (writes "
+            f"{home / KEYS_FILE}, readable by its owner only), or set NEXTBEST_WRITE_KEYS, "
+            "NEXTBEST_READ_KEYS and NEXTBEST_ADMIN_KEYS, or NEXTBEST_KEYS_FILE"
+        )
+
+
 def resolve_keys(
     write: tuple[str, ...],
     read: tuple[str, ...],
     admin: tuple[str, ...],
     keys_file: Path | None,
     home: Path,
+    demo: bool = False,
 ) -> ApiKeys:
-    """The configured keys; a generated set in `home` when none is configured anywhere."""
+    """The configured keys. Without any: `home`'s keys file when there is one; else, in demo
+    mode only, a generated set written there; else NoKeysConfigured."""
     keys = ApiKeys(write, read, admin)
     if keys_file is not None:
         from_file = read_keys_file(keys_file)
@@ -144,7 +157,9 @@ def resolve_keys(
     default = home / KEYS_FILE
     if default.exists():
         return read_keys_file(default)
+    if not demo:
+        raise NoKeysConfigured(home)
     keys = new_keys()
     write_keys_file(keys, default)
-    logger.warning("no API keys configured: made new ones in %s", default)
+    logger.warning("demo mode without API keys: made new ones in %s", default)
     return keys

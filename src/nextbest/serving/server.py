@@ -77,6 +77,7 @@ def prepare(settings: ServingSettings, workers: int) -> None:
         settings.admin_keys,
         settings.keys_file,
         settings.home,
+        demo=settings.demo,
     )
     if workers > 1:
         folder = settings.home / METRICS_DIR

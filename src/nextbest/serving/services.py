@@ -174,6 +174,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         settings.admin_keys,
         settings.keys_file,
         settings.home,
+        demo=settings.demo,
     )
     live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
     trends = Trends(log, settings.trend_window_events)
