@@ -27,10 +27,23 @@ async def get_services(request: Request) -> Services:
 
 
 def access(request: Request, scope: Scope) -> Services:
-    """The services, if the request's key has `scope` (else the 401/403 ApiError)."""
+    """The services, if the request's key has `scope` (else the 401/403 ApiError) and its
+    address and key are within their request rates (else the 429 ApiError)."""
     services: Services = request.app.state.services
-    services.keys.check(request.headers.get("authorization"), scope)
+    services.limiter.request_from(client_address(request))  # before the key: wrong keys count
+    authorization = request.headers.get("authorization")
+    services.keys.check(authorization, scope)
+    services.limiter.request_with(bearer_key(authorization))
     return services
+
+
+def client_address(request: Request) -> str:
+    """The client's address (the proxy's, unless uvicorn is told to trust its headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def bearer_key(authorization: str | None) -> str:
+    return (authorization or "").partition(" ")[2].strip()
 
 
 def _require(scope: Scope) -> Callable[[Request], Awaitable[Services]]:

@@ -11,6 +11,10 @@
     NEXTBEST_KEYS_FILE            JSON {"write": ..., "read": ..., "admin": ...} (string or list)
     NEXTBEST_CORS_ORIGINS         comma-separated origins allowed to call from a browser
     NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
+    NEXTBEST_RATE_LIMIT_REQUESTS_PER_ADDRESS, NEXTBEST_RATE_LIMIT_REQUESTS_PER_KEY,
+    NEXTBEST_RATE_LIMIT_EVENTS_PER_ADDRESS, NEXTBEST_RATE_LIMIT_EVENTS_PER_KEY
+                                  per second, per client address or API key (0: no limit, the
+                                  default); NEXTBEST_RATE_LIMIT_BURST_SECONDS: a burst (2)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
     NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
     NEXTBEST_EXPERIMENTS          the experiments file (TOML; default: experiments.toml in the home)
@@ -29,6 +33,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nextbest.events.log.database import sqlite_url
+from nextbest.serving.rate_limits import RateLimits
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -51,6 +56,13 @@ class ServingSettings(BaseSettings):
     keys_file: Path | None = None
     cors_origins: CommaList = ()
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # 429 with Retry-After beyond these rates (per second; 0: no limit). Off by default: behind
+    # a proxy every client has the proxy's address, and a backend key carries a whole shop.
+    rate_limit_requests_per_address: float = Field(default=0.0, ge=0)
+    rate_limit_requests_per_key: float = Field(default=0.0, ge=0)
+    rate_limit_events_per_address: float = Field(default=0.0, ge=0)
+    rate_limit_events_per_key: float = Field(default=0.0, ge=0)
+    rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
     model_poll_seconds: float = Field(default=5.0, gt=0)
     refresh_seconds: float = Field(default=2.0, gt=0)  # live counts and catalog changes
     trend_window_events: int = Field(default=200_000, ge=1)
@@ -70,6 +82,16 @@ class ServingSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        return RateLimits(
+            self.rate_limit_requests_per_address,
+            self.rate_limit_requests_per_key,
+            self.rate_limit_events_per_address,
+            self.rate_limit_events_per_key,
+            self.rate_limit_burst_seconds,
+        )
 
     @property
     def experiments_file(self) -> Path:

@@ -8,9 +8,9 @@ the loop, which saves a thread switch per request.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from nextbest.serving.deps import WriteAccess
+from nextbest.serving.deps import WriteAccess, bearer_key, client_address
 from nextbest.serving.ingest import ingest
 from nextbest.serving.schemas import EventBatchIn, EventsOut, FieldError
 
@@ -22,7 +22,9 @@ router = APIRouter(prefix="/v1", tags=["events"])
     response_model=EventsOut,
     responses={422: {"model": EventsOut, "description": "some events were rejected"}},
 )
-async def post_events(batch: EventBatchIn, services: WriteAccess, response: Response) -> EventsOut:
+async def post_events(
+    batch: EventBatchIn, services: WriteAccess, request: Request, response: Response
+) -> EventsOut:
     """Log up to 500 events (idempotent on `event_id`) and update their sessions' state.
 
     The reply comes after the events are committed. Rejected events are listed with the field
@@ -30,6 +32,8 @@ async def post_events(batch: EventBatchIn, services: WriteAccess, response: Resp
     fails after the commit, the events are still acknowledged and their sessions' states are
     dropped where possible, to be rebuilt from the log.
     """
+    authorization = request.headers.get("authorization")
+    services.limiter.events(client_address(request), bearer_key(authorization), len(batch.events))
     result = await ingest(services, batch.events)
     rejected = result.rejected
     reply = EventsOut(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
