@@ -66,6 +66,7 @@ class CatalogReport:
     problems: list[RowProblem] = field(default_factory=list)  # the first LISTED_PROBLEMS
     problem_counts: dict[str, int] = field(default_factory=dict)  # column -> rows with one
     unknown_columns: list[str] = field(default_factory=list)  # the engine never reads them
+    bad_rows: set[int] = field(default_factory=set)  # every row with a problem (not listed)
 
     @property
     def n_problems(self) -> int:
@@ -138,6 +139,7 @@ class _Checker:
 
     def problem(self, row: int, column: str, message: str) -> None:
         report = self.report
+        report.bad_rows.add(row)
         report.problem_counts[column] = report.problem_counts.get(column, 0) + 1
         if len(report.problems) < LISTED_PROBLEMS:
             report.problems.append(RowProblem(row, column, message))
