@@ -35,7 +35,7 @@ DEMO_MODELS: tuple[tuple[str, dict[str, str]], ...] = (
     ("stan", {}),
     # GRU4Rec with the authors' RSC15 settings (cross-entropy + logQ, shared embedding), but a
     # batch of 64 and 3 epochs so that the demo stays a few minutes on two cores; with the
-    # catalog's category, brand and price band beside the item ids (+6.5% MRR@20 on the demo
+    # catalog's category, brand and price band beside the item ids (+6.9% MRR@20 on the demo
     # shop with new items, docs/benchmarks.md "Cold start").
     (
         "gru4rec",
