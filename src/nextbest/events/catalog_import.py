@@ -21,9 +21,9 @@ import polars as pl
 from nextbest.events.catalog import Catalog
 from nextbest.events.catalog_quality import (
     LISTED_PROBLEMS,
+    cast_checked_items,
     check_rows,
     read_text_table,
-    typed_items,
 )
 from nextbest.events.schema import ITEM_SCHEMA, item_of_row
 
@@ -99,7 +99,7 @@ def import_catalog(
     good = frame.with_row_index("_row", offset=1).filter(
         ~pl.col("_row").is_in(sorted(checked.bad_rows))
     )
-    typed = typed_items(good.drop("_row"), str(path))
+    typed = cast_checked_items(good.drop("_row"))  # checked above: not again
     items = [item_of_row(row) for row in typed.iter_rows(named=True)]
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]

@@ -329,6 +329,11 @@ def typed_items(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     if report.n_problems:
         first = "; ".join(str(problem) for problem in report.problems[:5])
         raise ValueError(f"{source} has {report.n_problems:,} bad value(s): {first}")
+    return cast_checked_items(frame)
+
+
+def cast_checked_items(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of texts that `check_rows` passed, cast to ITEM_SCHEMA."""
     # texts as `conform_items` casts them: blank is missing, in_stock's words are flags
     texts = [c for c in frame.columns if c in ITEM_SCHEMA and frame[c].dtype == pl.String]
     normalised = frame.with_columns(
