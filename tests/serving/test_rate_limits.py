@@ -13,7 +13,7 @@ from serving_helpers import (
     view,
 )
 
-from nextbest.serving.rate_limits import RateLimiter, RateLimits, TokenBuckets
+from nextbest.serving.rate_limits import RateLimiter, TokenBuckets
 
 
 class Clock:
@@ -44,7 +44,7 @@ def test_a_bucket_forgets_the_least_recently_seen_names_beyond_its_bound() -> No
 
 
 def test_an_event_bucket_always_holds_one_whole_batch() -> None:
-    limiter = RateLimiter(RateLimits(events_per_key=1.0), largest_batch=500, clock=Clock())
+    limiter = RateLimiter(events_per_key=1.0, largest_batch=500, clock=Clock())
     limiter.events("1.2.3.4", "key", 500)  # a burst of 2 s at 1 a second would refuse it
     assert limiter.key_events is not None and limiter.key_events.capacity == 500
 

@@ -59,8 +59,8 @@ class ApiKeys:
                 granted.add(scope)
         return set(Scope) if Scope.ADMIN in granted else granted
 
-    def check(self, authorization: str | None, needed: Scope) -> None:
-        """Raise the 401/403 ApiError unless the header carries a key with `needed`."""
+    def check(self, authorization: str | None, needed: Scope) -> str:
+        """The header's key if it has `needed`; else the 401/403 ApiError."""
         challenge = {"WWW-Authenticate": "Bearer"}
         if not authorization:
             raise ApiError(
@@ -87,6 +87,7 @@ class ApiKeys:
                 "Authorization",
                 f"needs a {needed.value} key",
             )
+        return key.strip()
 
     def as_json(self) -> dict[str, list[str]]:
         return {scope.value: list(getattr(self, scope.value)) for scope in Scope}

@@ -31,19 +31,15 @@ def access(request: Request, scope: Scope) -> Services:
     address and key are within their request rates (else the 429 ApiError)."""
     services: Services = request.app.state.services
     services.limiter.request_from(client_address(request))  # before the key: wrong keys count
-    authorization = request.headers.get("authorization")
-    services.keys.check(authorization, scope)
-    services.limiter.request_with(bearer_key(authorization))
+    key = services.keys.check(request.headers.get("authorization"), scope)
+    services.limiter.request_with(key)
+    request.state.api_key = key  # for a route's own limits (the events')
     return services
 
 
 def client_address(request: Request) -> str:
     """The client's address (the proxy's, unless uvicorn is told to trust its headers)."""
     return request.client.host if request.client else "unknown"
-
-
-def bearer_key(authorization: str | None) -> str:
-    return (authorization or "").partition(" ")[2].strip()
 
 
 def _require(scope: Scope) -> Callable[[Request], Awaitable[Services]]:

@@ -19,9 +19,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nextbest.serving.errors import ApiError
+from nextbest.serving.schemas import MAX_BATCH_EVENTS
+
+if TYPE_CHECKING:
+    from nextbest.serving.settings import ServingSettings
 
 
 class TokenBuckets:
@@ -54,35 +58,39 @@ class TokenBuckets:
         return 0.0 if granted else (tokens - held) / self.rate
 
 
-@dataclass(frozen=True)
-class RateLimits:
-    """Rates per second; 0 turns a limit off."""
-
-    requests_per_address: float = 0.0
-    requests_per_key: float = 0.0
-    events_per_address: float = 0.0
-    events_per_key: float = 0.0
-    burst_seconds: float = 2.0
-
-
 class RateLimiter:
+    """The four limits (rates per second; 0 turns one off); an event bucket always holds
+    `largest_batch` events, so a whole batch can pass."""
+
     def __init__(
         self,
-        limits: RateLimits,
-        largest_batch: int,
+        requests_per_address: float = 0.0,
+        requests_per_key: float = 0.0,
+        events_per_address: float = 0.0,
+        events_per_key: float = 0.0,
+        burst_seconds: float = 2.0,
+        largest_batch: int = MAX_BATCH_EVENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limits = limits
-
         def buckets(rate: float, smallest: float) -> TokenBuckets | None:
             if rate <= 0:
                 return None
-            return TokenBuckets(rate, max(rate * limits.burst_seconds, smallest), clock=clock)
+            return TokenBuckets(rate, max(rate * burst_seconds, smallest), clock=clock)
 
-        self.address_requests = buckets(limits.requests_per_address, 1.0)
-        self.key_requests = buckets(limits.requests_per_key, 1.0)
-        self.address_events = buckets(limits.events_per_address, largest_batch)
-        self.key_events = buckets(limits.events_per_key, largest_batch)
+        self.address_requests = buckets(requests_per_address, 1.0)
+        self.key_requests = buckets(requests_per_key, 1.0)
+        self.address_events = buckets(events_per_address, largest_batch)
+        self.key_events = buckets(events_per_key, largest_batch)
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> RateLimiter:
+        return cls(
+            settings.rate_limit_requests_per_address,
+            settings.rate_limit_requests_per_key,
+            settings.rate_limit_events_per_address,
+            settings.rate_limit_events_per_key,
+            settings.rate_limit_burst_seconds,
+        )
 
     def request_from(self, address: str) -> None:
         _take(self.address_requests, address, 1, "requests", "client address")

@@ -27,10 +27,9 @@ from nextbest.serving.dashboard import Throughput
 from nextbest.serving.experiments import ServedExperiments
 from nextbest.serving.live import LiveState
 from nextbest.serving.online import OnlineLearner
-from nextbest.serving.rate_limits import RateLimiter, RateLimits
+from nextbest.serving.rate_limits import RateLimiter
 from nextbest.serving.recommend import Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
-from nextbest.serving.schemas import MAX_BATCH_EVENTS
 from nextbest.serving.served import ServedRecorder, forget_old_served
 from nextbest.serving.settings import ServingSettings
 from nextbest.serving.state import StateStore, open_state_store
@@ -56,9 +55,7 @@ class Services:
     served: ServedRecorder
     experiments: ServedExperiments
     online: OnlineLearner | None = None  # a two-stage version's FTRL learning from outcomes
-    limiter: RateLimiter = field(
-        default_factory=lambda: RateLimiter(RateLimits(), MAX_BATCH_EVENTS)
-    )
+    limiter: RateLimiter = field(default_factory=RateLimiter)  # no limits unless set
     throughput: Throughput = field(default_factory=Throughput)  # the dashboard's rates
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -207,5 +204,5 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         served=ServedRecorder(log),
         experiments=experiments,
         online=online,
-        limiter=RateLimiter(settings.rate_limits, MAX_BATCH_EVENTS),
+        limiter=RateLimiter.from_settings(settings),
     )

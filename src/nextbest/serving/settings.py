@@ -33,7 +33,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nextbest.events.log.database import sqlite_url
-from nextbest.serving.rate_limits import RateLimits
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -82,16 +81,6 @@ class ServingSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
-
-    @property
-    def rate_limits(self) -> RateLimits:
-        return RateLimits(
-            self.rate_limit_requests_per_address,
-            self.rate_limit_requests_per_key,
-            self.rate_limit_events_per_address,
-            self.rate_limit_events_per_key,
-            self.rate_limit_burst_seconds,
-        )
 
     @property
     def experiments_file(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from nextbest.serving.deps import WriteAccess, bearer_key, client_address
+from nextbest.serving.deps import WriteAccess, client_address
 from nextbest.serving.ingest import ingest
 from nextbest.serving.schemas import EventBatchIn, EventsOut, FieldError
 
@@ -32,8 +32,7 @@ async def post_events(
     fails after the commit, the events are still acknowledged and their sessions' states are
     dropped where possible, to be rebuilt from the log.
     """
-    authorization = request.headers.get("authorization")
-    services.limiter.events(client_address(request), bearer_key(authorization), len(batch.events))
+    services.limiter.events(client_address(request), request.state.api_key, len(batch.events))
     result = await ingest(services, batch.events)
     rejected = result.rejected
     reply = EventsOut(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
