@@ -8,6 +8,9 @@
         reply = nb.recommendations(session_id="s1", n=5)
         reply["items"][0]["item_id"]
 
+A shop's server that hands a logged-in user's page a user token (for the browser SDK with a
+browser key) makes it with `sign_user_token(user_id, identity_secret, ttl_seconds)`.
+
 Sending is retried with exponential backoff on network errors, 429 and 5xx: events carry
 their own ids, so a retry never logs an event twice. A 4xx reply raises `NextbestError` with
 the fields at fault (a partly rejected batch raises too, after its good events were logged).
@@ -23,6 +26,10 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+
+from nextbest.user_tokens import sign_user_token
+
+__all__ = ["NextbestClient", "NextbestError", "new_event_id", "sign_user_token"]
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from serving_helpers import ADMIN, READ, WRITE, auth
+from serving_helpers import ADMIN, BROWSER, READ, SECRET, WRITE, auth
 
 
 def free_port() -> int:
@@ -57,6 +57,8 @@ class Server:
             "NEXTBEST_WRITE_KEYS": WRITE,
             "NEXTBEST_READ_KEYS": READ,
             "NEXTBEST_ADMIN_KEYS": ADMIN,
+            "NEXTBEST_BROWSER_KEYS": BROWSER,
+            "NEXTBEST_IDENTITY_SECRETS": SECRET,
             **env,
         }
         command = [*serve_command(), "--port", str(port), "--log-level", "warning", *args]

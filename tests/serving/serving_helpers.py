@@ -30,6 +30,8 @@ with warnings.catch_warnings():  # Starlette would rather see another HTTP clien
 
 N_ITEMS = 30
 WRITE, READ, ADMIN = "test-write-key-0001", "test-read-key-00001", "test-admin-key-0001"
+BROWSER = "test-browser-key-001"
+SECRET = "test-identity-secret-0123456789abcdef"
 CLASSES: dict[str, type[SessionModel[Any, Any]]] = {
     model.name: model
     for model in (GRU4Rec, MostPopular, SessionPopular, CoVisitation, SRGNN, SASRec)
@@ -75,6 +77,8 @@ def settings_for(home: Path, **overrides: Any) -> ServingSettings:
         "write_keys": (WRITE,),
         "read_keys": (READ,),
         "admin_keys": (ADMIN,),
+        "browser_keys": (BROWSER,),
+        "identity_secrets": (SECRET,),
         "refresh_seconds": 60.0,  # tests refresh explicitly
         "model_poll_seconds": 60.0,
     }

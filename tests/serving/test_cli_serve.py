@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 from nextbest.cli.main import app as main_app
 from nextbest.cli.serve import serve
-from nextbest.serving.auth import KEYS_FILE, NoKeysConfigured, read_keys_file, resolve_keys
+from nextbest.serving.auth import (
+    KEYS_FILE,
+    ApiKeys,
+    NoKeysConfigured,
+    read_keys_file,
+    resolve_keys,
+)
 
 app = typer.Typer()
 app.command()(serve)
@@ -82,8 +88,9 @@ def test_keys_new_writes_an_owner_only_file_that_serve_reads_and_never_overwrite
     path = tmp_path / KEYS_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     keys = read_keys_file(path)
-    assert len(keys.write) == len(keys.read) == len(keys.admin) == 1
-    assert resolve_keys((), (), (), None, tmp_path) == keys  # what serve will use
+    assert len(keys.write) == len(keys.read) == len(keys.admin) == len(keys.browser) == 1
+    assert len(keys.identity_secrets) == 1
+    assert resolve_keys(ApiKeys(), None, tmp_path).current == keys  # what serve will use
     again = CliRunner().invoke(main_app, ["keys", "new"], terminal_width=200)
     assert again.exit_code == 2 and "--force" in again.output
     assert read_keys_file(path) == keys
@@ -93,7 +100,7 @@ def test_keys_new_writes_an_owner_only_file_that_serve_reads_and_never_overwrite
 
 def test_demo_mode_alone_makes_keys_when_none_are_configured(tmp_path: Path) -> None:
     with pytest.raises(NoKeysConfigured, match="nextbest keys new"):
-        resolve_keys((), (), (), None, tmp_path)
-    keys = resolve_keys((), (), (), None, tmp_path, demo=True)
-    assert keys.write and keys.read and keys.admin
+        resolve_keys(ApiKeys(), None, tmp_path)
+    keys = resolve_keys(ApiKeys(), None, tmp_path, demo=True).current
+    assert keys.write and keys.read and keys.admin and keys.browser and keys.identity_secrets
     assert read_keys_file(tmp_path / KEYS_FILE) == keys

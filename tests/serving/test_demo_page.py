@@ -21,6 +21,7 @@ import pytest
 from server_process import Server, free_port
 from serving_helpers import (
     ADMIN,
+    BROWSER,
     N_ITEMS,
     READ,
     WRITE,
@@ -305,28 +306,40 @@ def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
     ]
 
 
-def test_the_sdk_logs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
+def test_the_sdk_logs_in_and_out_with_a_user_token(browser: Any, demo: Server, home: Path) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/demo/config.json")
     page.add_script_tag(url="/sdk/nextbest.js")
     reply = page.evaluate(
         """async key => {
-            window.nb = Nextbest.init({writeKey: key, flushInterval: 50});
+            window.errors = [];
+            window.nb = Nextbest.init({key, flushInterval: 50, maxRetries: 0,
+                                       onError: e => errors.push(e.error)});
             nb.track("view", {item_id: "i03"});  // anonymous, then the login
-            const answer = await nb.identify("u-browser");
+            let unproven = null;
+            try { await nb.identify("u-browser"); } catch (e) { unproven = e.error; }
+            const login = await (await fetch("/demo/login?user_id=u-browser",
+                                              {method: "POST"})).json();
+            const answer = await nb.identify(login.user_id, login.token);
             nb.track("view", {item_id: "i04"});
             await nb.drain();
+            const mine = await nb.recommend({n: 2});  // the session is the user's: token sent
             window.before = nb.sessionId();
             await nb.logout();
             nb.track("view", {item_id: "i05"});
             await nb.drain();
-            return answer;
+            return {answer, unproven, listed: mine.items.length};
         }""",
-        WRITE,
+        BROWSER,
     )
-    assert reply == {"session_id": page.evaluate("before"), "user_id": "u-browser", "events": 1}
+    assert reply["unproven"] == "user not proven"  # a browser key names no user by itself
+    assert reply["listed"] == 2
+    assert reply["answer"] == {
+        "session_id": page.evaluate("before"), "user_id": "u-browser", "events": 1,
+    }  # fmt: skip
     before, after = page.evaluate("before"), page.evaluate("nb.sessionId()")
     assert before != after  # a logout starts a new session
+    assert page.evaluate("nb.options.userToken") == ""  # and forgets the token
     log = open_event_log(sqlite_url(home))
     try:
         owners = log.session_owners([before, after])
@@ -338,6 +351,28 @@ def test_the_sdk_logs_in_and_out(browser: Any, demo: Server, home: Path) -> None
     assert [(e.item_id, e.user_id) for e in events[after]] == [("i05", None)]
 
 
+def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/")
+    page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1")
+    session = page.locator("#session").text_content() or ""
+    click_and_wait(page, f"#products li[data-item-id='{item(5)}']")
+    page.click("#sign-in")
+    page.wait_for_selector("#user:not([hidden])")
+    assert page.locator("#user-id").text_content() == "demo-shopper"
+    assert page.locator("#sign-in").text_content() == "Sign out"
+    page.reload()  # the login outlives the page, as a shop's does
+    page.wait_for_selector("#user:not([hidden])")
+    log = open_event_log(sqlite_url(home))
+    try:
+        assert log.session_owners([session]) == {session: "demo-shopper"}
+    finally:
+        log.close()
+    page.click("#sign-in")
+    page.wait_for_selector("#user", state="hidden")
+    assert page.locator("#session").text_content() != session
+
+
 # what `nextbest demo` runs once the models are trained (tests/test_demo.py checks that it does)
 SERVE_DEMO = (
     "import sys, pathlib, nextbest.serving.demo as demo; "
@@ -347,6 +382,8 @@ KEY_SETTINGS = {
     "NEXTBEST_WRITE_KEYS",
     "NEXTBEST_READ_KEYS",
     "NEXTBEST_ADMIN_KEYS",
+    "NEXTBEST_BROWSER_KEYS",
+    "NEXTBEST_IDENTITY_SECRETS",
     "NEXTBEST_KEYS_FILE",
 }
 
@@ -390,7 +427,7 @@ def test_the_served_demo_page_works_with_the_keys_in_demo_keys_json(
 ) -> None:
     keys = json.loads((home / "demo-keys.json").read_text())
     config = httpx.get(served_demo + "/demo/config.json").json()
-    assert config == {"writeKey": keys["write"], "readKey": keys["read"]}
+    assert config == {"key": keys["browser"]}  # the page holds the browser key only
     page = browser.new_page()
     page.goto(served_demo + "/")  # redirected to /demo/
     assert page.url == served_demo + "/demo/"

@@ -20,14 +20,23 @@ def test_demo_keys_are_written_once_as_one_key_per_scope(tmp_path: Path) -> None
     keys = write_demo_keys(tmp_path)
     path = tmp_path / "demo-keys.json"
     stored = json.loads(path.read_text())
-    assert set(stored) == {"write", "read", "admin"} and all(
+    assert set(stored) == {"write", "read", "admin", "browser", "identity_secrets"} and all(
         isinstance(v, str) for v in stored.values()
     )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert write_demo_keys(tmp_path) == keys  # read back, not made again
-    assert keys.scopes(stored["write"]) == {Scope.WRITE} and keys.scopes(stored["admin"]) == set(
-        Scope
-    )
+    assert keys.scopes(stored["write"]) == {Scope.WRITE}
+    assert keys.scopes(stored["browser"]) == {Scope.BROWSER}
+    assert keys.scopes(stored["admin"]) == {Scope.WRITE, Scope.READ, Scope.ADMIN}
+
+
+def test_demo_keys_from_before_browser_keys_get_one_and_keep_theirs(tmp_path: Path) -> None:
+    old = {"write": "w" * 20, "read": "r" * 20, "admin": "a" * 20}
+    (tmp_path / "demo-keys.json").write_text(json.dumps(old))
+    keys = write_demo_keys(tmp_path)
+    assert (keys.write, keys.read, keys.admin) == (("w" * 20,), ("r" * 20,), ("a" * 20,))
+    assert keys.browser and keys.identity_secrets
+    assert write_demo_keys(tmp_path) == keys
 
 
 def test_the_demo_catalog_is_loaded_once(tmp_path: Path) -> None:

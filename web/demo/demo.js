@@ -24,8 +24,14 @@
   const config = await getJson("/demo/config.json");
   const catalog = await getJson("/demo/catalog.json");
   const byId = new Map(catalog.map((item) => [item.item_id, item]));
+  // The signed-in shopper ({userId, token, expires}), kept across pages until the token's
+  // expiry, as a shop keeps its login; the page holds only the public browser key.
+  const DEMO_USER = "demo-shopper";
+  const USER_KEY = "nextbest-demo:user";
+  let signedIn = savedUser();
   const nb = Nextbest.init({
-    endpoint: "", writeKey: config.writeKey, readKey: config.readKey, flushInterval: 300,
+    endpoint: "", key: config.key, flushInterval: 300,
+    userId: signedIn ? signedIn.userId : "", userToken: signedIn ? signedIn.token : "",
   });
 
   // Where the next product page is opened from ({itemId, placement, recommendationId}), set by
@@ -42,6 +48,16 @@
   // The product whose keyword card started the search on its way, if one did.
   let searchTrigger = null;
   let state = loadState();
+
+  function savedUser() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(USER_KEY) || "null");
+      if (saved && saved.expires > Date.now() / 1000 + 60) return saved;
+    } catch (error) {
+      // storage blocked or damaged: signed out
+    }
+    return null;
+  }
 
   async function getJson(url) {
     const reply = await fetch(url);
@@ -214,6 +230,9 @@
   function showSessionBar() {
     $("session").textContent = state.sessionId;
     $("cart-count").textContent = String(state.cart.length);
+    $("user").hidden = !signedIn;
+    $("user-id").textContent = signedIn ? signedIn.userId : "";
+    $("sign-in").textContent = signedIn ? "Sign out" : "Sign in";
   }
 
   function notice(text) {
@@ -607,6 +626,36 @@
   $("add-to-cart").addEventListener("click", addToCart);
   $("buy-now").addEventListener("click", buyNow);
   $("buy-cart").addEventListener("click", buyCart);
+  /** A login as a shop does it: its server (here the demo's /demo/login) signs a user token,
+   *  and the page hands it to the SDK, which links this session to the user. */
+  async function signIn() {
+    const reply = await fetch(`/demo/login?user_id=${encodeURIComponent(DEMO_USER)}`, { method: "POST" });
+    if (!reply.ok) return notice(`Sign-in failed: HTTP ${reply.status}`);
+    const { user_id: userId, token } = await reply.json();
+    await nb.identify(userId, token);
+    signedIn = { userId, token, expires: Number(token.split(".")[2]) };
+    try {
+      localStorage.setItem(USER_KEY, JSON.stringify(signedIn));
+    } catch (error) {
+      // storage blocked: signed in for this page only
+    }
+    notice(`Signed in as ${userId}: this session, and what it did before, is theirs now.`);
+    showSessionBar();
+    await route();
+  }
+
+  async function signOut() {
+    await nb.logout();  // the user and the session are forgotten
+    signedIn = null;
+    try {
+      localStorage.removeItem(USER_KEY);
+    } catch (error) {
+      // storage blocked: nothing was kept
+    }
+    await newSession();
+  }
+
+  $("sign-in").addEventListener("click", () => (signedIn ? signOut() : signIn()));
   $("new-session").addEventListener("click", newSession);
   $("notice-close").addEventListener("click", () => notice(""));
   window.addEventListener("hashchange", route);

@@ -1,13 +1,19 @@
 /*
  * nextbest browser SDK: no dependencies, one file.
  *
- *   const nb = Nextbest.init({ endpoint: "https://reco.shop.example", writeKey: "nbw_..." });
+ *   const nb = Nextbest.init({ endpoint: "https://reco.shop.example", key: "nbb_..." });
  *   nb.track("view", { item_id: "sku-1", context: { placement: "product" } });
- *   nb.track("purchase", { item_id: "sku-1", value: 19.9, user_id: "u-42" });
- *   const reply = await nb.recommend({ n: 8, item_id: "sku-1" });   // needs readKey
- *   const found = await nb.search("running shoes", { n: 12 });      // needs readKey
- *   nb.identify("u-42");   // after a login: this session (its earlier events too) is u-42's
+ *   nb.track("purchase", { item_id: "sku-1", value: 19.9 });
+ *   const reply = await nb.recommend({ n: 8, item_id: "sku-1" });
+ *   const found = await nb.search("running shoes", { n: 12 });
+ *   nb.identify("u-42", tokenFromYourServer);   // after a login: this session is u-42's
  *   nb.logout();           // the next event starts a new, anonymous session
+ *
+ * - `key` is a browser key: public, it acts for this session only. To act for a logged-in
+ *   user the page also needs a user token that the shop's server made (Python:
+ *   nextbest.user_tokens.sign_user_token); pass it to `identify`, or as `userId` and
+ *   `userToken` to `init` on the pages of a logged-in user. (`writeKey` and `readKey` are
+ *   still read, for pages of a shop that keeps server keys in them.)
  *
  * - The session id lives in a first-party cookie (default "nb_sid") that expires after 30
  *   minutes without an event, the usual session gap.
@@ -17,18 +23,20 @@
  * - When the page is hidden or left, the queue is flushed with `keepalive`, so it survives.
  * - A batch the server partly rejects (422) keeps its good events; the bad ones are dropped
  *   and reported through `onError`.
- * - `identify(userId)` stitches the session to the user (POST /v1/identify, retried like
- *   events); from then on events and recommendation requests carry `user_id`. Pass `userId`
- *   to `init` on pages of a logged-in user. `logout()` forgets the user and the session.
+ * - `identify(userId, userToken)` stitches the session to the user (POST /v1/identify,
+ *   retried like events); from then on events and requests carry `user_id` and the token
+ *   (the X-User-Token header). `logout()` forgets the user, the token and the session.
  */
 (function (root) {
   "use strict";
 
   var DEFAULTS = {
     endpoint: "",
+    key: "",
     writeKey: "",
     readKey: "",
     userId: "",
+    userToken: "",
     cookieName: "nb_sid",
     sessionMinutes: 30,
     batchSize: 20,
@@ -62,6 +70,8 @@
     this.options = {};
     for (var key in DEFAULTS) this.options[key] = key in options ? options[key] : DEFAULTS[key];
     this.options.endpoint = String(this.options.endpoint).replace(/\/$/, "");
+    this.options.writeKey = this.options.writeKey || this.options.key;
+    this.options.readKey = this.options.readKey || this.options.key;
     this.queue = [];
     this.sending = false;
     this.attempt = 0;
@@ -87,17 +97,27 @@
     writeCookie(this.options.cookieName, "", -1);
   };
 
+  /** The request headers: the key, the user token when there is one, and JSON. */
+  Client.prototype.headers = function (key, json, userToken) {
+    var headers = { "Authorization": "Bearer " + key };
+    var token = userToken === undefined ? this.options.userToken : userToken;
+    if (token) headers["X-User-Token"] = token;
+    if (json) headers["Content-Type"] = "application/json";
+    return headers;
+  };
+
   /** A login: the session (its earlier events too) belongs to `userId` from now on.
+   *  `userToken`: the shop's server's token for the user (a browser key needs it).
    *  Resolves with the server's reply ({session_id, user_id, events}). */
-  Client.prototype.identify = function (userId) {
+  Client.prototype.identify = function (userId, userToken) {
     var self = this;
-    this.options.userId = String(userId);
-    var body = JSON.stringify({ session_id: this.sessionId(), user_id: this.options.userId });
+    var token = userToken === undefined ? this.options.userToken : userToken || "";
+    var body = JSON.stringify({ session_id: this.sessionId(), user_id: String(userId) });
     var attempt = 0;
     var send = function () {
       return root.fetch(self.options.endpoint + "/v1/identify", {
         method: "POST",
-        headers: { "Content-Type": "application/json", "Authorization": "Bearer " + self.options.writeKey },
+        headers: self.headers(self.options.writeKey, true, token),
         body: body,
       }).then(function (reply) {
         if (reply.status === 429 || reply.status >= 500) throw new Error("server busy: " + reply.status);
@@ -112,7 +132,14 @@
         return new Promise(function (resolve) { root.setTimeout(resolve, wait); }).then(send);
       });
     };
-    return this.drain().then(send);  // events sent before the login stay in this session
+    // Events sent before the login stay in this session and leave without the user; the
+    // user and token are kept only once the server took them (a refused login leaves the
+    // client anonymous, so its later events are not refused for an unproven user).
+    return this.drain().then(send).then(function (answer) {
+      self.options.userId = String(userId);
+      self.options.userToken = token;
+      return answer;
+    });
   };
 
   /** A logout: forget the user, and start a new anonymous session with the next event. */
@@ -120,6 +147,7 @@
     var self = this;
     return this.drain().then(function () {
       self.options.userId = "";
+      self.options.userToken = "";
       self.resetSession();
     });
   };
@@ -144,7 +172,7 @@
     this.pending = root.fetch(this.options.endpoint + "/v1/events", {
       method: "POST",
       keepalive: !!(how && how.keepalive) && JSON.stringify(batch).length < 60000,
-      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + this.options.writeKey },
+      headers: this.headers(this.options.writeKey, true),
       body: JSON.stringify({ events: batch }),
     }).then(function (reply) {
       if (reply.status === 429 || reply.status >= 500) throw new Error("server busy: " + reply.status);
@@ -187,13 +215,13 @@
   };
 
   /** A product search ordered for this session: the same answer as recommend(), from the
-   *  items matching q (needs readKey). Send the search itself with track("search", {query}). */
+   *  items matching q. Send the search itself with track("search", {query}). */
   Client.prototype.search = function (q, params) {
     return this.read("/v1/search", Object.assign({ q: q }, params || {}));
   };
 
   /** The keyword card for this session: {show, reason, title, keywords: [{query, score,
-   *  path}], recommendation_id} (needs readKey). On a click, send track("keyword-click",
+   *  path}], recommendation_id}. On a click, send track("keyword-click",
    *  {query, recommendation_id}) and run the search. */
   Client.prototype.keywords = function (params) {
     return this.read("/v1/keywords", Object.assign({ n: 4 }, params || {}));
@@ -211,7 +239,7 @@
     }).join("&");
     return this.drain().then(function () {
       return root.fetch(self.options.endpoint + path + "?" + search, {
-        headers: { "Authorization": "Bearer " + self.options.readKey },
+        headers: self.headers(self.options.readKey, false),
       });
     }).then(function (reply) {
       return reply.json().then(function (body) {
@@ -223,7 +251,7 @@
 
   /** What this session (or, with a userId, this user) leans to, after the events sent so
    *  far: {affinity: {brand: [{value, score}], category, price_band, ..., discount_sensitivity}}.
-   *  Needs readKey. */
+   *  A browser key reads a user's profile only with their token. */
   Client.prototype.affinity = function (params) {
     var self = this;
     var n = (params && params.n) || 3;
@@ -232,7 +260,7 @@
       : "/v1/sessions/" + encodeURIComponent(this.sessionId());
     return this.drain().then(function () {
       return root.fetch(self.options.endpoint + path + "/affinity?n=" + n, {
-        headers: { "Authorization": "Bearer " + self.options.readKey },
+        headers: self.headers(self.options.readKey, false),
       });
     }).then(function (reply) {
       return reply.json().then(function (body) {

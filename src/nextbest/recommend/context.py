@@ -43,6 +43,9 @@ class Query:
     filter_params: Mapping[str, Any] = field(default_factory=dict)
     now: float | None = None  # the request's clock (the server's when None)
     explain: bool = False  # the learned ranker says which features moved each item
+    # a browser key asks: `user_id` is the user its token proved (or None), and a session that
+    # belongs to another user is refused (serving.recommend.SessionOfAnotherUser)
+    from_browser: bool = False
 
 
 class LiveCounts(Protocol):

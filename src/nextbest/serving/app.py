@@ -90,7 +90,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-User-Token"],
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware)
@@ -105,7 +105,11 @@ def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
         schema = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
-        bearer = {"type": "http", "scheme": "bearer", "description": "a write, read or admin key"}
+        bearer = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "a browser, write, read or admin key",
+        }
         schema.setdefault("components", {})["securitySchemes"] = {"apiKey": bearer}
         for path, operations in schema["paths"].items():
             if path.startswith("/v1/"):

@@ -1,13 +1,18 @@
-"""API keys: `Authorization: Bearer KEY`, three scopes.
+"""API keys: `Authorization: Bearer KEY`, four scopes.
 
-* write: send events (`POST /v1/events`); safe to put in a shop's pages;
-* read: ask for recommendations and similar items (the shop's server, or a page that shows them);
+* browser: the key a shop's pages hold, public by nature. It sends events and asks for lists,
+  but acts only for its session: it names a user only with a user token that the shop's
+  backend signed (`nextbest.user_tokens`), and a session that belongs to a user only with that
+  user's token;
+* write: send events and logins for any session and user (the shop's server);
+* read: recommendations, search, affinity for any session and user (the shop's server);
 * admin: everything, including the catalog (`PUT /v1/items`) and models.
 
 A missing or unknown key is 401; a known key without the scope is 403. Keys come from
 NEXTBEST_*_KEYS and/or a keys file (NEXTBEST_KEYS_FILE, else `$NEXTBEST_HOME/api-keys.json`
-when it exists; `nextbest keys new` writes one, readable by its owner only). With none of
-these the server refuses to start, except in demo mode (NEXTBEST_DEMO=1), where it makes a set
+when it exists; `nextbest keys new` writes one, readable by its owner only). The keys file is
+read again when it changes, so keys and identity secrets rotate without a restart. With no keys
+the server refuses to start, except in demo mode (NEXTBEST_DEMO=1), where it makes a set
 itself: a server that quietly invents keys is one whose operator never chose them.
 """
 
@@ -18,11 +23,14 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from nextbest.serving.errors import ApiError
+from nextbest.user_tokens import check_secret
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +41,20 @@ class Scope(StrEnum):
     WRITE = "write"
     READ = "read"
     ADMIN = "admin"
+    BROWSER = "browser"
+
+
+SERVER_SCOPES = (Scope.WRITE, Scope.READ, Scope.ADMIN)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: its key, and whether that is a browser key (then `user` is the
+    user its token vouches for, None when it sent none)."""
+
+    key: str
+    browser: bool = False
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,9 @@ class ApiKeys:
     write: tuple[str, ...] = ()
     read: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
+    browser: tuple[str, ...] = ()
+    # what the shop's backend signs user tokens with (the first signs, all verify)
+    identity_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         for scope in Scope:
@@ -49,6 +74,17 @@ class ApiKeys:
                         f"an API key of scope {scope.value!r} is too short or has spaces: keys "
                         "need 16 or more characters (make one with `openssl rand -hex 24`)"
                     )
+        for secret in self.identity_secrets:
+            check_secret(secret)
+
+    @property
+    def configured(self) -> bool:
+        return any(getattr(self, scope.value) for scope in Scope)
+
+    def __add__(self, other: ApiKeys) -> ApiKeys:
+        return ApiKeys(
+            **{name: getattr(self, name) + getattr(other, name) for name in KEY_FILE_FIELDS}
+        )
 
     def scopes(self, key: str) -> set[Scope]:
         """The scopes `key` grants (empty when it is no key of ours)."""
@@ -57,10 +93,11 @@ class ApiKeys:
             # compare with every key of the scope, in constant time per key
             if any(hmac.compare_digest(key.encode(), k.encode()) for k in getattr(self, scope)):
                 granted.add(scope)
-        return set(Scope) if Scope.ADMIN in granted else granted
+        return set(SERVER_SCOPES) if Scope.ADMIN in granted else granted
 
-    def check(self, authorization: str | None, needed: Scope) -> str:
-        """The header's key if it has `needed`; else the 401/403 ApiError."""
+    def check(self, authorization: str | None, needed: Scope, browser: bool = False) -> Caller:
+        """The caller, if the header's key has `needed` (or, when `browser`, is a browser
+        key); else the 401/403 ApiError. A browser caller's user is for `access` to prove."""
         challenge = {"WWW-Authenticate": "Bearer"}
         if not authorization:
             raise ApiError(
@@ -80,35 +117,53 @@ class ApiKeys:
             raise ApiError(
                 401, "unknown API key", "Authorization", "this key is not configured", challenge
             )
-        if needed not in granted:
+        if needed in granted:
+            return Caller(key.strip())
+        if browser and Scope.BROWSER in granted:
+            return Caller(key.strip(), browser=True)
+        if Scope.BROWSER in granted:
             raise ApiError(
                 403,
-                f"this key may not {needed.value}",
+                "a browser key may not call this",
                 "Authorization",
-                f"needs a {needed.value} key",
+                f"needs a {needed.value} key, which belongs on the shop's server, not in a page",
             )
-        return key.strip()
+        raise ApiError(
+            403, f"this key may not {needed.value}", "Authorization", f"needs a {needed.value} key"
+        )
 
     def as_json(self) -> dict[str, list[str]]:
-        return {scope.value: list(getattr(self, scope.value)) for scope in Scope}
+        return {name: list(getattr(self, name)) for name in KEY_FILE_FIELDS}
+
+
+KEY_FILE_FIELDS = (*(scope.value for scope in Scope), "identity_secrets")
 
 
 def read_keys_file(path: Path) -> ApiKeys:
-    """A JSON object with "write", "read", "admin": each a key or a list of keys."""
+    """A JSON object with "write", "read", "admin", "browser" and "identity_secrets": each a
+    key or a list of keys (all optional)."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"cannot read the API keys file {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ValueError(f"the API keys file {path} must hold a JSON object")
+    unknown = sorted(set(raw) - set(KEY_FILE_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown field {unknown[0]!r} (known: {', '.join(KEY_FILE_FIELDS)})"
+        )
     values: dict[str, tuple[str, ...]] = {}
-    for scope in Scope:
-        entry = raw.get(scope.value, [])
+    for name in KEY_FILE_FIELDS:
+        entry = raw.get(name, [])
         keys = [entry] if isinstance(entry, str) else entry
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise ValueError(f"{path}: {scope.value!r} must be a key or a list of keys")
-        values[scope.value] = tuple(keys)
-    return ApiKeys(**values)
+            raise ValueError(f"{path}: {name!r} must be a key or a list of keys")
+        values[name] = tuple(keys)
+    try:
+        return ApiKeys(**values)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def new_keys() -> ApiKeys:
@@ -116,13 +171,60 @@ def new_keys() -> ApiKeys:
         write=(f"nbw_{secrets.token_urlsafe(24)}",),
         read=(f"nbr_{secrets.token_urlsafe(24)}",),
         admin=(f"nba_{secrets.token_urlsafe(24)}",),
+        browser=(f"nbb_{secrets.token_urlsafe(24)}",),
+        identity_secrets=(secrets.token_urlsafe(32),),
     )
+
+
+class KeyRing:
+    """The keys in force: the fixed ones (from the environment) and the keys file's, read
+    again when the file changes (looked at once per `interval` at most), so keys and secrets
+    rotate without a restart. A file that no longer reads keeps the keys it gave last (and
+    says so in the log): a typo in a rotation must not lock every client out."""
+
+    def __init__(
+        self,
+        fixed: ApiKeys,
+        path: Path | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fixed, self.path, self.interval, self.clock = fixed, path, interval, clock
+        self._next_look = clock() + interval
+        self._stamp = self._file_stamp()  # before the read: a change meanwhile is read again
+        self._keys = fixed if path is None else fixed + read_keys_file(path)
+
+    @property
+    def current(self) -> ApiKeys:
+        if self.path is not None and self.clock() >= self._next_look:
+            self._next_look = self.clock() + self.interval
+            stamp = self._file_stamp()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._keys = self.fixed + read_keys_file(self.path)
+                    logger.info("API keys read again from %s", self.path)
+                except ValueError as exc:
+                    logger.error("kept the previous API keys: %s", exc)
+        return self._keys
+
+    def check(self, authorization: str | None, needed: Scope, browser: bool = False) -> Caller:
+        return self.current.check(authorization, needed, browser)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
 
 
 def write_keys_file(keys: ApiKeys, path: Path, single: bool = False) -> None:
     """Write `keys` readable by the owner only (`single`: one string per scope)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {k: v[0] for k, v in keys.as_json().items()} if single else keys.as_json()
+    body = {k: v[0] for k, v in keys.as_json().items() if v} if single else keys.as_json()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as out:
         json.dump(body, out, indent=2)
@@ -133,34 +235,23 @@ class NoKeysConfigured(ValueError):
         super().__init__(
             "no API keys configured: run `nextbest keys new` (writes "
             f"{home / KEYS_FILE}, readable by its owner only), or set NEXTBEST_WRITE_KEYS, "
-            "NEXTBEST_READ_KEYS and NEXTBEST_ADMIN_KEYS, or NEXTBEST_KEYS_FILE"
+            "NEXTBEST_READ_KEYS, NEXTBEST_ADMIN_KEYS and NEXTBEST_BROWSER_KEYS, or "
+            "NEXTBEST_KEYS_FILE"
         )
 
 
-def resolve_keys(
-    write: tuple[str, ...],
-    read: tuple[str, ...],
-    admin: tuple[str, ...],
-    keys_file: Path | None,
-    home: Path,
-    demo: bool = False,
-) -> ApiKeys:
-    """The configured keys. Without any: `home`'s keys file when there is one; else, in demo
-    mode only, a generated set written there; else NoKeysConfigured."""
-    keys = ApiKeys(write, read, admin)
-    if keys_file is not None:
-        from_file = read_keys_file(keys_file)
-        keys = ApiKeys(
-            keys.write + from_file.write, keys.read + from_file.read, keys.admin + from_file.admin
-        )
-    if keys.write or keys.read or keys.admin:
-        return keys
+def resolve_keys(fixed: ApiKeys, keys_file: Path | None, home: Path, demo: bool = False) -> KeyRing:
+    """The keys in force: `fixed` (the environment's) and the keys file's. With neither:
+    `home`'s keys file when there is one; else, in demo mode only, a generated set written
+    there; else NoKeysConfigured."""
+    ring = KeyRing(fixed, keys_file)
+    if ring.current.configured:
+        return ring
     default = home / KEYS_FILE
     if default.exists():
-        return read_keys_file(default)
+        return KeyRing(fixed, default)
     if not demo:
         raise NoKeysConfigured(home)
-    keys = new_keys()
-    write_keys_file(keys, default)
+    write_keys_file(new_keys(), default)
     logger.warning("demo mode without API keys: made new ones in %s", default)
-    return keys
+    return KeyRing(fixed, default)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -28,13 +29,17 @@ DEMO_SHOP = "demo-shop"
 
 
 def write_demo_keys(home: Path) -> ApiKeys:
-    """The demo's keys: read from `home/demo-keys.json`, made and written there if missing."""
+    """The demo's keys: read from `home/demo-keys.json`, made and written there if missing
+    (a file from before browser keys gets one, and an identity secret, added)."""
     path = home / DEMO_KEYS
+    made = new_keys()
     if path.exists():
-        return read_keys_file(path)
-    keys = new_keys()
-    write_keys_file(keys, path, single=True)
-    return keys
+        keys = read_keys_file(path)
+        if keys.browser and keys.identity_secrets:
+            return keys
+        made = replace(keys, browser=made.browser, identity_secrets=made.identity_secrets)
+    write_keys_file(made, path, single=True)
+    return made
 
 
 def load_demo_catalog(home: Path, settings: ServingSettings) -> int:

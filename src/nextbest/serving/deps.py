@@ -8,15 +8,18 @@ request. All are `async def`: FastAPI runs a plain `def` dependency in its threa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from nextbest.serving.auth import Scope
+from nextbest.serving.auth import Caller, Scope
+from nextbest.serving.errors import ApiError
 from nextbest.serving.services import Services
+from nextbest.user_tokens import BadUserToken, verify_user_token
 
 Params = TypeVar("Params", bound=BaseModel)
 
@@ -26,15 +29,83 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-def access(request: Request, scope: Scope) -> Services:
-    """The services, if the request's key has `scope` (else the 401/403 ApiError) and its
-    address and key are within their request rates (else the 429 ApiError)."""
+def access(request: Request, scope: Scope, browser: bool = False) -> Services:
+    """The services, if the request's key has `scope` (or, when `browser`, is a browser key
+    with no token or a valid one) and its address and key are within their request rates;
+    else the 401/403/429 ApiError. The caller is left in `request.state.caller`, for the
+    route's own checks (`acting_user`, `check_sessions`) and limits (the events')."""
     services: Services = request.app.state.services
     services.limiter.request_from(client_address(request))  # before the key: wrong keys count
-    key = services.keys.check(request.headers.get("authorization"), scope)
-    services.limiter.request_with(key)
-    request.state.api_key = key  # for a route's own limits (the events')
+    keys = services.keys.current
+    caller = keys.check(request.headers.get("authorization"), scope, browser)
+    services.limiter.request_with(caller.key)
+    if caller.browser:
+        services.limiter.browser_request_from(client_address(request))
+        caller = prove_user(caller, request.headers.get(USER_TOKEN_HEADER), keys.identity_secrets)
+    request.state.caller = caller
     return services
+
+
+USER_TOKEN_HEADER = "x-user-token"
+
+
+def prove_user(caller: Caller, token: str | None, identity_secrets: Sequence[str]) -> Caller:
+    """A browser caller with the user its token vouches for (none without a token); a token
+    that is bad, expired or unverifiable is 403, whatever the request."""
+    if token is None:
+        return caller
+    if not identity_secrets:
+        raise ApiError(
+            403, "user tokens are not accepted", USER_TOKEN_HEADER,
+            "this server has no identity secret (NEXTBEST_IDENTITY_SECRETS) to check them with",
+        )  # fmt: skip
+    try:
+        user = verify_user_token(token.strip(), identity_secrets)
+    except BadUserToken as exc:
+        raise ApiError(403, "invalid user token", USER_TOKEN_HEADER, str(exc)) from None
+    return replace(caller, user=user)
+
+
+def acting_user(request: Request, user_id: str | None, field: str = "user_id") -> str | None:
+    """The user a request acts for. A server key's request names any user (or none). A
+    browser key's acts for the user its token vouches for: naming another user, or a user
+    without a token, is 403; naming none with a token means the token's user."""
+    caller: Caller = request.state.caller
+    if not caller.browser:
+        return user_id
+    if user_id is not None and user_id != caller.user:
+        raise ApiError(
+            403,
+            "user not proven",
+            field,
+            f"a browser key acts for {caller.user!r} only (the user its token vouches for)"
+            if caller.user
+            else f"a browser key names a user only with a user token ({USER_TOKEN_HEADER})",
+        )
+    return caller.user
+
+
+def check_sessions(
+    request: Request, owners: Mapping[str, str | None], field: str = "session_id"
+) -> None:
+    """403 when a browser caller touches a session that belongs to a user other than the one
+    its token vouches for (`owners`: session -> user, as the log or the session says)."""
+    caller: Caller = request.state.caller
+    if not caller.browser:
+        return
+    for session, owner in owners.items():
+        if owner is not None and owner != caller.user:
+            raise session_refused(session, field)
+
+
+def session_refused(session_id: str, field: str = "session_id") -> ApiError:
+    return ApiError(
+        403,
+        "session of another user",
+        field,
+        f"session {session_id!r} belongs to a logged-in user: a browser key reaches it only "
+        f"with that user's token ({USER_TOKEN_HEADER})",
+    )
 
 
 def client_address(request: Request) -> str:
@@ -42,9 +113,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _require(scope: Scope) -> Callable[[Request], Awaitable[Services]]:
+def _require(scope: Scope, browser: bool = False) -> Callable[[Request], Awaitable[Services]]:
     async def authorized(request: Request) -> Services:
-        return access(request, scope)
+        return access(request, scope, browser)
 
     return authorized
 
@@ -100,3 +171,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]  # no key needed
 WriteAccess = Annotated[Services, Depends(_require(Scope.WRITE))]
 ReadAccess = Annotated[Services, Depends(_require(Scope.READ))]
 AdminAccess = Annotated[Services, Depends(_require(Scope.ADMIN))]
+# routes a page may call with a browser key: they check its user with `acting_user` and its
+# sessions with `check_sessions`
+WriteOrBrowserAccess = Annotated[Services, Depends(_require(Scope.WRITE, browser=True))]
+ReadOrBrowserAccess = Annotated[Services, Depends(_require(Scope.READ, browser=True))]

@@ -7,6 +7,10 @@ token from its address's request bucket (before its key is checked, so that a fl
 keys is limited too) and one from its key's; `POST /v1/events` also takes one token per event
 from the address's and the key's event buckets. A rate of 0 turns that limit off.
 
+Requests with a browser key also count in their address's browser buckets, which are on by
+default: a browser key is public, so its per-key limit would throttle the whole shop, and
+each shopper's address is what tells one client from another.
+
 The buckets live in the worker process: with `--workers N` each worker counts its own clients,
 so a client spread over N workers gets up to N times the rate. The least recently seen names
 are forgotten beyond `max_names`, so a flood of new addresses cannot grow memory without bound.
@@ -59,7 +63,7 @@ class TokenBuckets:
 
 
 class RateLimiter:
-    """The four limits (rates per second; 0 turns one off); an event bucket always holds
+    """The six limits (rates per second; 0 turns one off); an event bucket always holds
     `largest_batch` events, so a whole batch can pass."""
 
     def __init__(
@@ -69,6 +73,8 @@ class RateLimiter:
         events_per_address: float = 0.0,
         events_per_key: float = 0.0,
         burst_seconds: float = 2.0,
+        browser_requests_per_address: float = 0.0,
+        browser_events_per_address: float = 0.0,
         largest_batch: int = MAX_BATCH_EVENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -81,6 +87,8 @@ class RateLimiter:
         self.key_requests = buckets(requests_per_key, 1.0)
         self.address_events = buckets(events_per_address, largest_batch)
         self.key_events = buckets(events_per_key, largest_batch)
+        self.browser_requests = buckets(browser_requests_per_address, 1.0)
+        self.browser_events = buckets(browser_events_per_address, largest_batch)
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> RateLimiter:
@@ -90,6 +98,8 @@ class RateLimiter:
             settings.rate_limit_events_per_address,
             settings.rate_limit_events_per_key,
             settings.rate_limit_burst_seconds,
+            settings.rate_limit_browser_requests_per_address,
+            settings.rate_limit_browser_events_per_address,
         )
 
     def request_from(self, address: str) -> None:
@@ -98,9 +108,14 @@ class RateLimiter:
     def request_with(self, key: str) -> None:
         _take(self.key_requests, key, 1, "requests", "API key")
 
-    def events(self, address: str, key: str, count: int) -> None:
+    def browser_request_from(self, address: str) -> None:
+        _take(self.browser_requests, address, 1, "requests", "browser address")
+
+    def events(self, address: str, key: str, count: int, browser: bool = False) -> None:
         _take(self.address_events, address, count, "events", "client address")
         _take(self.key_events, key, count, "events", "API key")
+        if browser:
+            _take(self.browser_events, address, count, "events", "browser address")
 
 
 def _take(buckets: TokenBuckets | None, name: str, tokens: int, what: str, per: str) -> None:
@@ -112,7 +127,7 @@ def _take(buckets: TokenBuckets | None, name: str, tokens: int, what: str, per: 
         raise ApiError(
             429,
             "too many requests",
-            "Authorization" if per == "API key" else "client",
+            "Authorization" if per == "API key" else "client",  # the name, not the value
             f"at most {buckets.rate:g} {what} a second per {per}; retry after {retry} s",
             {"Retry-After": str(retry)},
         )

@@ -46,6 +46,14 @@ class MissingInput(ValueError):
         self.field = field
 
 
+class SessionOfAnotherUser(PermissionError):
+    """A browser key's query for a session that belongs to a user it has no token of."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+
+
 class Recommender:
     def __init__(
         self, live: LiveState, trends: LiveCounts, catalog: CatalogCache, placements: Placements
@@ -86,6 +94,8 @@ class Recommender:
         session_id = query.session_id
         if record is None:
             record = live.session(model, session_id) if session_id else fresh_record(model)
+        if query.from_browser and record.user_id is not None and record.user_id != query.user_id:
+            raise SessionOfAnotherUser(str(session_id))
         user_id = record.user_id or query.user_id  # a session that logged in speaks for its user
         if user_id and model is not None and record.n_events == 0:
             # a returning user's first request of a new session (the home page): the state

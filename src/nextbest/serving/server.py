@@ -71,14 +71,7 @@ def prepare(settings: ServingSettings, workers: int) -> None:
         )
     settings.home.mkdir(parents=True, exist_ok=True)
     init_database(settings)
-    resolve_keys(
-        settings.write_keys,
-        settings.read_keys,
-        settings.admin_keys,
-        settings.keys_file,
-        settings.home,
-        demo=settings.demo,
-    )
+    resolve_keys(settings.fixed_keys, settings.keys_file, settings.home, settings.demo)
     if workers > 1:
         folder = settings.home / METRICS_DIR
         shutil.rmtree(folder, ignore_errors=True)

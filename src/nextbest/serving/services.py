@@ -21,7 +21,7 @@ from nextbest.events.log import GroupCommitLog, SqlEventLog
 from nextbest.events.log.database import open_engine
 from nextbest.recommend.placements import Placements, load_placements
 from nextbest.serving import metrics
-from nextbest.serving.auth import ApiKeys, resolve_keys
+from nextbest.serving.auth import KeyRing, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.dashboard import Throughput
 from nextbest.serving.experiments import ServedExperiments
@@ -44,7 +44,7 @@ FIRST_FORGET_SECONDS, FORGET_EVERY_SECONDS = 60.0, 3600.0
 @dataclass
 class Services:
     settings: ServingSettings
-    keys: ApiKeys
+    keys: KeyRing
     log: GroupCommitLog
     catalog: CatalogCache
     store: StateStore
@@ -170,14 +170,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         settings.redis_prefix,
         settings.state_max_sessions,
     )
-    keys = resolve_keys(
-        settings.write_keys,
-        settings.read_keys,
-        settings.admin_keys,
-        settings.keys_file,
-        settings.home,
-        demo=settings.demo,
-    )
+    keys = resolve_keys(settings.fixed_keys, settings.keys_file, settings.home, settings.demo)
     live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
     trends = Trends(log, settings.trend_window_events)
     placements = load_placements(settings.placements)  # a bad file stops the server here

@@ -7,14 +7,20 @@
     NEXTBEST_REDIS_URL            redis://host:6379/0 for shared session state (default: in-process)
     NEXTBEST_REDIS_PREFIX         key prefix in Redis (nextbest:)
     NEXTBEST_STATE_TTL_SECONDS    idle expiry of a session's live state (1800)
-    NEXTBEST_WRITE_KEYS, NEXTBEST_READ_KEYS, NEXTBEST_ADMIN_KEYS   comma-separated API keys
-    NEXTBEST_KEYS_FILE            JSON {"write": ..., "read": ..., "admin": ...} (string or list)
+    NEXTBEST_WRITE_KEYS, NEXTBEST_READ_KEYS, NEXTBEST_ADMIN_KEYS, NEXTBEST_BROWSER_KEYS
+                                  comma-separated API keys
+    NEXTBEST_IDENTITY_SECRETS     comma-separated secrets user tokens are signed with
+    NEXTBEST_KEYS_FILE            JSON {"write": ..., "read": ..., "admin": ..., "browser": ...,
+                                  "identity_secrets": ...} (each a string or a list), read
+                                  again when it changes
     NEXTBEST_CORS_ORIGINS         comma-separated origins allowed to call from a browser
     NEXTBEST_MAX_BODY_BYTES       largest request body (1 MiB)
     NEXTBEST_RATE_LIMIT_REQUESTS_PER_ADDRESS, NEXTBEST_RATE_LIMIT_REQUESTS_PER_KEY,
     NEXTBEST_RATE_LIMIT_EVENTS_PER_ADDRESS, NEXTBEST_RATE_LIMIT_EVENTS_PER_KEY
                                   per second, per client address or API key (0: no limit, the
                                   default); NEXTBEST_RATE_LIMIT_BURST_SECONDS: a burst (2)
+    NEXTBEST_RATE_LIMIT_BROWSER_REQUESTS_PER_ADDRESS, _BROWSER_EVENTS_PER_ADDRESS
+                                  the same for browser keys' requests (20, 100: on by default)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
     NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
     NEXTBEST_EXPERIMENTS          the experiments file (TOML; default: experiments.toml in the home)
@@ -33,6 +39,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nextbest.events.log.database import sqlite_url
+from nextbest.serving.auth import ApiKeys
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -52,6 +59,8 @@ class ServingSettings(BaseSettings):
     write_keys: CommaList = ()
     read_keys: CommaList = ()
     admin_keys: CommaList = ()
+    browser_keys: CommaList = ()
+    identity_secrets: CommaList = ()
     keys_file: Path | None = None
     cors_origins: CommaList = ()
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
@@ -62,6 +71,9 @@ class ServingSettings(BaseSettings):
     rate_limit_events_per_address: float = Field(default=0.0, ge=0)
     rate_limit_events_per_key: float = Field(default=0.0, ge=0)
     rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
+    # browser keys' requests per client address: on by default (a browser key is public)
+    rate_limit_browser_requests_per_address: float = Field(default=20.0, ge=0)
+    rate_limit_browser_events_per_address: float = Field(default=100.0, ge=0)
     model_poll_seconds: float = Field(default=5.0, gt=0)
     refresh_seconds: float = Field(default=2.0, gt=0)  # live counts and catalog changes
     trend_window_events: int = Field(default=200_000, ge=1)
@@ -75,12 +87,31 @@ class ServingSettings(BaseSettings):
     demo: bool = False  # the demo shop's page at / (hands out the demo's keys: demo only)
     web_dir: Path | None = None  # web/ (SDK, demo page); default: the source checkout's
 
-    @field_validator("write_keys", "read_keys", "admin_keys", "cors_origins", mode="before")
+    @field_validator(
+        "write_keys",
+        "read_keys",
+        "admin_keys",
+        "browser_keys",
+        "identity_secrets",
+        "cors_origins",
+        mode="before",
+    )
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @property
+    def fixed_keys(self) -> ApiKeys:
+        """The keys and identity secrets set in the environment (the keys file adds more)."""
+        return ApiKeys(
+            write=self.write_keys,
+            read=self.read_keys,
+            admin=self.admin_keys,
+            browser=self.browser_keys,
+            identity_secrets=self.identity_secrets,
+        )
 
     @property
     def experiments_file(self) -> Path:

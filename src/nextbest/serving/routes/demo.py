@@ -1,19 +1,24 @@
 """The demo shop's page (`nextbest demo`): static files, its keys and its catalog.
 
-Only mounted with NEXTBEST_DEMO=1: `/demo/config.json` hands the demo's write and read keys
-to any visitor, which is what a demo on 127.0.0.1 wants and a shop never does.
+Only mounted with NEXTBEST_DEMO=1. `/demo/config.json` hands the demo's browser key to the
+page, as a shop's page would hold its own. `/demo/login` plays the shop's server at a login:
+it signs a user token for whoever asks, which is what a demo on 127.0.0.1 wants and a shop's
+server never does (it signs only for the user who logged in).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from nextbest.events.schema import CATEGORY_SEPARATOR
+from nextbest.events.schema import CATEGORY_SEPARATOR, MAX_ID_LENGTH
 from nextbest.serving.deps import ServicesDep
+from nextbest.serving.errors import ApiError
+from nextbest.user_tokens import sign_user_token
 
 router = APIRouter(tags=["demo"], include_in_schema=False)
 MAX_DEMO_ITEMS = 5000
@@ -31,11 +36,22 @@ async def home() -> RedirectResponse:
 
 @router.get("/demo/config.json")
 async def config(services: ServicesDep) -> dict[str, str]:
-    keys = services.keys
-    return {
-        "writeKey": keys.write[0] if keys.write else "",
-        "readKey": keys.read[0] if keys.read else "",
-    }
+    keys = services.keys.current
+    return {"key": keys.browser[0] if keys.browser else ""}
+
+
+DEMO_TOKEN_SECONDS = 3600
+
+
+@router.post("/demo/login")
+async def login(
+    services: ServicesDep, user_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]
+) -> dict[str, str]:
+    """A user token for `user_id`, as a shop's server makes one after a login."""
+    secrets = services.keys.current.identity_secrets
+    if not secrets:
+        raise ApiError(503, "no identity secret", "user_id", "the demo keys have none")
+    return {"user_id": user_id, "token": sign_user_token(user_id, secrets[0], DEMO_TOKEN_SECONDS)}
 
 
 @router.get("/demo/catalog.json")

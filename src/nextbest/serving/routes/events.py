@@ -8,11 +8,15 @@ the loop, which saves a thread switch per request.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 
-from nextbest.serving.deps import WriteAccess, client_address
+from nextbest.serving.auth import Caller
+from nextbest.serving.deps import WriteOrBrowserAccess, acting_user, check_sessions, client_address
 from nextbest.serving.ingest import ingest
 from nextbest.serving.schemas import EventBatchIn, EventsOut, FieldError
+from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -23,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
     responses={422: {"model": EventsOut, "description": "some events were rejected"}},
 )
 async def post_events(
-    batch: EventBatchIn, services: WriteAccess, request: Request, response: Response
+    batch: EventBatchIn, services: WriteOrBrowserAccess, request: Request, response: Response
 ) -> EventsOut:
     """Log up to 500 events (idempotent on `event_id`) and update their sessions' state.
 
@@ -31,8 +35,15 @@ async def post_events(
     at fault (status 422); the good events of the same batch are kept. If the state store
     fails after the commit, the events are still acknowledged and their sessions' states are
     dropped where possible, to be rebuilt from the log.
+
+    Takes a write key, or a browser key: then every event's `user_id` must be the one its
+    user token (X-User-Token) vouches for, and no session may belong to another user; else
+    the whole batch is 403 and nothing of it is logged.
     """
-    services.limiter.events(client_address(request), request.state.api_key, len(batch.events))
+    caller: Caller = request.state.caller
+    services.limiter.events(client_address(request), caller.key, len(batch.events), caller.browser)
+    if caller.browser:
+        await _check_browser_batch(services, request, batch)
     result = await ingest(services, batch.events)
     rejected = result.rejected
     reply = EventsOut(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
@@ -41,3 +52,19 @@ async def post_events(
         reply.error = f"{len({r.index for r in rejected})} of {len(batch.events)} event(s) rejected"
         reply.detail = [FieldError(field=r.field, message=r.message) for r in rejected]
     return reply
+
+
+async def _check_browser_batch(services: Services, request: Request, batch: EventBatchIn) -> None:
+    """403 unless a browser key's batch acts for its token's user (or anonymously) only."""
+    sessions = set()
+    for index, event in enumerate(batch.events):
+        if isinstance(event, dict):  # anything else is rejected by the event checks
+            user = event.get("user_id")
+            if user is not None:
+                acting_user(request, str(user), f"events[{index}].user_id")
+            session = event.get("session_id")
+            if isinstance(session, str):
+                sessions.add(session)
+    if sessions:
+        owners = await asyncio.to_thread(services.log.session_owners, sorted(sessions))
+        check_sessions(request, owners, "events.session_id")

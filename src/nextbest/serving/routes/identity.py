@@ -9,9 +9,9 @@ that does not want browsers to name users calls it from its own server instead.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from nextbest.serving.deps import WriteAccess
+from nextbest.serving.deps import WriteOrBrowserAccess, acting_user
 from nextbest.serving.errors import ApiError
 from nextbest.serving.live import OwnedByAnother
 from nextbest.serving.schemas import IdentifyIn, IdentifyOut
@@ -24,8 +24,13 @@ router = APIRouter(prefix="/v1", tags=["events"])
     response_model=IdentifyOut,
     responses={409: {"description": "the session already belongs to another user"}},
 )
-def post_identify(login: IdentifyIn, services: WriteAccess) -> IdentifyOut:
-    """Stitch an anonymous session to the user who logged in (idempotent)."""
+def post_identify(
+    login: IdentifyIn, services: WriteOrBrowserAccess, request: Request
+) -> IdentifyOut:
+    """Stitch an anonymous session to the user who logged in (idempotent).
+
+    Takes a write key, or a browser key with the user's token (X-User-Token)."""
+    acting_user(request, login.user_id)
     try:
         record = services.live.identify(services.model, login.session_id, login.user_id)
     except OwnedByAnother as exc:

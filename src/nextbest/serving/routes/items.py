@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from nextbest.events.catalog_quality import check_items
 from nextbest.events.schema import MAX_ID_LENGTH
-from nextbest.serving.deps import AdminAccess, ReadAccess
+from nextbest.serving.deps import AdminAccess, ReadOrBrowserAccess
 from nextbest.serving.errors import ApiError
 from nextbest.serving.routes.recommendations import (
     CountParam,
@@ -44,10 +44,11 @@ def catalog_report(services: AdminAccess) -> CatalogReportOut:
 @router.get("/items/{item_id}/similar", response_model=SimilarOut)
 async def get_similar(
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
-    services: ReadAccess,
+    services: ReadOrBrowserAccess,
     n: CountParam = 10,
 ) -> SimilarOut:
-    """Items to show beside `item_id`: what sessions go on to after it."""
+    """Items to show beside `item_id`: what sessions go on to after it (a read or browser
+    key: nothing personal)."""
     model = services.model
     if services.catalog.unknown([item_id], model):
         raise ApiError(404, "unknown item", "item_id", f"unknown item {item_id!r}")

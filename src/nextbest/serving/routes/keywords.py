@@ -18,14 +18,14 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from nextbest.events.schema import ITEMLESS_EVENT_TYPES
 from nextbest.keywords.card import keyword_card
 from nextbest.keywords.graph import normalise_text
 from nextbest.keywords.recall import Keyword
-from nextbest.serving.deps import ReadAccess
+from nextbest.serving.deps import ReadOrBrowserAccess, acting_user, check_sessions
 from nextbest.serving.errors import ApiError
 from nextbest.serving.recommend import Recommended
 from nextbest.serving.registry import LoadedModel
@@ -64,7 +64,8 @@ class KeywordsOut(BaseModel):
 
 @router.get("/keywords", response_model=KeywordsOut)
 async def get_keywords(
-    services: ReadAccess,
+    services: ReadOrBrowserAccess,
+    request: Request,
     session_id: IdParam = None,
     user_id: IdParam = None,
     item_id: IdParam = None,
@@ -78,10 +79,16 @@ async def get_keywords(
     ] = None,
 ) -> KeywordsOut:
     """Three or four keywords to ask the shopper about (`n`), with a title, and whether to
-    show the card at all (not in a purchase funnel, not with too few keywords)."""
+    show the card at all (not in a purchase funnel, not with too few keywords).
+
+    Takes a read key, or a browser key (a `user_id`, or a session of a logged-in user, then
+    needs the user's X-User-Token)."""
+    user_id = acting_user(request, user_id)
     model = services.model
     if item_id is not None and services.catalog.unknown([item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
+    if session_id is not None and request.state.caller.browser:  # before any answer
+        check_sessions(request, {session_id: services.live.session(model, session_id).user_id})
     recommendation_id = new_recommendation_id()
     graph = model.query_graph if model is not None else None
     if model is None or graph is None:

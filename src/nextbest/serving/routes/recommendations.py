@@ -30,15 +30,22 @@ from nextbest.serving.auth import Scope
 from nextbest.serving.deps import (
     VALIDATION_ERROR_DOC,
     AdminAccess,
-    ReadAccess,
+    ReadOrBrowserAccess,
     access,
+    acting_user,
     json_reply,
     query_parameters_doc,
     query_params,
+    session_refused,
 )
 from nextbest.serving.errors import ApiError
 from nextbest.serving.experiments import Choice
-from nextbest.serving.recommend import MissingInput, Recommended, UnknownPlacement
+from nextbest.serving.recommend import (
+    MissingInput,
+    Recommended,
+    SessionOfAnotherUser,
+    UnknownPlacement,
+)
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.schemas import (
     MAX_CANDIDATES,
@@ -101,6 +108,8 @@ def run_query(
         raise ApiError(
             422, "invalid filter parameter", f"filter_params.{exc.param}", str(exc)
         ) from None
+    except SessionOfAnotherUser as exc:
+        raise session_refused(exc.session_id) from None
 
 
 def parse_filter_params(text: str | None) -> dict[str, Any]:
@@ -197,22 +206,29 @@ async def get_recommendations(request: Request) -> Response:
     each with its source and a reason to show; never an item the session (or the user)
     bought, nor the item on screen. A session without events gets popular items.
 
-    Takes a read key (a browser key may call it)."""
-    services = access(request, Scope.READ)
+    Takes a read key, or a browser key: then a `user_id` needs the user's token
+    (X-User-Token), and a session that belongs to a user is that user's only."""
+    services = access(request, Scope.READ, browser=True)
     params = query_params(RecommendationsQuery, request)
     query = query_of(
-        params, parse_candidates(params.candidates), parse_filter_params(params.filter_params)
+        request,
+        params,
+        parse_candidates(params.candidates),
+        parse_filter_params(params.filter_params),
     )
     return json_reply(answer(services, query))
 
 
 @router.post("/recommendations", response_model=RecommendationsOut)
-async def post_recommendations(body: RecommendationsIn, services: ReadAccess) -> RecommendationsOut:
+async def post_recommendations(
+    body: RecommendationsIn, services: ReadOrBrowserAccess, request: Request
+) -> RecommendationsOut:
     """The same as `GET`, with the fields in a JSON body (for long `candidates` lists)."""
-    return answer(services, query_of(body, tuple(body.candidates), body.filter_params))
+    return answer(services, query_of(request, body, tuple(body.candidates), body.filter_params))
 
 
 def query_of(
+    request: Request,
     fields: RecommendationFields,
     candidates: tuple[str, ...],
     filter_params: dict[str, Any],
@@ -223,7 +239,8 @@ def query_of(
         n=fields.n,
         placement=fields.placement,
         session_id=fields.session_id,
-        user_id=fields.user_id,
+        user_id=acting_user(request, fields.user_id),
+        from_browser=request.state.caller.browser,
         item_id=fields.item_id,
         candidates=candidates,
         filter=fields.filter,

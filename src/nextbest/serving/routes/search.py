@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from nextbest.events.schema import MAX_ID_LENGTH, MAX_QUERY_LENGTH
 from nextbest.keywords.search import match_expression
 from nextbest.recommend.context import Query as RecommendQuery
-from nextbest.serving.deps import ReadAccess
+from nextbest.serving.deps import ReadOrBrowserAccess, acting_user, check_sessions
 from nextbest.serving.errors import ApiError
 from nextbest.serving.routes.recommendations import (
     CountParam,
@@ -37,7 +37,8 @@ MATCHES = 200  # full-text matches handed to the placement to order
 
 @router.get("/search", response_model=RecommendationsOut)
 async def get_search(
-    services: ReadAccess,
+    services: ReadOrBrowserAccess,
+    request: Request,
     q: Annotated[
         str,
         Query(min_length=1, max_length=MAX_QUERY_LENGTH, description="what the shopper typed"),
@@ -56,7 +57,10 @@ async def get_search(
     n: CountParam = 10,
 ) -> RecommendationsOut:
     """The `n` catalog items that best match `q` for this session. Full-text operators in
-    `q` are plain words; a `q` without a letter or digit is a 422."""
+    `q` are plain words; a `q` without a letter or digit is a 422.
+
+    Takes a read key, or a browser key (a `user_id` then needs the user's X-User-Token)."""
+    user_id = acting_user(request, user_id)
     if match_expression(q) is None:
         raise ApiError(422, "invalid query", "q", "the query holds no word (letters or digits)")
     matches = [item for item, _ in services.catalog.search(q, MATCHES)]
@@ -70,6 +74,8 @@ async def get_search(
         # (with matches, `answer` refuses an unknown item_id itself)
         if item_id is not None and services.catalog.unknown([item_id], model):
             raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
+        if session_id is not None and request.state.caller.browser:
+            check_sessions(request, {session_id: services.live.session(model, session_id).user_id})
         keep_served(
             services, recommendation_id, model, [], session_id, user_id, SEARCH_PLACEMENT, item_id
         )
@@ -86,5 +92,6 @@ async def get_search(
         user_id=user_id,
         item_id=item_id,
         candidates=tuple(matches),
+        from_browser=request.state.caller.browser,
     )
     return answer(services, query)
