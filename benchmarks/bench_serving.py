@@ -347,15 +347,21 @@ def quiet_collector() -> Iterator[None]:
 class Connection:
     """One keep-alive HTTP/1.1 connection: the cheapest client Python can be."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: str = KEY
+    ) -> None:
+        self.reader, self.writer, self.key = reader, writer, key
 
     @classmethod
-    async def open(cls, port: int) -> Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
+    async def open(cls, port: int, key: str = KEY) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port), key)
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {KEY}\r\n"
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, bytes]:
+        """`headers`: more header lines, each ending in CRLF."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {self.key}\r\n"
+        head += headers
         if body:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + body)
@@ -386,13 +392,23 @@ async def paced(
 
 
 async def recommendations_at_rate(
-    port: int, items: list[str], rate: float, seconds: float, warmup: float, placement: str
+    port: int,
+    items: list[str],
+    rate: float,
+    seconds: float,
+    warmup: float,
+    placement: str,
+    key: str = KEY,
+    users: Callable[[str], tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """`users`: each session is a logged-in user's: its events and requests name
+    `users(session)[0]`, and carry the header lines `users(session)[1]` (a user token)."""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(32):
-        pool.put_nowait(await Connection.open(port))
+        pool.put_nowait(await Connection.open(port, key))
     rng = random.Random(1)
     sessions = [f"bench-{uuid.uuid4().hex[:8]}-{k}" for k in range(2000)]
+    logged_in = {session: users(session) for session in sessions} if users else {}
     timings: list[tuple[float, float]] = []
     errors: list[str] = []
     answered: list[int] = []
@@ -408,12 +424,18 @@ async def recommendations_at_rate(
         query = f"session_id={session}&n=10&placement={placement}"
         if placement == "product":
             query += f"&item_id={item}"
+        user, headers = logged_in.get(session, (None, ""))
+        if user is not None:
+            event["user_id"] = user
+            query += f"&user_id={user}"
         started = time.perf_counter()
         status, body = await connection.request(
-            "POST", "/v1/events", json.dumps({"events": [event]}).encode()
+            "POST", "/v1/events", json.dumps({"events": [event]}).encode(), headers
         )
         posted = time.perf_counter()
-        status2, body2 = await connection.request("GET", f"/v1/recommendations?{query}")
+        status2, body2 = await connection.request(
+            "GET", f"/v1/recommendations?{query}", headers=headers
+        )
         done = time.perf_counter()
         pool.put_nowait(connection)
         accepted += json.loads(body)["accepted"] if status == 200 else 0
@@ -439,7 +461,7 @@ async def recommendations_at_rate(
 
 
 async def events_flat_out(
-    port: int, items: list[str], seconds: float, batch: int
+    port: int, items: list[str], seconds: float, batch: int, key: str = KEY
 ) -> dict[str, Any]:
     rng = random.Random(2)
     bodies = []
@@ -458,7 +480,7 @@ async def events_flat_out(
 
     async def sender() -> None:
         nonlocal acknowledged, next_body
-        connection = await Connection.open(port)
+        connection = await Connection.open(port, key)
         while time.perf_counter() < deadline and next_body < len(bodies):
             body, next_body = bodies[next_body], next_body + 1
             started = time.perf_counter()

@@ -86,11 +86,10 @@ def acting_user(request: Request, user_id: str | None, field: str = "user_id") -
 
 
 def check_sessions(
-    request: Request, owners: Mapping[str, str | None], field: str = "session_id"
+    caller: Caller, owners: Mapping[str, str | None], field: str = "session_id"
 ) -> None:
     """403 when a browser caller touches a session that belongs to a user other than the one
     its token vouches for (`owners`: session -> user, as the log or the session says)."""
-    caller: Caller = request.state.caller
     if not caller.browser:
         return
     for session, owner in owners.items():

@@ -21,9 +21,12 @@ from typing import Any
 
 from nextbest.events.schema import Event
 from nextbest.serving import metrics
+from nextbest.serving.auth import Caller
+from nextbest.serving.deps import check_sessions
 from nextbest.serving.online import OUTCOMES
 from nextbest.serving.schemas import Rejected, parse_event, unknown_item
 from nextbest.serving.services import Services
+from nextbest.serving.state.records import is_session_record, session_owner
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,11 @@ class IngestResult:
     rejected: list[Rejected]  # in batch order
 
 
-async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
+async def ingest(
+    services: Services, batch: Sequence[Any], caller: Caller | None = None
+) -> IngestResult:
+    """`caller`: a browser key's batch may touch only sessions that are anonymous or its
+    token's user's (else the 403 ApiError, before anything is committed)."""
     now = time.time()
     model = services.model
     good: list[tuple[int, Event]] = []
@@ -59,6 +66,8 @@ async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
         stored = services.live.stored_records(event.session_id for event in events)
     except Exception:
         logger.exception("could not read session states before a commit")
+    if caller is not None and caller.browser and events:
+        check_sessions(caller, _owners(services, events, stored), "events.session_id")
     probe = [session for session, value in (stored or {}).items() if value is None]
     logged = await asyncio.wrap_future(services.log.submit(events, probe=probe))
     seqs = logged.seqs
@@ -84,3 +93,22 @@ async def ingest(services: Services, batch: Sequence[Any]) -> IngestResult:
     metrics.EVENTS.labels("duplicate").inc(len(duplicates))
     metrics.EVENTS.labels("rejected").inc(len({r.index for r in rejected}))
     return IngestResult(len(fresh), duplicates, rejected)
+
+
+def _owners(
+    services: Services, events: Sequence[Event], stored: dict[str, bytes | None] | None
+) -> dict[str, str | None]:
+    """Each session's owner: from its stored record when there is one (read anyway, so this
+    costs no query for a session in progress), else from the log (a new or expired session;
+    one indexed query for the batch)."""
+    owners: dict[str, str | None] = {}
+    unknown = []
+    for session in {event.session_id for event in events}:
+        value = (stored or {}).get(session)
+        if value is not None and is_session_record(value):
+            owners[session] = session_owner(value)
+        else:
+            unknown.append(session)
+    if unknown:
+        owners.update(services.log.session_owners(unknown))
+    return owners

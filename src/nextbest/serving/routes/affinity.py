@@ -41,7 +41,7 @@ def session_affinity(
     session_id: IdPath, services: ReadOrBrowserAccess, request: Request, n: TopParam = 5
 ) -> AffinityOut:
     """The session's affinity profile (a 10-minute half-life: what it is after now)."""
-    check_sessions(request, services.log.session_owners([session_id]))
+    check_sessions(request.state.caller, services.log.session_owners([session_id]))
     profile = services.live.session_affinity(services.model, session_id)
     return _answer(services, profile, n, session_id=session_id)
 

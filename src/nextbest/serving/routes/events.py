@@ -8,15 +8,12 @@ the loop, which saves a thread switch per request.
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request, Response
 
 from nextbest.serving.auth import Caller
-from nextbest.serving.deps import WriteOrBrowserAccess, acting_user, check_sessions, client_address
+from nextbest.serving.deps import WriteOrBrowserAccess, acting_user, client_address
 from nextbest.serving.ingest import ingest
 from nextbest.serving.schemas import EventBatchIn, EventsOut, FieldError
-from nextbest.serving.services import Services
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -43,8 +40,10 @@ async def post_events(
     caller: Caller = request.state.caller
     services.limiter.events(client_address(request), caller.key, len(batch.events), caller.browser)
     if caller.browser:
-        await _check_browser_batch(services, request, batch)
-    result = await ingest(services, batch.events)
+        for index, event in enumerate(batch.events):
+            if isinstance(event, dict) and event.get("user_id") is not None:
+                acting_user(request, str(event["user_id"]), f"events[{index}].user_id")
+    result = await ingest(services, batch.events, caller)
     rejected = result.rejected
     reply = EventsOut(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
     if rejected:
@@ -52,19 +51,3 @@ async def post_events(
         reply.error = f"{len({r.index for r in rejected})} of {len(batch.events)} event(s) rejected"
         reply.detail = [FieldError(field=r.field, message=r.message) for r in rejected]
     return reply
-
-
-async def _check_browser_batch(services: Services, request: Request, batch: EventBatchIn) -> None:
-    """403 unless a browser key's batch acts for its token's user (or anonymously) only."""
-    sessions = set()
-    for index, event in enumerate(batch.events):
-        if isinstance(event, dict):  # anything else is rejected by the event checks
-            user = event.get("user_id")
-            if user is not None:
-                acting_user(request, str(user), f"events[{index}].user_id")
-            session = event.get("session_id")
-            if isinstance(session, str):
-                sessions.add(session)
-    if sessions:
-        owners = await asyncio.to_thread(services.log.session_owners, sorted(sessions))
-        check_sessions(request, owners, "events.session_id")

@@ -88,7 +88,9 @@ async def get_keywords(
     if item_id is not None and services.catalog.unknown([item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
     if session_id is not None and request.state.caller.browser:  # before any answer
-        check_sessions(request, {session_id: services.live.session(model, session_id).user_id})
+        check_sessions(
+            request.state.caller, {session_id: services.live.session(model, session_id).user_id}
+        )
     recommendation_id = new_recommendation_id()
     graph = model.query_graph if model is not None else None
     if model is None or graph is None:

@@ -75,7 +75,9 @@ async def get_search(
         if item_id is not None and services.catalog.unknown([item_id], model):
             raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
         if session_id is not None and request.state.caller.browser:
-            check_sessions(request, {session_id: services.live.session(model, session_id).user_id})
+            check_sessions(
+                request.state.caller, {session_id: services.live.session(model, session_id).user_id}
+            )
         keep_served(
             services, recommendation_id, model, [], session_id, user_id, SEARCH_PLACEMENT, item_id
         )
