@@ -473,3 +473,47 @@ def test_a_log_made_before_experiments_gets_their_columns(backend: tuple[str, st
         assert log.served("new") == kept
     finally:
         log.close()
+
+
+def test_erasing_a_user_deletes_their_sessions_links_and_lists_and_nothing_else(
+    log: EventLog,
+) -> None:
+    log.append([view("a1", "anon-then-login", "i1"), view("k1", "bystander", "i1")])
+    log.link("anon-then-login", "ghost")  # the login: its earlier event is the user's too
+    log.append([view("a2", "second", "i2", user_id="ghost"), view("k2", "bystander", "i2")])
+    # an event naming the user in a session that belongs to someone else
+    log.link("shared", "other")
+    log.append([view("a3", "shared", "i3", user_id="ghost"), view("k3", "shared", "i3")])
+    lists = [
+        ServedList("r-user", 1.0, None, "ghost", "home", None, None, ()),
+        ServedList("r-session", 1.0, "anon-then-login", None, "home", None, None, ()),
+        ServedList("r-keep", 1.0, "bystander", "other", "home", None, None, ()),
+    ]
+    log.record_served(lists)
+    erased = log.erase_user("ghost")
+    assert erased.sessions == ("anon-then-login", "second") and erased.others == ("shared",)
+    assert (erased.events, erased.links, erased.served) == (3, 2, 2)
+    left = log.export()
+    assert sorted(left["event_id"].to_list()) == ["k1", "k2", "k3"]
+    assert log.session_owners(["anon-then-login", "second", "shared"]) == {"shared": "other"}
+    assert log.served("r-keep") is not None and log.served("r-user") is None
+    again = log.erase_user("ghost")
+    assert (again.sessions, again.others, again.events, again.links, again.served) == (
+        (),
+        (),
+        0,
+        0,
+        0,
+    )
+
+
+def test_retention_deletes_the_oldest_events_and_links_in_chunks(log: EventLog) -> None:
+    log.append([view(f"old{k}", f"s{k}", "i1") for k in range(5)], received_at=100.0)
+    log.link("s0", "u0", at=100.0)
+    log.append([view("new", "s9", "i1")], received_at=200.0)
+    log.link("s9", "u9", at=200.0)
+    assert log.forget_events(before=150.0, limit=2) == 2
+    assert log.forget_events(before=150.0, limit=100) == 3
+    assert log.forget_events(before=150.0, limit=100) == 0
+    assert log.export()["event_id"].to_list() == ["new"]
+    assert log.session_owners(["s0", "s9"]) == {"s9": "u9"}

@@ -28,6 +28,7 @@ from nextbest.serving.routes import (
     keywords,
     models,
     placements,
+    privacy,
     recommendations,
     search,
 )
@@ -73,6 +74,7 @@ def create_app(
         models.router,
         placements.router,
         affinity.router,
+        privacy.router,
         search.router,
         keywords.router,
         experiments.router,
@@ -89,7 +91,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-User-Token"],
             max_age=600,
         )

@@ -218,6 +218,11 @@ class ServedExperiments:
             return self.registry.current
         return self.registry.pinned(variant.model)
 
+    def live_states(self) -> list[LiveState]:
+        """The server's live state and every pinned version's (each loaded version gets one:
+        a pinned version this worker has not served yet may have states another worker wrote)."""
+        return [self.live, *(self._live_for(model) for model in self.registry.loaded())]
+
     def _live_for(self, model: LoadedModel | None) -> LiveState:
         """The live state of `model`'s sessions: the server's for the answering version, a
         prefixed one of the same store for a pinned version."""

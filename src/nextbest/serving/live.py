@@ -38,7 +38,13 @@ from nextbest.models.base import RemembersUsers
 from nextbest.recommend.affinity import SESSION_HALF_LIFE, Affinity, ItemFacets
 from nextbest.recommend.affinity import decode as decode_affinity
 from nextbest.recommend.affinity import encode as encode_affinity
-from nextbest.serving.live_affinity import FacetsSource, ItemEvent, Pending, UserAffinities
+from nextbest.serving.live_affinity import (
+    AFFINITY_KEY,
+    FacetsSource,
+    ItemEvent,
+    Pending,
+    UserAffinities,
+)
 from nextbest.serving.registry import NO_MODEL_TAG, LoadedModel
 from nextbest.serving.state import StateStore
 from nextbest.serving.state.records import (
@@ -437,6 +443,12 @@ class LiveState:
             )
             self.forget(behind)
         return len(behind)
+
+    def erase(self, sessions: Iterable[str], user_id: str) -> None:
+        """Delete these sessions' states and the user's record and affinity profile (a
+        person's erasure; the log's part is `EventLog.erase_user`)."""
+        keys = [SESSION_KEY + session for session in sessions]
+        self.store.delete([*keys, USER_KEY + user_id, AFFINITY_KEY + user_id])
 
     def forget(self, sessions: Iterable[str]) -> None:
         """Drop these sessions' states (best effort), so they are rebuilt from the log."""

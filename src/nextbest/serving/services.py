@@ -24,6 +24,7 @@ from nextbest.serving import metrics
 from nextbest.serving.auth import KeyRing, resolve_keys
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.dashboard import Throughput
+from nextbest.serving.erasure import forget_old_events
 from nextbest.serving.experiments import ServedExperiments
 from nextbest.serving.live import LiveState
 from nextbest.serving.online import OnlineLearner
@@ -127,6 +128,11 @@ class Services:
                     if gone:
                         logger.info("forgot %d served list(s) older than %s days",
                                     gone, self.settings.served_keep_days)  # fmt: skip
+                    if self.settings.event_retention_days > 0:
+                        gone = forget_old_events(self.log, self.settings.event_retention_days)
+                        if gone:
+                            logger.info("deleted %d event(s) older than %s days", gone,
+                                        self.settings.event_retention_days)  # fmt: skip
             except Exception:  # keep serving; the next round tries again
                 logger.exception("background refresh failed")
 

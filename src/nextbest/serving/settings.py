@@ -22,6 +22,7 @@
     NEXTBEST_RATE_LIMIT_BROWSER_REQUESTS_PER_ADDRESS, _BROWSER_EVENTS_PER_ADDRESS
                                   the same for browser keys' requests (20, 100: on by default)
     NEXTBEST_SERVED_KEEP_DAYS     how long answered lists are kept for attribution (30)
+    NEXTBEST_EVENT_RETENTION_DAYS events older than this are deleted, hourly (0: kept for good)
     NEXTBEST_PLACEMENTS           the placements file (TOML; default: the shipped placements)
     NEXTBEST_EXPERIMENTS          the experiments file (TOML; default: experiments.toml in the home)
     NEXTBEST_ONLINE_LEARNING      0: a two-stage version's FTRL ranker does not learn from outcomes
@@ -80,6 +81,7 @@ class ServingSettings(BaseSettings):
     placements: Path | None = None  # the placements file; None: the shipped defaults
     experiments: Path | None = None  # the experiments file; None: experiments.toml in the home
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
+    event_retention_days: float = Field(default=0.0, ge=0)  # events older are deleted; 0: kept
     torch_threads: int = Field(default=1, ge=1)
     online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
     online_save_seconds: float = Field(default=30.0, gt=0)  # how often its state is saved

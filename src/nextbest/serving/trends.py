@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -105,6 +105,13 @@ class Trends:
         self._recent_set.add(seq)
         while self._recent and self._recent[0] <= self.seq - self.lookback:
             self._recent_set.discard(self._recent.popleft())
+
+    def forget_sessions(self, sessions: Iterable[str]) -> None:
+        """Drop what is kept per session (its latest item), for an erased person; the counts
+        hold items only."""
+        with self._lock:
+            for session in sessions:
+                self._last_item.pop(session, None)
 
     def _add(self, session: str, item: str) -> None:
         self._views.append(item)

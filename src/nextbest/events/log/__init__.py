@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, ServedList
+from nextbest.events.log.base import AppendResult, Erased, EventLog, LoggedEvent, ServedList
 from nextbest.events.log.database import SqliteSync, open_engine, sqlite_url
 from nextbest.events.log.group import GroupCommitLog
 from nextbest.events.log.sql import SqlEventLog
@@ -17,6 +17,7 @@ def open_event_log(
 
 __all__ = [
     "AppendResult",
+    "Erased",
     "EventLog",
     "GroupCommitLog",
     "LoggedEvent",

@@ -106,6 +106,18 @@ def event_row(event: Event, received_at: float) -> dict[str, object]:
     return row
 
 
+@dataclass(frozen=True)
+class Erased:
+    """What `erase_user` deleted: the person's sessions (erased whole), the sessions of other
+    users where events named the person (those events erased), and how many rows of each."""
+
+    sessions: tuple[str, ...]
+    others: tuple[str, ...]
+    events: int
+    links: int
+    served: int
+
+
 class EventLog(ABC):
     """An append-only event log; appends are idempotent on `event_id`."""
 
@@ -208,6 +220,19 @@ class EventLog(ABC):
             for event in self.iter_events(batch)
             if event.type == event_type and _within(event.received_at, since, until)
         )
+
+    @abstractmethod
+    def erase_user(self, user_id: str) -> Erased:
+        """Delete everything of a person, in one transaction: the events of every session
+        linked to `user_id` (those before the login too) and every event naming them (in a
+        session another user owns, only those), the links, and the lists answered for them
+        or their sessions."""
+
+    @abstractmethod
+    def forget_events(self, before: float, limit: int) -> int:
+        """Delete up to `limit` of the oldest events received before `before` (epoch
+        seconds), and links made before it, in one transaction; return how many events
+        went (retention)."""
 
     @abstractmethod
     def forget_served(self, before: float, limit: int) -> int:

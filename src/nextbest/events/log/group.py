@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from nextbest.events.log.base import AppendResult, EventLog, LoggedEvent, ServedList
+from nextbest.events.log.base import AppendResult, Erased, EventLog, LoggedEvent, ServedList
 from nextbest.events.schema import Event
 
 logger = logging.getLogger(__name__)
@@ -140,6 +140,12 @@ class GroupCommitLog(EventLog):
 
     def record_served(self, lists: Sequence[ServedList]) -> None:
         self.log.record_served(lists)
+
+    def erase_user(self, user_id: str) -> Erased:
+        return self.log.erase_user(user_id)
+
+    def forget_events(self, before: float, limit: int) -> int:
+        return self.log.forget_events(before, limit)
 
     def served(self, recommendation_id: str) -> ServedList | None:
         return self.log.served(recommendation_id)

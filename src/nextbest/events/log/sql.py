@@ -42,6 +42,7 @@ from sqlalchemy.schema import CreateSchema
 
 from nextbest.events.log.base import (
     AppendResult,
+    Erased,
     EventLog,
     LoggedEvent,
     ServedList,
@@ -445,6 +446,53 @@ class SqlEventLog(EventLog):
             if len(page) < batch:
                 return
             seq = page[-1].seq
+
+    def erase_user(self, user_id: str) -> Erased:
+        events, links, served = self.events, self.identities, self.served_table
+        with write_lock(self.engine), self.engine.begin() as connection:
+            sessions = tuple(
+                sorted(
+                    connection.execute(
+                        select(links.c.session_id).where(links.c.user_id == user_id)
+                    ).scalars()
+                )
+            )
+            named = connection.execute(
+                select(events.c.session_id).where(events.c.user_id == user_id).distinct()
+            ).scalars()
+            others = tuple(sorted(set(named) - set(sessions)))  # sessions of other users
+            n_events = connection.execute(events.delete().where(events.c.user_id == user_id))
+            n_served = connection.execute(served.delete().where(served.c.user_id == user_id))
+            erased_events, erased_served = n_events.rowcount, n_served.rowcount
+            for chunk in _chunks(sessions):
+                erased_events += connection.execute(
+                    events.delete().where(events.c.session_id.in_(chunk))
+                ).rowcount
+                erased_served += connection.execute(
+                    served.delete().where(served.c.session_id.in_(chunk))
+                ).rowcount
+            n_links = connection.execute(links.delete().where(links.c.user_id == user_id))
+        return Erased(
+            sessions, others, int(erased_events), int(n_links.rowcount), int(erased_served)
+        )
+
+    def forget_events(self, before: float, limit: int) -> int:
+        events, links = self.events, self.identities
+        oldest = (
+            select(events.c.seq)
+            .where(events.c.received_at < before)
+            .order_by(events.c.seq)  # the oldest come first: the scan stops after `limit`
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:  # nothing to delete: no write lock taken
+            if connection.execute(oldest.limit(1)).first() is None:
+                return 0
+        with write_lock(self.engine), self.engine.begin() as connection:
+            gone = connection.execute(
+                events.delete().where(events.c.seq.in_(oldest.scalar_subquery()))
+            )
+            connection.execute(links.delete().where(links.c.linked_at < before))
+            return int(gone.rowcount)
 
     def forget_served(self, before: float, limit: int) -> int:
         table = self.served_table
