@@ -351,6 +351,78 @@ def test_the_sdk_logs_in_and_out_with_a_user_token(browser: Any, demo: Server, h
     assert [(e.item_id, e.user_id) for e in events[after]] == [("i05", None)]
 
 
+def test_the_sdk_waits_for_consent_and_then_sends_what_waited(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    listed = page.evaluate(
+        """async key => {
+            window.nb = Nextbest.init({key, consent: "pending", flushInterval: 50,
+                                       cookieSameSite: "Strict"});
+            nb.track("view", {item_id: "i03"});
+            window.dispatchEvent(new Event("pagehide"));  // the page-hide flush waits too
+            await new Promise(done => setTimeout(done, 300));
+            await nb.drain();
+            return (await nb.recommend({n: 2})).items.length;  // lists work meanwhile
+        }""",
+        BROWSER,
+    )
+    assert listed == 2
+    assert not [url for url in asked if "/v1/events" in url]  # nothing sent
+    assert not [url for url in asked if "session_id" in url]  # nor the session named
+    assert "nb_sid" not in {cookie["name"] for cookie in page.context.cookies()}
+    page.evaluate("nb.grantConsent()")
+    page.wait_for_function("nb.queue.length === 0 && !nb.sending", timeout=10_000)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "nb_sid")
+    assert cookie["sameSite"] == "Strict"
+    session = cookie["value"]
+    log = open_event_log(sqlite_url(home))
+    try:
+        assert [(e.type, e.item_id) for e in log.session_events([session], 10)[session]] == [
+            ("view", "i03")
+        ]
+    finally:
+        log.close()
+    sent_before = len([url for url in asked if "/v1/events" in url])
+    page.evaluate(
+        """async () => { nb.revokeConsent(); nb.track("view", {item_id: "i04"});
+                          await nb.drain(); }"""
+    )
+    assert len([url for url in asked if "/v1/events" in url]) == sent_before
+    assert "nb_sid" not in {cookie["name"] for cookie in page.context.cookies()}
+
+
+def test_the_sdk_honours_global_privacy_control(browser: Any, demo: Server) -> None:
+    context = browser.new_context()
+    context.add_init_script(
+        "Object.defineProperty(navigator, 'globalPrivacyControl', {get: () => true})"
+    )
+    page = context.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.evaluate(
+        """async key => {
+            window.nb = Nextbest.init({key, flushInterval: 50});
+            nb.track("view", {item_id: "i03"});
+            await nb.drain();
+            window.told = Nextbest.init({key, flushInterval: 50,
+                                         respectGlobalPrivacyControl: false});
+        }""",
+        BROWSER,
+    )
+    assert not [url for url in asked if "/v1/events" in url]
+    assert "nb_sid" not in {cookie["name"] for cookie in context.cookies()}
+    page.evaluate("""async () => { told.track("view", {item_id: "i04"}); await told.drain(); }""")
+    assert len([url for url in asked if "/v1/events" in url]) == 1  # the shop overrode it
+    context.close()
+
+
 def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/demo/")

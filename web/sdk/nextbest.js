@@ -26,6 +26,16 @@
  * - `identify(userId, userToken)` stitches the session to the user (POST /v1/identify,
  *   retried like events); from then on events and requests carry `user_id` and the token
  *   (the X-User-Token header). `logout()` forgets the user, the token and the session.
+ *
+ * Privacy:
+ * - `consent: "pending"` (for a shop that asks first): events wait in memory, nothing is
+ *   sent and no cookie is set until `grantConsent()`; `revokeConsent()` (or `consent:
+ *   "denied"`) drops what waits, deletes the cookie and sends nothing more. Lists and
+ *   searches still work meanwhile, without the session (the popular ones).
+ * - Global Privacy Control: a browser that sends it (navigator.globalPrivacyControl) is
+ *   treated as denied, unless `respectGlobalPrivacyControl: false`.
+ * - The cookie: `cookieDomain` (e.g. ".shop.example" to share it across subdomains; default:
+ *   this host), `cookieSameSite` ("Lax"), `cookieSecure` (default: on over https).
  */
 (function (root) {
   "use strict";
@@ -38,6 +48,11 @@
     userId: "",
     userToken: "",
     cookieName: "nb_sid",
+    cookieDomain: "",
+    cookieSameSite: "Lax",
+    cookieSecure: null,
+    consent: "granted",
+    respectGlobalPrivacyControl: true,
     sessionMinutes: 30,
     batchSize: 20,
     flushInterval: 1000,
@@ -60,10 +75,13 @@
     return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
   }
 
-  function writeCookie(name, value, minutes) {
+  function writeCookie(name, value, minutes, options) {
     var expires = new Date(Date.now() + minutes * 60000).toUTCString();
-    var secure = root.location && root.location.protocol === "https:" ? "; Secure" : "";
-    document.cookie = name + "=" + encodeURIComponent(value) + "; expires=" + expires + "; path=/; SameSite=Lax" + secure;
+    var https = root.location && root.location.protocol === "https:";
+    var secure = options.cookieSecure === null ? https : !!options.cookieSecure;
+    document.cookie = name + "=" + encodeURIComponent(value) + "; expires=" + expires + "; path=/" +
+      (options.cookieDomain ? "; domain=" + options.cookieDomain : "") +
+      "; SameSite=" + options.cookieSameSite + (secure ? "; Secure" : "");
   }
 
   function Client(options) {
@@ -72,6 +90,12 @@
     this.options.endpoint = String(this.options.endpoint).replace(/\/$/, "");
     this.options.writeKey = this.options.writeKey || this.options.key;
     this.options.readKey = this.options.readKey || this.options.key;
+    if (["granted", "pending", "denied"].indexOf(this.options.consent) < 0) {
+      throw new Error("consent must be granted, pending or denied, not " + this.options.consent);
+    }
+    this.consent = this.options.consent;
+    this.memorySession = null;  // the session id while consent is pending (no cookie yet)
+    this.pendingLogin = null;  // [userId, userToken] of a login while consent is pending
     this.queue = [];
     this.sending = false;
     this.attempt = 0;
@@ -85,16 +109,51 @@
     root.addEventListener("pagehide", onHide);
   }
 
-  /** The session id: the cookie's, or a new one; each call keeps the session alive. */
+  /** May this client send events and keep a cookie: consent granted, and no Global
+   *  Privacy Control signal (unless told to ignore it). */
+  Client.prototype.allowed = function () {
+    var gpc = root.navigator && root.navigator.globalPrivacyControl === true;
+    return this.consent === "granted" && !(gpc && this.options.respectGlobalPrivacyControl);
+  };
+
+  /** Consent given: the events that waited leave, and the session gets its cookie. */
+  Client.prototype.grantConsent = function () {
+    var self = this;
+    var login = this.pendingLogin;
+    this.consent = "granted";
+    this.pendingLogin = null;
+    if (!this.allowed()) return Promise.resolve();  // Global Privacy Control still says no
+    if (this.memorySession) this.sessionId();
+    return this.drain().then(function () {
+      if (login) return self.identify(login[0], login[1]);
+    });
+  };
+
+  /** Consent withdrawn: what waits is dropped, the cookie deleted, nothing more is sent. */
+  Client.prototype.revokeConsent = function () {
+    this.consent = "denied";
+    this.queue = [];
+    this.pendingLogin = null;
+    this.resetSession();
+  };
+
+  /** The session id: the cookie's, or a new one; each call keeps the session alive. Before
+   *  consent, it lives in memory only. */
   Client.prototype.sessionId = function () {
-    var id = readCookie(this.options.cookieName) || randomId();
-    writeCookie(this.options.cookieName, id, this.options.sessionMinutes);
+    var id = readCookie(this.options.cookieName) || this.memorySession || randomId();
+    if (!this.allowed()) {
+      this.memorySession = id;
+      return id;
+    }
+    this.memorySession = null;
+    writeCookie(this.options.cookieName, id, this.options.sessionMinutes, this.options);
     return id;
   };
 
   /** Forget the session (the next event starts a new one). */
   Client.prototype.resetSession = function () {
-    writeCookie(this.options.cookieName, "", -1);
+    this.memorySession = null;
+    writeCookie(this.options.cookieName, "", -1, this.options);
   };
 
   /** The request headers: the key, the user token when there is one, and JSON. */
@@ -111,6 +170,10 @@
    *  Resolves with the server's reply ({session_id, user_id, events}). */
   Client.prototype.identify = function (userId, userToken) {
     var self = this;
+    if (!this.allowed()) {  // sent once consent is granted (nothing at all if denied)
+      if (this.consent === "pending") this.pendingLogin = [userId, userToken];
+      return Promise.resolve(null);
+    }
     var token = userToken === undefined ? this.options.userToken : userToken || "";
     var body = JSON.stringify({ session_id: this.sessionId(), user_id: String(userId) });
     var attempt = 0;
@@ -154,6 +217,7 @@
 
   /** Queue one event: type is view, click, cart, remove-from-cart, purchase, search, ... */
   Client.prototype.track = function (type, fields) {
+    if (!this.allowed() && this.consent !== "pending") return null;  // denied: nothing kept
     var event = { event_id: randomId(), type: type, session_id: this.sessionId(), timestamp: Date.now() / 1000 };
     if (this.options.userId) event.user_id = this.options.userId;
     for (var key in fields || {}) if (fields[key] !== undefined && fields[key] !== null) event[key] = fields[key];
@@ -166,6 +230,10 @@
   /** Send what is queued; resolves when the server has it (or it is given up). */
   Client.prototype.flush = function (how) {
     var self = this;
+    if (!this.allowed()) {  // pending: the events wait; denied: they go
+      if (this.consent !== "pending") this.queue = [];
+      return Promise.resolve();
+    }
     if (this.sending || !this.queue.length || this.timer) return this.pending || Promise.resolve();
     var batch = this.queue.slice(0, MAX_BATCH);
     this.sending = true;
@@ -205,7 +273,7 @@
   Client.prototype.drain = function () {
     var self = this;
     return this.flush().then(function () {
-      if (self.queue.length && !self.timer) return self.drain();
+      if (self.allowed() && self.queue.length && !self.timer) return self.drain();
     });
   };
 
@@ -231,8 +299,11 @@
    *  carrying the server's error body. */
   Client.prototype.read = function (path, params) {
     var self = this;
-    var query = { session_id: this.sessionId(), n: 10 };
-    if (this.options.userId) query.user_id = this.options.userId;
+    var query = { n: 10 };
+    if (this.allowed()) {  // without consent the server hears of no session nor user
+      query.session_id = this.sessionId();
+      if (this.options.userId) query.user_id = this.options.userId;
+    }
     for (var key in params || {}) if (params[key] !== undefined && params[key] !== null) query[key] = params[key];
     var search = Object.keys(query).map(function (k) {
       return encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);
@@ -254,6 +325,7 @@
    *  A browser key reads a user's profile only with their token. */
   Client.prototype.affinity = function (params) {
     var self = this;
+    if (!this.allowed()) return Promise.resolve({ events: 0, affinity: {} });  // nothing known
     var n = (params && params.n) || 3;
     var path = this.options.userId
       ? "/v1/users/" + encodeURIComponent(this.options.userId)
