@@ -7,15 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 
 from nextbest.serving.errors import install_error_handlers
 from nextbest.serving.limits import BodySizeLimit
 from nextbest.serving.metrics import MetricsMiddleware
+from nextbest.serving.openapi import openapi_document
 from nextbest.serving.registry import ModelClasses
 from nextbest.serving.routes import (
     affinity,
@@ -96,26 +95,5 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware)
-    app.openapi = lambda: openapi_with_keys(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     return app
-
-
-def openapi_with_keys(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, saying that every /v1 route takes `Authorization: Bearer KEY`
-    (the key check is one plain dependency, which FastAPI does not document by itself)."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
-        )
-        bearer = {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "a browser, write, read or admin key",
-        }
-        schema.setdefault("components", {})["securitySchemes"] = {"apiKey": bearer}
-        for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
-                for operation in operations.values():
-                    operation["security"] = [{"apiKey": []}]
-        app.openapi_schema = schema
-    return app.openapi_schema

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,15 @@ class ApiError(HTTPException):
         super().__init__(status, {"error": error, "detail": detail}, headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the app's OpenAPI document lists for this request's path."""
+    path = request.url.path
+    for template, operations in request.app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            return sorted(method.upper() for method in operations)
+    return []
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -71,7 +81,12 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         )
         body.setdefault("detail", [])
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and not body["detail"]:  # bytes that are not text
+            body["detail"] = [{"field": "body", "message": "not UTF-8 JSON text"}]
+        if exc.status_code == 405:  # every method of the path, not only one route's
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(RedisConnectionError)

@@ -112,7 +112,11 @@ async def put_experiments(
     return _out(services.experiments)
 
 
-@router.post("/experiments/reload", response_model=ExperimentsOut)
+@router.post(
+    "/experiments/reload",
+    response_model=ExperimentsOut,
+    responses={422: {"description": "the experiments file is invalid"}},
+)
 async def reload_experiments(services: AdminAccess) -> ExperimentsOut:
     """Admin key. Read the experiments file again now. A bad file is a 422 naming the key;
     the running experiments stay."""
@@ -197,7 +201,11 @@ def build_report(
     )  # fmt: skip
 
 
-@router.get("/experiments/{name}/report", response_model=ReportOut)
+@router.get(
+    "/experiments/{name}/report",
+    response_model=ReportOut,
+    responses={404: {"description": "no such experiment"}},
+)
 async def get_report(
     services: AdminAccess,
     name: Annotated[str, Path(min_length=1, max_length=200)],
@@ -220,7 +228,11 @@ async def get_report(
     )
 
 
-@router.post("/experiments/{name}/stop", response_model=ExperimentsOut)
+@router.post(
+    "/experiments/{name}/stop",
+    response_model=ExperimentsOut,
+    responses={404: {"description": "no such experiment"}},
+)
 async def stop_experiment(
     services: AdminAccess, name: Annotated[str, Path(min_length=1, max_length=200)]
 ) -> ExperimentsOut:

@@ -41,7 +41,11 @@ def catalog_report(services: AdminAccess) -> CatalogReportOut:
     return CatalogReportOut.model_validate(report)
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarOut)
+@router.get(
+    "/items/{item_id}/similar",
+    response_model=SimilarOut,
+    responses={404: {"description": "unknown item"}},
+)
 async def get_similar(
     item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     services: ReadOrBrowserAccess,

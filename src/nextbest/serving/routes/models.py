@@ -57,7 +57,11 @@ def get_ranker(services: AdminAccess) -> RankerOut:
     return _ranker(services)
 
 
-@router.post("/ranker/reset", response_model=RankerOut)
+@router.post(
+    "/ranker/reset",
+    response_model=RankerOut,
+    responses={409: {"description": "no learned ranker to reset"}},
+)
 def reset_ranker(services: AdminAccess) -> RankerOut:
     """Admin key. Forget what the FTRL ranker learned online: the trained ranker answers
     again, and the saved online state is deleted (with several workers, the others keep

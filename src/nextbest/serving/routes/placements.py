@@ -27,7 +27,11 @@ async def get_placements(services: AdminAccess) -> PlacementsOut:
     return PlacementsOut(source=placements.source, placements=placements.names)
 
 
-@router.post("/placements/reload", response_model=PlacementsOut)
+@router.post(
+    "/placements/reload",
+    response_model=PlacementsOut,
+    responses={422: {"description": "the placements file is invalid"}},
+)
 async def reload_placements(services: AdminAccess) -> PlacementsOut:
     """Read the placements file again. A bad file is a 422 naming the key at fault, and the
     placements in use stay. Each worker process reloads on its own call."""

@@ -249,7 +249,11 @@ def query_of(
     )
 
 
-@router.get("/recommendations/{recommendation_id}", response_model=ServedOut)
+@router.get(
+    "/recommendations/{recommendation_id}",
+    response_model=ServedOut,
+    responses={404: {"description": "no list was answered under this id"}},
+)
 async def get_served(
     recommendation_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     services: AdminAccess,
