@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NEXTBEST_HOME ?= .nextbest
 
-.PHONY: demo test lint typecheck pytest bench clean browser-deps
+.PHONY: demo test lint typecheck pytest bench clean browser-deps sdk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ pytest: $(STAMP) browser-deps
 	$(BIN)/pytest --numprocesses 2 --dist loadfile
 
 test: lint typecheck pytest
+
+sdk:  # web/sdk/dist from web/sdk/src (the builds are committed; a test checks they are current)
+	python3 web/sdk/build.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_baselines.py

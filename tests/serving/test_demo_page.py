@@ -423,6 +423,140 @@ def test_the_sdk_honours_global_privacy_control(browser: Any, demo: Server) -> N
     context.close()
 
 
+def logged(home: Path, session: str) -> list[tuple[str, str | None]]:
+    log = open_event_log(sqlite_url(home))
+    try:
+        return [(e.event_id, e.item_id) for e in log.session_events([session], 1000)[session]]
+    finally:
+        log.close()
+
+
+def test_the_es_module_build_works_as_the_classic_one(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(
+        type="module",
+        content="""import Nextbest, { init, version } from "/sdk/nextbest.mjs";
+            window.esm = { init, version, same: Nextbest.init === init };""",
+    )
+    page.wait_for_function("window.esm !== undefined")
+    reply = page.evaluate(
+        """async key => {
+            const nb = esm.init({key, flushInterval: 50});
+            const id = nb.track("view", {item_id: "i03"});
+            const list = await nb.recommend({n: 3});  // after the queued event is sent
+            return {id, session: nb.sessionId(), version: esm.version, same: esm.same,
+                    list};
+        }""",
+        BROWSER,
+    )
+    assert reply["same"] and reply["version"] == "0.1.0"
+    assert logged(home, reply["session"]) == [(reply["id"], "i03")]
+    items = reply["list"]["items"]
+    assert reply["list"]["recommendation_id"] and len(items) == 3
+    assert all(entry["item_id"] and entry["reason"] for entry in items)
+
+
+def test_a_page_change_mid_queue_loses_nothing(browser: Any, demo: Server, home: Path) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.route("**/v1/events", lambda route: route.abort())  # even the page-hide flush fails
+    page.add_script_tag(url="/sdk/nextbest.js")
+    ids = page.evaluate(
+        """key => {
+            window.nb = Nextbest.init({key, flushInterval: 600000, batchSize: 1000});
+            return [1, 2, 3].map(k => nb.track("view", {item_id: "i0" + k}));
+        }""",
+        BROWSER,
+    )
+    session = page.evaluate("nb.sessionId()")
+    page.goto(demo.url + "/demo/catalog.json")  # the next page: pagehide, then a new document
+    page.unroute("**/v1/events")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    page.evaluate("key => { window.nb = Nextbest.init({key, flushInterval: 50}); }", BROWSER)
+    page.wait_for_function("nb.queue.length === 0 && !nb.sending", timeout=10_000)
+    assert logged(home, session) == [(i, f"i0{k}") for k, i in enumerate(ids, start=1)]
+    assert page.evaluate("localStorage.length") == 0  # nothing left behind
+
+
+def test_the_page_hide_flush_splits_what_it_holds_into_requests_that_fit(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    bodies: list[int] = []
+    page.on(
+        "request",
+        lambda r: bodies.append(len(r.post_data or "")) if r.url.endswith("/v1/events") else None,
+    )
+    session = page.evaluate(
+        """key => {
+            window.errors = [];
+            window.nb = Nextbest.init({key, flushInterval: 600000, batchSize: 1000,
+                                       onError: e => errors.push(e.error)});
+            const note = "x".repeat(100);  // about 600 bytes an event: 240 KB in all
+            const context = {a: note, b: note, c: note, d: note};
+            for (let k = 0; k < 400; k++) nb.track("view", {item_id: "i0" + (k % 10), context});
+            window.dispatchEvent(new Event("pagehide"));
+            return nb.sessionId();
+        }""",
+        BROWSER,
+    )
+    page.wait_for_function("nb.queue.length === 0 || errors.length", timeout=10_000)
+    assert page.evaluate("errors") == []
+    assert len(bodies) >= 4 and max(bodies) < 64_000  # the keepalive budget, per request
+    assert len(logged(home, session)) == 400
+
+
+def test_offline_then_online_resends(browser: Any, demo: Server, home: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    context.set_offline(True)
+    page.evaluate(
+        """key => {
+            window.errors = [];
+            window.nb = Nextbest.init({key, flushInterval: 50, retryBase: 100,
+                                       onError: e => errors.push(e.error)});
+            window.id = nb.track("view", {item_id: "i04"});
+        }""",
+        BROWSER,
+    )
+    page.wait_for_function("nb.attempt >= 1", timeout=10_000)  # it tried, and failed
+    context.set_offline(False)
+    page.wait_for_function("nb.queue.length === 0 && !nb.sending", timeout=20_000)
+    session, event_id = page.evaluate("nb.sessionId()"), page.evaluate("id")
+    assert logged(home, session) == [(event_id, "i04")]
+    assert page.evaluate("errors") == []  # retried, not given up
+    context.close()
+
+
+def test_a_read_gives_up_after_its_timeout_and_reports_once(browser: Any, demo: Server) -> None:
+    page = browser.new_page()
+    page.goto(demo.url + "/demo/config.json")
+    page.add_script_tag(url="/sdk/nextbest.js")
+    page.route("**/v1/recommendations*", lambda route: None)  # never answered
+    reply = page.evaluate(
+        """async key => {
+            const errors = [];
+            const nb = Nextbest.init({key, timeout: 300, onError: e => errors.push(e.error)});
+            const started = Date.now();
+            let failed = null;
+            try { await nb.recommend({n: 2}); } catch (e) { failed = e.error; }
+            await new Promise(done => setTimeout(done, 200));
+            return {failed, errors, waited: Date.now() - started};
+        }""",
+        BROWSER,
+    )
+    assert reply["failed"] == "no answer in 300 ms"
+    assert reply["errors"] == ["no answer in 300 ms"]  # onError heard it once
+    assert 300 <= reply["waited"] < 3000
+
+
 def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/demo/")

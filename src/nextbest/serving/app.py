@@ -32,7 +32,7 @@ from nextbest.serving.routes import (
     search,
 )
 from nextbest.serving.routes.dashboard import mount_dashboard
-from nextbest.serving.routes.demo import default_web_dir, mount_demo
+from nextbest.serving.routes.demo import default_web_dir, mount_demo, mount_sdk
 from nextbest.serving.services import open_services
 from nextbest.serving.settings import ServingSettings
 
@@ -83,6 +83,8 @@ def create_app(
     app.include_router(health.router)
     if settings.demo:
         mount_demo(app, settings.web_dir or default_web_dir())
+    if not mount_sdk(app, settings.web_dir or default_web_dir()):
+        logging.getLogger(__name__).info("no web/sdk/dist folder: /sdk/ is off")
     if not mount_dashboard(app, settings.web_dir or default_web_dir()):
         logging.getLogger(__name__).info("no web/dashboard folder: the dashboard page is off")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -75,11 +75,20 @@ def catalog(services: ServicesDep) -> list[dict[str, object]]:
 
 
 def mount_demo(app: FastAPI, web: Path) -> None:
-    for folder in ("demo", "sdk"):
+    for folder in ("demo", "sdk/dist"):
         if not (web / folder).is_dir():
             raise ValueError(
                 f"the demo page needs {web / folder}: set NEXTBEST_WEB_DIR to the web/ folder"
             )
     app.include_router(router)
     app.mount("/demo", StaticFiles(directory=web / "demo", html=True), name="demo")
-    app.mount("/sdk", StaticFiles(directory=web / "sdk"), name="sdk")
+
+
+def mount_sdk(app: FastAPI, web: Path) -> bool:
+    """Serve the browser SDK's builds at /sdk/ (nextbest.js, nextbest.mjs, nextbest.d.ts):
+    public files, no key (False, and nothing mounted, without web/sdk/dist)."""
+    folder = web / "sdk" / "dist"
+    if not folder.is_dir():
+        return False
+    app.mount("/sdk", StaticFiles(directory=folder), name="sdk")
+    return True
