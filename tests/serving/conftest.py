@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_helpers import N_ITEMS, MakeClient, TestClient, cyclic_sessions, started_clients
+from server_process import Server, demo_server
+from serving_helpers import (
+    N_ITEMS,
+    MakeClient,
+    TestClient,
+    cyclic_sessions,
+    item,
+    started_clients,
+)
 
 from nextbest.data.sessions import Sessions
 from nextbest.events.log import EventLog, open_event_log, sqlite_url
@@ -113,3 +121,11 @@ def browser() -> Iterator[Any]:
         )
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def demo(home: Path) -> Iterator[Server]:
+    items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things", "Odd"],
+              "brand": "Acme", "price": 10.0 + j, "discount": 0.2 if j % 5 == 0 else None}
+             for j in range(N_ITEMS)]  # fmt: skip
+    yield from demo_server(home, items)

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +241,13 @@ def connection_owner(server_port: int, client_port: int, pids: Iterable[int]) ->
             except OSError:
                 continue
     return None
+
+
+def demo_server(
+    home: Path, items: list[dict[str, Any]], env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """The demo server over `home`, its catalog holding `items`; stopped at the end."""
+    server = Server(home, free_port(), {"NEXTBEST_DEMO": "1", **(env or {})}, "demo.log")
+    server.client.put("/v1/items", json={"items": items}, headers=auth(ADMIN)).raise_for_status()
+    yield server
+    server.stop()

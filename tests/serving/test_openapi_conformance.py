@@ -50,7 +50,7 @@ def test_schemathesis_finds_every_reply_described(served: Server, key: str, tmp_
     run = subprocess.run(
         [str(schemathesis), "run", f"{served.url}/openapi.json",
          "--header", f"Authorization: Bearer {key}", *CHECKS, *PHASES,
-         "--max-examples", "15", "--seed", "7", "--no-color"],
+         "--max-examples", "10", "--seed", "7", "--no-color"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     report = run.stdout + run.stderr
