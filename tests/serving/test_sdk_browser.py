@@ -31,12 +31,19 @@ def demo(home: Path) -> Iterator[Server]:
     yield from demo_server(home, items)
 
 
-def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
-    browser: Any, demo: Server, home: Path
-) -> None:
+def sdk_page(browser: Any, demo: Server) -> Any:
+    """A new page (its own context: cookies and storage) of the server's origin, with the
+    classic SDK build loaded."""
     page = browser.new_page()
     page.goto(demo.url + "/demo/config.json")
     page.add_script_tag(url="/sdk/nextbest.js")
+    return page
+
+
+def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
+    browser: Any, demo: Server, home: Path
+) -> None:
+    page = sdk_page(browser, demo)
     sent: list[str] = []
 
     def flaky(route: Any) -> None:
@@ -80,9 +87,7 @@ def test_the_sdk_retries_with_the_same_ids_and_flushes_on_page_hide(
 
 
 def test_the_sdk_logs_in_and_out_with_a_user_token(browser: Any, demo: Server, home: Path) -> None:
-    page = browser.new_page()
-    page.goto(demo.url + "/demo/config.json")
-    page.add_script_tag(url="/sdk/nextbest.js")
+    page = sdk_page(browser, demo)
     reply = page.evaluate(
         """async key => {
             window.errors = [];
@@ -127,9 +132,7 @@ def test_the_sdk_logs_in_and_out_with_a_user_token(browser: Any, demo: Server, h
 def test_the_sdk_waits_for_consent_and_then_sends_what_waited(
     browser: Any, demo: Server, home: Path
 ) -> None:
-    page = browser.new_page()
-    page.goto(demo.url + "/demo/config.json")
-    page.add_script_tag(url="/sdk/nextbest.js")
+    page = sdk_page(browser, demo)
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
     listed = page.evaluate(
@@ -257,9 +260,7 @@ def test_a_page_change_mid_queue_loses_nothing(browser: Any, demo: Server, home:
 def test_the_page_hide_flush_splits_what_it_holds_into_requests_that_fit(
     browser: Any, demo: Server, home: Path
 ) -> None:
-    page = browser.new_page()
-    page.goto(demo.url + "/demo/config.json")
-    page.add_script_tag(url="/sdk/nextbest.js")
+    page = sdk_page(browser, demo)
     bodies: list[int] = []
     page.on(
         "request",
@@ -309,9 +310,7 @@ def test_offline_then_online_resends(browser: Any, demo: Server, home: Path) -> 
 
 
 def test_a_read_gives_up_after_its_timeout_and_reports_once(browser: Any, demo: Server) -> None:
-    page = browser.new_page()
-    page.goto(demo.url + "/demo/config.json")
-    page.add_script_tag(url="/sdk/nextbest.js")
+    page = sdk_page(browser, demo)
     page.route("**/v1/recommendations*", lambda route: None)  # never answered
     reply = page.evaluate(
         """async key => {

@@ -15,10 +15,10 @@ another worker's in-memory copy of a record, which goes with that worker's next 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from nextbest.events.log import Erased, EventLog
+from nextbest.serving.served import forget_in_chunks
 
 if TYPE_CHECKING:  # the services import this module for retention
     from nextbest.serving.services import Services
@@ -40,10 +40,4 @@ def forget_old_events(
 ) -> int:
     """Delete the events received more than `keep_days` ago (and links made before then),
     `chunk` per transaction; return how many events went."""
-    before = (time.time() if now is None else now) - keep_days * 86_400
-    total = 0
-    while True:
-        gone = log.forget_events(before, chunk)
-        total += gone
-        if gone < chunk:
-            return total
+    return forget_in_chunks(log.forget_events, keep_days, now, chunk)

@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from nextbest.events.log import EventLog, ServedList
 from nextbest.serving import metrics
@@ -36,10 +37,18 @@ def forget_old_served(
 ) -> int:
     """Delete the kept lists served more than `keep_days` ago, `chunk` per transaction;
     return how many went."""
+    return forget_in_chunks(log.forget_served, keep_days, now, chunk)
+
+
+def forget_in_chunks(
+    forget: Callable[[float, int], int], keep_days: float, now: float | None, chunk: int
+) -> int:
+    """Call `forget(before, chunk)` (a deletion of at most `chunk` rows older than `before`,
+    in one short transaction) until it deletes fewer; return how many rows went."""
     before = (time.time() if now is None else now) - keep_days * 86_400
     total = 0
     while True:
-        gone = log.forget_served(before, chunk)
+        gone = forget(before, chunk)
         total += gone
         if gone < chunk:
             return total
