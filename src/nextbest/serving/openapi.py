@@ -51,12 +51,9 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    schemas.update(ErrorOut.model_json_schema(ref_template=REF)["$defs"])
-    schemas["ErrorOut"] = {
-        key: value
-        for key, value in ErrorOut.model_json_schema(ref_template=REF).items()
-        if key != "$defs"
-    }
+    error_out = ErrorOut.model_json_schema(ref_template=REF)
+    schemas.update(error_out.pop("$defs"))  # FieldError
+    schemas["ErrorOut"] = error_out
     components["securitySchemes"] = {
         "apiKey": {
             "type": "http",
