@@ -64,7 +64,7 @@ import uvloop
 from sqlalchemy import func, select
 
 from docs_section import replace_section
-from machine_info import machine
+from machine_info import load_summary, machine
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.placement import StaticCounts
 from nextbest.events.log import open_event_log, sqlite_url
@@ -652,11 +652,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`nextbest serve --workers 2`, {result.get('served', 'GRU4Rec with 100 units')} over "
         f"the {result['items']:,} Diginetica items, Redis session state, SQLite event log "
-        "(WAL, synchronous=FULL). "
-        "Load average before each part: "
-        + ", ".join(f"{k} {v}" for k, v in result["load"].items())
-        + "; cores used by other processes (Redis among them) during each part: "
-        + ", ".join(f"{k} {v}" for k, v in result["other_cpu"].items())
+        "(WAL, synchronous=FULL); "
+        + load_summary(result["load"], result["other_cpu"])
         + ". Errors: "
         + str(sum(run["errors"] for p in result["placements"].values() for run in p["all_runs"]))
         + "; every acknowledged event in the log exactly once: "

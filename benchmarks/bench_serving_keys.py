@@ -51,7 +51,7 @@ from bench_serving import (
     wait_for_neighbours,
 )
 from docs_section import replace_section
-from machine_info import machine
+from machine_info import load_summary, machine
 from nextbest.user_tokens import sign_user_token
 
 BROWSER_KEY = "bench-browser-key-0001"
@@ -195,10 +195,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"from logged-in users at {rate['logged-in']:g}/s (every event and request names the "
         "user; the browser side sends the user's token), the runs alternating between the "
         "sides. Server keys: the admin key, rate limits off (the defaults). Browser key: all "
-        "six rate limits on, far above the load. Load average before each part: "
-        + ", ".join(f"{k} {v}" for k, v in result["load"].items())
-        + "; cores used by other processes: "
-        + ", ".join(f"{k} {v}" for k, v in result["other_cpu"].items())
+        "six rate limits on, far above the load; "
+        + load_summary(result["load"], result["other_cpu"])
         + f". Errors: {errors}.",
         "",
         "| what | server keys, limits off | browser key, limits on | change |",

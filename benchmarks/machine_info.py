@@ -34,3 +34,16 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def load_summary(load: dict[str, str], other_cpu: dict[str, float]) -> str:
+    """One phrase for what else ran: the 1-minute load average before the parts (their range)
+    and the most cores other processes used during one part. The per-part figures are in the
+    JSON the benchmark prints."""
+    ones = [float(value.split()[0]) for value in load.values()]
+    others = [float(value) for value in other_cpu.values()]
+    span = f"{min(ones):.2f}" if min(ones) == max(ones) else f"{min(ones):.2f}-{max(ones):.2f}"
+    return (
+        f"load average {span} before the parts; other processes (Redis among them) used at "
+        f"most {max(others):.2f} cores during a part"
+    )
