@@ -35,12 +35,13 @@ def access(request: Request, scope: Scope, browser: bool = False) -> Services:
     else the 401/403/429 ApiError. The caller is left in `request.state.caller`, for the
     route's own checks (`acting_user`, `check_sessions`) and limits (the events')."""
     services: Services = request.app.state.services
-    services.limiter.request_from(client_address(request))  # before the key: wrong keys count
+    address = client_address(request)
+    services.limiter.request_from(address)  # before the key: wrong keys count
     keys = services.keys.current
     caller = keys.check(request.headers.get("authorization"), scope, browser)
     services.limiter.request_with(caller.key)
     if caller.browser:
-        services.limiter.browser_request_from(client_address(request))
+        services.limiter.browser_request_from(address)
         caller = prove_user(caller, request.headers.get(USER_TOKEN_HEADER), keys.identity_secrets)
     request.state.caller = caller
     return services

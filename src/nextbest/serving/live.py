@@ -497,10 +497,6 @@ class LiveState:
         facets = self.facets()
         return self.affinities.get(facets, user_id) if facets is not None else None
 
-    def session_affinity(self, model: LoadedModel | None, session_id: str) -> Affinity:
-        """The session's affinity profile, as its record holds it."""
-        return decode_affinity(self.session(model, session_id).affinity)
-
     def user_start(self, model: LoadedModel, user_id: str) -> bytes:
         """The state row a new session of the user would start from now (read only: the
         user's open session is closed in the copy, not in the store). For an unknown user,

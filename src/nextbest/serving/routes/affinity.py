@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from nextbest.events.schema import MAX_ID_LENGTH
 from nextbest.recommend.affinity import Affinity, describe
+from nextbest.recommend.affinity import decode as decode_affinity
 from nextbest.serving.deps import ReadOrBrowserAccess, acting_user, check_sessions
 from nextbest.serving.schemas import AffinityOut
 from nextbest.serving.services import Services
@@ -41,9 +42,9 @@ def session_affinity(
     session_id: IdPath, services: ReadOrBrowserAccess, request: Request, n: TopParam = 5
 ) -> AffinityOut:
     """The session's affinity profile (a 10-minute half-life: what it is after now)."""
-    check_sessions(request.state.caller, services.log.session_owners([session_id]))
-    profile = services.live.session_affinity(services.model, session_id)
-    return _answer(services, profile, n, session_id=session_id)
+    record = services.live.session(services.model, session_id)  # its owner, and its profile
+    check_sessions(request.state.caller, {session_id: record.user_id})
+    return _answer(services, decode_affinity(record.affinity), n, session_id=session_id)
 
 
 def _answer(

@@ -87,10 +87,9 @@ async def get_keywords(
     model = services.model
     if item_id is not None and services.catalog.unknown([item_id], model):
         raise ApiError(422, "unknown item", "item_id", f"unknown item {item_id!r}")
-    if session_id is not None and request.state.caller.browser:  # before any answer
-        check_sessions(
-            request.state.caller, {session_id: services.live.session(model, session_id).user_id}
-        )
+    record = services.live.session(model, session_id) if session_id else None
+    if session_id is not None and record is not None:  # before any answer
+        check_sessions(request.state.caller, {session_id: record.user_id})
     recommendation_id = new_recommendation_id()
     graph = model.query_graph if model is not None else None
     if model is None or graph is None:
@@ -99,7 +98,6 @@ async def get_keywords(
             "with search events", title="", keywords=[], recommendation_id=recommendation_id,
             model_version=model.version if model else None, ranker=RECALL_ORDER,
         )  # fmt: skip
-    record = services.live.session(model, session_id) if session_id else None
     searched = await asyncio.to_thread(_searched, services, session_id) if session_id else set()
     events = [(i.item_id, i.type, i.time) for i in record.recent] if record else []
     owner = (record.user_id if record else None) or user_id
