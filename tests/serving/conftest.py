@@ -123,9 +123,19 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def demo(home: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory, model_home: Path) -> Path:
+    """The data folder of a test module's `demo` server (a copy of `model_home`)."""
+    folder = tmp_path_factory.mktemp("demo") / "home"
+    shutil.copytree(model_home, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def demo(demo_home: Path) -> Iterator[Server]:
+    """One demo server per test module (starting one takes seconds); its tests tell their
+    shoppers apart by session, as each opens its own browser context."""
     items = [{"item_id": item(j), "title": f"Product {item(j)}", "category_path": ["Things", "Odd"],
               "brand": "Acme", "price": 10.0 + j, "discount": 0.2 if j % 5 == 0 else None}
              for j in range(N_ITEMS)]  # fmt: skip
-    yield from demo_server(home, items)
+    yield from demo_server(demo_home, items)

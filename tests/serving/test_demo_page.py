@@ -91,7 +91,7 @@ def fill_cart(page: Any, ids: list[str]) -> None:
         click_and_wait(page, ".shop-name")  # back to the home page
 
 
-def test_recommendations_follow_every_click(browser: Any, demo: Server, home: Path) -> None:
+def test_recommendations_follow_every_click(browser: Any, demo: Server, demo_home: Path) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/")
     page.wait_for_selector("#products li")
@@ -107,7 +107,7 @@ def test_recommendations_follow_every_click(browser: Any, demo: Server, home: Pa
     assert item(int(first[1:]) + 1) in recommended(page, "product")[:3]
     assert page.locator("#history li").count() == 3
     session = page.locator("#session").text_content()
-    log = open_event_log(sqlite_url(home))
+    log = open_event_log(sqlite_url(demo_home))
     try:
         events = log.session_events([session or ""], last=10)[session or ""]
     finally:
@@ -131,7 +131,7 @@ def test_the_home_page_shows_the_home_list(browser: Any, demo: Server) -> None:
 
 
 def test_a_product_page_recommends_other_items_and_says_why(
-    browser: Any, demo: Server, home: Path
+    browser: Any, demo: Server, demo_home: Path
 ) -> None:
     page, asked = shop(browser, demo)
     click_and_wait(page, f"#products li[data-item-id='{item(5)}']")
@@ -149,7 +149,7 @@ def test_a_product_page_recommends_other_items_and_says_why(
     assert last["product"]["item_id"] == item(5) and last["next"]["item_id"] == item(5)
     assert last["next"]["explain"] == "true"
     assert recommended(page, "next") and item(5) not in recommended(page, "next")
-    assert [(e.type, e.item_id, e.placement) for e in session_events(page, home)] == [
+    assert [(e.type, e.item_id, e.placement) for e in session_events(page, demo_home)] == [
         ("view", item(5), "home")
     ]
 
@@ -176,7 +176,7 @@ def test_the_side_panel_shows_what_the_session_leans_to(browser: Any, demo: Serv
 
 
 def test_the_cart_list_leaves_out_what_is_in_the_cart(
-    browser: Any, demo: Server, home: Path
+    browser: Any, demo: Server, demo_home: Path
 ) -> None:
     page, asked = shop(browser, demo)
     fill_cart(page, [item(3), item(20)])
@@ -192,15 +192,15 @@ def test_the_cart_list_leaves_out_what_is_in_the_cart(
     # holds with an engine that ignores placements too
     assert shown and not set(shown) & set(in_cart)
     assert asked[-1]["placement"] == "cart"
-    carts = [(e.type, e.item_id) for e in session_events(page, home) if e.type == "cart"]
+    carts = [(e.type, e.item_id) for e in session_events(page, demo_home) if e.type == "cart"]
     assert carts == [("cart", item(3)), ("cart", item(20))]
     click_and_wait(page, f"#cart-items li[data-item-id='{item(3)}'] .remove")
     assert page.locator("#cart-count").text_content() == "1"
-    assert session_events(page, home)[-1].type == "remove-from-cart"
+    assert session_events(page, demo_home)[-1].type == "remove-from-cart"
 
 
 def test_buying_the_cart_empties_it_and_sends_a_purchase_per_item(
-    browser: Any, demo: Server, home: Path
+    browser: Any, demo: Server, demo_home: Path
 ) -> None:
     page, _ = shop(browser, demo)
     fill_cart(page, [item(3), item(20)])
@@ -214,7 +214,7 @@ def test_buying_the_cart_empties_it_and_sends_a_purchase_per_item(
         .strip()
         .startswith(f"Bought Product {item(3)} and Product {item(20)}")
     )
-    purchases = [e for e in session_events(page, home) if e.type == "purchase"]
+    purchases = [e for e in session_events(page, demo_home) if e.type == "purchase"]
     assert [(e.item_id, e.placement, e.value) for e in purchases] == [
         (item(3), "cart", 13.0),
         (item(20), "cart", 24.0),  # 30.00 less 20 %
@@ -238,7 +238,7 @@ def test_the_back_button_returns_from_a_product_page_to_home(browser: Any, demo:
     assert placements[3:] == ["home"]
 
 
-def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, home: Path) -> None:
+def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, demo_home: Path) -> None:
     page = browser.new_page()
     page.goto(demo.url + "/demo/")
     page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1")
@@ -250,7 +250,7 @@ def test_the_demo_page_signs_in_and_out(browser: Any, demo: Server, home: Path) 
     assert page.locator("#sign-in").text_content() == "Sign out"
     page.reload()  # the login outlives the page, as a shop's does
     page.wait_for_selector("#user:not([hidden])")
-    log = open_event_log(sqlite_url(home))
+    log = open_event_log(sqlite_url(demo_home))
     try:
         assert log.session_owners([session]) == {session: "demo-shopper"}
     finally:
@@ -415,7 +415,7 @@ def test_the_product_page_shows_the_pipelines_list_and_why(
 
 
 def test_the_search_box_orders_matches_for_the_session_and_a_click_carries_the_query(
-    browser: Any, demo: Server, home: Path
+    browser: Any, demo: Server, demo_home: Path
 ) -> None:
     page, _ = shop(browser, demo)
     click_and_wait(page, f"#products li[data-item-id='{item(5)}']")  # the session views i05
@@ -429,7 +429,7 @@ def test_the_search_box_orders_matches_for_the_session_and_a_click_carries_the_q
     assert len(found) == 24 and found[0] == item(6)  # every product matches; i06 comes next
     listed = page.locator("#recommendations-search").get_attribute("data-recommendation-id")
     click_and_wait(page, f"#recommendations-search li[data-item-id='{item(6)}']")
-    events = session_events(page, home)
+    events = session_events(page, demo_home)
     assert [(e.type, e.item_id, e.query) for e in events] == [
         ("view", item(5), None),
         ("search", None, "Product"),
