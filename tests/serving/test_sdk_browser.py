@@ -4,31 +4,21 @@ offline then online, read timeouts. (The demo page's own tests are in test_demo_
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from server_process import Server, demo_server
-from serving_helpers import BROWSER, N_ITEMS, WRITE, item
+from server_process import Server
+from serving_helpers import BROWSER, WRITE
 
 from nextbest.events.log import open_event_log, sqlite_url
 
 
-# One demo server for the module (each test has its own browser context, so its own session
-# and storage): starting one per test cost more than the tests.
+# conftest's module-scoped demo server serves every test here (each test has its own browser
+# context, so its own session and storage); `home` is its data folder.
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, model_home: Path) -> Path:
-    folder = tmp_path_factory.mktemp("sdk") / "home"
-    shutil.copytree(model_home, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def demo(home: Path) -> Iterator[Server]:
-    items = [{"item_id": item(j), "title": f"Product {item(j)}"} for j in range(N_ITEMS)]
-    yield from demo_server(home, items)
+def home(demo_home: Path) -> Path:
+    return demo_home
 
 
 def sdk_page(browser: Any, demo: Server) -> Any:
