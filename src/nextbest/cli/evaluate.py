@@ -68,6 +68,13 @@ def training_sessions(
     return train
 
 
+def last_event_time(events: pl.DataFrame) -> float | None:
+    """When the last training event happened (a retrain from the log holds out what came
+    after it), None for a table without events."""
+    latest = events["timestamp"].max() if events.height else None
+    return float(latest) if isinstance(latest, (int, float)) else None
+
+
 def check_catalog_need(model: SessionModel[Any, Any], items_path: Path | None) -> None:
     """Refuse, before any data is read, a model that embeds attributes without a catalog."""
     attributes = getattr(model.config, "attributes", ())
@@ -379,7 +386,9 @@ def evaluate_placement_cli(
 
 @friendly_errors
 def train(
-    train_path: TrainOption,
+    train_path: Annotated[
+        Path | None, typer.Option("--train", help="training events (.tsv or .parquet)")
+    ] = None,
     model_name: OptionalModelOption = None,
     param: ParamOption = None,
     items_path: ItemsOption = None,
@@ -409,6 +418,31 @@ def train(
     keyword_ranker: Annotated[
         str, typer.Option(help="the keyword ranker: ftrl or attention-gru")
     ] = "ftrl",
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="train on the server's own event log and catalog, and promote the new "
+            "version only if it is not worse than the served one (see docs/operations.md)",
+        ),
+    ] = False,
+    holdout_days: Annotated[
+        float, typer.Option(help="--from-log: the latest days the gate compares on")
+    ] = 1.0,
+    margin: Annotated[
+        float,
+        typer.Option(help="--from-log: how much lower (a share) the candidate's MRR@20 may be"),
+    ] = 0.01,
+    gate_placement: Annotated[
+        str, typer.Option(help="--from-log: the placement both versions answer the gate with")
+    ] = "next",
+    gate_sessions: Annotated[
+        int, typer.Option(help="--from-log: held-out sessions the gate walks, at most")
+    ] = 2000,
+    refit: Annotated[
+        bool,
+        typer.Option(help="--from-log: train the passing candidate again on every event"),
+    ] = True,
 ) -> None:
     """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
 
@@ -418,10 +452,35 @@ def train(
     generators fitted before them, then the generators are fitted on all of TRAIN; the
     version serves the `next` placement (and every placement that names the `generators`
     source or the `learned` ranker).
+    `--from-log` (instead of `--train`): the server's log and catalog, the recipe of the served
+    version unless --model or --pipeline names one, and a gate before the version serves.
     """
     setup_logging()
+    if from_log:
+        from nextbest.cli.retrain import Recipe, retrain_from_log
+
+        if train_path is not None or items_path is not None:
+            raise ValueError(
+                "--from-log reads the server's log and catalog: leave out --train and --items"
+            )
+        if model_name is not None and pipeline is not None:
+            raise ValueError("give --model NAME or --pipeline FILE, not both")
+        if pipeline is not None and param:
+            raise ValueError("--pipeline takes its parameters from its file: leave out --param")
+        if model_name is None and param:
+            raise ValueError("--param goes with --model NAME")
+        if gate_sessions < 1:
+            raise ValueError(f"--gate-sessions must be >= 1, not {gate_sessions}")
+        recipe = None
+        if model_name is not None or pipeline is not None:
+            recipe = Recipe(model_name, tuple(param or ()), str(pipeline) if pipeline else None)
+        retrain_from_log(recipe, holdout_days, margin, gate_placement, gate_sessions, refit)
+        return
+    if train_path is None:
+        raise ValueError("give --train FILE (or --from-log: the server's own event log)")
     if (model_name is None) == (pipeline is None):
         raise ValueError("give either --model NAME or --pipeline FILE (one of them)")
+    recipe_meta = {"model": model_name, "params": list(param or []), "pipeline": None}
     if pipeline is not None:
         if param:
             raise ValueError(
@@ -429,12 +488,34 @@ def train(
             )
         from nextbest.cli.pipeline_eval import train_pipeline_cli
 
+        recipe_meta = {"model": None, "params": [], "pipeline": str(pipeline.resolve())}
         train_pipeline_cli(
-            pipeline, train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker
-        )
+            pipeline, train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker,
+            recipe=recipe_meta,
+        )  # fmt: skip
         return
     assert model_name is not None
-    params = parse_params(param or [])
+    train_model_version(
+        train_path, model_name, param or [], items_path, skip_bad, scenarios, keyword_cards,
+        keyword_ranker, recipe=recipe_meta,
+    )  # fmt: skip
+
+
+def train_model_version(
+    train_path: Path,
+    model_name: str,
+    param: list[str],
+    items_path: Path | None,
+    skip_bad: bool = False,
+    scenarios: Path | None = None,
+    keyword_cards: Path | None = None,
+    keyword_ranker: str = "ftrl",
+    home: Path | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Path:
+    """Fit `model_name` on `train_path` and save it as a version under `home`/models (default
+    $NEXTBEST_HOME); `recipe` (how to train it again) goes into its meta."""
+    params = parse_params(param)
     unfitted = build_model(model_name, params)
     check_catalog_need(unfitted, items_path)
     embeds = bool(getattr(unfitted.config, "attributes", ()))
@@ -450,13 +531,16 @@ def train(
     # the others keep the items they were trained on.
     items = catalog if embeds else None
     train_sessions = training_sessions(events, train_path, items)
+    trained_until = last_event_time(events)
     del events  # the model trains on the coded sessions; the table need not stay in memory
     model, fit_seconds = fit_model(model_name, params, train_sessions, items)
     meta = {
         "model": model_name,
         "params": config_dict(model),
+        "recipe": recipe or {"model": model_name, "params": param, "pipeline": None},
         "train": str(train_path),
         "events": train_sessions.n_events,
+        "trained_until": trained_until,
         "fit_seconds": round(fit_seconds, 3),
         "purchase_rules": None if rules is None else rules.counts(),
         "query_graph": None if graph is None else graph.summary(),
@@ -464,9 +548,10 @@ def train(
     }
     meta["keyword_ranker"] = None if ranker is None else {"kind": ranker.kind, **ranker.meta}
     extra = version_extra(rules, graph, ranker)
-    folder = save_version(model, nextbest_home(), meta, extra=extra)
+    folder = save_version(model, home or nextbest_home(), meta, extra=extra)
     console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)
     console.print(graph_note, highlight=False)
     if ranker_note:
         console.print(ranker_note, highlight=False)
+    return folder

@@ -16,6 +16,7 @@ from nextbest.cli.rules import rules_app
 from nextbest.cli.serve import serve
 from nextbest.cli.simulate import simulate
 from nextbest.cli.tune import tune
+from nextbest.cli.versions import models_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -29,6 +30,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(keywords_app, name="keywords")
 app.add_typer(keys_app, name="keys")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(models_app, name="models")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)

@@ -151,9 +151,18 @@ def train_pipeline_cli(
     scenarios: Path | None = None,
     keyword_cards: Path | None = None,
     keyword_ranker: str = "ftrl",
+    home: Path | None = None,
+    recipe: dict[str, Any] | None = None,
 ) -> Path:
-    """`nextbest train --pipeline FILE`: the generators and the ranker as one version."""
-    from nextbest.cli.evaluate import learn_rules, read_items, training_sessions
+    """`nextbest train --pipeline FILE`: the generators and the ranker as one version, under
+    `home`/models (default $NEXTBEST_HOME); `recipe` (how to train it again) goes into its
+    meta."""
+    from nextbest.cli.evaluate import (
+        last_event_time,
+        learn_rules,
+        read_items,
+        training_sessions,
+    )
     from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
     from nextbest.models.store import nextbest_home, save_version
     from nextbest.twostage.model import spec_dict, train_pipeline
@@ -168,6 +177,7 @@ def train_pipeline_cli(
     )
     catalog = items_of_table(item_table) if item_table is not None else None
     train = training_sessions(events, train_path)
+    trained_until = last_event_time(events)
     del events
     started = time.perf_counter()
     model, seconds = train_pipeline(
@@ -178,15 +188,17 @@ def train_pipeline_cli(
         "model": "pipeline",
         "pipeline": str(pipeline_path),
         "params": spec_dict(spec),
+        "recipe": recipe or {"model": None, "params": [], "pipeline": str(pipeline_path.resolve())},
         "train": str(train_path),
         "events": train.n_events,
+        "trained_until": trained_until,
         "fit_seconds": round(took, 3),
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         "purchase_rules": None if rules is None else rules.counts(),
         "query_graph": None if graph is None else graph.summary(),
     }
     extra = version_extra(rules, graph, ranker)
-    folder = save_version(model, nextbest_home(), meta, extra=extra)
+    folder = save_version(model, home or nextbest_home(), meta, extra=extra)
     over = ", ".join(model.labels)
     console.print(f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s -> {folder}")
     console.print(rules_note, highlight=False)

@@ -161,7 +161,7 @@ class UserProfiles:
         self._frame = frame.select("timestamp", "session_id", "type", "item_id")
         users = frame["user_id"].to_numpy()
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]).tolist() if len(users) else []
-        ends = [*starts[1:], len(users)]
+        ends = [*starts[1:], len(users)] if starts else []  # no user events: no spans
         self._span = {str(users[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
         self._user: str | None = None
         self._session: str | None = None

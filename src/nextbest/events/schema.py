@@ -13,6 +13,7 @@ silently loses leading zeros.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
@@ -282,6 +283,24 @@ def item_of_row(row: dict[str, Any]) -> Item:
 def items_of_table(frame: pl.DataFrame) -> dict[str, Item]:
     """An ITEM_SCHEMA table as items by id."""
     return {str(row["item_id"]): item_of_row(row) for row in frame.iter_rows(named=True)}
+
+
+def table_of_items(items: Iterable[Item]) -> pl.DataFrame:
+    """Items as an ITEM_SCHEMA table (the inverse of `items_of_table`)."""
+    rows = [
+        {
+            "item_id": item.item_id,
+            "title": item.title,
+            "category_path": CATEGORY_SEPARATOR.join(item.category_path) or None,
+            "brand": item.brand,
+            "price": item.price,
+            "discount": item.discount,
+            "attributes": json.dumps(item.attributes) if item.attributes else None,
+            "in_stock": item.in_stock,
+        }
+        for item in items
+    ]
+    return pl.DataFrame(rows, schema=ITEM_SCHEMA)
 
 
 def conform_items(frame: pl.DataFrame) -> pl.DataFrame:

@@ -95,6 +95,12 @@ def _stamp_of(name: str) -> datetime | None:
     return when + timedelta(seconds=1)  # an older ".N" suffix: N-th version of that second
 
 
+def created_at(name: str) -> float | None:
+    """When version `name` was saved (Unix time, from its name), None for a foreign name."""
+    stamp = _stamp_of(name)
+    return None if stamp is None else stamp.timestamp()
+
+
 def _key(stamp: datetime | None) -> datetime:
     return stamp or datetime.min.replace(tzinfo=UTC)
 

@@ -27,6 +27,7 @@ from nextbest.keywords.graph import QueryGraph, load_version_graph
 from nextbest.models.base import MODEL_FILE, SessionModel
 from nextbest.models.neighbours import prepare_in_background
 from nextbest.models.scoring import LinearScorer, Scorer
+from nextbest.models.served import CACHE_DIR, served_version
 from nextbest.models.store import list_versions
 from nextbest.recommend.rules.purchase_rules import PurchaseRules
 from nextbest.serving.state.codec import StateCodec, codec_for
@@ -34,7 +35,6 @@ from nextbest.serving.state.codec import StateCodec, codec_for
 logger = logging.getLogger(__name__)
 
 NO_MODEL_TAG = bytes(8)
-CACHE_DIR = ".serving-cache"  # under the data folder: arrays derived from a version
 NEIGHBOURS = 250  # item neighbours kept per item (the product placement's 200 and a spare)
 ModelClasses = Mapping[str, type[SessionModel[Any, Any]]]
 
@@ -176,12 +176,12 @@ class ModelRegistry:
         return [folder.name for folder in list_versions(self.home)]
 
     def refresh(self) -> LoadedModel | None:
-        """Switch to the newest version if it is not the one answering; return it if switched."""
+        """Switch to the served version (models/served.json's, else the newest) if it is not
+        the one answering; return it if switched."""
         with self._loading:  # one load at a time; requests keep using `current` meanwhile
-            folders = list_versions(self.home)
-            if not folders:
+            newest = served_version(self.home)
+            if newest is None:
                 return None
-            newest = folders[-1]
             current = self._current
             if current is not None and current.version == newest.name:
                 return None

@@ -81,6 +81,7 @@ class ServingSettings(BaseSettings):
     placements: Path | None = None  # the placements file; None: the shipped defaults
     experiments: Path | None = None  # the experiments file; None: experiments.toml in the home
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
+    keep_versions: int = Field(default=10, ge=0)  # model versions a retrain keeps (0: all)
     event_retention_days: float = Field(default=0.0, ge=0)  # events older are deleted; 0: kept
     torch_threads: int = Field(default=1, ge=1)
     online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
