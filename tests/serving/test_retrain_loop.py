@@ -176,3 +176,44 @@ def test_a_corrupt_log_is_named_and_nothing_changes(tmp_path: Path) -> None:
     assert broken.exit_code == 2, broken.output
     assert "cannot read the event log" in broken.output
     assert served_version(home) is None
+
+
+def test_serve_retrains_on_its_schedule_and_one_retrain_runs_at_a_time(
+    server: Server, tmp_path: Path
+) -> None:
+    from nextbest.cli.retrain import retrain_lock
+
+    home = tmp_path / "home"
+    send(server, walks(0, 100, "a") + walks(1, 100, "b"))
+    assert retrain(home, "--model", "covisit").exit_code == 0
+    first = served_version(home)
+    assert first is not None
+    with retrain_lock(home):  # a cron job's retrain running now
+        blocked = retrain(home)
+    assert blocked.exit_code == 2 and "another retrain holds" in blocked.output
+    send(server, walks(2, 100, "c"))
+    server.stop()
+    scheduled = Server(
+        home, free_port(), {"NEXTBEST_MODEL_POLL_SECONDS": "0.2"}, "scheduled.log",
+        ("--retrain-every", "1s"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (newest := served_version(home)) == first:
+            assert time.monotonic() < deadline, (home / "scheduled.log").read_text()[-3000:]
+            time.sleep(0.2)
+        assert newest is not None
+        wait_until_serving(scheduled, newest.name)
+    finally:
+        scheduled.stop()
+    choice = read_served(home)  # the schedule's retrain passed the gate and promoted it
+    assert choice is not None and choice.version == newest.name
+    assert choice.reason.startswith("retrained from the log: not worse")
+
+
+def test_retrain_every_names_a_bad_interval(tmp_path: Path) -> None:
+    for bad in ("6 hours", "0s", "-1h", "h"):
+        result = runner.invoke(
+            app, ["serve", "--retrain-every", bad], env={"NEXTBEST_HOME": str(tmp_path)}
+        )
+        assert result.exit_code == 2 and "--retrain-every" in result.output, (bad, result.output)

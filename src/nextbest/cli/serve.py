@@ -23,6 +23,13 @@ def serve(
         Path | None,
         typer.Option(help="placements file (TOML); default: NEXTBEST_PLACEMENTS or the shipped"),
     ] = None,
+    retrain_every: Annotated[
+        str | None,
+        typer.Option(
+            help="run `nextbest train --from-log` this often (6h, 30m, 1d): the served "
+            "version's recipe on the log, promoted only past its gate"
+        ),
+    ] = None,
 ) -> None:
     """Serve events in, recommendations out (API docs at /docs). Settings: NEXTBEST_* variables."""
     from pydantic import ValidationError
@@ -35,6 +42,10 @@ def serve(
         raise ValueError(f"--port must be between 1 and 65535, not {port}")
     if placements is not None:  # the workers read it from the environment
         os.environ["NEXTBEST_PLACEMENTS"] = str(placements)
+    if retrain_every is not None:
+        from nextbest.serving.retrain_schedule import RetrainSchedule, parse_every
+
+        RetrainSchedule(parse_every(retrain_every)).start()
     try:
         run(host, port, workers, log_level)
     except ValidationError as exc:
