@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nextbest.cli.affinity import affinity_app
+from nextbest.cli.batch import batch
 from nextbest.cli.catalog import catalog_app
 from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
@@ -37,6 +38,7 @@ app.command()(tune)
 app.command()(serve)
 app.command()(demo)
 app.command()(simulate)
+app.command()(batch)
 
 if __name__ == "__main__":
     app()
