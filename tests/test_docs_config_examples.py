@@ -1,6 +1,7 @@
 """Every TOML example in the README and docs/ is a file nextbest accepts: a placements file,
-a pipeline, an experiments file or curated scenarios, read by the loader the engine uses. A key
-renamed in the code, or mistyped in the docs, fails here with the file and line of the example."""
+a pipeline, an experiments file, curated scenarios or triggers, read by the loader the engine
+uses. A key renamed in the code, or mistyped in the docs, fails here with the file and line of
+the example."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from nextbest.experiments.spec import ExperimentsFile
 from nextbest.keywords.scenarios import read_scenarios
 from nextbest.recommend.placements import DEFAULT_FILE, parse_placements
+from nextbest.triggers.config import load_triggers
 from nextbest.twostage.protocol import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,9 @@ def check_example(text: str, where: str, folder: Path) -> str:
     if "experiments" in raw:
         ExperimentsFile.model_validate(raw)
         return "experiments"
+    if "triggers" in raw:
+        assert load_triggers(file).triggers, f"{where}: no trigger read"
+        return "triggers"
     if "scenarios" in raw:
         assert read_scenarios(file), f"{where}: no scenario read"
         return "scenarios"
@@ -63,7 +68,7 @@ def test_toml_example_is_accepted(where: str, text: str, tmp_path: Path) -> None
 
 def test_examples_of_every_kind_are_found() -> None:
     kinds = {check_example(text, where, Path("/tmp")) for where, text in toml_examples()}
-    assert kinds == {"pipeline", "experiments", "scenarios", "placements"}
+    assert kinds == {"pipeline", "experiments", "scenarios", "placements", "triggers"}
 
 
 def test_a_misspelt_key_is_caught(tmp_path: Path) -> None:

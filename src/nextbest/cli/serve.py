@@ -42,6 +42,10 @@ def serve(
         raise ValueError(f"--port must be between 1 and 65535, not {port}")
     if placements is not None:  # the workers read it from the environment
         os.environ["NEXTBEST_PLACEMENTS"] = str(placements)
+    from nextbest.cli.common import server_settings
+    from nextbest.triggers.service import start_triggers
+
+    start_triggers(server_settings())  # a bad triggers file stops here, named
     if retrain_every is not None:
         from nextbest.serving.retrain_schedule import RetrainSchedule, parse_every
 

@@ -91,12 +91,23 @@ class BatchRecommender:
         an item on screen)."""
         self.recommender.placement(Query(placement=placement, user_id="-"))
 
-    def user_list(self, user_id: str, placement: str, n: int) -> UserList:
+    def user_list(
+        self,
+        user_id: str,
+        placement: str,
+        n: int,
+        session_id: str | None = None,
+        item_id: str | None = None,
+    ) -> UserList:
         """The placement's list for the user as if they came back now: their last session
-        goes on where it stopped (the model's state, the items already bought left out)."""
-        last = self.log.user_sessions([user_id], last=1).get(user_id)
-        session_id = last[-1] if last else None
-        query = Query(n=n, placement=placement, user_id=user_id, session_id=session_id)
+        (or `session_id`) goes on where it stopped (the model's state, the items already bought
+        left out); `item_id`: the item the list is about (a purchase's complements)."""
+        if session_id is None:
+            last = self.log.user_sessions([user_id], last=1).get(user_id)
+            session_id = last[-1] if last else None
+        query = Query(
+            n=n, placement=placement, user_id=user_id, session_id=session_id, item_id=item_id
+        )
         items = self.recommender.recommend(self.model, query)
         recommendation_id = uuid.uuid4().hex
         if self.recorder is not None:
@@ -107,7 +118,7 @@ class BatchRecommender:
                     session_id=session_id,
                     user_id=user_id,
                     placement=placement,
-                    item_id=None,
+                    item_id=item_id,
                     model_version=self.model.version if self.model else None,
                     items=tuple((i.item_id, i.source, i.score) for i in items),
                 )

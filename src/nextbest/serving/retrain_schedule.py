@@ -5,29 +5,20 @@ memory stay out of the workers; the retrain lock keeps it from overlapping a cro
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 import sys
 import threading
 
+from nextbest.durations import parse_duration
+
 logger = logging.getLogger(__name__)
 
-UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 MINIMUM_SECONDS = 1.0
 
 
 def parse_every(text: str) -> float:
     """'90s', '30m', '6h' or '1d' in seconds; ValueError naming the option otherwise."""
-    match = EVERY.match(text)
-    if match is None:
-        raise ValueError(
-            f"--retrain-every takes a number and a unit (s, m, h or d), such as 6h, not {text!r}"
-        )
-    seconds = float(match[1]) * UNITS[match[2]]
-    if seconds < MINIMUM_SECONDS:
-        raise ValueError(f"--retrain-every must be at least 1s, not {text!r}")
-    return seconds
+    return parse_duration(text, "--retrain-every", MINIMUM_SECONDS)
 
 
 class RetrainSchedule(threading.Thread):

@@ -82,6 +82,8 @@ class ServingSettings(BaseSettings):
     experiments: Path | None = None  # the experiments file; None: experiments.toml in the home
     served_keep_days: float = Field(default=30.0, gt=0)  # answered lists kept for attribution
     keep_versions: int = Field(default=10, ge=0)  # model versions a retrain keeps (0: all)
+    triggers: Path | None = None  # the triggers file (TOML): abandoned carts, complements
+    trigger_tick_seconds: float = Field(default=5.0, gt=0)  # how often the triggers run
     event_retention_days: float = Field(default=0.0, ge=0)  # events older are deleted; 0: kept
     torch_threads: int = Field(default=1, ge=1)
     online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
