@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from backends import sqlite_pragmas
 from nextbest.events.catalog import SqlCatalog
@@ -286,12 +286,19 @@ def test_old_served_lists_are_forgotten_oldest_first(log: EventLog) -> None:
     assert [t for t in range(10) if log.served(f"r{t}") is not None] == [6, 7, 8, 9]
 
 
+TRIGGER_TABLES = ("trigger_cursor", "trigger_pending", "trigger_last", "trigger_outbox")
+
+
 def test_a_log_made_before_an_index_gets_it(backend: tuple[str, str | None]) -> None:
+    """A log an older release made (no migrations yet, and no index of a later one)."""
     opened = open_event_log(*backend)
     table = opened.events
     index = next(i for i in table.indexes if i.name == "ix_events_recommendation")
     with opened.engine.begin() as connection:
         index.drop(connection)
+        prefix = f"{backend[1]}." if backend[1] else ""
+        for name in ("alembic_version", *TRIGGER_TABLES):  # none of them before migrations
+            connection.execute(text(f"DROP TABLE {prefix}{name}"))
     opened.close()
     reopened = open_event_log(*backend)
     with reopened.engine.connect() as connection:

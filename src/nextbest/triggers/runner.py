@@ -126,9 +126,8 @@ class TriggerRunner:
     ) -> None:
         self.triggers, self.log, self.engine = triggers, log, engine
         self.lists, self.send, self.clock = lists, send, clock
+        # the tables come with the log's migrations (revision 0002), made when `log` opened
         self.metadata, self.cursor, self.pending, self.last, self.outbox = trigger_tables(schema)
-        with engine.begin() as connection:
-            self.metadata.create_all(connection)
 
     # -- one round -----------------------------------------------------------------------
     def tick(self) -> Tick:

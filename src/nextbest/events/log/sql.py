@@ -50,6 +50,7 @@ from nextbest.events.log.base import (
     event_row,
 )
 from nextbest.events.log.database import upsert_statement, write_lock
+from nextbest.events.log.migrate import migrate
 from nextbest.events.log.tables import log_tables
 from nextbest.events.schema import Event
 
@@ -76,14 +77,10 @@ class SqlEventLog(EventLog):
             tables.identities,
             tables.served,
         )
-        with engine.begin() as connection:
-            if schema is not None:
+        if schema is not None:
+            with engine.begin() as connection:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
-            self.metadata.create_all(connection)
-            _add_missing_columns(connection, self.served_table)
-            for table in self.metadata.sorted_tables:  # a log made before an index was
-                for index in table.indexes:  # added gets it
-                    index.create(connection, checkfirst=True)
+        migrate(engine, schema)  # the tables as this release needs them (Alembic)
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
@@ -557,7 +554,7 @@ def _sqlstate(error: OperationalError) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _add_missing_columns(connection: Connection, table: Table) -> None:
+def add_missing_columns(connection: Connection, table: Table) -> None:
     """A log made before a (nullable) column was added to `table` gets it."""
     present = {c["name"] for c in inspect(connection).get_columns(table.name, table.schema)}
     preparer = connection.dialect.identifier_preparer
