@@ -1,0 +1,116 @@
+"""Several `nextbest serve` instances on their own ports share one PostgreSQL log and one Redis
+state store, with the load spread across them. One node is killed (SIGKILL) in the middle of
+the load; its clients go on at the other nodes. Every acknowledged event is in the log exactly
+once, and every surviving node gives the same list for a session."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from server_process import Server, free_port
+from serving_helpers import READ, WRITE, auth, item, view
+
+from nextbest.events.log import open_event_log
+
+NODES = 3
+CLIENTS = 6
+BATCH = 20
+
+
+def test_nodes_share_the_log_and_state_and_a_dead_node_loses_nothing(
+    home: Path, pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
+) -> None:
+    database, schema = pg_schema
+    redis_url, prefix = redis_prefix
+    env = {
+        "NEXTBEST_DATABASE_URL": database,
+        "NEXTBEST_DATABASE_SCHEMA": schema,
+        "NEXTBEST_REDIS_URL": redis_url,
+        "NEXTBEST_REDIS_PREFIX": prefix,
+        "NEXTBEST_REFRESH_SECONDS": "0.2",
+    }
+    nodes = [Server(home, free_port(), env, f"node-{k}.log") for k in range(NODES)]
+    victim = nodes[1]
+    acknowledged: list[str] = []
+    failures: list[str] = []
+    answered_by: Counter[int] = Counter()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def shop(client_no: int) -> None:
+        """Batches of new events, each to the next node in turn; a batch that meets a dead
+        node goes to the next one (resending is safe: events are idempotent on their id)."""
+        clients = [httpx.Client(base_url=node.url, timeout=5) for node in nodes]
+        batch = 0
+        while not stop.is_set():
+            ids = [f"c{client_no}-b{batch}-{k}" for k in range(BATCH)]
+            session = f"shopper-{client_no}-{batch % 5}"
+            events = [view(i, session, item(batch + k)) for k, i in enumerate(ids)]
+            for attempt in range(NODES):
+                node = (client_no + batch + attempt) % NODES
+                try:
+                    reply = clients[node].post(
+                        "/v1/events", json={"events": events}, headers=auth(WRITE)
+                    )
+                except httpx.TransportError:
+                    continue  # a dead node: the next one
+                body = reply.json()
+                if reply.status_code == 200 and body["accepted"] + len(body["duplicates"]) == BATCH:
+                    with lock:
+                        acknowledged.extend(ids)
+                        answered_by[node] += 1
+                else:
+                    failures.append(reply.text)
+                break
+            batch += 1
+        for client in clients:
+            client.close()
+
+    shoppers = [threading.Thread(target=shop, args=(c,)) for c in range(CLIENTS)]
+    try:
+        for shopper in shoppers:
+            shopper.start()
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 1500 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        victim.kill()  # in the middle of the load
+        killed_at = len(acknowledged)
+        while len(acknowledged) < killed_at + 1500 and time.monotonic() < deadline + 30:
+            time.sleep(0.02)  # the load goes on at the other nodes
+        stop.set()
+        for shopper in shoppers:
+            shopper.join()
+
+        assert not failures, failures[:3]
+        assert all(answered_by[k] > 0 for k in range(NODES)), answered_by
+        log = open_event_log(database, schema)
+        try:
+            counts = Counter(e.event_id for e in log.iter_events())
+        finally:
+            log.close()
+        missing = [i for i in acknowledged if counts[i] == 0]
+        repeated = [i for i in counts if counts[i] > 1]
+        assert not missing and not repeated, (missing[:5], repeated[:5])
+
+        time.sleep(1.0)  # every node's live counts read the same log
+        alive = [node for node in nodes if node is not victim]
+        for session in ("shopper-0-0", "shopper-3-2", "shopper-5-4"):
+            lists = [
+                httpx.get(
+                    f"{node.url}/v1/recommendations",
+                    params={"session_id": session, "n": 10},
+                    headers=auth(READ),
+                    timeout=5,
+                ).json()["items"]
+                for node in alive
+            ]
+            ids = [[entry["item_id"] for entry in answer] for answer in lists]
+            assert ids[0] and all(answer == ids[0] for answer in ids), (session, ids)
+    finally:
+        stop.set()
+        for node in nodes:
+            node.stop()
