@@ -181,7 +181,8 @@ def test_trained_without_user_ids_it_is_gru4rec_weight_for_weight(extra: dict[st
     model = HGRU4Rec(config).fit(data).as_gru4rec()
     plain = GRU4Rec(config.session_config()).fit(data)
     for key, value in plain.arrays().items():
-        assert np.array_equal(model.arrays()[key], value), key
+        if not key.startswith("optimizer."):  # the weights (GRU4Rec also keeps Adagrad's)
+            assert np.array_equal(model.arrays()[key], value), key
 
 
 # -- persistence and configuration ------------------------------------------------------------

@@ -93,7 +93,8 @@ def test_where_users_carry_no_signal_auto_keeps_gru4rec_exactly() -> None:
     # Trained as GRU4Rec, weight for weight, and a returning user is served as GRU4Rec serves.
     plain = GRU4Rec(model.config.session_config()).fit(data)
     for key, value in plain.arrays().items():
-        assert np.array_equal(model.as_gru4rec().arrays()[key], value), key
+        if not key.startswith("optimizer."):  # the weights (GRU4Rec also keeps Adagrad's)
+            assert np.array_equal(model.as_gru4rec().arrays()[key], value), key
     owned = [np.flatnonzero(data.user_ids == f"u{u}") for u in range(3)]
     warm = model.warm_up(data, owned)
     assert warm.sessions.tolist() == [6, 6, 6] and not warm.user.any()

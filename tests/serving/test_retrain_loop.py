@@ -4,6 +4,7 @@ rollback switches the running server back without a failed request."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -217,3 +218,55 @@ def test_retrain_every_names_a_bad_interval(tmp_path: Path) -> None:
             app, ["serve", "--retrain-every", bad], env={"NEXTBEST_HOME": str(tmp_path)}
         )
         assert result.exit_code == 2 and "--retrain-every" in result.output, (bad, result.output)
+
+
+GRU = ["--model", "gru4rec", "--param", "layers=32", "--param", "n_epochs=3", "--param",
+       "batch_size=16", "--param", "n_sample=0", "--param", "learning_rate=0.1", "--param",
+       "batch_loss=sum"]  # fmt: skip
+
+
+def walks_below(day: int, sessions: int, prefix: str, top: int) -> list[dict[str, Any]]:
+    """`walks` on the items below `top` only (the items from `top` on are launched later)."""
+    events = []
+    for s in range(sessions):
+        begin = START + day * DAY + s * 60.0
+        for step in range(5):
+            events.append(
+                {"event_id": f"{prefix}-{s}-{step}", "type": "view",
+                 "session_id": f"{prefix}-{s}", "item_id": item((s + step) % top),
+                 "timestamp": begin + step * 5.0}
+            )  # fmt: skip
+    return events
+
+
+def test_an_incremental_update_goes_on_from_the_served_gru4rec(
+    server: Server, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    send(server, walks_below(0, 200, "a", 25) + walks_below(1, 200, "b", 25))
+    first = retrain(home, *GRU)
+    assert first.exit_code == 0, first.output
+    v1 = served_version(home)
+    assert v1 is not None
+    send(server, walks(2, 200, "c") + walks(3, 200, "d"))  # items 25-29 launched on day 2
+    update = retrain(home, "--incremental")
+    assert update.exit_code == 0, update.output
+    assert f"updated {v1.name}" in update.output and "promoted" in update.output
+    v2 = served_version(home)
+    assert v2 is not None and v2 != v1
+    meta = json.loads((v2 / "meta.json").read_text())
+    assert meta["updated_from"].endswith("-gru4rec") and meta["recipe"]["model"] == "gru4rec"
+    wait_until_serving(server, v2.name)
+    for k, item_id in enumerate([item(21), item(22), item(23)]):
+        assert server.events(
+            {"event_id": f"new-{k}", "type": "view", "session_id": "new", "item_id": item_id,
+             "timestamp": START + 4 * DAY + k}
+        ).status_code == 200  # fmt: skip
+    shown = [entry[0] for entry in server.recommend("new", n=5)]
+    assert item(24) in shown and item(25) in shown[:5], shown  # a launched item, at once
+
+    send(server, walks(5, 100, "e"))
+    quick = retrain(home, "--incremental", "--model", "covisit")
+    assert quick.exit_code == 0 and "refits on every event in seconds" in quick.output
+    alone = runner.invoke(app, ["train", "--incremental", "--train", "x.tsv", "--model", "pop"])
+    assert alone.exit_code == 2 and "goes with --from-log" in alone.output

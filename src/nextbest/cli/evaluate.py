@@ -443,6 +443,13 @@ def train(
         bool,
         typer.Option(help="--from-log: train the passing candidate again on every event"),
     ] = True,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            help="--from-log: a served GRU4Rec goes on training on the new events only "
+            "(new items get rows), instead of a full retrain"
+        ),
+    ] = False,
 ) -> None:
     """Fit a model and save it as a new version under $NEXTBEST_HOME/models.
 
@@ -474,8 +481,12 @@ def train(
         recipe = None
         if model_name is not None or pipeline is not None:
             recipe = Recipe(model_name, tuple(param or ()), str(pipeline) if pipeline else None)
-        retrain_from_log(recipe, holdout_days, margin, gate_placement, gate_sessions, refit)
+        retrain_from_log(
+            recipe, holdout_days, margin, gate_placement, gate_sessions, refit, incremental
+        )
         return
+    if incremental:
+        raise ValueError("--incremental goes with --from-log (a served version to go on from)")
     if train_path is None:
         raise ValueError("give --train FILE (or --from-log: the server's own event log)")
     if (model_name is None) == (pipeline is None):

@@ -11,7 +11,9 @@
    when its MRR@20 is at least the served version's less `margin` (a share).
 5. A candidate that passes is trained again on every event (held-out days included) and
    promoted; one that fails stays in `candidates/` with why, and the served version stays.
-   Either way the oldest versions beyond `NEXTBEST_KEEP_VERSIONS` are pruned.
+   With `incremental`, a served GRU4Rec goes on training instead, on the events since it was
+   trained (the candidate), then on the held-out days. Either way the oldest versions beyond
+   `NEXTBEST_KEEP_VERSIONS` are pruned.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from nextbest.cli.common import console, progress_bar, server_settings
@@ -157,6 +160,7 @@ def retrain_from_log(
     placement_name: str,
     max_sessions: int,
     refit: bool,
+    incremental: bool = False,
 ) -> Path | None:
     """The whole loop (module docstring); the promoted version's folder, or None when the
     candidate did not pass."""
@@ -204,7 +208,13 @@ def retrain_from_log(
             train_path = folder / "train.parquet"
             prepared.train.write_parquet(train_path)
             staging = home / CANDIDATES
-            candidate = _train(recipe, train_path, items_path, staging)
+            warm = incremental and _warm_start(served, recipe, trained_until)
+            if warm:
+                assert served is not None and trained_until is not None
+                since = prepared.train.filter(pl.col("timestamp") > trained_until)
+                candidate = _update(served, since, staging)
+            else:
+                candidate = _train(recipe, train_path, items_path, staging)
             gate = _gate(
                 candidate, served, prepared.train, prepared.test, items, placement,
                 max_sessions, margin,
@@ -219,7 +229,10 @@ def retrain_from_log(
             if refit and prepared.test.height:
                 every = folder / "all.parquet"
                 pl.concat([prepared.train, prepared.test]).write_parquet(every)
-                final = _train(recipe, every, items_path, staging)
+                if warm:  # the held-out days too, from where the candidate stopped
+                    final = _update(candidate, prepared.test, staging)
+                else:
+                    final = _train(recipe, every, items_path, staging)
                 _record_gate(final, gate)
                 shutil.rmtree(candidate)
             promoted = home / "models" / final.name
@@ -231,6 +244,63 @@ def retrain_from_log(
         if removed:
             console.print(f"pruned {len(removed)} old version(s): {', '.join(removed)}")
         return promoted
+
+
+QUICK_MODELS = {"pop", "spop", "catpop", "covisit", "sknn", "vsknn", "stan", "vstan"}
+
+
+def _warm_start(served: Path | None, recipe: Recipe, trained_until: float | None) -> bool:
+    """Whether `--incremental` can go on from the served version: GRU4Rec can; the kNN
+    family and co-visitation refit on everything in seconds (a full retrain, said so);
+    anything else is refused."""
+    model = json.loads((served / META_FILE).read_text()).get("model") if served else None
+    if recipe.model in QUICK_MODELS:
+        console.print(f"{recipe.model} refits on every event in seconds: a full retrain")
+        return False
+    if served is None or model != "gru4rec" or recipe.model != "gru4rec":
+        raise ValueError(
+            "--incremental goes on from a served GRU4Rec version (the kNN family and "
+            "co-visitation refit in full in seconds); retrain this one in full"
+        )
+    if trained_until is None:
+        raise ValueError(
+            f"{served.name} does not say when its training data ends: retrain it in full once"
+        )
+    return True
+
+
+def _update(folder: Path, events: pl.DataFrame, staging: Path) -> Path:
+    """Version `folder` (GRU4Rec) trained on from where it stopped, on `events` only, as a
+    new version in `staging` (its purchase rules, query graph and keyword ranker kept)."""
+    from nextbest.cli.evaluate import last_event_time
+    from nextbest.data.sessions import Sessions
+    from nextbest.models.gru4rec import GRU4Rec
+    from nextbest.models.gru4rec.model import warm_start_vocabulary
+    from nextbest.models.store import derive_version
+
+    model = GRU4Rec.load(folder)
+    started = time.perf_counter()
+    items = events["item_id"].drop_nulls().unique().to_list()
+    vocabulary = warm_start_vocabulary(np.asarray(model.item_ids, dtype=object), items)
+    sessions = Sessions.from_events(events, item_ids=vocabulary)
+    learned = bool((sessions.lengths >= 2).any())
+    if learned:
+        with console.status(f"updating {folder.name} on {sessions.n_events:,} new events"):
+            model.update(sessions)
+    seconds = time.perf_counter() - started
+    until = last_event_time(events)
+    meta = {
+        "updated_from": folder.name,
+        "update_events": sessions.n_events if learned else 0,
+        "fit_seconds": round(seconds, 3),
+        **({"trained_until": until} if until is not None else {}),
+    }
+    updated = derive_version(folder, staging, model.save, meta)
+    console.print(
+        f"updated {folder.name} on {meta['update_events']:,} new events in {seconds:.1f} s "
+        f"-> {updated}"
+    )
+    return updated
 
 
 def _trained_until(folder: Path | None) -> float | None:

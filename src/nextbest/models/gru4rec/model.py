@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -53,6 +53,9 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         self.fit_seconds = 0.0
         self.catalog: Mapping[str, Item] | None = None  # read by fit when attributes are on
         self.attribute_values: np.ndarray | None = None  # [V] "kind=value" of the fitted net
+        # Adagrad's accumulators where training stopped (dense params in order, then the item
+        # tables'), saved with the version so that `update` goes on from there
+        self.optimizer_state: list[np.ndarray] | None = None
 
     def use_catalog(self, items: Mapping[str, Item]) -> None:
         """The catalog whose attributes `fit` embeds (with `config.attributes` set)."""
@@ -78,7 +81,57 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
             "gru4rec", self.config.n_epochs, lambda: trainer.epoch(walk, train.items)
         )
         settle_unseen(self.net, unseen, index)
+        self.optimizer_state = None if index is not None else accumulators(trainer)
         self.attribute_values = None if index is None else index.values
+        self.fit_seconds = time.perf_counter() - started
+        return self
+
+    def update(self, new: Sessions, n_epochs: int = 1) -> Self:
+        """Warm start: go on training this fitted model on `new` sessions only (the events since
+        it was trained), `n_epochs` passes. `new` is coded over this model's items in their
+        order, followed by any new items (`warm_start_vocabulary`). A new item's rows start
+        from the mean of the rows of the items it follows in `new` (its neighbours), so it is
+        recommendable before its own rows learn anything; old items keep what they learned.
+        Not for a model that embeds attributes (retrain it in full)."""
+        with torch_threads(self.config.threads):
+            return self._update(new, n_epochs)
+
+    def _update(self, new: Sessions, n_epochs: int) -> Self:
+        old = self._fitted()
+        if self.config.attributes:
+            raise ValueError("a GRU4Rec with attributes cannot be updated: retrain it in full")
+        if self.optimizer_state is None:
+            raise ValueError(
+                "this GRU4Rec version does not hold its optimizer's state (trained before "
+                "updates existed): retrain it in full once"
+            )
+        started = time.perf_counter()
+        n_old = self.n_items
+        known = np.asarray(self.item_ids, dtype=object)
+        if not np.array_equal(np.asarray(new.item_ids[:n_old], dtype=object), known):
+            raise ValueError("the new sessions must be coded over the model's items first")
+        net = GRU4RecNet(new.n_items, self.config)
+        with torch.no_grad():
+            state = old.state_dict()
+            for name, value in net.state_dict().items():
+                kept = state[name]
+                if kept.shape == value.shape:
+                    value.copy_(kept)
+                else:  # an item table: the old rows, then the new ones from their neighbours
+                    value[:n_old] = kept
+            _seed_new_rows(net, new, n_old)
+        walk = plan(new, self.config.batch_size)
+        if walk.n_batches == 0:
+            raise ValueError("no new session has two or more events: nothing to learn")
+        trainer = Trainer(net, self.config, new.item_support(), walk.n_batches * n_epochs)
+        resume(trainer, self.optimizer_state, n_old)  # Adagrad goes on where it stopped
+        self.history = run_epochs(
+            "gru4rec update", n_epochs, lambda: trainer.epoch(walk, new.items)
+        )
+        net.eval()
+        self.net = net
+        self.item_ids = new.item_ids
+        self.optimizer_state = accumulators(trainer)
         self.fit_seconds = time.perf_counter() - started
         return self
 
@@ -144,9 +197,13 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         arrays = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
         if self.attribute_values is not None:
             arrays["attribute_values"] = self.attribute_values.astype(str)
+        for k, accumulator in enumerate(self.optimizer_state or []):
+            arrays[f"optimizer.{k}"] = accumulator
         return arrays
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        saved = sorted((k for k in arrays if k.startswith("optimizer.")), key=lambda k: int(k[10:]))
+        self.optimizer_state = [arrays.pop(k) for k in saved] or None
         index = None
         if "attribute_values" in arrays:
             values = arrays.pop("attribute_values").astype(str)
@@ -215,3 +272,56 @@ def _step_arrays(net: GRU4RecNet) -> StepArrays:
     key = tuple(parameter.data_ptr() for parameter in parameters)
     net.__dict__["_step_arrays"] = (parameters, key, made)
     return made
+
+
+def warm_start_vocabulary(known: np.ndarray, new_items: Iterable[str]) -> np.ndarray:
+    """The model's items in their order, then the items it has never seen (sorted)."""
+    seen = set(known.tolist())
+    fresh = sorted({str(i) for i in new_items} - seen)
+    return np.concatenate([np.asarray(known, dtype=object), np.array(fresh, dtype=object)])
+
+
+@torch.no_grad()
+def _seed_new_rows(net: GRU4RecNet, new: Sessions, n_old: int) -> None:
+    """Each new item's rows: the mean rows of the known items right before it in `new`'s
+    sessions, else the mean of all known rows."""
+    previous = new.items[:-1]
+    following = new.items[1:]
+    same_session = np.ones(len(previous), dtype=bool)
+    same_session[new.offsets[1:-1] - 1] = False  # no pair across a session boundary
+    pairs = same_session & (following >= n_old) & (previous < n_old)
+    tables = [net.item_weights, net.item_bias]
+    if net.mode != "shared":
+        tables.append(net.input_table)
+    for table in tables:
+        known_mean = table[:n_old].mean(dim=0)
+        table[n_old:] = known_mean
+        if pairs.any():
+            targets = torch.from_numpy(following[pairs].astype(np.int64))
+            sources = torch.from_numpy(previous[pairs].astype(np.int64))
+            sums = torch.zeros_like(table).index_add_(0, targets, table[sources])
+            counts = torch.zeros(table.shape[0]).index_add_(0, targets, torch.ones(len(targets)))
+            seeded = counts > 0
+            shape = (-1,) + (1,) * (table.dim() - 1)
+            table[seeded] = sums[seeded] / counts[seeded].reshape(shape)
+
+
+def accumulators(trainer: Trainer) -> list[np.ndarray]:
+    """The trainer's Adagrad accumulators: dense parameters in order, then each item table."""
+    optimizer = trainer.optimizer
+    dense = [a.numpy().copy() for a in optimizer.dense_acc]
+    return dense + [optimizer.accumulator(t).numpy().copy() for t in trainer.tables]
+
+
+@torch.no_grad()
+def resume(trainer: Trainer, saved: list[np.ndarray], n_old: int) -> None:
+    """Put saved accumulators into a fresh trainer's optimizer; a new item's rows start from
+    zero (they learn at the full rate, the old ones at the rate they had come down to)."""
+    optimizer = trainer.optimizer
+    dense = optimizer.dense_acc
+    if len(saved) != len(dense) + len(trainer.tables):
+        raise ValueError("the saved optimizer state does not fit this network")
+    for target, value in zip(dense, saved, strict=False):
+        target.copy_(torch.from_numpy(value))
+    for table, value in zip(trainer.tables, saved[len(dense) :], strict=True):
+        optimizer.accumulator(table)[:n_old] = torch.from_numpy(value)
