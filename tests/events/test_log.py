@@ -34,15 +34,6 @@ def view(event_id: str, session: str, item: str, t: float = 1.0, **extra: object
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
-    """(database URL, schema) of a fresh, empty database of each kind."""
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path), None
-    url, schema = request.getfixturevalue("pg_schema")
-    return url, schema
-
-
 @pytest.fixture
 def log(backend: tuple[str, str | None]) -> Iterator[EventLog]:
     opened = open_event_log(*backend)

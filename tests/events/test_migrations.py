@@ -11,20 +11,12 @@ from sqlalchemy import inspect, text
 from typer.testing import CliRunner
 
 from nextbest.cli.main import app
-from nextbest.events.log import open_event_log, sqlite_url
+from nextbest.events.log import open_event_log
 from nextbest.events.log.database import open_engine
 from nextbest.events.log.migrate import SchemaTooNew, current_revision, head_revision
 from nextbest.events.log.tables import log_tables
 
 TRIGGER_TABLES = {"trigger_cursor", "trigger_pending", "trigger_last", "trigger_outbox"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
-    if request.param == "sqlite":
-        return sqlite_url(tmp_path), None
-    url, schema = request.getfixturevalue("pg_schema")
-    return url, schema
 
 
 def previous_release_log(url: str, schema: str | None) -> None:

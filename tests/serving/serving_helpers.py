@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ import polars as pl
 
 from event_tables import event_table
 from nextbest.data.sessions import Sessions
+from nextbest.events.log import EventLog
 from nextbest.keywords.graph import KEYWORDS_DIR, QueryGraph, QueryGraphConfig, build_query_graph
 from nextbest.models.base import SessionModel
 from nextbest.models.covisit import CoVisitation
@@ -208,3 +210,14 @@ def planted_graph() -> tuple[QueryGraph, pl.DataFrame]:
     )
     events = event_table(rows, ("session_id", "timestamp", "type", "item_id", "query"))
     return build_query_graph(events, catalog, QueryGraphConfig(min_count=1.0)), catalog
+
+
+def assert_logged_exactly_once(log: EventLog, acknowledged: list[str]) -> None:
+    try:
+        counts = Counter(e.event_id for e in log.iter_events())
+    finally:
+        log.close()
+    missing = [i for i in acknowledged if counts[i] == 0]
+    repeated = [i for i in acknowledged if counts[i] > 1]
+    assert not missing and not repeated, (missing[:5], repeated[:5])
+    assert max(counts.values()) == 1  # nothing else is in the log twice either

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 from server_process import Server, free_port
-from serving_helpers import READ, WRITE, auth, item, view
+from serving_helpers import READ, WRITE, assert_logged_exactly_once, auth, item, view
 
 from nextbest.events.log import open_event_log
 
@@ -87,14 +87,7 @@ def test_nodes_share_the_log_and_state_and_a_dead_node_loses_nothing(
 
         assert not failures, failures[:3]
         assert all(answered_by[k] > 0 for k in range(NODES)), answered_by
-        log = open_event_log(database, schema)
-        try:
-            counts = Counter(e.event_id for e in log.iter_events())
-        finally:
-            log.close()
-        missing = [i for i in acknowledged if counts[i] == 0]
-        repeated = [i for i in counts if counts[i] > 1]
-        assert not missing and not repeated, (missing[:5], repeated[:5])
+        assert_logged_exactly_once(open_event_log(database, schema), acknowledged)
 
         time.sleep(1.0)  # every node's live counts read the same log
         alive = [node for node in nodes if node is not victim]

@@ -25,15 +25,16 @@ DAY = 86_400.0
 START = 1_790_000_000.0  # the log's first day
 
 
-def walks(day: int, sessions: int, prefix: str) -> list[dict[str, Any]]:
-    """Sessions that walk the items in a circle (after item j comes j + 1), on `day`."""
+def walks(day: int, sessions: int, prefix: str, top: int = N_ITEMS) -> list[dict[str, Any]]:
+    """Sessions that walk the items below `top` in a circle (after item j comes j + 1), on
+    `day` (the items from `top` on are launched later)."""
     events = []
     for s in range(sessions):
         begin = START + day * DAY + s * 60.0
         for step in range(5):
             events.append(
                 {"event_id": f"{prefix}-{s}-{step}", "type": "view",
-                 "session_id": f"{prefix}-{s}", "item_id": item(s + step),
+                 "session_id": f"{prefix}-{s}", "item_id": item((s + step) % top),
                  "timestamp": begin + step * 5.0}
             )  # fmt: skip
     return events
@@ -225,25 +226,11 @@ GRU = ["--model", "gru4rec", "--param", "layers=32", "--param", "n_epochs=3", "-
        "batch_loss=sum"]  # fmt: skip
 
 
-def walks_below(day: int, sessions: int, prefix: str, top: int) -> list[dict[str, Any]]:
-    """`walks` on the items below `top` only (the items from `top` on are launched later)."""
-    events = []
-    for s in range(sessions):
-        begin = START + day * DAY + s * 60.0
-        for step in range(5):
-            events.append(
-                {"event_id": f"{prefix}-{s}-{step}", "type": "view",
-                 "session_id": f"{prefix}-{s}", "item_id": item((s + step) % top),
-                 "timestamp": begin + step * 5.0}
-            )  # fmt: skip
-    return events
-
-
 def test_an_incremental_update_goes_on_from_the_served_gru4rec(
     server: Server, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    send(server, walks_below(0, 200, "a", 25) + walks_below(1, 200, "b", 25))
+    send(server, walks(0, 200, "a", top=25) + walks(1, 200, "b", top=25))
     first = retrain(home, *GRU)
     assert first.exit_code == 0, first.output
     v1 = served_version(home)

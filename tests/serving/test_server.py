@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 from server_process import Server, free_port, is_alive, wait_until_gone
-from serving_helpers import READ, WRITE, auth, item, view
+from serving_helpers import READ, WRITE, assert_logged_exactly_once, auth, item, view
 
-from nextbest.events.log import EventLog, open_event_log, sqlite_url
+from nextbest.events.log import open_event_log, sqlite_url
 
 SESSION_ONLY = """
 [placements.home]
@@ -103,17 +103,6 @@ def load_until_killed(
         loader.join()
     assert not failures and len(acknowledged) >= at_least
     return acknowledged, by_worker
-
-
-def assert_logged_exactly_once(log: EventLog, acknowledged: list[str]) -> None:
-    try:
-        counts = Counter(e.event_id for e in log.iter_events())
-    finally:
-        log.close()
-    missing = [i for i in acknowledged if counts[i] == 0]
-    repeated = [i for i in acknowledged if counts[i] > 1]
-    assert not missing and not repeated, (missing[:5], repeated[:5])
-    assert max(counts.values()) == 1  # nothing else is in the log twice either
 
 
 def assert_resent_are_duplicates(server: Server, acknowledged: list[str]) -> None:

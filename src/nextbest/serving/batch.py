@@ -13,7 +13,6 @@ counts for it.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,18 +20,17 @@ from typing import Self
 
 from nextbest.events.catalog import SqlCatalog
 from nextbest.events.log import SqlEventLog
-from nextbest.events.log.base import ServedList
 from nextbest.events.log.database import open_engine
 from nextbest.models.served import CACHE_DIR, served_version
 from nextbest.recommend.context import Query
 from nextbest.recommend.placements import load_placements
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.live import LiveState
-from nextbest.serving.recommend import Recommended, Recommender
+from nextbest.serving.recommend import Recommended, Recommender, served_list
 from nextbest.serving.registry import LoadedModel, default_classes, load_model
 from nextbest.serving.served import ServedRecorder
 from nextbest.serving.settings import ServingSettings
-from nextbest.serving.state import open_state_store
+from nextbest.serving.state import settings_state_store
 from nextbest.serving.trends import Trends
 
 FLUSH_EVERY = 5_000  # lists between waits for the recorder to write what it holds
@@ -65,12 +63,7 @@ class BatchRecommender:
         engine = open_engine(settings.database, settings.sqlite_synchronous)
         log = SqlEventLog(engine, settings.database_schema)
         catalog = CatalogCache(SqlCatalog(engine, settings.database_schema))
-        store = open_state_store(
-            settings.redis_url,
-            settings.state_ttl_seconds,
-            settings.redis_prefix,
-            settings.state_max_sessions,
-        )
+        store = settings_state_store(settings)
         live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
         trends = Trends(log, settings.trend_window_events)
         trends.start_at_recent()
@@ -111,18 +104,10 @@ class BatchRecommender:
         items = self.recommender.recommend(self.model, query)
         recommendation_id = uuid.uuid4().hex
         if self.recorder is not None:
-            self.recorder.record(
-                ServedList(
-                    recommendation_id=recommendation_id,
-                    served_at=time.time(),
-                    session_id=session_id,
-                    user_id=user_id,
-                    placement=placement,
-                    item_id=item_id,
-                    model_version=self.model.version if self.model else None,
-                    items=tuple((i.item_id, i.source, i.score) for i in items),
-                )
+            kept = served_list(
+                recommendation_id, self.model, items, session_id, user_id, placement, item_id
             )
+            self.recorder.record(kept)
             self._recorded += 1
             if self._recorded % FLUSH_EVERY == 0:  # the recorder's queue is bounded
                 self.recorder.flush(timeout=60.0)

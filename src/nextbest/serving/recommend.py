@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from nextbest.events.log.base import ServedList
 from nextbest.recommend.context import Context, LiveCounts, Query
 from nextbest.recommend.placements import Placement, Placements
 from nextbest.recommend.rules.filtering import FilterRule
@@ -32,6 +33,33 @@ class Recommended:
     source: str
     reason: str
     because: tuple[tuple[str, float], ...] = ()  # the learned ranker's top features, if asked
+
+
+def served_list(
+    recommendation_id: str,
+    model: LoadedModel | None,
+    items: list[Recommended],
+    session_id: str | None = None,
+    user_id: str | None = None,
+    placement: str | None = None,
+    item_id: str | None = None,
+    experiment: tuple[str, str, str] | None = None,
+) -> ServedList:
+    """An answered list as kept for attribution (`experiment`: its experiment, variant and
+    unit, when one chose how it was made)."""
+    return ServedList(
+        recommendation_id=recommendation_id,
+        served_at=time.time(),
+        session_id=session_id,
+        user_id=user_id,
+        placement=placement,
+        item_id=item_id,
+        model_version=model.version if model else None,
+        items=tuple((i.item_id, i.source, i.score) for i in items),
+        experiment=experiment[0] if experiment else None,
+        variant=experiment[1] if experiment else None,
+        unit=experiment[2] if experiment else None,
+    )
 
 
 class UnknownPlacement(ValueError):

@@ -33,7 +33,7 @@ from nextbest.serving.recommend import Recommender
 from nextbest.serving.registry import LoadedModel, ModelClasses, ModelRegistry
 from nextbest.serving.served import ServedRecorder, forget_old_served
 from nextbest.serving.settings import ServingSettings
-from nextbest.serving.state import StateStore, open_state_store
+from nextbest.serving.state import StateStore, settings_state_store
 from nextbest.serving.trends import Trends
 
 logger = logging.getLogger(__name__)
@@ -170,12 +170,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
     engine = open_engine(settings.database, settings.sqlite_synchronous)
     log = GroupCommitLog(SqlEventLog(engine, settings.database_schema))
     catalog = CatalogCache(SqlCatalog(engine, settings.database_schema))
-    store = open_state_store(
-        settings.redis_url,
-        settings.state_ttl_seconds,
-        settings.redis_prefix,
-        settings.state_max_sessions,
-    )
+    store = settings_state_store(settings)
     keys = resolve_keys(settings.fixed_keys, settings.keys_file, settings.home, settings.demo)
     live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
     trends = Trends(log, settings.trend_window_events)

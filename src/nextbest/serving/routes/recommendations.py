@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections import Counter
 from dataclasses import asdict
@@ -45,6 +44,7 @@ from nextbest.serving.recommend import (
     Recommended,
     SessionOfAnotherUser,
     UnknownPlacement,
+    served_list,
 )
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.schemas import (
@@ -178,19 +178,10 @@ def keep_served(
     choice: Choice | None = None,
 ) -> None:
     """Hand the answered list to the recorder (written in the background, for attribution)."""
+    experiment = (choice.experiment, choice.variant, choice.unit) if choice else None
     services.served.record(
-        ServedList(
-            recommendation_id=recommendation_id,
-            served_at=time.time(),
-            session_id=session_id,
-            user_id=user_id,
-            placement=placement,
-            item_id=item_id,
-            model_version=model.version if model else None,
-            items=tuple((i.item_id, i.source, i.score) for i in items),
-            experiment=choice.experiment if choice else None,
-            variant=choice.variant if choice else None,
-            unit=choice.unit if choice else None,
+        served_list(
+            recommendation_id, model, items, session_id, user_id, placement, item_id, experiment
         )
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nextbest.serving.settings import ServingSettings
 from nextbest.serving.state.base import StateStore
 from nextbest.serving.state.memory import MemoryStateStore
 
@@ -26,3 +27,13 @@ def open_state_store(
 
 
 __all__ = ["MemoryStateStore", "StateStore", "open_state_store"]
+
+
+def settings_state_store(settings: ServingSettings) -> StateStore:
+    """The store the settings name (NEXTBEST_REDIS_URL, its prefix, the expiry and bound)."""
+    return open_state_store(
+        settings.redis_url,
+        settings.state_ttl_seconds,
+        settings.redis_prefix,
+        settings.state_max_sessions,
+    )
