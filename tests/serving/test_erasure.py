@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from serving_helpers import ADMIN, BROWSER, READ, WRITE, MakeClient, auth, item, view
-from sqlalchemy import select
+from sqlalchemy import MetaData, insert, select
 from starlette.testclient import TestClient
+
+from nextbest.events.log.tables import trigger_tables
 
 GHOST = "ghost-7f3a"  # every id of the person contains it: one substring to look for
 SESSIONS = (f"{GHOST}-anonymous-then-login", f"{GHOST}-second-visit")
@@ -65,6 +67,26 @@ def shop_with_a_ghost(client: TestClient) -> None:
         assert client.get("/v1/recommendations", params=params, headers=auth(READ)).is_success
     profile = client.get(f"/v1/users/{GHOST}/affinity", headers=auth(READ)).json()
     assert profile["events"] > 0  # the person has a profile to erase
+    # the trigger channels hold a reminder waiting, one fired and its message, for both
+    log = client.app.state.services.log.log  # type: ignore[attr-defined]
+    _, _, pending, last, outbox = trigger_tables(log.metadata.schema)
+    with log.engine.begin() as connection:
+        for user in (GHOST, "bob"):
+            connection.execute(
+                insert(pending).values(
+                    trigger="abandoned-cart",
+                    user_id=user,
+                    due_at=1e10,
+                    session_id=f"{user}-s",
+                    item_id=item(1),
+                    event_time=1.0,
+                )
+            )
+            connection.execute(insert(last).values(trigger="goes-with", user_id=user, fired_at=1.0))
+            connection.execute(insert(outbox).values(
+                id=f"m-{user}", trigger="goes-with", user_id=user,
+                payload=f'{{"user_id": "{user}"}}', created_at=1.0, attempts=0,
+                next_attempt_at=1.0, delivered_at=None, failed=False))  # fmt: skip
 
 
 def everything_holding(client: TestClient, text: str) -> list[str]:
@@ -73,8 +95,11 @@ def everything_holding(client: TestClient, text: str) -> list[str]:
     services.served.flush()
     log = services.log.log  # under the group commit
     found = []
+    every = MetaData(schema=log.metadata.schema)
     with log.engine.connect() as connection:
-        for table in log.metadata.sorted_tables:
+        every.reflect(connection)  # every table in the database, not only the log's own
+        assert {"events", "trigger_outbox"} <= {t.name for t in every.sorted_tables}
+        for table in every.sorted_tables:
             for row in connection.execute(select(table)):
                 if text in repr(tuple(row)):
                     found.append(f"{table.name}: {tuple(row)}")
@@ -107,6 +132,7 @@ def test_erasure_leaves_nothing_of_the_person_anywhere(
     assert everything_holding(client, GHOST) == []
     # the bystander keeps their events, link and list
     assert len(everything_holding(client, BYSTANDER)) >= 4
+    assert len(everything_holding(client, "bob")) >= 3  # and their trigger rows
     # the person is a stranger now, and a repeated erasure deletes nothing
     profile = client.get(f"/v1/users/{GHOST}/affinity", headers=auth(READ)).json()
     assert profile["events"] == 0

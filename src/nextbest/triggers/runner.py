@@ -31,14 +31,6 @@ from typing import Any
 
 import httpx
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     and_,
     delete,
     insert,
@@ -50,49 +42,13 @@ from sqlalchemy.engine import Connection, Engine
 from nextbest.events.log import SqlEventLog
 from nextbest.events.log.base import LoggedEvent
 from nextbest.events.log.database import upsert_statement
+from nextbest.events.log.tables import trigger_tables
 from nextbest.triggers.config import Trigger, Triggers
 
 logger = logging.getLogger(__name__)
 
 PAGE = 2_000  # log events read at a time
 CURSOR = "log"
-
-
-def trigger_tables(schema: str | None) -> tuple[MetaData, Table, Table, Table, Table]:
-    metadata = MetaData(schema=schema)
-    cursor = Table(
-        "trigger_cursor", metadata,
-        Column("name", String(64), primary_key=True), Column("seq", Integer, nullable=False),
-    )  # fmt: skip
-    pending = Table(
-        "trigger_pending", metadata,
-        Column("trigger", String(128), primary_key=True),
-        Column("user_id", String(256), primary_key=True),
-        Column("due_at", Float, nullable=False, index=True),
-        Column("session_id", String(256), nullable=False),
-        Column("item_id", String(256)),
-        Column("event_time", Float, nullable=False),
-    )  # fmt: skip
-    last = Table(
-        "trigger_last", metadata,
-        Column("trigger", String(128), primary_key=True),
-        Column("user_id", String(256), primary_key=True),
-        Column("fired_at", Float, nullable=False),
-    )  # fmt: skip
-    outbox = Table(
-        "trigger_outbox", metadata,
-        Column("id", String(32), primary_key=True),
-        Column("trigger", String(128), nullable=False),
-        Column("user_id", String(256), nullable=False),
-        Column("payload", Text, nullable=False),
-        Column("created_at", Float, nullable=False),
-        Column("attempts", Integer, nullable=False, default=0),
-        Column("next_attempt_at", Float, nullable=False, index=True),
-        Column("delivered_at", Float),
-        Column("failed", Boolean, nullable=False, default=False),
-        Column("last_error", Text),
-    )  # fmt: skip
-    return metadata, cursor, pending, last, outbox
 
 
 @dataclass

@@ -51,7 +51,7 @@ from nextbest.events.log.base import (
 )
 from nextbest.events.log.database import upsert_statement, write_lock
 from nextbest.events.log.migrate import migrate
-from nextbest.events.log.tables import log_tables
+from nextbest.events.log.tables import log_tables, trigger_tables
 from nextbest.events.schema import Event
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class SqlEventLog(EventLog):
             with engine.begin() as connection:
                 connection.execute(CreateSchema(schema, if_not_exists=True))
         migrate(engine, schema)  # the tables as this release needs them (Alembic)
+        _, _, pending, last, outbox = trigger_tables(schema)
+        self.trigger_rows = (pending, last, outbox)
         # Built once: SQLAlchemy then reuses their compiled SQL (building them per call costs
         # more than running them).
         table = self.events
@@ -469,6 +471,8 @@ class SqlEventLog(EventLog):
                     served.delete().where(served.c.session_id.in_(chunk))
                 ).rowcount
             n_links = connection.execute(links.delete().where(links.c.user_id == user_id))
+            for table in self.trigger_rows:  # what the trigger channels hold of the user
+                connection.execute(table.delete().where(table.c.user_id == user_id))
         return Erased(
             sessions, others, int(erased_events), int(n_links.rowcount), int(erased_served)
         )

@@ -112,3 +112,43 @@ def log_tables(schema: str | None = None) -> LogTables:
     )
     Index("ix_served_experiment", served.c.experiment, served.c.served_at)
     return LogTables(metadata, events, items, identities, served)
+
+
+def trigger_tables(schema: str | None = None) -> tuple[MetaData, Table, Table, Table, Table]:
+    """The trigger channels' tables (`nextbest.triggers`), made by the log's migration 0002:
+    where the runner read up to, what is pending per trigger and user, when each last fired,
+    and the messages until delivered. Erasing a user deletes theirs."""
+    metadata = MetaData(schema=schema)
+    cursor = Table(
+        "trigger_cursor", metadata,
+        Column("name", String(64), primary_key=True), Column("seq", Integer, nullable=False),
+    )  # fmt: skip
+    pending = Table(
+        "trigger_pending", metadata,
+        Column("trigger", String(128), primary_key=True),
+        Column("user_id", String(256), primary_key=True),
+        Column("due_at", Float, nullable=False, index=True),
+        Column("session_id", String(256), nullable=False),
+        Column("item_id", String(256)),
+        Column("event_time", Float, nullable=False),
+    )  # fmt: skip
+    last = Table(
+        "trigger_last", metadata,
+        Column("trigger", String(128), primary_key=True),
+        Column("user_id", String(256), primary_key=True),
+        Column("fired_at", Float, nullable=False),
+    )  # fmt: skip
+    outbox = Table(
+        "trigger_outbox", metadata,
+        Column("id", String(32), primary_key=True),
+        Column("trigger", String(128), nullable=False),
+        Column("user_id", String(256), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", Float, nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", Float, nullable=False, index=True),
+        Column("delivered_at", Float),
+        Column("failed", Boolean, nullable=False, default=False),
+        Column("last_error", Text),
+    )  # fmt: skip
+    return metadata, cursor, pending, last, outbox
