@@ -48,6 +48,8 @@ from nextbest.triggers.config import Trigger, Triggers
 logger = logging.getLogger(__name__)
 
 PAGE = 2_000  # log events read at a time
+KEEP_MESSAGES = 30 * 86400.0  # sent (or given up) messages kept this long, then deleted
+FORGET_EVERY = 3600.0
 CURSOR = "log"
 
 
@@ -82,6 +84,7 @@ class TriggerRunner:
     ) -> None:
         self.triggers, self.log, self.engine = triggers, log, engine
         self.lists, self.send, self.clock = lists, send, clock
+        self._next_forget = 0.0  # the first round forgets, then hourly
         # the tables come with the log's migrations (revision 0002), made when `log` opened
         self.metadata, self.cursor, self.pending, self.last, self.outbox = trigger_tables(schema)
 
@@ -91,7 +94,28 @@ class TriggerRunner:
         self._read(done)
         self._fire_due(done)
         self._deliver(done)
+        if self.clock() >= self._next_forget:
+            self.forget(self.clock())
+            self._next_forget = self.clock() + FORGET_EVERY
         return done
+
+    def forget(self, now: float) -> None:
+        """Delete what no longer matters: messages delivered or given up more than
+        KEEP_MESSAGES ago, and claims older than their trigger's window (they block nothing)."""
+        box, last = self.outbox, self.last
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(box).where(
+                    box.c.created_at < now - KEEP_MESSAGES,
+                    (box.c.delivered_at.is_not(None)) | box.c.failed.is_(True),
+                )
+            )
+            for trigger in self.triggers.triggers:
+                connection.execute(
+                    delete(last).where(
+                        last.c.trigger == trigger.name, last.c.fired_at < now - trigger.window
+                    )
+                )
 
     def _read(self, done: Tick) -> None:
         with self.engine.begin() as connection:
