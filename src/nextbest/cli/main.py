@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from nextbest.cli.affinity import affinity_app
+from nextbest.cli.backup import backup, restore
 from nextbest.cli.batch import batch
 from nextbest.cli.catalog import catalog_app
 from nextbest.cli.data import data_app
@@ -39,6 +40,8 @@ app.command()(serve)
 app.command()(demo)
 app.command()(simulate)
 app.command()(batch)
+app.command()(backup)
+app.command()(restore)
 
 if __name__ == "__main__":
     app()
