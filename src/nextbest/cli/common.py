@@ -87,13 +87,15 @@ def server_settings() -> ServingSettings:
     from nextbest.serving.settings import ServingSettings
 
     try:
-        return ServingSettings()
+        settings = ServingSettings()
     except ValidationError as exc:
         problems = "; ".join(
             f"NEXTBEST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
             for e in exc.errors()
         )
         raise ValueError(f"bad setting: {problems}") from None
+    # NEXTBEST_TENANT=shop-b: the command works on that tenant's data folder, log and keys
+    return settings.for_tenant(settings.tenant) if settings.tenant else settings
 
 
 def open_server_log() -> tuple[EventLog, str]:

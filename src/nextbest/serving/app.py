@@ -47,9 +47,17 @@ def create_app(
         services = open_services(settings, classes)
         services.start()
         app.state.services = services
+        # other shops of this deployment: their own log, catalog, models, state and limits
+        app.state.tenants = {}
         try:
+            for name in settings.tenants:
+                tenant = open_services(settings.for_tenant(name), classes)
+                app.state.tenants[name] = tenant
+                tenant.start()
             yield
         finally:
+            for tenant in app.state.tenants.values():
+                tenant.close()
             services.close()
 
     app = FastAPI(

@@ -37,14 +37,31 @@ def access(request: Request, scope: Scope, browser: bool = False) -> Services:
     services: Services = request.app.state.services
     address = client_address(request)
     services.limiter.request_from(address)  # before the key: wrong keys count
+    authorization = request.headers.get("authorization")
+    services = tenant_of(request, services, authorization)
     keys = services.keys.current
-    caller = keys.check(request.headers.get("authorization"), scope, browser)
+    caller = keys.check(authorization, scope, browser)
     services.limiter.request_with(caller.key)
     if caller.browser:
         services.limiter.browser_request_from(address)
         caller = prove_user(caller, request.headers.get(USER_TOKEN_HEADER), keys.identity_secrets)
     request.state.caller = caller
     return services
+
+
+def tenant_of(request: Request, default: Services, authorization: str | None) -> Services:
+    """The services of the tenant whose key this is (the default shop's when no tenant's
+    keys hold it: then the default's check answers 401 for an unknown key)."""
+    tenants: dict[str, Services] = getattr(request.app.state, "tenants", {})
+    if not tenants or not authorization:
+        return default
+    key = authorization.partition(" ")[2].strip()
+    owners = [s for s in tenants.values() if s.keys.current.scopes(key)]
+    if default.keys.current.scopes(key):
+        owners.append(default)
+    if len(owners) > 1:  # a rotation gave two tenants one key: refuse rather than guess
+        raise ApiError(403, "ambiguous API key", "Authorization", "two tenants hold this key")
+    return owners[0] if owners else default
 
 
 USER_TOKEN_HEADER = "x-user-token"

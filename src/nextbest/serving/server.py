@@ -69,9 +69,19 @@ def prepare(settings: ServingSettings, workers: int) -> None:
             f"{workers} workers must share session state: set NEXTBEST_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0), or serve with --workers 1"
         )
-    settings.home.mkdir(parents=True, exist_ok=True)
-    init_database(settings)
-    resolve_keys(settings.fixed_keys, settings.keys_file, settings.home, settings.demo)
+    for one in [settings, *(settings.for_tenant(name) for name in settings.tenants)]:
+        one.home.mkdir(parents=True, exist_ok=True)
+        init_database(one)
+        try:
+            resolve_keys(one.fixed_keys, one.keys_file, one.home, one.demo)
+        except ValueError as exc:
+            if one.tenant is None:
+                raise
+            raise ValueError(
+                f"tenant {one.tenant!r} has no API keys: run `NEXTBEST_TENANT={one.tenant} "
+                f"nextbest keys new` (writes {one.home / 'api-keys.json'})"
+            ) from exc
+    check_tenant_keys([settings, *(settings.for_tenant(n) for n in settings.tenants)])
     if workers > 1:
         folder = settings.home / METRICS_DIR
         shutil.rmtree(folder, ignore_errors=True)
@@ -155,3 +165,18 @@ def supervise(host: str, port: int, workers: int, log_level: str) -> None:
         process.join(timeout=15)
         if process.is_alive():
             process.kill()
+
+
+def check_tenant_keys(all_settings: list[ServingSettings]) -> None:
+    """Refuse keys that two tenants share: a key names its tenant, so it must be one's only."""
+    seen: dict[str, str] = {}
+    for one in all_settings:
+        ring = resolve_keys(one.fixed_keys, one.keys_file, one.home, one.demo)
+        keys = ring.current
+        for key in (*keys.write, *keys.read, *keys.admin, *keys.browser):
+            owner = one.tenant or "(the default shop)"
+            if seen.setdefault(key, owner) != owner:
+                raise ValueError(
+                    f"an API key of tenant {owner} is also {seen[key]}'s: every tenant needs "
+                    "keys of its own"
+                )

@@ -33,6 +33,7 @@ The rest (poll intervals, windows) have defaults that suit a shop; see the field
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -43,6 +44,9 @@ from nextbest.events.log.database import sqlite_url
 from nextbest.serving.auth import ApiKeys
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
 class ServingSettings(BaseSettings):
@@ -84,6 +88,9 @@ class ServingSettings(BaseSettings):
     keep_versions: int = Field(default=10, ge=0)  # model versions a retrain keeps (0: all)
     triggers: Path | None = None  # the triggers file (TOML): abandoned carts, complements
     trigger_tick_seconds: float = Field(default=5.0, gt=0)  # how often the triggers run
+    # other shops this deployment serves, each in its own data folder (see `for_tenant`)
+    tenants: CommaList = ()
+    tenant: str | None = None  # a command run for one of them (NEXTBEST_TENANT=shop-b)
     event_retention_days: float = Field(default=0.0, ge=0)  # events older are deleted; 0: kept
     torch_threads: int = Field(default=1, ge=1)
     online_learning: bool = True  # the FTRL ranker learns from the outcomes of its lists
@@ -99,6 +106,7 @@ class ServingSettings(BaseSettings):
         "browser_keys",
         "identity_secrets",
         "cors_origins",
+        "tenants",
         mode="before",
     )
     @classmethod
@@ -122,6 +130,28 @@ class ServingSettings(BaseSettings):
     def experiments_file(self) -> Path:
         """The experiments file (it need not exist: then no experiment runs)."""
         return self.experiments or self.home / "experiments.toml"
+
+    def for_tenant(self, name: str) -> ServingSettings:
+        """The settings of tenant `name`: its own data folder (`$NEXTBEST_HOME/tenants/NAME`:
+        models, SQLite log, keys file, experiments), its own PostgreSQL schema
+        (`<schema>_NAME`) and Redis prefix; no keys from the environment (those are the
+        deployment's own shop's), no other tenants, no triggers."""
+        if not TENANT_NAME.fullmatch(name):
+            raise ValueError(
+                f"tenant name {name!r}: use 1-40 lower-case letters, digits, '-' or '_'"
+            )
+        schema = None
+        if self.database_url is not None and self.database_url.startswith("postgresql"):
+            schema = f"{self.database_schema or 'nextbest'}_{name.replace('-', '_')}"
+        return self.model_copy(
+            update={
+                "home": self.home / "tenants" / name, "tenant": name, "tenants": (),
+                "database_schema": schema, "redis_prefix": f"{self.redis_prefix}{name}:",
+                "write_keys": (), "read_keys": (), "admin_keys": (), "browser_keys": (),
+                "identity_secrets": (), "keys_file": None, "experiments": None,
+                "triggers": None,
+            }
+        )  # fmt: skip
 
     @property
     def database(self) -> str:

@@ -16,6 +16,7 @@ two processes opening a new log do not both migrate it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -31,6 +32,7 @@ SCRIPTS = Path(__file__).with_name("migrations")
 BASELINE = "0001"
 BASELINE_TABLES = {"events", "items", "identities", "served"}
 MIGRATION_LOCK = 7_226_617  # PostgreSQL advisory lock key ("nb" migrations)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # not its INFO lines on every open
 
 
 class SchemaTooNew(ValueError):
