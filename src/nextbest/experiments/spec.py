@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nextbest.models.base import MODEL_FILE
 from nextbest.models.store import list_versions
 from nextbest.recommend.placements import Placements, PlacementsError, load_placements
-from nextbest.toml_files import read_toml
+from nextbest.toml_files import first_problem, read_toml
 
 LATEST = "latest"
 SHARE_TOLERANCE = 1e-9
@@ -120,9 +120,7 @@ def parse_experiments(
     try:
         spec = ExperimentsFile.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ExperimentsError(f"{source}: {where}: {first['msg']}") from None
+        raise ExperimentsError(first_problem(error, source)) from None
     folders = list_versions(home)
     experiments = []
     for name, e in spec.experiments.items():

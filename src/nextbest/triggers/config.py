@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nextbest.durations import parse_duration
-from nextbest.toml_files import read_toml
+from nextbest.toml_files import first_problem, read_toml
 
 RULES = ("abandoned_cart", "purchase_complements")
 DEFAULT_PLACEMENT = {"abandoned_cart": "cart", "purchase_complements": "cart"}
@@ -101,9 +101,7 @@ def load_triggers(path: Path) -> Triggers:
     try:
         spec = TriggersFile.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise TriggersError(f"{path}: {where}: {first['msg']}") from None
+        raise TriggersError(first_problem(error, path)) from None
     triggers = []
     for name, t in spec.triggers.items():
         try:
