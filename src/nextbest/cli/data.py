@@ -89,6 +89,13 @@ def prepare(
     max_session_events: Annotated[
         int | None, typer.Option(help="drop sessions with more events than this")
     ] = None,
+    by_partitions: Annotated[
+        bool,
+        typer.Option(
+            help="a .parquet log larger than memory: prepare it a partition of visitors at a "
+            "time, writing OUT/train/ and OUT/test/ as Parquet files"
+        ),
+    ] = False,
 ) -> None:
     """Sessionize, remove noise (when asked), filter and split events by time, writing
     GRU4Rec TSV files."""
@@ -114,6 +121,18 @@ def prepare(
             max_session_events=max_session_events,
         ),
     )
+    if by_partitions:
+        from nextbest.data.prepare_stream import prepare_parquet
+
+        if path.suffix != ".parquet":
+            raise ValueError(f"--by-partitions reads a .parquet log, not {path.name}")
+        with console.status("preparing by partitions"):
+            done = prepare_parquet(path, out, config)
+        console.print(
+            f"{done.train_events:,} training and {done.test_events:,} test events written to "
+            f"{done.train} and {done.test} ({done.rounds} filter passes removed something)"
+        )
+        return
     events = read_events(path)
     with console.status("preparing"):
         prepared = run_prepare(events, config)
