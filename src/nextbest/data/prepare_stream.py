@@ -81,23 +81,29 @@ def prepare_parquet(
 
 def _partition(scan: pl.LazyFrame, parts: int, work: Path) -> list[Path]:
     """Cut the log by a hash of each event's stream: the user of its session's earliest
-    event naming one, else its session (`sessionize`'s streams). Only the session -> user
-    table is held whole (one row per session)."""
+    event naming one, else its session (`sessionize`'s streams). Only a table of the sessions
+    (id and partition) is held whole; each partition is a streamed semi-join of the log with
+    its sessions, so the log itself never is."""
     owners = (
         scan.filter(pl.col("user_id").is_not_null())
         .group_by("session_id")
         .agg(pl.col("user_id").sort_by("timestamp").first().alias("_user"))
-        .collect(engine="streaming")
     )
     stream = pl.coalesce(pl.lit("u:") + pl.col("_user"), pl.lit("s:") + pl.col("session_id"))
-    keyed = scan.join(owners.lazy(), on="session_id", how="left").with_columns(
-        (stream.hash(seed=7) % parts).alias("_part")
+    sessions = (
+        scan.select("session_id")
+        .unique()
+        .join(owners, on="session_id", how="left")
+        .select("session_id", (stream.hash(seed=7) % parts).alias("_part"))
+        .collect(engine="streaming")
     )
     files = []
     for part in range(parts):
         file = work / f"part-{part:04d}.parquet"
-        keyed.filter(pl.col("_part") == part).drop("_user", "_part").sink_parquet(file)
+        mine = sessions.filter(pl.col("_part") == part).select("session_id")
+        scan.join(mine.lazy(), on="session_id", how="semi").sink_parquet(file)
         files.append(file)
+    del sessions
     return files
 
 
