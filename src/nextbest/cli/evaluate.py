@@ -491,7 +491,6 @@ def train(
         raise ValueError("give --train FILE (or --from-log: the server's own event log)")
     if (model_name is None) == (pipeline is None):
         raise ValueError("give either --model NAME or --pipeline FILE (one of them)")
-    recipe_meta = {"model": model_name, "params": list(param or []), "pipeline": None}
     if pipeline is not None:
         if param:
             raise ValueError(
@@ -499,16 +498,14 @@ def train(
             )
         from nextbest.cli.pipeline_eval import train_pipeline_cli
 
-        recipe_meta = {"model": None, "params": [], "pipeline": str(pipeline.resolve())}
         train_pipeline_cli(
-            pipeline, train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker,
-            recipe=recipe_meta,
+            pipeline, train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker
         )  # fmt: skip
         return
     assert model_name is not None
     train_model_version(
         train_path, model_name, param or [], items_path, skip_bad, scenarios, keyword_cards,
-        keyword_ranker, recipe=recipe_meta,
+        keyword_ranker,
     )  # fmt: skip
 
 
@@ -522,10 +519,11 @@ def train_model_version(
     keyword_cards: Path | None = None,
     keyword_ranker: str = "ftrl",
     home: Path | None = None,
-    recipe: dict[str, Any] | None = None,
 ) -> Path:
     """Fit `model_name` on `train_path` and save it as a version under `home`/models (default
-    $NEXTBEST_HOME); `recipe` (how to train it again) goes into its meta."""
+    $NEXTBEST_HOME), with its recipe (how to train it again) in its meta."""
+    from nextbest.cli.retrain import Recipe
+
     params = parse_params(param)
     unfitted = build_model(model_name, params)
     check_catalog_need(unfitted, items_path)
@@ -548,7 +546,7 @@ def train_model_version(
     meta = {
         "model": model_name,
         "params": config_dict(model),
-        "recipe": recipe or {"model": model_name, "params": param, "pipeline": None},
+        "recipe": Recipe(model_name, tuple(param)).to_meta(),
         "train": str(train_path),
         "events": train_sessions.n_events,
         "trained_until": trained_until,

@@ -152,10 +152,9 @@ def train_pipeline_cli(
     keyword_cards: Path | None = None,
     keyword_ranker: str = "ftrl",
     home: Path | None = None,
-    recipe: dict[str, Any] | None = None,
 ) -> Path:
     """`nextbest train --pipeline FILE`: the generators and the ranker as one version, under
-    `home`/models (default $NEXTBEST_HOME); `recipe` (how to train it again) goes into its
+    `home`/models (default $NEXTBEST_HOME), with its recipe (how to train it again) in its
     meta."""
     from nextbest.cli.evaluate import (
         last_event_time,
@@ -164,6 +163,7 @@ def train_pipeline_cli(
         training_sessions,
     )
     from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
+    from nextbest.cli.retrain import Recipe
     from nextbest.models.store import nextbest_home, save_version
     from nextbest.twostage.model import spec_dict, train_pipeline
 
@@ -188,7 +188,7 @@ def train_pipeline_cli(
         "model": "pipeline",
         "pipeline": str(pipeline_path),
         "params": spec_dict(spec),
-        "recipe": recipe or {"model": None, "params": [], "pipeline": str(pipeline_path.resolve())},
+        "recipe": Recipe(pipeline=str(pipeline_path.resolve())).to_meta(),
         "train": str(train_path),
         "events": train.n_events,
         "trained_until": trained_until,

@@ -224,6 +224,7 @@ def retrain_from_log(
                 console.print(
                     f"[bold]kept {served.name if served else 'nothing'}[/]: {gate.reason}"
                 )
+                _prune(home, settings.keep_versions)
                 return None
             final = candidate
             if refit and prepared.test.height:
@@ -240,9 +241,7 @@ def retrain_from_log(
             final.rename(promoted)
         promote_version(home, promoted.name, f"retrained from the log: {gate.reason}")
         console.print(f"[bold]promoted {promoted.name}[/]: {gate.reason}")
-        removed = prune(home, settings.keep_versions)
-        if removed:
-            console.print(f"pruned {len(removed)} old version(s): {', '.join(removed)}")
+        _prune(home, settings.keep_versions)
         return promoted
 
 
@@ -303,6 +302,14 @@ def _update(folder: Path, events: pl.DataFrame, staging: Path) -> Path:
     return updated
 
 
+def _prune(home: Path, keep: int) -> None:
+    """The oldest versions beyond `keep`, and the oldest candidates a gate kept out."""
+    removed = prune(home, keep)
+    if removed:
+        console.print(f"pruned {len(removed)} old version(s): {', '.join(removed)}")
+    prune(home / CANDIDATES, keep)
+
+
 def _trained_until(folder: Path | None) -> float | None:
     """The time of the last event version `folder` was trained on (None if it does not say)."""
     if folder is None:
@@ -330,14 +337,12 @@ def _train(recipe: Recipe, train_path: Path, items_path: Path | None, staging: P
 
     if recipe.pipeline is not None:
         return train_pipeline_cli(
-            Path(recipe.pipeline), train_path, items_path, False, home=staging,
-            recipe=recipe.to_meta(),
-        )  # fmt: skip
+            Path(recipe.pipeline), train_path, items_path, False, home=staging
+        )
     assert recipe.model is not None
     return train_model_version(
-        train_path, recipe.model, list(recipe.params), items_path, home=staging,
-        recipe=recipe.to_meta(),
-    )  # fmt: skip
+        train_path, recipe.model, list(recipe.params), items_path, home=staging
+    )
 
 
 def _gate(

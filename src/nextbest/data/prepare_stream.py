@@ -24,9 +24,9 @@ from pathlib import Path
 import polars as pl
 
 from nextbest.data.prepare import PrepareConfig, sessionize
+from nextbest.data.splits import SECONDS_PER_DAY
 from nextbest.data.stats import item_events
 
-SECONDS_PER_DAY = 86_400.0
 ROWS_PER_PARTITION = 1_000_000
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 
 from nextbest.recommend.placements import load_placements
-from nextbest.serving.auth import resolve_keys
+from nextbest.serving.auth import KeyRing, resolve_keys
 from nextbest.serving.services import init_database
 from nextbest.serving.settings import ServingSettings
 
@@ -69,11 +69,13 @@ def prepare(settings: ServingSettings, workers: int) -> None:
             f"{workers} workers must share session state: set NEXTBEST_REDIS_URL "
             "(e.g. redis://127.0.0.1:6379/0), or serve with --workers 1"
         )
-    for one in [settings, *(settings.for_tenant(name) for name in settings.tenants)]:
+    every = [settings, *(settings.for_tenant(name) for name in settings.tenants)]
+    rings = []
+    for one in every:
         one.home.mkdir(parents=True, exist_ok=True)
         init_database(one)
         try:
-            resolve_keys(one.fixed_keys, one.keys_file, one.home, one.demo)
+            rings.append(resolve_keys(one.fixed_keys, one.keys_file, one.home, one.demo))
         except ValueError as exc:
             if one.tenant is None:
                 raise
@@ -81,7 +83,7 @@ def prepare(settings: ServingSettings, workers: int) -> None:
                 f"tenant {one.tenant!r} has no API keys: run `NEXTBEST_TENANT={one.tenant} "
                 f"nextbest keys new` (writes {one.home / 'api-keys.json'})"
             ) from exc
-    check_tenant_keys([settings, *(settings.for_tenant(n) for n in settings.tenants)])
+    check_tenant_keys(every, rings)
     if workers > 1:
         folder = settings.home / METRICS_DIR
         shutil.rmtree(folder, ignore_errors=True)
@@ -167,11 +169,10 @@ def supervise(host: str, port: int, workers: int, log_level: str) -> None:
             process.kill()
 
 
-def check_tenant_keys(all_settings: list[ServingSettings]) -> None:
+def check_tenant_keys(every: list[ServingSettings], rings: list[KeyRing]) -> None:
     """Refuse keys that two tenants share: a key names its tenant, so it must be one's only."""
     seen: dict[str, str] = {}
-    for one in all_settings:
-        ring = resolve_keys(one.fixed_keys, one.keys_file, one.home, one.demo)
+    for one, ring in zip(every, rings, strict=True):
         keys = ring.current
         for key in (*keys.write, *keys.read, *keys.admin, *keys.browser):
             owner = one.tenant or "(the default shop)"
