@@ -66,8 +66,8 @@ def test_toml_example_is_accepted(where: str, text: str, tmp_path: Path) -> None
     check_example(text, where, tmp_path)
 
 
-def test_examples_of_every_kind_are_found() -> None:
-    kinds = {check_example(text, where, Path("/tmp")) for where, text in toml_examples()}
+def test_examples_of_every_kind_are_found(tmp_path: Path) -> None:
+    kinds = {check_example(text, where, tmp_path) for where, text in toml_examples()}
     assert kinds == {"pipeline", "experiments", "scenarios", "placements", "triggers"}
 
 
