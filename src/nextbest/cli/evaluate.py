@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from nextbest.evaluation.user_protocol import PROTOCOL as USER_PROTOCOL
 from nextbest.evaluation.user_protocol import UserEvalResult, evaluate_user_last_session
 from nextbest.events.io import read_events
 from nextbest.events.schema import items_of_table
+from nextbest.models import distributed
 from nextbest.models.base import SessionModel
 from nextbest.models.store import nextbest_home, save_version
 from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
@@ -94,10 +96,31 @@ def fit_model(
     model = build_model(name, params)
     if items is not None:
         model.use_catalog(items_of_table(items))
+    rank, world = join_torchrun(name)
     started = time.perf_counter()
     with console.status(f"fitting {name} on {train.n_events:,} events"):
         model.fit(train)
+    if world > 1:
+        distributed.leave()
+        if rank > 0:  # a helper process's part ends with the fit: rank 0 saves and reports
+            raise typer.Exit(0)
+        console.print(f"trained by {world} processes (torchrun)")
     return model, time.perf_counter() - started
+
+
+def join_torchrun(name: str) -> tuple[int, int]:
+    """(rank, world size): joins torchrun's process group when it started this process."""
+    if not distributed.launched():
+        return 0, 1
+    if name not in distributed.DISTRIBUTED_MODELS:
+        raise ValueError(
+            f"{name} trains in one process; torchrun can share the training of "
+            f"{', '.join(distributed.DISTRIBUTED_MODELS)} only"
+        )
+    rank, world = distributed.join()
+    if rank > 0:  # one set of progress lines, rank 0's
+        logging.getLogger("nextbest").setLevel(logging.WARNING)
+    return rank, world
 
 
 def run_evaluation(
@@ -463,6 +486,11 @@ def train(
     version unless --model or --pipeline names one, and a gate before the version serves.
     """
     setup_logging()
+    if from_log and distributed.launched():
+        raise ValueError(
+            "--from-log trains in one process (it holds the retrain lock): run it without "
+            "torchrun"
+        )
     if from_log:
         from nextbest.cli.retrain import Recipe, retrain_from_log
 

@@ -23,6 +23,7 @@ import torch
 from nextbest.data.sessions import Sessions
 from nextbest.events.schema import Item
 from nextbest.models.base import NotFittedError, SessionModel
+from nextbest.models import distributed
 from nextbest.models.gru4rec.attributes import (
     AttributeIndex,
     clear_unseen,
@@ -76,7 +77,7 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         walk = plan(train, self.config.batch_size)
         if walk.n_batches == 0:
             raise ValueError("no training session has two or more events: nothing to learn")
-        trainer = Trainer(self.net, self.config, support, walk.n_batches * self.config.n_epochs)
+        trainer = _trainer(self.net, self.config, support, walk.n_batches * self.config.n_epochs)
         self.history = run_epochs(
             "gru4rec", self.config.n_epochs, lambda: trainer.epoch(walk, train.items)
         )
@@ -221,6 +222,19 @@ class GRU4Rec(SessionModel[torch.Tensor, GRU4RecConfig]):
         if self.net is None:
             raise NotFittedError("GRU4Rec is not fitted: call fit() or load() first")
         return self.net
+
+
+def _trainer(
+    net: GRU4RecNet, config: GRU4RecConfig, support: np.ndarray, n_batches: int
+) -> Trainer:
+    """A trainer for this process: its share of every mini-batch when torchrun started it
+    as one of several (see distributed.py), else the whole mini-batch."""
+    rank, world = distributed.joined()
+    if world == 1:
+        return Trainer(net, config, support, n_batches)
+    from nextbest.models.gru4rec.distributed import DistributedTrainer
+
+    return DistributedTrainer(net, config, support, n_batches, rank=rank, world=world)
 
 
 def one_step(net: GRU4RecNet, row: np.ndarray, item: int) -> np.ndarray:

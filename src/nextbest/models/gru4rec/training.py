@@ -141,13 +141,23 @@ class Trainer:
         w = weights * keep_cols[:, None] + attributes.output_rows(cols)
         return x, (w, bias * keep_cols + attributes.bias_rows(cols))
 
-    def _loss(self, scores: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def _loss(
+        self,
+        scores: torch.Tensor,
+        cols: torch.Tensor,
+        n_targets: int | None = None,
+        order: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The summed loss of scores [b, C]; `cols` [C]: the mini-batch's `n_targets` targets
+        (default b), then the samples; `order`: the scores' columns are cols[order]."""
         if self.config.loss == "cross-entropy":
             offsets = None
             if self.log_q is not None:
-                batch = len(scores)
+                batch = len(scores) if n_targets is None else n_targets
                 in_batch, sampled = self.log_q
                 offsets = torch.cat([in_batch[cols[:batch]], sampled[cols[batch:]]])  # [C]
+                if order is not None:
+                    offsets = offsets.index_select(0, order)
             return losses.fused_cross_entropy(scores, offsets)
         if self.config.loss == "bpr-max":
             return losses.fused_bpr_max(scores, self.config.bpreg, *self.activation)

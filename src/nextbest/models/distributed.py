@@ -1,0 +1,75 @@
+"""Data-parallel training across processes and hosts, on `torch.distributed`.
+
+A fit started by `torchrun` (which sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT for
+every process) joins one process group; each process trains on its share of every
+mini-batch, the gradients are summed across processes with one all-reduce per step, and
+every process applies the same update, so the replicas stay identical and rank 0 saves the
+model. The gloo backend: it runs on CPUs (and between hosts over TCP); a GPU host would use
+NCCL.
+
+    torchrun --nproc-per-node 2 -m nextbest train --train events.parquet --model gru4rec
+
+`joined()` is what a fit asks: (rank, world size), (0, 1) when not started by torchrun.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+# the models whose fit shares its work across a torchrun process group
+DISTRIBUTED_MODELS = ("gru4rec",)
+
+
+def launched() -> bool:
+    """True in a process that torchrun started as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(timeout_seconds: float = 600.0) -> tuple[int, int]:
+    """Join torchrun's process group (once); (rank, world size). A process that torchrun did
+    not start is rank 0 of 1 and joins nothing."""
+    if not launched():
+        return 0, 1
+    if not dist.is_initialized():
+        for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+            if name not in os.environ:
+                raise ValueError(
+                    f"WORLD_SIZE is set but {name} is not: start distributed training with "
+                    "torchrun (e.g. torchrun --nproc-per-node 2 -m nextbest train ...)"
+                )
+        dist.init_process_group("gloo", timeout=timedelta(seconds=timeout_seconds))
+    return joined()
+
+
+def joined() -> tuple[int, int]:
+    """(rank, world size) of the process group this process is in; (0, 1) outside one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def leave() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_across(tensors: list[torch.Tensor]) -> None:
+    """Sum each tensor over every process, in place, with one all-reduce of a flat buffer
+    (one message per step instead of one per tensor: the per-message cost dominates on
+    small models)."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for tensor in tensors:
+        size = tensor.numel()
+        tensor.copy_(flat[offset : offset + size].view_as(tensor))
+        offset += size
