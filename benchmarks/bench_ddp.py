@@ -80,7 +80,9 @@ def run_once(kind: str, dataset: str, seed: int, epochs: int) -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True, env=environment)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+            raise RuntimeError(
+                f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}"
+            )
         record = json.loads(out.read_text())
     return {
         "run": kind,

@@ -488,8 +488,7 @@ def train(
     setup_logging()
     if from_log and distributed.launched():
         raise ValueError(
-            "--from-log trains in one process (it holds the retrain lock): run it without "
-            "torchrun"
+            "--from-log trains in one process (it holds the retrain lock): run it without torchrun"
         )
     if from_log:
         from nextbest.cli.retrain import Recipe, retrain_from_log

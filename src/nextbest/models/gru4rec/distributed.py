@@ -167,5 +167,8 @@ class DistributedTrainer(Trainer):
         if net.mode == "shared":
             leaves.append((net.item_weights, torch.cat([inputs, cols]), (every_row, weights)))
         else:
-            leaves += [(net.input_table, inputs, (every_row,)), (net.item_weights, cols, (weights,))]
+            leaves += [
+                (net.input_table, inputs, (every_row,)),
+                (net.item_weights, cols, (weights,)),
+            ]
         return scores, hidden, leaves

@@ -344,13 +344,19 @@ class AttentionGRURanker:
         return rows, np.repeat(np.arange(len(cases)), sizes)
 
     def _scores(
-        self, prepared: _Prepared, cases: np.ndarray, rows: np.ndarray, local: np.ndarray
+        self,
+        prepared: _Prepared,
+        cases: np.ndarray,
+        rows: np.ndarray,
+        local: np.ndarray,
+        module: nn.Module | None = None,
     ) -> Tensor:
-        """Logits of `rows`, each of the case `cases[local[row]]`."""
+        """Logits of `rows`, each of the case `cases[local[row]]`; `module`: the network's
+        DistributedDataParallel wrapper while several processes train it."""
         assert self.network is not None
         index = torch.from_numpy(cases)
         row_index = torch.from_numpy(rows)
-        logits: Tensor = self.network(
+        logits: Tensor = (module or self.network)(
             prepared.items[index],
             prepared.types[index],
             prepared.age[index],
@@ -398,6 +404,7 @@ class AttentionGRURanker:
             valid_prepared = self._prepare(valid) if valid is not None else None
             best: tuple[float, dict[str, Tensor]] | None = None
             self.history_log = []
+            share = _Share(network, config.loss)
             for epoch in range(config.epochs):
                 network.train()
                 order = rng.permutation(n_cases)
@@ -407,20 +414,28 @@ class AttentionGRURanker:
                     rows, local = self._batch_rows(prepared.bounds, cases)
                     if config.negatives:
                         rows, local = _sample(rows, local, train.label, config.negatives, rng)
-                    logits = self._scores(prepared, cases, rows, local)
                     target = labels[torch.from_numpy(rows)]
+                    if not _has_positive(config.loss, target, local, len(cases)):
+                        continue  # nothing to learn from these cases (every process agrees)
+                    if len(cases) < share.world:
+                        continue  # not a case for every process: the epoch's last few
+                    n_batch = len(cases)
+                    cases, rows, local, target, weight = share.mine(cases, rows, local, target)
+                    logits = self._scores(prepared, cases, rows, local, share.module)
                     loss: Tensor | None
                     if config.loss == "bce":
-                        loss = F.binary_cross_entropy_with_logits(logits, target)
+                        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
                     else:
-                        loss = _case_softmax_loss(logits, target, local, len(cases))
-                    if loss is None:  # no positive among these cases
-                        continue
+                        loss = _case_softmax_loss(logits, target, local, len(cases), "sum")
+                    if loss is None:  # no positive among this process's cases
+                        loss = logits.sum() * 0.0
                     optimiser.zero_grad()
-                    loss.backward()  # type: ignore[no-untyped-call]
+                    (loss * weight).backward()  # type: ignore[no-untyped-call]
                     optimiser.step()
-                    total += float(loss.detach()) * len(cases)
-                    count += len(cases)
+                    # this process's part of the mini-batch's mean loss, per case
+                    total += float(loss.detach()) * weight / share.world * n_batch
+                    count += n_batch
+                total = share.summed(total)
                 entry = {"epoch": float(epoch + 1), "loss": total / max(count, 1)}
                 if valid is not None and valid_prepared is not None and valid.label is not None:
                     score = auc(valid.label, self._predict_prepared(valid_prepared))
@@ -544,11 +559,77 @@ def _sample(
     return rows[keep], local[keep]
 
 
+def _has_positive(loss: Loss, target: Tensor, local: np.ndarray, n_cases: int) -> bool:
+    """Whether a mini-batch has anything to learn: any row for bce, a positive for softmax."""
+    if loss == "bce":
+        return len(target) > 0
+    return bool((target > 0).any())
+
+
+class _Share:
+    """One process's share of every mini-batch when torchrun started several (else all of
+    it): the cases k with k % world == rank, and the weight that makes the processes' summed
+    losses, averaged by DistributedDataParallel, the loss one process computes over the
+    whole mini-batch (the mean over its rows for bce, over its cases with a positive for
+    softmax). Every process draws the same permutation and negatives (the same seed), so the
+    mini-batches agree and the model trained is the one process's, up to float rounding."""
+
+    def __init__(self, network: _Network, loss: Loss) -> None:
+        from nextbest.models.distributed import joined
+
+        self.loss = loss
+        self.rank, self.world = joined()
+        self.module: nn.Module | None = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # the buffers (feature scaling) are set alike everywhere before training and
+            # never change in it: synced once, not before every forward pass
+            self.module = DistributedDataParallel(network, forward_sync_buffers=False)
+
+    def mine(
+        self, cases: np.ndarray, rows: np.ndarray, local: np.ndarray, target: Tensor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Tensor, float]:
+        """(cases, rows, their case in `cases`, targets, loss weight) of this process."""
+        units = _loss_units(self.loss, target, local)
+        if self.world == 1:
+            return cases, rows, local, target, 1.0 / units
+        keep = local % self.world == self.rank
+        renumber = np.full(len(cases), -1)
+        mine = np.flatnonzero(np.arange(len(cases)) % self.world == self.rank)
+        renumber[mine] = np.arange(len(mine))
+        rows_kept = rows[keep]
+        return (
+            cases[mine],
+            rows_kept,
+            renumber[local[keep]],
+            target[torch.from_numpy(keep)],
+            self.world / units,  # DDP averages over processes: the world cancels it
+        )
+
+    def summed(self, value: float) -> float:
+        """`value` summed over the processes (itself in one process)."""
+        if self.world == 1:
+            return value
+        from nextbest.models.distributed import sum_across
+
+        total = torch.tensor([value], dtype=torch.float64)
+        sum_across([total])
+        return float(total)
+
+
+def _loss_units(loss: Loss, target: Tensor, local: np.ndarray) -> int:
+    """What the single-process loss averages over: rows (bce) or cases with a positive."""
+    if loss == "bce":
+        return max(len(target), 1)
+    return max(len(np.unique(local[(target > 0).numpy()])), 1)
+
+
 def _case_softmax_loss(
-    logits: Tensor, target: Tensor, local: np.ndarray, n_cases: int
+    logits: Tensor, target: Tensor, local: np.ndarray, n_cases: int, reduction: str = "mean"
 ) -> Tensor | None:
-    """Mean over cases with a positive of -log(the positives' share of the case's softmax);
-    `local` (non-decreasing) gives each row's case."""
+    """Mean (or sum) over cases with a positive of -log(the positives' share of the case's
+    softmax); `local` (non-decreasing) gives each row's case."""
     if len(local) == 0:
         return None
     sizes = np.bincount(local, minlength=n_cases)
@@ -564,4 +645,5 @@ def _case_softmax_loss(
         return None
     everything = torch.logsumexp(grid[has], dim=1)
     chosen = torch.logsumexp(grid[has].masked_fill(positive[has] <= 0, -math.inf), dim=1)
-    return (everything - chosen).mean()
+    losses = everything - chosen
+    return losses.sum() if reduction == "sum" else losses.mean()
