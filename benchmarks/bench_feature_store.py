@@ -50,6 +50,7 @@ from nextbest.twostage.store.online import OnlineFeatures, write_online
 
 BEGIN, END = "<!-- feature-store:begin -->", "<!-- feature-store:end -->"
 Reader = Callable[[list[str]], np.ndarray]
+DEFAULTS: dict[str, Any] = {}  # the options' defaults, to leave out of the recorded command
 
 
 def load() -> str:
@@ -246,8 +247,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    result["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+    result["command"] = command(args)
     return result
+
+
+def command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (no output paths)."""
+    given = []
+    for key, value in vars(args).items():
+        if key not in ("json", "write_docs") and value != DEFAULTS[key]:
+            shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            given.append(f"--{key.replace('_', '-')} {shown}")
+    return " ".join([sys.executable, "benchmarks/bench_feature_store.py", *given])
 
 
 def table(result: dict[str, Any]) -> str:
@@ -279,6 +290,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the result here")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    DEFAULTS.update(vars(parser.parse_args([])))
     result = run(args)
     print(table(result))
     if args.json:
@@ -286,7 +298,7 @@ def main() -> None:
     if args.write_docs:
         from docs_section import replace_section
 
-        block = f"```bash\n{result['command']}\n```\n\n{table(result)}"
+        block = f"```bash\n{result['command']} --write-docs\n```\n\n{table(result)}"
         replace_section(block, BEGIN, END, "Feature store: Feast against Redis read directly")
 
 
