@@ -12,6 +12,7 @@ from nextbest.cli.data import data_app
 from nextbest.cli.demo import demo
 from nextbest.cli.evaluate import evaluate, train
 from nextbest.cli.experiments import experiments_app
+from nextbest.cli.features import features_app
 from nextbest.cli.keys import keys_app
 from nextbest.cli.keywords import keywords_app
 from nextbest.cli.rules import rules_app
@@ -33,6 +34,7 @@ app.add_typer(keywords_app, name="keywords")
 app.add_typer(keys_app, name="keys")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(models_app, name="models")
+app.add_typer(features_app, name="features")
 app.command()(train)
 app.command()(evaluate)
 app.command()(tune)

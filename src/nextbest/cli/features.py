@@ -1,0 +1,60 @@
+"""`nextbest features materialize`: the feature store's offline days and its online copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nextbest.cli.common import console, friendly_errors, progress_bar, results_table
+
+features_app = typer.Typer(
+    no_args_is_help=True, help="The ranker features' store: offline by day, online in Redis."
+)
+
+
+@features_app.command("materialize")
+@friendly_errors
+def materialize(
+    events: Annotated[Path, typer.Option(help="the event log (.parquet or GRU4Rec .tsv)")],
+    out: Annotated[Path, typer.Option(help="folder of the offline store (Parquet by day)")],
+    online: Annotated[
+        str | None,
+        typer.Option(help="also write the latest day to this Redis, e.g. redis://127.0.0.1:6379/0"),
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="the online store's key prefix")] = "nextbest:",
+    last_days: Annotated[
+        int | None, typer.Option(help="write only the latest this many days (default: all)")
+    ] = None,
+) -> None:
+    """Compute every feature of the store for each day of the log (a day's values count only
+    the events before it), write them as Parquet partitions, and with --online serve the
+    latest day from Redis."""
+    from nextbest.events.io import read_events
+    from nextbest.twostage.store.offline import day_name, log_days, materialize_offline
+    from nextbest.twostage.store.online import connect, where, write_online
+
+    if last_days is not None and last_days < 1:
+        raise ValueError(f"--last-days must be at least 1, not {last_days}")
+    client = connect(online) if online else None  # unreachable: say so before any work
+    with console.status(f"reading {events}"):
+        table = read_events(events)
+    first, last = log_days(table) if table.height else (0, 0)
+    total = min(last - first + 1, last_days or last - first + 1)
+    with progress_bar() as progress:
+        task = progress.add_task("days", total=total)
+        done = materialize_offline(
+            table, out, last_days=last_days, on_day=lambda _: progress.advance(task)
+        )
+    latest = day_name(done.days[-1])
+    rows = [[entity, f"{n:,}"] for entity, n in done.rows.items()]
+    console.print(
+        f"{len(done.days)} days ({day_name(done.days[0])} to {latest}) of {table.height:,} "
+        f"events -> {out}"
+    )
+    console.print(results_table(["entity", f"rows on {latest}"], rows))
+    if client is not None and online is not None:
+        with console.status(f"writing {latest} to {where(online)}"):
+            version = write_online(client, prefix, done.as_of, done.online_tables())
+        console.print(f"online: version {version} ({latest}) served from {where(online)}")

@@ -1,0 +1,242 @@
+"""The offline store: every feature of `definitions.py` for each day, as Parquet.
+
+    OUT/item/day=2024-01-05/data.parquet    item_id, as_of, one column per item feature
+    OUT/user/day=2024-01-05/data.parquet    user_id, as_of, ...
+    OUT/manifest.json                       the days, the features, the latest as_of
+
+The row of day D holds values of the events *before* D's start (`as_of`, epoch seconds, UTC
+days) and nothing later: an event at 10:00 on the 5th is counted from the 6th's partition
+on. That is what makes the store point-in-time correct for training: a ranker's case at any
+moment of the 5th (`as_of_rows`) reads the 5th's partition, which a server on the 5th would
+have read too (the online store holds the latest partition). Values are a day stale, the
+same stale offline and online.
+
+A partition holds the entities with an event in the longest window of their features
+(`definitions.horizon`); any other entity reads every feature's default.
+
+Each day is computed from the daily counts of all days before it (one group-by of the log,
+then a filter and a sum per day and window), so a log of N days costs about N times its
+number of (entity, day) pairs: seconds for months of a shop's log. Every run writes every
+day again; the days are independent, so an incremental run could write only the new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from nextbest.twostage.store.definitions import (
+    ENTITY_KEYS,
+    FEATURES,
+    SECONDS_PER_DAY,
+    Feature,
+    by_name,
+    entities,
+    features_of,
+    fill_missing,
+    horizon,
+)
+
+MANIFEST = "manifest.json"
+
+
+def day_name(day: int) -> str:
+    """A day number (days since the epoch, UTC) as its date."""
+    return datetime.fromtimestamp(day * SECONDS_PER_DAY, UTC).strftime("%Y-%m-%d")
+
+
+def partition(out: Path, entity: str, day: int) -> Path:
+    return out / entity / f"day={day_name(day)}" / "data.parquet"
+
+
+def _type_column(feature: Feature) -> str:
+    return "n_" + ("_".join(feature.types) or "all")
+
+
+def daily_counts(events: pl.DataFrame, entity: str, features: Sequence[Feature]) -> pl.DataFrame:
+    """Per (entity id, day): the events of each type set the entity's features count, and
+    its first and last event's time that day."""
+    key = ENTITY_KEYS[entity]
+    type_sets = {_type_column(f): f.types for f in features if f.kind == "count"}
+    # every event: pl.len(), not a summed literal (one value per group, not per row)
+    counts = [
+        pl.col("type").is_in(list(types)).sum().alias(name) if types else pl.len().alias(name)
+        for name, types in type_sets.items()
+    ]
+    return (
+        events.filter(pl.col(key).is_not_null())
+        .with_columns((pl.col("timestamp") // SECONDS_PER_DAY).cast(pl.Int64).alias("day"))
+        .group_by(key, "day")
+        .agg(
+            *counts,
+            pl.col("timestamp").min().alias("first"),
+            pl.col("timestamp").max().alias("last"),
+        )
+    )
+
+
+def day_values(
+    daily: pl.DataFrame, entity: str, day: int, features: Sequence[Feature]
+) -> pl.DataFrame:
+    """The features of one entity kind as of the start of `day`: one row per entity with an
+    event in the `horizon` days before it, computed from the days before `day` only."""
+    key = ENTITY_KEYS[entity]
+    as_of = float(day * SECONDS_PER_DAY)
+    before = daily.filter(pl.col("day") < day)  # the point-in-time cut: nothing of `day` on
+    rows = before.filter(pl.col("day") >= day - horizon(entity, features)).select(key).unique()
+    ever = before.group_by(key).agg(pl.col("first").min(), pl.col("last").max())
+    table = rows.join(ever, on=key, how="left")
+    for days in sorted({f.days for f in features if f.days is not None}):
+        window = before.filter(pl.col("day") >= day - days)
+        sums = [
+            pl.col(_type_column(f)).sum().alias(f.name)
+            for f in features
+            if f.days == days and f.kind == "count"
+        ]
+        sums += [
+            pl.len().alias(f.name) for f in features if f.days == days and f.kind == "active_days"
+        ]
+        table = table.join(window.group_by(key).agg(sums), on=key, how="left")
+    columns = []
+    for f in features:
+        if f.kind in ("count", "active_days"):
+            columns.append(pl.col(f.name).fill_null(0).cast(pl.Float64))
+        elif f.kind == "ratio":
+            top, bottom = pl.col(f.over[0]).cast(pl.Float64), pl.col(f.over[1]).cast(pl.Float64)
+            columns.append(pl.when(bottom > 0).then(top / bottom).otherwise(None).alias(f.name))
+        else:
+            moment = pl.col("first" if f.kind == "days_since_first" else "last")
+            columns.append(((as_of - moment) / SECONDS_PER_DAY).cast(pl.Float64).alias(f.name))
+    counted = table.with_columns(
+        [c for c, f in zip(columns, features, strict=True) if f.kind != "ratio"]
+    )
+    finished = counted.with_columns(
+        [c for c, f in zip(columns, features, strict=True) if f.kind == "ratio"]
+    )
+    return finished.select(
+        pl.col(key).cast(pl.String),
+        pl.lit(as_of).alias("as_of"),
+        *(pl.col(f.name).cast(pl.Float64).fill_nan(None) for f in features),
+    ).sort(key)
+
+
+def log_days(events: pl.DataFrame) -> tuple[int, int]:
+    """The day numbers of the log's first and last events."""
+    times = events["timestamp"].cast(pl.Float64).to_numpy()
+    return int(times.min() // SECONDS_PER_DAY), int(times.max() // SECONDS_PER_DAY)
+
+
+@dataclass(frozen=True)
+class Materialized:
+    days: list[int]  # the partitions written, in order
+    rows: dict[str, int]  # entity -> rows of the latest partition
+    latest: dict[str, pl.DataFrame]  # entity -> the latest partition (what goes online)
+
+    @property
+    def as_of(self) -> float:
+        return float(self.days[-1] * SECONDS_PER_DAY)
+
+    def online_tables(self) -> dict[str, tuple[list[str], list[str], np.ndarray]]:
+        """The latest partition as `write_online` takes it: entity -> (ids, names, values)."""
+        return {entity: as_rows(entity, table) for entity, table in self.latest.items()}
+
+
+def as_rows(entity: str, table: pl.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+    """A partition's ids, feature names and values (NaN where null)."""
+    names = [c for c in table.columns if c not in (ENTITY_KEYS[entity], "as_of")]
+    values = table.select(names).to_numpy().astype(np.float64)
+    return table[ENTITY_KEYS[entity]].to_list(), names, values
+
+
+def materialize_offline(
+    events: pl.DataFrame,
+    out: Path,
+    features: Sequence[Feature] = FEATURES,
+    last_days: int | None = None,
+    on_day: Callable[[int], None] | None = None,
+) -> Materialized:
+    """Write a partition per day after the log's first, through the day after its last (the
+    values a server uses from then on). `last_days`: only the latest that many partitions."""
+    if events.is_empty():
+        raise ValueError("the event log is empty: there is nothing to compute features of")
+    first, last = log_days(events)
+    days = list(range(first + 1, last + 2))
+    if last_days is not None:
+        days = days[-last_days:]
+    kinds = entities(features)
+    daily = {e: daily_counts(events, e, features_of(e, features)) for e in kinds}
+    for entity in kinds:
+        if (out / entity).exists():
+            shutil.rmtree(out / entity)  # a partition of an earlier run must not linger
+    latest: dict[str, pl.DataFrame] = {}
+    for day in days:
+        for entity in kinds:
+            table = day_values(daily[entity], entity, day, features_of(entity, features))
+            path = partition(out, entity, day)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            table.write_parquet(path)
+            latest[entity] = table
+        if on_day is not None:
+            on_day(day)
+    manifest = {
+        "days": [day_name(d) for d in days],
+        "as_of": float(days[-1] * SECONDS_PER_DAY),
+        "features": {e: [f.name for f in features_of(e, features)] for e in kinds},
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return Materialized(days, {e: t.height for e, t in latest.items()}, latest)
+
+
+class OfflineFeatures:
+    """Reads a materialized store point in time: the values each (entity, moment) had."""
+
+    def __init__(self, folder: Path) -> None:
+        if not (folder / MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"no feature store at {folder} (no {MANIFEST}): materialize first"
+            )
+        self.folder = folder
+        self.manifest = json.loads((folder / MANIFEST).read_text())
+
+    def day(self, entity: str, day: int) -> pl.DataFrame:
+        """The partition of `day` (empty, with the columns, when it was not written)."""
+        path = partition(self.folder, entity, day)
+        if path.is_file():
+            return pl.read_parquet(path)
+        names = self.manifest["features"].get(entity, [])
+        schema = {ENTITY_KEYS[entity]: pl.String, "as_of": pl.Float64}
+        return pl.DataFrame(schema=schema | dict.fromkeys(names, pl.Float64))
+
+    def latest(self, entity: str) -> pl.DataFrame:
+        return self.day(entity, int(self.manifest["as_of"] // SECONDS_PER_DAY))
+
+    def as_of_rows(
+        self, entity: str, ids: Sequence[str], moments: np.ndarray, names: Sequence[str]
+    ) -> np.ndarray:
+        """[len(ids), len(names)]: each id's features as a server would have read them at
+        its moment (from the partition of the moment's day), defaults where none."""
+        features = by_name(names)
+        key = ENTITY_KEYS[entity]
+        wanted = pl.DataFrame(
+            {
+                key: [str(i) for i in ids],
+                "day": (np.asarray(moments, np.float64) // SECONDS_PER_DAY).astype(np.int64),
+                "row": np.arange(len(ids)),
+            }
+        )
+        parts = [
+            self.day(entity, int(day))
+            .select(key, *names)
+            .with_columns(pl.lit(int(day)).alias("day"))
+            for day in wanted["day"].unique().to_list()
+        ]
+        found = wanted.join(pl.concat(parts), on=[key, "day"], how="left").sort("row")
+        values = found.select(names).to_numpy().astype(np.float64)
+        return fill_missing(values, features)
