@@ -59,7 +59,7 @@ def run_once(kind: str, dataset: str, seed: int, epochs: int) -> dict[str, Any]:
     reference = REFERENCE[dataset]
     config: GRU4RecConfig = reference["config"]
     threads = 2 if kind == RUNS[1] else 1
-    params = params_of(config) + ["--param", f"seed={seed}", "--param", f"threads={threads}"]
+    params = [*params_of(config), "--param", f"seed={seed}", "--param", f"threads={threads}"]
     params += ["--param", f"n_epochs={epochs}"]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "result.json"

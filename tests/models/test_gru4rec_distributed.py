@@ -18,13 +18,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tests.models.session_builders import make_sessions
 
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.distributed import own_rows
 from nextbest.models.gru4rec.network import GRU4RecNet
-from tests.models.session_builders import make_sessions
 
 N_ITEMS = 40
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tests.twostage.test_attention_gru import synthetic
 
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
-from tests.twostage.test_attention_gru import synthetic
 
 SMALL = AttentionGRUConfig(
     epochs=2, batch_size=16, learning_rate=5e-3, embedding_size=8, hidden_size=8,

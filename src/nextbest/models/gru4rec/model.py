@@ -22,8 +22,8 @@ import torch
 
 from nextbest.data.sessions import Sessions
 from nextbest.events.schema import Item
-from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models import distributed
+from nextbest.models.base import NotFittedError, SessionModel
 from nextbest.models.gru4rec.attributes import (
     AttributeIndex,
     clear_unseen,
