@@ -115,11 +115,19 @@ def main() -> None:
     parser.add_argument("--dataset", default="rsc15_100k", choices=["rsc15_100k"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        type=int,
+        choices=[1, 2, 3],
+        default=[1, 2, 3],
+        help="which of the three runs (1: one thread, 2: two threads, 3: torchrun)",
+    )
     parser.add_argument("--docs", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
     rows = []
     for seed in args.seeds:
-        for kind in RUNS:
+        for kind in (RUNS[k - 1] for k in args.runs):
             row = run_once(kind, args.dataset, seed, args.epochs)
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -134,6 +142,7 @@ def main() -> None:
     )
     command = "    .venv/bin/python benchmarks/bench_ddp.py " + " ".join(
         ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs)]
+        + ["--runs", *map(str, args.runs)]
     )
     block = f"{command}\n\n{header}\n\n{table(rows)}\n"
     print(block)
