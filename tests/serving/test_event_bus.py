@@ -22,6 +22,7 @@ from serving_helpers import (
     MakeClient,
     TestClient,
     assert_logged_exactly_once,
+    drained,
     item,
     send,
     stop,
@@ -37,23 +38,6 @@ from nextbest.serving.bus import BusUnavailable, EventBus, decode
 def bus_settings(nats_stream: tuple[str, str]) -> dict[str, str]:
     url, stream = nats_stream
     return {"event_bus": url, "event_bus_stream": stream}
-
-
-def drained(url: str, stream: str, timeout: float = 20.0) -> None:
-    """Wait until every message in the stream is logged and acknowledged."""
-
-    async def wait() -> None:
-        bus = EventBus(url, stream)
-        await bus.connect()
-        try:
-            deadline = time.monotonic() + timeout
-            while await bus.pending() != (0, 0):
-                assert time.monotonic() < deadline, await bus.pending()
-                await asyncio.sleep(0.05)
-        finally:
-            await bus.close()
-
-    asyncio.run(wait())
 
 
 def test_acknowledged_events_are_logged_once_and_a_list_right_after_sees_them(

@@ -40,6 +40,7 @@ FETCH_BATCH = 256  # messages per commit at most (a state update blocks the loop
 FETCH_WAIT_SECONDS = 1.0  # a fetch returns what there is, or waits this long for something
 RETRY_SECONDS = 1.0  # after the log or the bus failed
 PENDING_EVERY_SECONDS = 5.0  # how often the pending gauges are read from the bus
+CLOSE_WAIT_SECONDS = 5.0  # for the batch in hand when the server stops
 
 
 class BusConsumer:
@@ -48,6 +49,7 @@ class BusConsumer:
         self.bus = bus
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         self._subscription = await self.bus.subscribe()
@@ -57,7 +59,7 @@ class BusConsumer:
         ]
 
     async def _run(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(FETCH_BATCH, timeout=FETCH_WAIT_SECONDS)
             except nats.errors.TimeoutError:
@@ -131,11 +133,18 @@ class BusConsumer:
             await asyncio.sleep(PENDING_EVERY_SECONDS)
 
     async def close(self) -> None:
-        """Stop pulling (a batch being written finishes first only if it is quick: whatever
-        is not acknowledged is redelivered), then disconnect."""
-        for task in self._tasks:
+        """Stop pulling: a batch being written is finished and acknowledged first (if it
+        takes longer than CLOSE_WAIT_SECONDS it is dropped, and redelivered); then
+        disconnect."""
+        self._stopping.set()
+        run, *others = self._tasks
+        for task in others:
             task.cancel()
-        for task in self._tasks:
+        try:
+            await asyncio.wait_for(run, CLOSE_WAIT_SECONDS)
+        except TimeoutError:
+            logger.warning("event bus: the consumer did not stop in time; its batch is redelivered")
+        for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.bus.close()
