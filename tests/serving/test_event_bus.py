@@ -3,7 +3,9 @@ acknowledged means stored in the stream, the consumer logs each event once and m
 states, re-sent events are duplicates, a node that dies before acknowledging loses nothing,
 and a bus that cannot be reached is named at start and is a 503 mid-request.
 
-Each test has a stream of its own (`nats_stream`), deleted afterwards."""
+Each test has a stream of its own (`nats_stream`), deleted afterwards, made with a consumer
+that redelivers after a second (ACK_WAIT), not 30: a stopping app, or a cut connection, leaves
+messages handed to a pull request nobody reads any more, which wait that long."""
 
 from __future__ import annotations
 
@@ -34,6 +36,22 @@ from tcp_proxy import TcpProxy
 from nextbest.events.log import open_event_log, sqlite_url
 from nextbest.serving.bus import BusUnavailable, EventBus, decode
 
+ACK_WAIT = 1.0
+
+
+@pytest.fixture
+def bus_stream(nats_stream: tuple[str, str]) -> tuple[str, str]:
+    """`nats_stream`, made with the short redelivery (apps then find it and keep it)."""
+    url, stream = nats_stream
+
+    async def make() -> None:
+        bus = EventBus(url, stream, ack_wait=ACK_WAIT)
+        await bus.connect()
+        await bus.close()
+
+    asyncio.run(make())
+    return nats_stream
+
 
 def bus_settings(nats_stream: tuple[str, str]) -> dict[str, str]:
     url, stream = nats_stream
@@ -41,8 +59,9 @@ def bus_settings(nats_stream: tuple[str, str]) -> dict[str, str]:
 
 
 def test_acknowledged_events_are_logged_once_and_a_list_right_after_sees_them(
-    home: Path, make_client: MakeClient, nats_stream: tuple[str, str]
+    home: Path, make_client: MakeClient, bus_stream: tuple[str, str]
 ) -> None:
+    nats_stream = bus_stream
     client = make_client(**bus_settings(nats_stream))
     reply = send(client, view("e1", "s1", item(3)))
     assert reply.status_code == 200 and reply.json()["accepted"] == 1, reply.text
@@ -73,8 +92,9 @@ def slow_log_commits(client: TestClient, seconds: float) -> None:
 
 
 def test_a_list_waits_for_its_session_events_on_a_lagging_bus_up_to_a_bound(
-    make_client: MakeClient, nats_stream: tuple[str, str]
+    make_client: MakeClient, bus_stream: tuple[str, str]
 ) -> None:
+    nats_stream = bus_stream
     patient = make_client(**bus_settings(nats_stream), event_bus_wait_seconds=2.0)
     slow_log_commits(patient, 0.3)
     send(patient, view("e1", "s1", item(3)))
@@ -97,8 +117,9 @@ def test_a_list_waits_for_its_session_events_on_a_lagging_bus_up_to_a_bound(
 
 
 def test_resent_events_are_duplicates_and_move_the_state_once(
-    home: Path, make_client: MakeClient, nats_stream: tuple[str, str]
+    home: Path, make_client: MakeClient, bus_stream: tuple[str, str]
 ) -> None:
+    nats_stream = bus_stream
     client = make_client(**bus_settings(nats_stream))
     batch = [view("e1", "s1", item(3)), view("e2", "s1", item(4))]
     assert send(client, *batch).json()["accepted"] == 2
@@ -120,7 +141,7 @@ def test_a_node_that_dies_before_acknowledging_loses_nothing(
     events = [view(f"e{k}", "s1", item(3 + k)) for k in range(4)]
 
     async def dying_node() -> None:
-        bus = EventBus(url, stream, ack_wait=1.0)  # redelivered after a second, not 30
+        bus = EventBus(url, stream, ack_wait=ACK_WAIT)
         await bus.connect()
         stored = await bus.publish([decode_view(event) for event in events])
         assert [one.duplicate for one in stored] == [False] * 4
@@ -151,8 +172,8 @@ def test_an_unreachable_bus_stops_the_start_naming_its_url(make_client: MakeClie
 
 
 @pytest.fixture
-def nats_behind_proxy(nats_stream: tuple[str, str]) -> Iterator[tuple[str, str, TcpProxy]]:
-    url, stream = nats_stream
+def nats_behind_proxy(bus_stream: tuple[str, str]) -> Iterator[tuple[str, str, TcpProxy]]:
+    url, stream = bus_stream
     parsed = urlparse(url)
     proxy = TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 4222)
     yield f"nats://127.0.0.1:{proxy.port}", stream, proxy

@@ -22,6 +22,7 @@ stream holds what is not logged yet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -234,10 +235,11 @@ class EventBus:
     async def close(self) -> None:
         self._closing = True
         if self._nc is not None and not self._nc.is_closed:
-            try:
-                await self._nc.drain()
-            except (TimeoutError, nats.errors.Error):
-                await self._nc.close()
+            # flush, not drain: the acknowledgements sent last must reach the bus, but a pull
+            # subscription never drains (its pull request stays open until it expires)
+            with contextlib.suppress(TimeoutError, nats.errors.Error):
+                await self._nc.flush(timeout=1)
+            await self._nc.close()
         self._nc = self._js = None
 
     async def _disconnected(self) -> None:
