@@ -192,6 +192,8 @@ def test_the_bus_down_is_503_and_nothing_unstored_is_acknowledged(
     assert reply.status_code == 503, reply.text
     assert reply.headers["Retry-After"] == "1"
     assert "event bus is unavailable" in reply.json()["error"]
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.json()["problems"][0].startswith("event bus")
 
     proxy.up()
     deadline = time.monotonic() + 15

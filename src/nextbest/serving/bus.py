@@ -159,6 +159,11 @@ class EventBus:
             raise BusUnavailable(f"event bus at {self.url} is not connected")
         return self._js
 
+    def ping(self) -> None:
+        """Raise BusUnavailable unless connected (for /healthz; asks the bus nothing)."""
+        if self._nc is None or not self._nc.is_connected:
+            raise BusUnavailable(f"not connected to {self.url}")
+
     async def publish(self, events: Sequence[Event]) -> list[Stored]:
         """Publish the events, all at once, and return when JetStream has stored every one;
         BusUnavailable if any was not confirmed (some may be stored: a re-send is safe)."""
