@@ -1,8 +1,9 @@
-"""Fixtures for the real backends: PostgreSQL and Redis on this machine (and a look at how
-SQLite connections are set up).
+"""Fixtures for the real backends: PostgreSQL, Redis and NATS JetStream on this machine (and a
+look at how SQLite connections are set up).
 
-Each test gets a fresh PostgreSQL schema (dropped afterwards) and a fresh Redis key prefix in
-a dedicated database index (its keys deleted afterwards). A server that cannot be reached
+Each test gets a fresh PostgreSQL schema (dropped afterwards), a fresh Redis key prefix in
+a dedicated database index (its keys deleted afterwards) and a fresh JetStream stream name
+(the stream deleted afterwards). A server that cannot be reached
 skips the test with a reason naming it, unless NEXTBEST_REQUIRE_BACKENDS=1 (CI), which fails.
 """
 
@@ -19,6 +20,7 @@ PG_URL = os.environ.get(
     "NEXTBEST_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("NEXTBEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+NATS_URL = os.environ.get("NEXTBEST_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def sqlite_pragmas(engine: Engine, connections: int = 3) -> list[tuple[str, int]]:
@@ -96,3 +98,39 @@ def redis_prefix() -> Iterator[tuple[str, str]]:
 def module_redis_prefix() -> Iterator[tuple[str, str]]:
     """As `redis_prefix`, shared by the tests of one module (one server they all use)."""
     yield from _fresh_redis_prefix()
+
+
+@pytest.fixture
+def nats_stream() -> Iterator[tuple[str, str]]:
+    """(NATS URL, a fresh JetStream stream name); the stream is deleted after the test if a
+    test made it."""
+    import asyncio
+
+    import nats
+    import nats.js.errors
+
+    async def jetstream_answers() -> None:
+        connection = await nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False)
+        try:
+            await connection.jetstream().account_info()  # fails without JetStream (-js)
+        finally:
+            await connection.close()
+
+    async def delete(stream: str) -> None:
+        connection = await nats.connect(NATS_URL, connect_timeout=3, allow_reconnect=False)
+        try:
+            await connection.jetstream().delete_stream(stream)
+        except nats.js.errors.NotFoundError:
+            pass
+        finally:
+            await connection.close()
+
+    try:
+        asyncio.run(jetstream_answers())
+    except Exception as exc:
+        backend_missing("NATS JetStream", NATS_URL, exc)
+    stream = f"nextbest_test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield NATS_URL, stream
+    finally:
+        asyncio.run(delete(stream))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -221,3 +223,21 @@ def assert_logged_exactly_once(log: EventLog, acknowledged: list[str]) -> None:
     repeated = [i for i in acknowledged if counts[i] > 1]
     assert not missing and not repeated, (missing[:5], repeated[:5])
     assert max(counts.values()) == 1  # nothing else is in the log twice either
+
+
+def drained(url: str, stream: str, timeout: float = 20.0) -> None:
+    """Wait until every message in the event bus's stream is logged and acknowledged."""
+    from nextbest.serving.bus import EventBus
+
+    async def wait() -> None:
+        bus = EventBus(url, stream)
+        await bus.connect()
+        try:
+            deadline = time.monotonic() + timeout
+            while await bus.pending() != (0, 0):
+                assert time.monotonic() < deadline, await bus.pending()
+                await asyncio.sleep(0.05)
+        finally:
+            await bus.close()
+
+    asyncio.run(wait())

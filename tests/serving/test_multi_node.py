@@ -1,20 +1,25 @@
 """Several `nextbest serve` instances on their own ports share one PostgreSQL log and one Redis
 state store, with the load spread across them. One node is killed (SIGKILL) in the middle of
 the load; its clients go on at the other nodes. Every acknowledged event is in the log exactly
-once, and every surviving node gives the same list for a session."""
+once, and every surviving node gives the same list for a session. The same with the event bus
+on (NEXTBEST_EVENT_BUS): the nodes publish to one JetStream stream and share its consumer, and
+the batches the killed node had taken and not acknowledged are logged by the others."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from server_process import Server, free_port
-from serving_helpers import READ, WRITE, assert_logged_exactly_once, auth, item, view
+from serving_helpers import READ, WRITE, assert_logged_exactly_once, auth, drained, item, view
 
 from nextbest.events.log import open_event_log
+from nextbest.serving.bus import EventBus
 
 NODES = 3
 CLIENTS = 6
@@ -24,15 +29,51 @@ BATCH = 20
 def test_nodes_share_the_log_and_state_and_a_dead_node_loses_nothing(
     home: Path, pg_schema: tuple[str, str], redis_prefix: tuple[str, str]
 ) -> None:
+    nodes_under_load(home, shared_env(pg_schema, redis_prefix), pg_schema)
+
+
+def test_nodes_feed_one_log_through_the_event_bus_and_a_dead_node_loses_nothing(
+    home: Path,
+    pg_schema: tuple[str, str],
+    redis_prefix: tuple[str, str],
+    nats_stream: tuple[str, str],
+) -> None:
+    url, stream = nats_stream
+
+    async def shorter_redelivery() -> None:  # made first, so the nodes keep it as it is
+        bus = EventBus(url, stream, ack_wait=ACK_WAIT_SECONDS)
+        await bus.connect()
+        await bus.close()
+
+    asyncio.run(shorter_redelivery())
+    env = shared_env(pg_schema, redis_prefix)
+    env |= {"NEXTBEST_EVENT_BUS": url, "NEXTBEST_EVENT_BUS_STREAM": stream}
+    nodes_under_load(home, env, pg_schema, lambda: drained(url, stream))
+
+
+ACK_WAIT_SECONDS = 2.0  # the dead node's batches go to the others after this
+
+
+def shared_env(pg_schema: tuple[str, str], redis_prefix: tuple[str, str]) -> dict[str, str]:
     database, schema = pg_schema
     redis_url, prefix = redis_prefix
-    env = {
+    return {
         "NEXTBEST_DATABASE_URL": database,
         "NEXTBEST_DATABASE_SCHEMA": schema,
         "NEXTBEST_REDIS_URL": redis_url,
         "NEXTBEST_REDIS_PREFIX": prefix,
         "NEXTBEST_REFRESH_SECONDS": "0.2",
     }
+
+
+def nodes_under_load(
+    home: Path,
+    env: dict[str, str],
+    pg_schema: tuple[str, str],
+    settle: Callable[[], None] = lambda: None,
+) -> None:
+    """`settle`: returns once whatever was acknowledged is in the log (the bus drained)."""
+    database, schema = pg_schema
     nodes = [Server(home, free_port(), env, f"node-{k}.log") for k in range(NODES)]
     victim = nodes[1]
     acknowledged: list[str] = []
@@ -87,6 +128,7 @@ def test_nodes_share_the_log_and_state_and_a_dead_node_loses_nothing(
 
         assert not failures, failures[:3]
         assert all(answered_by[k] > 0 for k in range(NODES)), answered_by
+        settle()
         assert_logged_exactly_once(open_event_log(database, schema), acknowledged)
 
         time.sleep(1.0)  # every node's live counts read the same log

@@ -11,6 +11,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from nextbest.serving.bus_consumer import BusConsumer, open_bus
 from nextbest.serving.errors import install_error_handlers
 from nextbest.serving.limits import BodySizeLimit
 from nextbest.serving.metrics import MetricsMiddleware
@@ -49,13 +50,20 @@ def create_app(
         app.state.services = services
         # other shops of this deployment: their own log, catalog, models, state and limits
         app.state.tenants = {}
+        consumers: list[BusConsumer] = []  # NEXTBEST_EVENT_BUS: each shop's log writer
         try:
             for name in settings.tenants:
                 tenant = open_services(settings.for_tenant(name), classes)
                 app.state.tenants[name] = tenant
                 tenant.start()
+            for one in (services, *app.state.tenants.values()):
+                consumer = await open_bus(one)
+                if consumer is not None:
+                    consumers.append(consumer)
             yield
         finally:
+            for consumer in consumers:  # before the logs close: they write to them
+                await consumer.close()
             for tenant in app.state.tenants.values():
                 tenant.close()
             services.close()

@@ -22,7 +22,9 @@ from typing import Any
 from nextbest.events.schema import Event
 from nextbest.serving import metrics
 from nextbest.serving.auth import Caller
+from nextbest.serving.bus import BusUnavailable
 from nextbest.serving.deps import check_sessions
+from nextbest.serving.errors import ApiError
 from nextbest.serving.online import OUTCOMES
 from nextbest.serving.schemas import Rejected, parse_event, unknown_item
 from nextbest.serving.services import Services
@@ -59,15 +61,26 @@ async def ingest(
         good = [(i, e) for i, e in good if e.item_id not in unknown]
     rejected.sort(key=lambda r: r.index)
     events = [event for _, event in good]
+    if services.bus is not None:  # JetStream stores them; a consumer logs them
+        return await _publish(services, events, rejected, caller)
     # A session without a stored record may be new: the commit then says so, which spares
     # reading its past from the log.
-    stored: dict[str, bytes | None] | None = None
-    try:
-        stored = services.live.stored_records(event.session_id for event in events)
-    except Exception:
-        logger.exception("could not read session states before a commit")
+    stored = stored_records(services, events)
     if caller is not None and caller.browser and events:
         check_sessions(caller, _owners(services, events, stored), "events.session_id")
+    seqs = await log_and_apply(services, events, stored)
+    duplicates = [event.event_id for event, seq in zip(events, seqs, strict=True) if not seq]
+    return _counted(IngestResult(len(events) - len(duplicates), duplicates, rejected))
+
+
+async def log_and_apply(
+    services: Services, events: Sequence[Event], stored: dict[str, bytes | None] | None
+) -> tuple[int, ...]:
+    """Commit the events to the log, then move their sessions' states (and the experiments'
+    and the online learner's); per event its `seq`, or 0 for one logged before. `stored`:
+    the sessions' records as read before the commit (None if the store could not answer).
+    Both ingest and the bus consumer log through here."""
+    model = services.model
     probe = [session for session, value in (stored or {}).items() if value is None]
     logged = await asyncio.wrap_future(services.log.submit(events, probe=probe))
     seqs = logged.seqs
@@ -88,11 +101,48 @@ async def ingest(
         for event, _ in fresh:
             if event.recommendation_id and event.item_id and str(event.type) in OUTCOMES:
                 services.online.outcome(event.recommendation_id, event.item_id)
-    duplicates = [event.event_id for event, seq in zip(events, seqs, strict=True) if not seq]
-    metrics.EVENTS.labels("accepted").inc(len(fresh))
-    metrics.EVENTS.labels("duplicate").inc(len(duplicates))
-    metrics.EVENTS.labels("rejected").inc(len({r.index for r in rejected}))
-    return IngestResult(len(fresh), duplicates, rejected)
+    return seqs
+
+
+async def _publish(
+    services: Services, events: list[Event], rejected: list[Rejected], caller: Caller | None
+) -> IngestResult:
+    """The bus's half of ingest: acknowledged once JetStream stored every event (a 503 if
+    the bus does not confirm them all; a re-send is safe). Duplicates are those the bus
+    had within its duplicate window."""
+    assert services.bus is not None
+    if caller is not None and caller.browser and events:
+        stored = stored_records(services, events)
+        check_sessions(caller, _owners(services, events, stored), "events.session_id")
+    if not events:
+        return _counted(IngestResult(0, [], rejected))
+    try:
+        confirmed = await services.bus.publish(events)
+    except BusUnavailable as exc:
+        logger.error("%s", exc)
+        raise ApiError(
+            503, "the event bus is unavailable; nothing unconfirmed was kept, retry later",
+            headers={"Retry-After": "1"},
+        ) from exc  # fmt: skip
+    for event, one in zip(events, confirmed, strict=True):
+        services.bus.published(event.session_id, one.seq)  # for read-your-writes
+    duplicates = [e.event_id for e, one in zip(events, confirmed, strict=True) if one.duplicate]
+    return _counted(IngestResult(len(events) - len(duplicates), duplicates, rejected))
+
+
+def stored_records(services: Services, events: Sequence[Event]) -> dict[str, bytes | None] | None:
+    try:
+        return services.live.stored_records(event.session_id for event in events)
+    except Exception:
+        logger.exception("could not read session states before a commit")
+        return None
+
+
+def _counted(result: IngestResult) -> IngestResult:
+    metrics.EVENTS.labels("accepted").inc(result.accepted)
+    metrics.EVENTS.labels("duplicate").inc(len(result.duplicates))
+    metrics.EVENTS.labels("rejected").inc(len({r.index for r in result.rejected}))
+    return result
 
 
 def _owners(

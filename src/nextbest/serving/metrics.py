@@ -78,6 +78,26 @@ ONLINE = Counter(
     ["outcome"],
 )
 
+# NEXTBEST_EVENT_BUS: what the bus consumer did with the events it pulled, how long they
+# waited in the stream, and how many are there now (the same numbers on every node).
+BUS_EVENTS = Counter(
+    "nextbest_bus_events_total",
+    "Events taken from the event bus: logged, logged before (a redelivery or a re-send past "
+    "the duplicate window), retried (the log failed; asked for again)",
+    ["outcome"],
+)
+BUS_LAG = Histogram(
+    "nextbest_bus_lag_seconds",
+    "Time from an event stored in the bus to it logged and applied",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0),
+)
+BUS_PENDING = Gauge(
+    "nextbest_bus_pending_messages",
+    "Events in the bus not yet logged: waiting for a node, or handed out and not yet acknowledged",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+
 
 def model_switched(old: tuple[str, str] | None, new: tuple[str, str]) -> None:
     """Record a switch of the answering model: (version, model name)."""

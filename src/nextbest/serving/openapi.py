@@ -36,7 +36,7 @@ KEYED = {
     "403": "the key may not do this (or, with a browser key, not for this user or session)",
     "429": "over a request or event rate limit",
 }
-EVERY = {"503": "a backend (the database or Redis) is unavailable; retry later"}
+EVERY = {"503": "a backend (the database, Redis or the event bus) is unavailable; retry later"}
 WITH_BODY = {
     "400": "the body is not UTF-8 text",
     "413": "the request body is over the size limit",

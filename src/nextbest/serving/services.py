@@ -22,6 +22,7 @@ from nextbest.events.log.database import open_engine
 from nextbest.recommend.placements import Placements, load_placements
 from nextbest.serving import metrics
 from nextbest.serving.auth import KeyRing, resolve_keys
+from nextbest.serving.bus import EventBus
 from nextbest.serving.catalog_cache import CatalogCache
 from nextbest.serving.dashboard import Throughput
 from nextbest.serving.erasure import forget_old_events
@@ -58,6 +59,7 @@ class Services:
     online: OnlineLearner | None = None  # a two-stage version's FTRL learning from outcomes
     limiter: RateLimiter = field(default_factory=RateLimiter)  # no limits unless set
     throughput: Throughput = field(default_factory=Throughput)  # the dashboard's rates
+    bus: EventBus | None = None  # NEXTBEST_EVENT_BUS: events reach the log through JetStream
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -199,4 +201,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
         experiments=experiments,
         online=online,
         limiter=RateLimiter.from_settings(settings),
+        bus=(
+            EventBus(settings.event_bus, settings.event_bus_stream) if settings.event_bus else None
+        ),
     )

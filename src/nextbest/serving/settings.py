@@ -7,6 +7,8 @@
     NEXTBEST_REDIS_URL            redis://host:6379/0 for shared session state (default: in-process)
     NEXTBEST_REDIS_PREFIX         key prefix in Redis (nextbest:)
     NEXTBEST_STATE_TTL_SECONDS    idle expiry of a session's live state (1800)
+    NEXTBEST_EVENT_BUS            nats://host:4222: events go through a NATS JetStream stream
+                                  to the log (default: ingest commits to the log itself)
     NEXTBEST_WRITE_KEYS, NEXTBEST_READ_KEYS, NEXTBEST_ADMIN_KEYS, NEXTBEST_BROWSER_KEYS
                                   comma-separated API keys
     NEXTBEST_IDENTITY_SECRETS     comma-separated secrets user tokens are signed with
@@ -61,6 +63,13 @@ class ServingSettings(BaseSettings):
     state_ttl_seconds: float = Field(default=1800.0, gt=0)
     state_max_sessions: int = Field(default=1_000_000, ge=1)  # in-process store only
     rebuild_events: int = Field(default=200, ge=1)  # events replayed to rebuild one session
+    # nats://host:4222: ingest acknowledges events once a JetStream stream stored them, and
+    # every node's consumer logs them (docs/operations.md). None: ingest commits to the log.
+    event_bus: str | None = None
+    event_bus_stream: str = Field(default="nextbest_events", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # how long a recommendation waits for its session's events published on the same node to
+    # be logged and applied (read-your-writes); then it answers from the state as it is
+    event_bus_wait_seconds: float = Field(default=0.5, ge=0)
     write_keys: CommaList = ()
     read_keys: CommaList = ()
     admin_keys: CommaList = ()
@@ -134,8 +143,9 @@ class ServingSettings(BaseSettings):
     def for_tenant(self, name: str) -> ServingSettings:
         """The settings of tenant `name`: its own data folder (`$NEXTBEST_HOME/tenants/NAME`:
         models, SQLite log, keys file, experiments), its own PostgreSQL schema
-        (`<schema>_NAME`) and Redis prefix; no keys from the environment (those are the
-        deployment's own shop's), no other tenants, no triggers."""
+        (`<schema>_NAME`), Redis prefix and event bus stream (`<stream>_NAME`); no keys from
+        the environment (those are the deployment's own shop's), no other tenants, no
+        triggers."""
         if not TENANT_NAME.fullmatch(name):
             raise ValueError(
                 f"tenant name {name!r}: use 1-40 lower-case letters, digits, '-' or '_'"
@@ -147,6 +157,7 @@ class ServingSettings(BaseSettings):
             update={
                 "home": self.home / "tenants" / name, "tenant": name, "tenants": (),
                 "database_schema": schema, "redis_prefix": f"{self.redis_prefix}{name}:",
+                "event_bus_stream": f"{self.event_bus_stream}_{name}",
                 "write_keys": (), "read_keys": (), "admin_keys": (), "browser_keys": (),
                 "identity_secrets": (), "keys_file": None, "experiments": None,
                 "triggers": None,

@@ -13,9 +13,13 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/healthz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def healthz(services: ServicesDep, response: Response) -> HealthOut:
-    """ok when the event log and the state store answer."""
+    """ok when the event log and the state store answer (and the event bus is connected,
+    when there is one)."""
     problems = []
-    for name, ping in (("event log", services.log.ping), ("state store", services.store.ping)):
+    pings = [("event log", services.log.ping), ("state store", services.store.ping)]
+    if services.bus is not None:
+        pings.append(("event bus", services.bus.ping))
+    for name, ping in pings:
         try:
             ping()
         except Exception as exc:

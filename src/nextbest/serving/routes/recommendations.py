@@ -207,6 +207,7 @@ async def get_recommendations(request: Request) -> Response:
         parse_candidates(params.candidates),
         parse_filter_params(params.filter_params),
     )
+    await caught_up(services, query.session_id)
     return json_reply(answer(services, query))
 
 
@@ -215,7 +216,18 @@ async def post_recommendations(
     body: RecommendationsIn, services: ReadOrBrowserAccess, request: Request
 ) -> RecommendationsOut:
     """The same as `GET`, with the fields in a JSON body (for long `candidates` lists)."""
-    return answer(services, query_of(request, body, tuple(body.candidates), body.filter_params))
+    query = query_of(request, body, tuple(body.candidates), body.filter_params)
+    await caught_up(services, query.session_id)
+    return answer(services, query)
+
+
+async def caught_up(services: Services, session_id: str | None) -> None:
+    """With the event bus on, wait a little (NEXTBEST_EVENT_BUS_WAIT_SECONDS) for the events
+    this node took for the session to be logged and applied, so that a list right after an
+    event sees it; a session with none pending costs nothing."""
+    wait = services.settings.event_bus_wait_seconds
+    if services.bus is not None and session_id is not None and wait > 0:
+        await services.bus.session_caught_up(session_id, wait)
 
 
 def query_of(
