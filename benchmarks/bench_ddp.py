@@ -140,10 +140,9 @@ def main() -> None:
         f"{config['n_sample']} samples), {args.epochs} epochs; `load before` is the 1-minute "
         "load average as each run started."
     )
-    command = "    .venv/bin/python benchmarks/bench_ddp.py " + " ".join(
-        ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs)]
-        + ["--runs", *map(str, args.runs)]
-    )
+    options = ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs)]
+    options += ["--runs", *map(str, args.runs)]
+    command = "    .venv/bin/python benchmarks/bench_ddp.py " + " ".join(options)
     block = f"{command}\n\n{header}\n\n{table(rows)}\n"
     print(block)
     if args.docs:
