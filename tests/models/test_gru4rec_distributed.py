@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tests.models.session_builders import make_sessions
+from session_builders import make_sessions
 
 from nextbest.models.gru4rec import GRU4Rec
 from nextbest.models.gru4rec.batching import plan

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from tests.twostage.test_attention_gru import synthetic
+from test_attention_gru import synthetic
 
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
 
