@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             write_per_item(client, prefix, ids, names, values)
             readers["redis-py, a hash per item"] = per_item_reader(client, prefix, names)
             readers["redis-py, one HMGET"] = one_hmget_reader(client, prefix, version, len(names))
-            readers["nextbest OnlineFeatures"] = lambda c: online.read("item", c, names).values
+            readers["nextbest OnlineFeatures"] = lambda c: online.read("item", c, names)
             try:
                 import feast
 

@@ -152,13 +152,13 @@ def test_online_holds_exactly_the_latest_offline_day(
     for entity, names in (("item", ITEM_NAMES), ("user", USER_NAMES)):
         latest = offline.latest(entity)
         ids = [*latest[latest.columns[0]].to_list(), "never-seen"]
-        online = reader.read(entity, ids, names)
+        online = reader.read_rows(entity, ids, names)
         moments = np.full(len(ids), online.as_of)
         expected = offline.as_of_rows(entity, ids, moments, names)
         assert online.as_of == done.as_of
         assert expected.shape == online.values.shape == (len(ids), len(names))
         np.testing.assert_array_equal(online.values, expected)  # NaN where NaN, bit for bit
-    row = reader.read("item", ["new"], ["item.purchases_1d"])
+    row = reader.read_rows("item", ["new"], ["item.purchases_1d"])
     assert row.values.tolist() == [[1.0]]
 
 
@@ -171,7 +171,7 @@ def test_a_new_version_is_read_and_the_oldest_dropped(redis_prefix: tuple[str, s
     for day in range(3):
         table = {"item": (["a"], names, np.array([[float(day)]]))}
         versions.append(write_online(client, prefix, (START + day) * DAY, table))
-        read = reader.read("item", ["a", "b"], names)  # the reader follows each new version
+        read = reader.read_rows("item", ["a", "b"], names)  # the reader follows each new version
         assert read.values.tolist() == [[float(day)], [0.0]]
         assert read.version == versions[-1] and read.as_of == (START + day) * DAY
     assert not list(client.scan_iter(match=f"{prefix}features:{versions[0]}:*"))
@@ -205,7 +205,7 @@ def test_materialize_command_writes_both_stores(
     assert result.exit_code == 0, result.output
     assert "10 days" in result.output and "online: version" in result.output
     latest = OfflineFeatures(out).latest("item")
-    online = OnlineFeatures(connect(url), prefix).read("item", ["a"], ["item.views_28d"])
+    online = OnlineFeatures(connect(url), prefix).read_rows("item", ["a"], ["item.views_28d"])
     assert online.values[0, 0] == latest.filter(pl.col("item_id") == "a")["item.views_28d"][0]
 
 
@@ -237,3 +237,34 @@ def test_every_feature_has_a_unique_name_of_its_entity() -> None:
     assert all(f.name.startswith(f.entity + ".") for f in FEATURES)
     ratios = [f for f in FEATURES if f.kind == "ratio"]
     assert all(set(f.over) <= set(names) for f in ratios)
+
+
+def test_materialize_reads_the_servers_own_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nextbest.events.log import open_event_log, sqlite_url
+    from nextbest.events.schema import Event
+
+    home = tmp_path / "home"
+    home.mkdir()
+    table = log(background())
+    event_log = open_event_log(sqlite_url(home))
+    event_log.append([Event(**row) for row in table.iter_rows(named=True)])
+    event_log.close()
+    monkeypatch.setenv("NEXTBEST_HOME", str(home))
+    monkeypatch.delenv("NEXTBEST_DATABASE_URL", raising=False)
+    from_log = runner.invoke(
+        app, ["features", "materialize", "--from-log", "--out", str(tmp_path / "a")]
+    )
+    assert from_log.exit_code == 0, from_log.output
+    path = tmp_path / "events.parquet"
+    table.write_parquet(path)
+    args = ["features", "materialize", "--events", str(path), "--out", str(tmp_path / "b")]
+    assert runner.invoke(app, args).exit_code == 0
+    assert (
+        OfflineFeatures(tmp_path / "a")
+        .latest("item")
+        .equals(OfflineFeatures(tmp_path / "b").latest("item"))
+    )
+    neither = runner.invoke(app, ["features", "materialize", "--out", str(tmp_path / "c")])
+    assert neither.exit_code == 2 and "--events FILE or --from-log" in neither.output

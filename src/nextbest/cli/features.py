@@ -17,7 +17,6 @@ features_app = typer.Typer(
 @features_app.command("materialize")
 @friendly_errors
 def materialize(
-    events: Annotated[Path, typer.Option(help="the event log (.parquet or GRU4Rec .tsv)")],
     out: Annotated[Path, typer.Option(help="folder of the offline store (Parquet by day)")],
     online: Annotated[
         str | None,
@@ -27,19 +26,37 @@ def materialize(
     last_days: Annotated[
         int | None, typer.Option(help="write only the latest this many days (default: all)")
     ] = None,
+    events: Annotated[
+        Path | None, typer.Option(help="the event log (.parquet or GRU4Rec .tsv)")
+    ] = None,
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log", help="read the server's own event log (NEXTBEST_DATABASE_URL or SQLite)"
+        ),
+    ] = False,
 ) -> None:
     """Compute every feature of the store for each day of the log (a day's values count only
     the events before it), write them as Parquet partitions, and with --online serve the
-    latest day from Redis."""
+    latest day from Redis (the server reads it there under its NEXTBEST_REDIS_PREFIX)."""
     from nextbest.events.io import read_events
     from nextbest.twostage.store.offline import day_name, log_days, materialize_offline
     from nextbest.twostage.store.online import connect, where, write_online
 
     if last_days is not None and last_days < 1:
         raise ValueError(f"--last-days must be at least 1, not {last_days}")
+    if (events is None) == (not from_log):
+        raise ValueError("give either --events FILE or --from-log (one of them)")
     client = connect(online) if online else None  # unreachable: say so before any work
-    with console.status(f"reading {events}"):
-        table = read_events(events)
+    if events is not None:
+        with console.status(f"reading {events}"):
+            table = read_events(events)
+    else:
+        from nextbest.cli.retrain import log_events
+        from nextbest.serving.settings import ServingSettings
+
+        settings = ServingSettings()
+        table = log_events(settings.database, settings.database_schema)
     first, last = log_days(table) if table.height else (0, 0)
     total = min(last - first + 1, last_days or last - first + 1)
     with progress_bar() as progress:

@@ -36,6 +36,7 @@ from nextbest.recommend.placements import Placement
 from nextbest.serving.live import Applied, advance, fresh_record
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.state.records import SessionRecord, UserRecord, add_purchase
+from nextbest.twostage.store.offline import EventsAsOf, ReaderAt
 
 PURCHASE = "purchase"
 
@@ -224,12 +225,14 @@ def walk(
     progress: Callable[[int], None] | None = None,
     profiles: UserProfiles | None = None,
     at_start: bool = False,
+    store: EventsAsOf | None = None,
 ) -> Iterator[Case]:
     """Every case of the test events (EVENT_SCHEMA; item events only, in time order per
     session), with the placement's list for it; with `profiles`, the session's and the
     user's affinity profiles as they stand before each case. `at_start`: instead, one case
     per session, the list before its first event (what a returning user's first page shows;
-    not for a placement that needs an item on screen)."""
+    not for a placement that needs an item on screen). `store`: the feature store's values
+    computed from the events, read as of each case (a ranker with store features)."""
     needs_item = "item_id" in placement.needs
     if at_start and needs_item:
         raise ValueError(f"placement {placement.name!r} needs an item on screen: no first page")
@@ -263,6 +266,8 @@ def walk(
                 ctx = Context(
                     query, model, items, record, live, when, user, rules, facets, user_affinity
                 )
+                if store is not None:
+                    ctx.feature_store = ReaderAt(store, when)
                 shown = placement.pipeline.recommend(ctx)
                 yield Case(ctx, shown, items.row_of[item], kind, session_id, t)
             step = Applied(t + 1, kind, item, when, user_id)
@@ -292,7 +297,14 @@ def evaluate_placement(
     ranks: list[float] = []
     diverse: list[float] = []
     categories_seen: set[int] = set()
-    cases = walk(placement, model, items, live, test, users, n, max_sessions, progress, profiles)
+    store = None
+    if store_features_of(model):  # as a server that materializes daily would read them
+        columns = ["item_id", "type", "timestamp", "user_id"]
+        store = EventsAsOf(pl.concat([train.select(columns), test.select(columns)]))
+    cases = walk(
+        placement, model, items, live, test, users, n, max_sessions, progress, profiles,
+        store=store,
+    )  # fmt: skip
     for case in cases:
         hit = np.flatnonzero(case.shown.rows == case.target_row)
         ranks.append(float(hit[0] + 1) if len(hit) else np.inf)
@@ -320,3 +332,9 @@ def intra_list_diversity(codes: np.ndarray) -> float:
     known = codes[codes >= 0]
     same = sum(c * (c - 1) for c in Counter(known.tolist()).values())
     return 1.0 - same / (size * (size - 1))
+
+
+def store_features_of(model: LoadedModel | None) -> tuple[str, ...]:
+    """The store features a loaded version's ranker reads (none for a single model)."""
+    spec = getattr(model.model, "spec", None) if model is not None else None
+    return tuple(getattr(spec, "store_features", ()))

@@ -87,6 +87,10 @@ class Context:
     # a generator's answer for this request by (name, k), for a generator that another one
     # calls too (`Complements` inside `SessionContext`): computed once per request
     generated: dict[tuple[str, int], Candidates] = field(default_factory=dict)
+    # the feature store's reader (`read(entity, ids, names)` -> values), for a ranker that
+    # reads store features: Redis when serving (twostage/store/online.py), the training
+    # events as of the case offline; None: no store
+    feature_store: Any = None
 
     @property
     def n(self) -> int:

@@ -84,10 +84,18 @@ class SessionOfAnotherUser(PermissionError):
 
 class Recommender:
     def __init__(
-        self, live: LiveState, trends: LiveCounts, catalog: CatalogCache, placements: Placements
+        self,
+        live: LiveState,
+        trends: LiveCounts,
+        catalog: CatalogCache,
+        placements: Placements,
+        feature_store: Any = None,
     ) -> None:
+        """`feature_store`: the online feature store's reader (`OnlineFeatures`), for a
+        pipeline whose ranker reads store features; None without Redis."""
         self.live, self.trends, self.catalog = live, trends, catalog
         self.placements = placements
+        self.feature_store = feature_store
 
     def placement(self, query: Query) -> Placement:
         """The query's placement, with its request filter; ValueError (UnknownPlacement,
@@ -141,6 +149,7 @@ class Recommender:
             facets=self.catalog.facets(),
             # read from the store only when a stage asks (the preference generator)
             user_affinity_of=(lambda: live.user_affinity(user_id)) if user_id else None,
+            feature_store=self.feature_store,
         )
 
     def recommend(self, model: LoadedModel | None, query: Query) -> list[Recommended]:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -167,6 +168,21 @@ def init_database(settings: ServingSettings) -> None:
         engine.dispose()
 
 
+def feature_store(settings: ServingSettings) -> Any:
+    """The online feature store's reader under the deployment's Redis prefix (what `nextbest
+    features materialize --online` writes), or None without Redis. Not checked here: a
+    pipeline without store features never reads it, and one with them falls back to the
+    generators' order while it cannot (the log says why)."""
+    if settings.redis_url is None:
+        return None
+    import redis
+
+    from nextbest.twostage.store.online import OnlineFeatures
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return OnlineFeatures(client, settings.redis_prefix)
+
+
 def open_services(settings: ServingSettings, classes: ModelClasses | None = None) -> Services:
     torch.set_num_threads(settings.torch_threads)
     engine = open_engine(settings.database, settings.sqlite_synchronous)
@@ -177,7 +193,7 @@ def open_services(settings: ServingSettings, classes: ModelClasses | None = None
     live = LiveState(store, log, settings.rebuild_events, facets=catalog.facets)
     trends = Trends(log, settings.trend_window_events)
     placements = load_placements(settings.placements)  # a bad file stops the server here
-    recommender = Recommender(live, trends, catalog, placements)
+    recommender = Recommender(live, trends, catalog, placements, feature_store(settings))
     registry = ModelRegistry(settings.home, classes)
     experiments = ServedExperiments(
         settings.experiments_file, settings.home, registry, live, recommender

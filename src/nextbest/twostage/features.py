@@ -16,6 +16,11 @@ The feature groups (`GROUPS`) are what the ablation leaves out one at a time:
     match       category of the last item, the session's share of the candidate's
                 category, brand and price band
     context     hour of day, placement
+
+and, only in a pipeline that names `store_features` (so not among the ablation's GROUPS):
+
+    store       the feature store's item statistics, as of the case's day: offline from
+                the training events, online from Redis (twostage/store/)
 """
 
 from __future__ import annotations
@@ -204,11 +209,13 @@ def ranking_data(
     label_items: np.ndarray | None = None,
     session: np.ndarray | None = None,
     live: Sequence[np.ndarray] | None = None,
+    store: Mapping[str, np.ndarray] | None = None,
 ) -> RankingData:
     """The features of every merged candidate; `label_items` [n_cases]: each case's next item
     (the label is 1 where the candidate is it). `live`: per `LIVE_WINDOWS` window, each row's
     count of events among the latest ones (a server's own counts); default: from `stats`'s
-    event stream."""
+    event stream. `store`: the feature store's values of each row, by feature name (the
+    `store` group; the pipeline's `store_features`)."""
     names: list[str] = []
     groups: dict[str, tuple[str, ...]] = {}
     columns: list[np.ndarray] = []
@@ -227,6 +234,8 @@ def ranking_data(
     add("repeat", repeat)
     add("match", match)
     add("context", _context_features(case, cases))
+    if store:
+        add("store", dict(store))
     label = None
     if label_items is not None:
         label = (item == label_items[case]).astype(np.float32)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import TiePolicy
@@ -37,7 +38,7 @@ from nextbest.models.base import SessionModel
 from nextbest.models.registry import MODELS, build_model
 from nextbest.twostage.data import LearnedRanker, RankingData, concat_ranking_data
 from nextbest.twostage.features import CaseInputs, ItemStats, ranking_data
-from nextbest.twostage.generate import Cases, merge_proposals, propose
+from nextbest.twostage.generate import Cases, Merged, merge_proposals, propose
 
 RANKERS = ("gbdt", "ftrl", "attention_gru", "popularity")
 Progress = Callable[[str], None]
@@ -63,10 +64,15 @@ class PipelineSpec:
     ranker_share: float = 0.15
     ranker_folds: int = 1  # the ranker's share in this many slices, each with its own cut
     max_ranker_cases: int = 200_000  # the latest ones, when the share holds more
+    # item features of the feature store (twostage/store/definitions.py) the ranker adds:
+    # read as of each case's day in training, from the online store (Redis) when serving
+    store_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "store_features", tuple(str(n) for n in self.store_features))
         if not self.generators:
             raise ValueError("pipeline: name at least one generator")
+        check_store_features(self.store_features)
         if self.ranker not in RANKERS:
             raise ValueError(
                 f"pipeline: ranker must be one of {', '.join(RANKERS)}, not {self.ranker!r}"
@@ -102,6 +108,7 @@ def load_spec(path: Path) -> PipelineSpec:
         "ranker_share",
         "ranker_folds",
         "max_ranker_cases",
+        "store_features",
     }
     unknown = set(table) - known
     if unknown:
@@ -134,11 +141,28 @@ def load_spec(path: Path) -> PipelineSpec:
             ranker_share=float(table.get("ranker_share", 0.15)),
             ranker_folds=int(table.get("ranker_folds", 1)),
             max_ranker_cases=int(table.get("max_ranker_cases", 200_000)),
+            store_features=tuple(table.get("store_features", ())),
         )
         make_ranker(spec.ranker, spec.ranker_params)  # a bad ranker parameter fails here
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return spec
+
+
+def check_store_features(names: Sequence[str]) -> None:
+    """ValueError unless every name is an item feature of the store."""
+    from nextbest.twostage.store.definitions import by_name
+
+    try:
+        features = by_name(names)
+    except ValueError as exc:
+        raise ValueError(f"pipeline: store_features: {exc}") from None
+    users = [f.name for f in features if f.entity != "item"]
+    if users:
+        raise ValueError(
+            f"pipeline: store_features takes item features only (a candidate is an item), "
+            f"not {users}"
+        )
 
 
 def make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
@@ -235,13 +259,18 @@ class Generators:
         return cls(tuple(specs), models, train, ItemStats.build(train, catalog), seconds)
 
     def candidates(
-        self, cases: Cases, say: Progress | None = None, stream: Sequence[Sessions] = ()
+        self,
+        cases: Cases,
+        say: Progress | None = None,
+        stream: Sequence[Sessions] = (),
+        store_features: Sequence[str] = (),
     ) -> tuple[RankingData, dict[str, float]]:
         """The ranking data of `cases` (coded in the generators' vocabulary), labelled with
         each case's next item, and the seconds each generator took to walk them. `stream`:
         the sessions whose events live popularity counts (those before each case's moment:
         what a server has seen by then); default the generators' training data and the
-        cases' sessions."""
+        cases' sessions. `store_features`: the feature store's values of each candidate as
+        of its case's day, computed from the same events (the days before the case's)."""
         support = self.train.item_support()
         proposals, seconds = [], {}
         for spec, model in zip(self.specs, self.models, strict=True):
@@ -255,7 +284,11 @@ class Generators:
         merged = merge_proposals(proposals)
         parts = list(stream) or [self.train, cases.sessions]
         stats = self.stats.with_stream(parts, self.train.n_events)
-        data = ranking_data(merged, CaseInputs.of(cases), stats, cases.target_item, cases.session)
+        inputs = CaseInputs.of(cases)
+        store = None
+        if store_features:
+            store = store_values(parts, self.train.item_ids, merged, inputs, store_features)
+        data = ranking_data(merged, inputs, stats, cases.target_item, cases.session, store=store)
         seconds["features"] = time.perf_counter() - started
         return data, seconds
 
@@ -350,7 +383,7 @@ def run_pipeline(
     started = time.perf_counter()
     ranker, full, ranker_data = fit_pipeline(spec, train, catalog, seconds, say, cache, ranker_data)
     cases = Cases.of(test)
-    test_data, walk = full.candidates(cases, say)
+    test_data, walk = full.candidates(cases, say, store_features=spec.store_features)
     for name, value in walk.items():
         seconds[f"candidates for the test: {name}"] = value
     tick = time.perf_counter()
@@ -434,7 +467,7 @@ def ranker_training_data(
             key = f"fit before cut: {name}"
             seconds[key] = seconds.get(key, 0.0) + value
         cases = latest_cases(Cases.of(after), per_fold)
-        part, walk = early.candidates(cases, say)
+        part, walk = early.candidates(cases, say, store_features=spec.store_features)
         for name, value in walk.items():
             key = f"candidates for the ranker: {name}"
             seconds[key] = seconds.get(key, 0.0) + value
@@ -499,3 +532,51 @@ def list_figures(
         )
         popularity[k] = float((per_list / sizes).sum()) / n_lists
     return coverage, popularity
+
+
+def store_values(
+    parts: Sequence[Sessions],
+    item_ids: np.ndarray,
+    merged: Merged,
+    cases: CaseInputs,
+    names: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """Per store feature, each candidate's value as of its case's moment (the partition of
+    that day: events of the days before it in `parts`), as a server reads it that day."""
+    from nextbest.twostage.store.offline import EventsAsOf
+
+    events = typed_events(parts)
+    ids = item_ids[merged.item]
+    values = EventsAsOf(events).as_of_rows("item", ids, cases.moment[merged.case], names)
+    return {name: values[:, k] for k, name in enumerate(names)}
+
+
+def typed_events(parts: Sequence[Sessions]) -> pl.DataFrame:
+    """The events of `parts` as the store reads a log: item_id, type, timestamp, user_id."""
+    frames = []
+    for sessions in parts:
+        if sessions.event_types is None:
+            raise ValueError(
+                "the feature store counts views, carts and purchases: the training events "
+                "have no type column"
+            )
+        users = None
+        if sessions.user_ids is not None:
+            users = np.repeat(sessions.user_ids, sessions.lengths)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "item_id": sessions.item_ids[sessions.items].astype(str),
+                    "type": sessions.event_types.astype(str),
+                    "timestamp": sessions.times,
+                    "user_id": users,
+                },
+                schema={
+                    "item_id": pl.String,
+                    "type": pl.String,
+                    "timestamp": pl.Float64,
+                    "user_id": pl.String,
+                },
+            )
+        )
+    return pl.concat(frames)

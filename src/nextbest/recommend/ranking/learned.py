@@ -7,16 +7,21 @@ counts of the latest events, the item statistics of the version's training data.
 the version's vocabulary does not hold (new items from another source) follow the ranked
 ones, in their merged order.
 
-Without a usable ranker (a single model serving, or a ranker refused at load as corrupt) the
-list keeps the generators' order (reciprocal-rank fusion), and `nextbest_ranked_lists_total
+A pipeline that names `store_features` reads them from the feature store (`ctx.feature_store`:
+the Redis online store when serving). Without a usable ranker (a single model serving, a
+ranker refused at load as corrupt, or store features that cannot be read) the list keeps the
+generators' order (reciprocal-rank fusion), and `nextbest_ranked_lists_total
 {outcome="fallback"}` counts it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import redis
 
 from nextbest.recommend.candidates import Candidates
 from nextbest.recommend.context import Context
@@ -28,6 +33,14 @@ from nextbest.twostage.generate import Merged
 from nextbest.twostage.model import PipelineModel
 
 EXPLAINED = 3  # features named per item when a request asks why
+WARN_EVERY_SECONDS = 60.0  # a store that cannot be read is logged at most this often
+
+logger = logging.getLogger(__name__)
+_last_warning = [0.0]
+
+
+class StoreUnavailable(LookupError):
+    """The version's ranker reads store features, and this request has no store to read."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,18 @@ def request_data(pipeline: PipelineModel, ctx: Context, candidates: Candidates) 
     if recent_counts is not None and len(pipeline.stats.live_windows) == len(LIVE_WINDOWS):
         ids = [str(i) for i in ctx.items.ids[candidates.rows]]
         live = [recent_counts(ids, w) for w in pipeline.stats.live_windows]
-    return ranking_data(merged, cases, pipeline.stats, live=live)
+    store = None
+    names = pipeline.spec.store_features
+    if names:
+        if ctx.feature_store is None:
+            raise StoreUnavailable(
+                "the version's ranker reads store features, and the server has no feature "
+                "store: set NEXTBEST_REDIS_URL and run `nextbest features materialize --online`"
+            )
+        ids = [str(i) for i in ctx.items.ids[candidates.rows]]
+        values = np.asarray(ctx.feature_store.read("item", ids, names), np.float32)
+        store = {name: values[:, k] for k, name in enumerate(names)}
+    return ranking_data(merged, cases, pipeline.stats, live=live, store=store)
 
 
 @dataclass(frozen=True)
@@ -82,7 +106,12 @@ class LearnedRanking:
         assert isinstance(model, PipelineModel)
         known = candidates.rows < ctx.items.n_model
         inside = candidates.take(known)
-        data = request_data(model, ctx, inside)
+        try:
+            data = request_data(model, ctx, inside)
+        except (LookupError, redis.RedisError) as exc:  # the feature store, not the ranker
+            _warn(f"learned ranker skipped, the feature store cannot be read: {exc}")
+            metrics.RANKED.labels("fallback").inc()
+            return self.fallback.rank(ctx, candidates)
         predicted = np.asarray(ranker.predict(data), np.float64)
         explained: dict[int, list[tuple[str, float]]] = {}
         explain = getattr(ranker, "explain", None)
@@ -98,3 +127,11 @@ class LearnedRanking:
         floor = predicted.min() if len(predicted) else 0.0
         scores[~known] = floor - 1.0 - np.arange(int((~known).sum()))
         return candidates.with_scores(scores).sorted()
+
+
+def _warn(message: str) -> None:
+    """Log `message`, at most once a minute (a request after request would flood the log)."""
+    now = time.monotonic()
+    if now - _last_warning[0] >= WARN_EVERY_SECONDS:
+        _last_warning[0] = now
+        logger.warning(message)

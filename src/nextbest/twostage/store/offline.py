@@ -222,21 +222,75 @@ class OfflineFeatures:
     ) -> np.ndarray:
         """[len(ids), len(names)]: each id's features as a server would have read them at
         its moment (from the partition of the moment's day), defaults where none."""
-        features = by_name(names)
-        key = ENTITY_KEYS[entity]
-        wanted = pl.DataFrame(
-            {
-                key: [str(i) for i in ids],
-                "day": (np.asarray(moments, np.float64) // SECONDS_PER_DAY).astype(np.int64),
-                "row": np.arange(len(ids)),
-            }
-        )
-        parts = [
-            self.day(entity, int(day))
-            .select(key, *names)
-            .with_columns(pl.lit(int(day)).alias("day"))
-            for day in wanted["day"].unique().to_list()
-        ]
-        found = wanted.join(pl.concat(parts), on=[key, "day"], how="left").sort("row")
-        values = found.select(names).to_numpy().astype(np.float64)
-        return fill_missing(values, features)
+        return rows_as_of(entity, ids, moments, names, lambda day: self.day(entity, day))
+
+
+class EventsAsOf:
+    """The store's values computed from an event table in memory, without materializing:
+    what `OfflineFeatures.as_of_rows` reads from the files the same events would make (the
+    ranker's training cases read their features through here)."""
+
+    def __init__(self, events: pl.DataFrame, features: Sequence[Feature] = FEATURES) -> None:
+        self.features = list(features)
+        self.daily = {
+            e: daily_counts(events, e, features_of(e, self.features))
+            for e in entities(self.features)
+        }
+        self._days: dict[tuple[str, int], pl.DataFrame] = {}
+
+    def day(self, entity: str, day: int) -> pl.DataFrame:
+        key = (entity, day)
+        if key not in self._days:
+            features = features_of(entity, self.features)
+            self._days[key] = day_values(self.daily[entity], entity, day, features)
+        return self._days[key]
+
+    def as_of_rows(
+        self, entity: str, ids: Sequence[str], moments: np.ndarray, names: Sequence[str]
+    ) -> np.ndarray:
+        return rows_as_of(entity, ids, moments, names, lambda day: self.day(entity, day))
+
+
+@dataclass(frozen=True)
+class ReaderAt:
+    """`OnlineFeatures.read`'s interface over values computed offline, at one moment: what
+    the ranker reads in an offline evaluation of a placement (a server reads Redis)."""
+
+    source: EventsAsOf | OfflineFeatures
+    moment: float
+
+    def read(self, entity: str, ids: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        moments = np.full(len(ids), self.moment)
+        return self.source.as_of_rows(entity, ids, moments, names)
+
+
+def rows_as_of(
+    entity: str,
+    ids: Sequence[str],
+    moments: np.ndarray,
+    names: Sequence[str],
+    day_table: Callable[[int], pl.DataFrame],
+) -> np.ndarray:
+    """[len(ids), len(names)]: each id's features from `day_table` of its moment's day
+    (UTC), defaults where the day has no row of it."""
+    features = by_name(names)
+    key = ENTITY_KEYS[entity]
+    wanted = pl.DataFrame(
+        {
+            key: [str(i) for i in ids],
+            "day": (np.asarray(moments, np.float64) // SECONDS_PER_DAY).astype(np.int64),
+            "row": np.arange(len(ids)),
+        },
+        schema={key: pl.String, "day": pl.Int64, "row": pl.Int64},
+    )
+    parts = [
+        day_table(int(day))
+        .select(pl.col(key).cast(pl.String), *(pl.col(n).cast(pl.Float64) for n in names))
+        .with_columns(pl.lit(int(day), pl.Int64).alias("day"))
+        for day in wanted["day"].unique().to_list()
+    ]
+    if not parts:
+        return np.zeros((0, len(names)), np.float64)
+    found = wanted.join(pl.concat(parts), on=[key, "day"], how="left").sort("row")
+    values = found.select(names).to_numpy().astype(np.float64)
+    return fill_missing(values, features)

@@ -127,7 +127,11 @@ class OnlineFeatures:
         self.prefix = prefix
         self._version: _Version | None = None
 
-    def read(self, entity: str, ids: Sequence[str], names: Sequence[str]) -> OnlineRows:
+    def read(self, entity: str, ids: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        """[len(ids), len(names)] of the served version (`read_rows` adds its version)."""
+        return self.read_rows(entity, ids, names).values
+
+    def read_rows(self, entity: str, ids: Sequence[str], names: Sequence[str]) -> OnlineRows:
         features = by_name(names)
         if any(f.entity != entity for f in features):
             raise ValueError(f"features {list(names)} are not all of entity {entity!r}")
