@@ -32,14 +32,7 @@ import torch
 from nextbest.models.distributed import sum_across
 from nextbest.models.gru4rec.batching import Plan
 from nextbest.models.gru4rec.network import Hidden
-from nextbest.models.gru4rec.training import (
-    EpochStats,
-    Leaves,
-    Trainer,
-    _grad,
-    _leaf,
-    batch_loss,
-)
+from nextbest.models.gru4rec.training import EpochStats, Trainer, _grad, batch_loss
 
 
 @dataclass(frozen=True)
@@ -126,7 +119,7 @@ class DistributedTrainer(Trainer):
         n_targets = len(targets)
         cols = targets if self.sampler is None else torch.cat([targets, self.sampler()])  # [C]
         order = torch.cat([share.columns, torch.arange(n_targets, len(cols))])  # [C]
-        scores, hidden, leaves = self.forward_rows(inputs, cols, order, hidden, share.rows)
+        scores, hidden, leaves = self.forward(inputs, cols, hidden, True, (share.rows, order))
         loss = self._loss(scores, cols, n_targets, order)
         batch_loss(loss, self.config).backward()  # type: ignore[no-untyped-call]
         dense = [p.grad for p in self.optimizer.dense]
@@ -136,39 +129,3 @@ class DistributedTrainer(Trainer):
         for (table, index, _), grads in zip(leaves, parts, strict=True):
             self.optimizer.step_rows(table, index, grads)
         return loss.item(), [h.detach() for h in hidden]
-
-    def forward_rows(
-        self,
-        inputs: torch.Tensor,
-        cols: torch.Tensor,
-        order: torch.Tensor,
-        hidden: Hidden,
-        rows: torch.Tensor,
-    ) -> tuple[torch.Tensor, Hidden, list[Leaves]]:
-        """`Trainer.forward` for the rows `rows` of the mini-batch: scores [b, C] whose
-        columns are `cols` in the order `order` (each row's target on the diagonal). The
-        leaves hold every input row and every column, as in one process, so their gradients
-        have the same layout in every process."""
-        net = self.net
-        every_row = _leaf(net.input_table, inputs)  # [B, In]
-        weights = _leaf(net.item_weights, cols)  # [C, H]
-        bias = _leaf(net.item_bias, cols)  # [C]
-        # the masks of the whole mini-batch, drawn as one process draws them
-        embed_mask, hidden_masks = self._dropout_masks(len(inputs), every_row.shape[1], True)
-        x, (w, b) = self.with_attributes(inputs, every_row, (cols, weights, bias), True)
-        x = x.index_select(0, rows)
-        if embed_mask is not None:
-            embed_mask = embed_mask.index_select(0, rows)
-        if hidden_masks is not None:
-            hidden_masks = [m.index_select(0, rows) for m in hidden_masks]
-        hidden = net.encode(x, hidden, embed_mask, hidden_masks)
-        scores = net.logits(hidden[-1], w.index_select(0, order), b.index_select(0, order))
-        leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
-        if net.mode == "shared":
-            leaves.append((net.item_weights, torch.cat([inputs, cols]), (every_row, weights)))
-        else:
-            leaves += [
-                (net.input_table, inputs, (every_row,)),
-                (net.item_weights, cols, (weights,)),
-            ]
-        return scores, hidden, leaves

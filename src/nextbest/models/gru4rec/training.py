@@ -93,13 +93,21 @@ class Trainer:
         return loss.item(), [h.detach() for h in hidden]
 
     def forward(
-        self, inputs: torch.Tensor, cols: torch.Tensor, hidden: Hidden, train: bool
+        self,
+        inputs: torch.Tensor,
+        cols: torch.Tensor,
+        hidden: Hidden,
+        train: bool,
+        own: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, Hidden, list[Leaves]]:
         """Scores [B, C] of the columns `cols` after one step from `inputs` [B].
 
         Only the needed rows of the item tables are gathered, as leaf tensors, so autograd
         never builds an [n_items, H] gradient; the third result lists, per table, the rows used
         and the leaves holding them, for the indexed update. `train=False`: no dropout.
+        `own` (one process of several, distributed.py): (rows, order): only the mini-batch's
+        rows `rows` are stepped (`hidden` holds theirs), scored against the columns in the
+        order `order`; the leaves and the random draws stay those of the whole mini-batch.
         """
         net = self.net
         rows = _leaf(net.input_table, inputs)  # [B, In]
@@ -107,6 +115,13 @@ class Trainer:
         bias = _leaf(net.item_bias, cols)  # [C]
         embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
         x, (w, b) = self.with_attributes(inputs, rows, (cols, weights, bias), train)
+        if own is not None:
+            mine, order = own
+            x, w, b = x.index_select(0, mine), w.index_select(0, order), b.index_select(0, order)
+            if embed_mask is not None:
+                embed_mask = embed_mask.index_select(0, mine)
+            if hidden_masks is not None:
+                hidden_masks = [m.index_select(0, mine) for m in hidden_masks]
         hidden = net.encode(x, hidden, embed_mask, hidden_masks)
         scores = net.logits(hidden[-1], w, b)  # [B, C]
         leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
