@@ -62,7 +62,10 @@ def typed_sessions() -> Sessions:
         np.arange(sessions.n_sessions) * 20 * DAY / sessions.n_sessions, sessions.lengths
     )
     times = 1_700_000_000.0 - 1_700_000_000.0 % DAY + starts + np.arange(n) % 7 * 60.0
-    return dataclasses.replace(sessions, event_types=kinds.astype(object), times=times)
+    users = np.array([None if k % 3 == 0 else f"u{k % 17}" for k in range(sessions.n_sessions)])
+    return dataclasses.replace(
+        sessions, event_types=kinds.astype(object), times=times, user_ids=users.astype(object)
+    )
 
 
 def test_training_cases_read_the_store_as_of_their_day() -> None:

@@ -561,8 +561,9 @@ def typed_events(parts: Sequence[Sessions]) -> pl.DataFrame:
                 "have no type column"
             )
         users = None
-        if sessions.user_ids is not None:
-            users = np.repeat(sessions.user_ids, sessions.lengths)
+        if sessions.user_ids is not None:  # object arrays with None: polars takes a list
+            users = [None if u is None else str(u) for u in sessions.user_ids]
+            users = list(np.repeat(np.array(users, dtype=object), sessions.lengths))
         frames.append(
             pl.DataFrame(
                 {
