@@ -40,7 +40,7 @@ from nextbest.twostage.store.offline import EventsAsOf, materialize_offline
 from nextbest.twostage.store.online import OnlineFeatures, connect, write_online
 
 DAY = 86_400.0
-NAMES = ("item.views_7d", "item.carts_7d", "item.purchase_rate_28d")
+NAMES = ("item.views_7d", "item.carts_7d", "item.purchase_rate_28d", "item.age_days")
 SPEC = PipelineSpec(
     generators=(GeneratorSpec("covisit", 10), GeneratorSpec("pop", 20)),
     ranker="gbdt",
@@ -74,8 +74,8 @@ def test_training_cases_read_the_store_as_of_their_day() -> None:
     after = train.take(np.arange(300, 400))
     generators = Generators.fit(SPEC.generators, early)
     data, _ = generators.candidates(Cases.of(after), store_features=NAMES)
-    assert data.groups["store"] == NAMES
-    views = data.features[:, data.names.index("item.views_7d")]
+    assert data.groups["store"] == tuple(f"store.{name}" for name in NAMES)
+    views = data.features[:, data.names.index("store.item.views_7d")]
     # by hand: the candidate's views in the 7 days before its case's day, in both parts
     events = typed_events([early, after])
     ids = early.item_ids[data.item]

@@ -215,7 +215,7 @@ def ranking_data(
     (the label is 1 where the candidate is it). `live`: per `LIVE_WINDOWS` window, each row's
     count of events among the latest ones (a server's own counts); default: from `stats`'s
     event stream. `store`: the feature store's values of each row, by feature name (the
-    `store` group; the pipeline's `store_features`)."""
+    `store` group, each column named `store.` + the name; the pipeline's `store_features`)."""
     names: list[str] = []
     groups: dict[str, tuple[str, ...]] = {}
     columns: list[np.ndarray] = []
@@ -234,8 +234,8 @@ def ranking_data(
     add("repeat", repeat)
     add("match", match)
     add("context", _context_features(case, cases))
-    if store:
-        add("store", dict(store))
+    if store:  # "store." first: the store's item.age_days is not the item group's
+        add("store", {f"store.{name}": values for name, values in store.items()})
     label = None
     if label_items is not None:
         label = (item == label_items[case]).astype(np.float32)
