@@ -3,13 +3,14 @@
     .venv/bin/python benchmarks/bench_event_bus.py                 # 10 s each, 2 workers
     .venv/bin/python benchmarks/bench_event_bus.py --seconds 20 --docs
 
-Back to back, in this run: `nextbest serve --workers 2` over a SQLite log with a catalog of
-20,000 items and no model (popularity), once committing each request's events itself, once
-with NEXTBEST_EVENT_BUS on the machine's NATS (a stream of its own, deleted afterwards). The
-load is bench_serving.py's: batches of 100 view events from 8 connections as fast as they
-are acknowledged. Reported: events acknowledged per second, the request's p50 / p99, and,
-with the bus, how long after the last acknowledgement the log held every acknowledged event
-(what the consumers still had to write). Needs NATS with JetStream on 127.0.0.1:4222.
+Back to back, in this run: `nextbest serve --workers 2` (state in Redis) over a SQLite log
+with a catalog of 20,000 items and no model (popularity), once committing each request's
+events itself, once with NEXTBEST_EVENT_BUS on the machine's NATS (a stream of its own,
+deleted afterwards). The load is bench_serving.py's: batches of 100 view events from 8
+connections as fast as they are acknowledged. Reported: events acknowledged per second, the
+request's p50 / p99, and how long after the last acknowledgement the log held every
+acknowledged event (with the bus: what the consumers still had to write). Needs NATS with
+JetStream on 127.0.0.1:4222 and Redis on 127.0.0.1:6379.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import uvloop
 
 from bench_serving import (
+    _clear_redis,
     events_flat_out,
     free_port,
     start_server,
@@ -39,6 +41,7 @@ from machine_info import machine
 from nextbest.events.log import open_event_log, sqlite_url
 
 NATS_URL = os.environ.get("NEXTBEST_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+REDIS_URL = os.environ.get("NEXTBEST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BEGIN, END = "<!-- event-bus:begin -->", "<!-- event-bus:end -->"
 
 
@@ -53,6 +56,8 @@ def logged(home: Path) -> int:
 def run(kind: str, seconds: float, workers: int) -> dict[str, Any]:
     items = [f"item-{k:05d}" for k in range(20_000)]
     stream = f"bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-bus-{uuid.uuid4().hex[:8]}:"  # two workers share state in Redis
+    shared = {"NEXTBEST_REDIS_URL": REDIS_URL, "NEXTBEST_REDIS_PREFIX": prefix}
     env = (
         {"NEXTBEST_EVENT_BUS": NATS_URL, "NEXTBEST_EVENT_BUS_STREAM": stream}
         if kind == "bus"
@@ -61,7 +66,7 @@ def run(kind: str, seconds: float, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         home = Path(scratch)
         port = free_port()
-        server = start_server(home, port, workers, env)
+        server = start_server(home, port, workers, {**env, **shared})
         try:
             upload_catalog(port, synthetic_catalog(items))
             load_before = os.getloadavg()[0]
@@ -75,6 +80,7 @@ def run(kind: str, seconds: float, workers: int) -> dict[str, Any]:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
+            _clear_redis(REDIS_URL, prefix)
         if kind == "bus":
             asyncio.run(_delete_stream(stream))
     return {
