@@ -36,6 +36,7 @@ from nextbest.recommend.placements import Placement
 from nextbest.serving.live import Applied, advance, fresh_record
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.state.records import SessionRecord, UserRecord, add_purchase
+from nextbest.twostage.store.definitions import features_of
 from nextbest.twostage.store.offline import EventsAsOf, ReaderAt
 
 PURCHASE = "purchase"
@@ -300,7 +301,8 @@ def evaluate_placement(
     store = None
     if store_features_of(model):  # as a server that materializes daily would read them
         columns = ["item_id", "type", "timestamp", "user_id"]
-        store = EventsAsOf(pl.concat([train.select(columns), test.select(columns)]))
+        events = pl.concat([train.select(columns), test.select(columns)])
+        store = EventsAsOf(events, features_of("item"))
     cases = walk(
         placement, model, items, live, test, users, n, max_sessions, progress, profiles,
         store=store,

@@ -543,11 +543,13 @@ def store_values(
 ) -> dict[str, np.ndarray]:
     """Per store feature, each candidate's value as of its case's moment (the partition of
     that day: events of the days before it in `parts`), as a server reads it that day."""
+    from nextbest.twostage.store.definitions import features_of
     from nextbest.twostage.store.offline import EventsAsOf
 
     events = typed_events(parts)
     ids = item_ids[merged.item]
-    values = EventsAsOf(events).as_of_rows("item", ids, cases.moment[merged.case], names)
+    store = EventsAsOf(events, features_of("item"))  # a candidate is an item: no user counts
+    values = store.as_of_rows("item", ids, cases.moment[merged.case], names)
     return {name: values[:, k] for k, name in enumerate(names)}
 
 

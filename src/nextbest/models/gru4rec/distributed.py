@@ -32,7 +32,7 @@ import torch
 from nextbest.models.distributed import sum_across
 from nextbest.models.gru4rec.batching import Plan
 from nextbest.models.gru4rec.network import Hidden
-from nextbest.models.gru4rec.training import EpochStats, Trainer, _grad, batch_loss
+from nextbest.models.gru4rec.training import EpochStats, Trainer, _grad, batch_loss, carry
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,7 @@ class DistributedTrainer(Trainer):
         hidden = self.net.initial_hidden(len(shares[0].rows) if shares else 0)
         total = torch.zeros(1, dtype=torch.float64)
         for batch, share in zip(plan.batches(items), shares, strict=True):
-            if share.keep is not None:
-                hidden = [h.index_select(0, share.keep) for h in hidden]
-            if share.reset is not None:
-                for h in hidden:
-                    h.index_fill_(0, share.reset, 0.0)
+            hidden = carry(hidden, share.keep, share.reset)
             loss, hidden = self.own_step(batch.inputs, batch.targets, hidden, share)
             total += loss
         self.net.eval()

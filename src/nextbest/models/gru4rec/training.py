@@ -223,11 +223,16 @@ def logq_offsets(support: np.ndarray, logq: float, alpha: float) -> tuple[np.nda
 
 def _carry(hidden: Hidden, batch: MiniBatch) -> Hidden:
     """The state entering a mini-batch: finished slots dropped, new sessions zeroed."""
-    if batch.keep is not None:
-        hidden = [h.index_select(0, batch.keep) for h in hidden]
-    if batch.reset is not None:
+    return carry(hidden, batch.keep, batch.reset)
+
+
+def carry(hidden: Hidden, keep: torch.Tensor | None, reset: torch.Tensor | None) -> Hidden:
+    """`hidden` with only the rows `keep` (all when None), then the rows `reset` zeroed."""
+    if keep is not None:
+        hidden = [h.index_select(0, keep) for h in hidden]
+    if reset is not None:
         for h in hidden:
-            h.index_fill_(0, batch.reset, 0.0)
+            h.index_fill_(0, reset, 0.0)
     return hidden
 
 

@@ -74,22 +74,28 @@ def request_data(pipeline: PipelineModel, ctx: Context, candidates: Candidates) 
     if not recent:  # no item event yet: the request's own clock
         cases = CaseInputs(np.array([ctx.now]), cases.length, cases.gap, cases.history, placement)
     live = None
+    ids = [str(i) for i in ctx.items.ids[candidates.rows]]
     recent_counts = getattr(ctx.live, "recent_counts", None)
     if recent_counts is not None and len(pipeline.stats.live_windows) == len(LIVE_WINDOWS):
-        ids = [str(i) for i in ctx.items.ids[candidates.rows]]
         live = [recent_counts(ids, w) for w in pipeline.stats.live_windows]
-    store = None
     names = pipeline.spec.store_features
-    if names:
-        if ctx.feature_store is None:
-            raise StoreUnavailable(
-                "the version's ranker reads store features, and the server has no feature "
-                "store: set NEXTBEST_REDIS_URL and run `nextbest features materialize --online`"
-            )
-        ids = [str(i) for i in ctx.items.ids[candidates.rows]]
-        values = np.asarray(ctx.feature_store.read("item", ids, names), np.float32)
-        store = {name: values[:, k] for k, name in enumerate(names)}
+    store = _store_values(ctx, ids, names) if names else None
     return ranking_data(merged, cases, pipeline.stats, live=live, store=store)
+
+
+def _store_values(ctx: Context, ids: list[str], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The store features `names` of the items `ids`; StoreUnavailable when they cannot be
+    read (no store, nothing materialized, a feature the store lacks, Redis down)."""
+    if ctx.feature_store is None:
+        raise StoreUnavailable(
+            "the version's ranker reads store features, and the server has no feature "
+            "store: set NEXTBEST_REDIS_URL and run `nextbest features materialize --online`"
+        )
+    try:
+        values = np.asarray(ctx.feature_store.read("item", ids, names), np.float32)
+    except (LookupError, redis.RedisError) as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    return {name: values[:, k] for k, name in enumerate(names)}
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class LearnedRanking:
         inside = candidates.take(known)
         try:
             data = request_data(model, ctx, inside)
-        except (LookupError, redis.RedisError) as exc:  # the feature store, not the ranker
+        except StoreUnavailable as exc:
             _warn(f"learned ranker skipped, the feature store cannot be read: {exc}")
             metrics.RANKED.labels("fallback").inc()
             return self.fallback.rank(ctx, candidates)

@@ -415,7 +415,7 @@ class AttentionGRURanker:
                     if config.negatives:
                         rows, local = _sample(rows, local, train.label, config.negatives, rng)
                     target = labels[torch.from_numpy(rows)]
-                    if not _has_positive(config.loss, target, local, len(cases)):
+                    if not _has_positive(config.loss, target):
                         continue  # nothing to learn from these cases (every process agrees)
                     if len(cases) < share.world:
                         continue  # not a case for every process: the epoch's last few
@@ -559,7 +559,7 @@ def _sample(
     return rows[keep], local[keep]
 
 
-def _has_positive(loss: Loss, target: Tensor, local: np.ndarray, n_cases: int) -> bool:
+def _has_positive(loss: Loss, target: Tensor) -> bool:
     """Whether a mini-batch has anything to learn: any row for bce, a positive for softmax."""
     if loss == "bce":
         return len(target) > 0
