@@ -12,10 +12,9 @@ rsc15_100k setting of bench_gru4rec.py, next-event protocol, conservative ties):
   thread each, every mini-batch's rows split between them (gradients summed by all-reduce).
 
 Two processes compute the gradient one process computes (models/gru4rec/distributed.py), up to
-the order of float additions. Training amplifies such rounding differences (a 3e-7 relative
-change of every gradient grows past 1e-4 in the loss within 40 steps on rsc15_100k, as two
-processes' do), so after 10 epochs two processes give another model of the same quality, not
-the same model: compare them across seeds. Run it alone: the two cores are what is split.
+the order of float additions. Training amplifies such rounding differences over thousands of
+steps, so after 10 epochs two processes give another model of the same quality, not the same
+model: compare them across seeds. Run it alone: the two cores are what is split.
 """
 
 from __future__ import annotations
