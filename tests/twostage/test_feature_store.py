@@ -12,7 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from nextbest.cli.main import app
-from nextbest.twostage.store.definitions import FEATURES, SECONDS_PER_DAY, features_of
+from nextbest.twostage.store.definitions import (
+    FEATURES,
+    MAX_PAIR_ITEMS,
+    SECONDS_PER_DAY,
+    entity_ids,
+    features_of,
+    pair_key,
+)
 from nextbest.twostage.store.offline import (
     OfflineFeatures,
     day_name,
@@ -25,6 +32,7 @@ DAY = SECONDS_PER_DAY
 START = 19_000  # a day number: 2022-01-08
 ITEM_NAMES = [f.name for f in features_of("item")]
 USER_NAMES = [f.name for f in features_of("user")]
+PAIR_NAMES = [f.name for f in features_of("pair")]
 
 
 def log(rows: list[tuple[str, str, str | None, float]]) -> pl.DataFrame:
@@ -123,6 +131,52 @@ def test_the_values_are_the_definitions(tmp_path: Path) -> None:
     assert u["user.days_since_last"] == pytest.approx(10 - 1.8)
 
 
+def test_pairs_count_the_sessions_that_held_both_items(tmp_path: Path) -> None:
+    # a session is a user's day (`log`): u on day 0 and day 2, v and w on day 1
+    events = log(
+        [
+            ("view", "a", "u", 0.1 * DAY),
+            ("view", "b", "u", 0.2 * DAY),
+            ("cart", "b", "u", 0.3 * DAY),
+            ("view", "a", "v", 1.1 * DAY),
+            ("purchase", "b", "v", 1.2 * DAY),
+            ("view", "b", "w", 1.3 * DAY),  # b alone: no pair
+            ("view", "a", "u", 2.1 * DAY),
+            ("view", "c", "u", 2.2 * DAY),
+        ]
+    )
+    materialize_offline(events, tmp_path)
+    store = OfflineFeatures(tmp_path)
+    latest = store.latest("pair").rows_by_key("pair_id", named=True, unique=True)
+    assert sorted(latest) == sorted(pair_key(x, y) for x, y in ["ab", "ba", "ac", "ca"])
+    ab, ba = latest[pair_key("a", "b")], latest[pair_key("b", "a")]
+    assert (ab["pair.sessions_28d"], ab["pair.carts_28d"], ab["pair.purchases_28d"]) == (2, 1, 1)
+    assert (ba["pair.sessions_28d"], ba["pair.carts_28d"], ba["pair.purchases_28d"]) == (2, 0, 0)
+    # point in time: on day 1 only day 0's session counts, on day 2 the two of days 0 and 1
+    for day, expected in ((START + 1, 1.0), (START + 2, 2.0)):
+        assert value(store, "pair", day, pair_key("a", "b"), "pair.sessions_7d") == expected
+    assert value(store, "pair", START + 2, pair_key("a", "c"), "pair.sessions_7d") == 0.0
+    assert value(store, "pair", START + 3, pair_key("b", "c"), "pair.sessions_7d") == 0.0
+
+
+def test_a_long_sessions_pairs_are_of_its_latest_items(tmp_path: Path) -> None:
+    n = MAX_PAIR_ITEMS + 5
+    events = log([("view", f"i{k:02d}", "u", 0.1 * DAY + k) for k in range(n)])
+    materialize_offline(events, tmp_path)
+    pairs = OfflineFeatures(tmp_path).latest("pair")["pair_id"].to_list()
+    assert len(pairs) == MAX_PAIR_ITEMS * (MAX_PAIR_ITEMS - 1)
+    assert pair_key("i34", "i33") in pairs and not any("i04" in p for p in pairs)
+
+
+def test_pair_keys_are_distinct_for_any_two_ids() -> None:
+    assert pair_key("ab", "c") != pair_key("a", "bc")
+    assert pair_key("1:a", "b") != pair_key("1", ":ab")
+    assert entity_ids("pair", ["b", "c"], [None, "u"], ["a", None]) == [pair_key("a", "b"), ""]
+    assert entity_ids("user", ["b"], [None], ["a"]) == [""]
+    with pytest.raises(ValueError, match="unknown entity 'shop'"):
+        entity_ids("shop", ["b"], [None], [None])
+
+
 def test_an_unknown_entity_reads_the_defaults(tmp_path: Path) -> None:
     materialize_offline(log(background()), tmp_path)
     read = OfflineFeatures(tmp_path).as_of_rows(
@@ -149,7 +203,7 @@ def test_online_holds_exactly_the_latest_offline_day(
     write_online(client, prefix, done.as_of, done.online_tables())
     offline = OfflineFeatures(tmp_path)
     reader = OnlineFeatures(client, prefix)
-    for entity, names in (("item", ITEM_NAMES), ("user", USER_NAMES)):
+    for entity, names in (("item", ITEM_NAMES), ("user", USER_NAMES), ("pair", PAIR_NAMES)):
         latest = offline.latest(entity)
         ids = [*latest[latest.columns[0]].to_list(), "never-seen"]
         online = reader.read_rows(entity, ids, names)

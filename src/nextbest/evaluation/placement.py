@@ -36,7 +36,7 @@ from nextbest.recommend.placements import Placement
 from nextbest.serving.live import Applied, advance, fresh_record
 from nextbest.serving.registry import LoadedModel
 from nextbest.serving.state.records import SessionRecord, UserRecord, add_purchase
-from nextbest.twostage.store.definitions import features_of
+from nextbest.twostage.store.definitions import of_entities_of
 from nextbest.twostage.store.offline import EventsAsOf, ReaderAt
 
 PURCHASE = "purchase"
@@ -300,9 +300,9 @@ def evaluate_placement(
     categories_seen: set[int] = set()
     store = None
     if store_features_of(model):  # as a server that materializes daily would read them
-        columns = ["item_id", "type", "timestamp", "user_id"]
+        columns = ["item_id", "type", "timestamp", "user_id", "session_id"]
         events = pl.concat([train.select(columns), test.select(columns)])
-        store = EventsAsOf(events, features_of("item"))
+        store = EventsAsOf(events, of_entities_of(store_features_of(model)))
     cases = walk(
         placement, model, items, live, test, users, n, max_sessions, progress, profiles,
         store=store,

@@ -64,8 +64,9 @@ class PipelineSpec:
     ranker_share: float = 0.15
     ranker_folds: int = 1  # the ranker's share in this many slices, each with its own cut
     max_ranker_cases: int = 200_000  # the latest ones, when the share holds more
-    # item features of the feature store (twostage/store/definitions.py) the ranker adds:
-    # read as of each case's day in training, from the online store (Redis) when serving
+    # features of the feature store (twostage/store/definitions.py) the ranker adds, of the
+    # candidate (item.*), the case's user (user.*) or the pair of the session's latest item
+    # and the candidate (pair.*): as of each case's day in training, from Redis when serving
     store_features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -150,19 +151,13 @@ def load_spec(path: Path) -> PipelineSpec:
 
 
 def check_store_features(names: Sequence[str]) -> None:
-    """ValueError unless every name is an item feature of the store."""
+    """ValueError unless every name is a feature of the store."""
     from nextbest.twostage.store.definitions import by_name
 
     try:
-        features = by_name(names)
+        by_name(names)
     except ValueError as exc:
         raise ValueError(f"pipeline: store_features: {exc}") from None
-    users = [f.name for f in features if f.entity != "item"]
-    if users:
-        raise ValueError(
-            f"pipeline: store_features takes item features only (a candidate is an item), "
-            f"not {users}"
-        )
 
 
 def make_ranker(name: str, params: Mapping[str, Any]) -> LearnedRanker:
@@ -287,7 +282,7 @@ class Generators:
         inputs = CaseInputs.of(cases)
         store = None
         if store_features:
-            store = store_values(parts, self.train.item_ids, merged, inputs, store_features)
+            store = store_values(parts, self.train.item_ids, merged, cases, inputs, store_features)
         data = ranking_data(merged, inputs, stats, cases.target_item, cases.session, store=store)
         seconds["features"] = time.perf_counter() - started
         return data, seconds
@@ -538,23 +533,39 @@ def store_values(
     parts: Sequence[Sessions],
     item_ids: np.ndarray,
     merged: Merged,
-    cases: CaseInputs,
+    cases: Cases,
+    inputs: CaseInputs,
     names: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """Per store feature, each candidate's value as of its case's moment (the partition of
-    that day: events of the days before it in `parts`), as a server reads it that day."""
-    from nextbest.twostage.store.definitions import features_of
+    that day: events of the days before it in `parts`), as a server reads it that day: an
+    item feature of the candidate, a user feature of the case's user, a pair feature of the
+    case's latest item (the anchor) and the candidate."""
+    from nextbest.twostage.store.definitions import by_name, entities, entity_ids, of_entities_of
     from nextbest.twostage.store.offline import EventsAsOf
 
-    events = typed_events(parts)
-    ids = item_ids[merged.item]
-    store = EventsAsOf(events, features_of("item"))  # a candidate is an item: no user counts
-    values = store.as_of_rows("item", ids, cases.moment[merged.case], names)
-    return {name: values[:, k] for k, name in enumerate(names)}
+    wanted = by_name(names)
+    store = EventsAsOf(typed_events(parts), of_entities_of(names))
+    items = item_ids[merged.item]
+    users = np.full(cases.n_cases, None, dtype=object)
+    if cases.sessions.user_ids is not None:
+        users = cases.sessions.user_ids[cases.session]
+    last = inputs.history.items[:, -1]  # the case's latest item (-1: none)
+    anchors = item_ids[np.maximum(last, 0)].astype(object)
+    anchors[last < 0] = None
+    moments = cases.moment[merged.case]
+    values: dict[str, np.ndarray] = {}
+    for kind in entities(wanted):
+        columns = [f.name for f in wanted if f.entity == kind]
+        ids = entity_ids(kind, items, list(users[merged.case]), list(anchors[merged.case]))
+        table = store.as_of_rows(kind, ids, moments, columns)
+        values |= {name: table[:, k] for k, name in enumerate(columns)}
+    return {name: values[name] for name in names}
 
 
 def typed_events(parts: Sequence[Sessions]) -> pl.DataFrame:
-    """The events of `parts` as the store reads a log: item_id, type, timestamp, user_id."""
+    """The events of `parts` as the store reads a log: item_id, type, timestamp, user_id,
+    session_id."""
     frames = []
     for sessions in parts:
         if sessions.event_types is None:
@@ -573,12 +584,14 @@ def typed_events(parts: Sequence[Sessions]) -> pl.DataFrame:
                     "type": sessions.event_types.astype(str),
                     "timestamp": sessions.times,
                     "user_id": users,
+                    "session_id": np.repeat(sessions.session_ids.astype(str), sessions.lengths),
                 },
                 schema={
                     "item_id": pl.String,
                     "type": pl.String,
                     "timestamp": pl.Float64,
                     "user_id": pl.String,
+                    "session_id": pl.String,
                 },
             )
         )

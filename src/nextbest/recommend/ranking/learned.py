@@ -8,10 +8,11 @@ the version's vocabulary does not hold (new items from another source) follow th
 ones, in their merged order.
 
 A pipeline that names `store_features` reads them from the feature store (`ctx.feature_store`:
-the Redis online store when serving). Without a usable ranker (a single model serving, a
-ranker refused at load as corrupt, or store features that cannot be read) the list keeps the
-generators' order (reciprocal-rank fusion), and `nextbest_ranked_lists_total
-{outcome="fallback"}` counts it.
+the Redis online store when serving): item features of each candidate, user features of the
+request's user, pair features of (the session's latest item, each candidate). Without a
+usable ranker (a single model serving, a ranker refused at load as corrupt, or store
+features that cannot be read) the list keeps the generators' order (reciprocal-rank
+fusion), and `nextbest_ranked_lists_total{outcome="fallback"}` counts it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from nextbest.twostage.data import RankingData
 from nextbest.twostage.features import LIVE_WINDOWS, PLACEMENTS, CaseInputs, ranking_data
 from nextbest.twostage.generate import Merged
 from nextbest.twostage.model import PipelineModel
+from nextbest.twostage.store.definitions import by_name, entities, entity_ids
 
 EXPLAINED = 3  # features named per item when a request asks why
 WARN_EVERY_SECONDS = 60.0  # a store that cannot be read is logged at most this often
@@ -84,18 +86,34 @@ def request_data(pipeline: PipelineModel, ctx: Context, candidates: Candidates) 
 
 
 def _store_values(ctx: Context, ids: list[str], names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The store features `names` of the items `ids`; StoreUnavailable when they cannot be
-    read (no store, nothing materialized, a feature the store lacks, Redis down)."""
+    """The store features `names` of the candidates `ids` (item features), of the request's
+    user and of the pairs (session's latest item, candidate); StoreUnavailable when they
+    cannot be read (no store, nothing materialized, a feature the store lacks, Redis down)."""
     if ctx.feature_store is None:
         raise StoreUnavailable(
             "the version's ranker reads store features, and the server has no feature "
             "store: set NEXTBEST_REDIS_URL and run `nextbest features materialize --online`"
         )
-    try:
-        values = np.asarray(ctx.feature_store.read("item", ids, names), np.float32)
-    except (LookupError, redis.RedisError) as exc:
-        raise StoreUnavailable(str(exc)) from exc
-    return {name: values[:, k] for k, name in enumerate(names)}
+    wanted = by_name(names)
+    n = len(ids)
+    recent = ctx.record.recent
+    users = [ctx.query.user_id] * n
+    anchors = [recent[-1].item_id if recent else None] * n
+    values: dict[str, np.ndarray] = {}
+    for kind in entities(wanted):
+        columns = [f.name for f in wanted if f.entity == kind]
+        if kind == "user":  # one row, the same for every candidate
+            keys = entity_ids(kind, ids[:1], users[:1], anchors[:1])
+        else:
+            keys = entity_ids(kind, ids, users, anchors)
+        try:
+            table = np.asarray(ctx.feature_store.read(kind, keys, columns), np.float32)
+        except (LookupError, redis.RedisError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if kind == "user":
+            table = np.repeat(table, n, axis=0)
+        values |= {name: table[:, k] for k, name in enumerate(columns)}
+    return {name: values[name] for name in names}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Every feature of the store, defined once as an aggregation over the event log.
 
-A feature belongs to an entity (`item`: keyed by item_id, `user`: by user_id) and is one of:
+A feature belongs to an entity (`item`: keyed by item_id, `user`: by user_id, `pair`: by
+`pair_key(anchor, item)`, an item seen after another in a session) and is one of:
 
-    count       the entity's events of some types in the `days` days before the day
+    count       the entity's events of some types in the `days` days before the day (for a
+                pair: the sessions in which the anchor had an event and the item an event of
+                those types, both on the same day)
     active_days the days among those with at least one event of the entity
     ratio       one count over another of the same entity (NaN when the second is 0)
     days_since  days from the entity's first (or last) event ever to the day's start
@@ -21,9 +24,9 @@ from typing import Literal
 
 import numpy as np
 
-Entity = Literal["item", "user"]
+Entity = Literal["item", "user", "pair"]
 Kind = Literal["count", "active_days", "ratio", "days_since_first", "days_since_last"]
-ENTITY_KEYS: dict[str, str] = {"item": "item_id", "user": "user_id"}
+ENTITY_KEYS: dict[str, str] = {"item": "item_id", "user": "user_id", "pair": "pair_id"}
 SECONDS_PER_DAY = 86_400
 VIEWS = ("view", "click")  # what a shop reports as looking at an item
 
@@ -74,7 +77,45 @@ def _user_features() -> list[Feature]:
     ]
 
 
-FEATURES: tuple[Feature, ...] = (*_item_features(), *_user_features())
+def _pair_features() -> list[Feature]:
+    """Co-occurrence of an anchor (the session's latest item when the ranker asks) and a
+    candidate: counts only, a pair has no first or last event of its own."""
+    return [
+        Feature("pair.sessions_7d", "pair", "count", 7),
+        Feature("pair.sessions_28d", "pair", "count", 28),
+        Feature("pair.carts_28d", "pair", "count", 28, ("cart",)),
+        Feature("pair.purchases_28d", "pair", "count", 28, ("purchase",)),
+    ]
+
+
+FEATURES: tuple[Feature, ...] = (*_item_features(), *_user_features(), *_pair_features())
+MAX_PAIR_ITEMS = 30  # a session's latest distinct items of a day that form its pairs
+
+
+def pair_key(anchor: str, item: str) -> str:
+    """The id of the pair (anchor, item): the anchor's length, a colon, both ids. Any two ids
+    make a distinct key (no separator an id could hold), and it reads the same in Parquet,
+    Redis and Python."""
+    return f"{len(anchor)}:{anchor}{item}"
+
+
+def entity_ids(
+    entity: str, items: Sequence[str], users: Sequence[str | None], anchors: Sequence[str | None]
+) -> list[str]:
+    """The store id each candidate row reads for `entity`: the row's item, its case's user,
+    or the pair (its case's anchor, its item). A row without a user or an anchor reads ""
+    (no entity has an empty id: every read gives the defaults). Training and serving both
+    call this, so the two cannot key a feature differently."""
+    if entity == "item":
+        return [str(i) for i in items]
+    if entity == "user":
+        return ["" if u is None else str(u) for u in users]
+    if entity == "pair":
+        return [
+            "" if a is None else pair_key(str(a), str(i))
+            for a, i in zip(anchors, items, strict=True)
+        ]
+    raise ValueError(f"unknown entity {entity!r}; known: {sorted(ENTITY_KEYS)}")
 
 
 def features_of(entity: str, features: Sequence[Feature] = FEATURES) -> list[Feature]:
@@ -93,6 +134,13 @@ def by_name(names: Sequence[str], features: Sequence[Feature] = FEATURES) -> lis
     if unknown:
         raise ValueError(f"unknown feature(s) {unknown}; known: {sorted(known)}")
     return [known[n] for n in names]
+
+
+def of_entities_of(names: Sequence[str]) -> list[Feature]:
+    """Every feature of the entities the features `names` belong to: what computing them
+    needs (a ratio reads two counts)."""
+    kinds = entities(by_name(names))
+    return [f for f in FEATURES if f.entity in kinds]
 
 
 def horizon(entity: str, features: Sequence[Feature] = FEATURES) -> int:

@@ -2,6 +2,7 @@
 
     OUT/item/day=2024-01-05/data.parquet    item_id, as_of, one column per item feature
     OUT/user/day=2024-01-05/data.parquet    user_id, as_of, ...
+    OUT/pair/day=2024-01-05/data.parquet    pair_id (definitions.pair_key), as_of, ...
     OUT/manifest.json                       the days, the features, the latest as_of
 
 The row of day D holds values of the events *before* D's start (`as_of`, epoch seconds, UTC
@@ -18,6 +19,10 @@ Each day is computed from the daily counts of all days before it (one group-by o
 then a filter and a sum per day and window), so a log of N days costs about N times its
 number of (entity, day) pairs: seconds for months of a shop's log. Every run writes every
 day again; the days are independent, so an incremental run could write only the new ones.
+
+Pairs are the large entity: a session's day with n distinct items makes n(n-1) ordered
+pairs (n capped at `MAX_PAIR_ITEMS`, its latest), and a day's partition holds every pair
+seen in the 28 days before it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import polars as pl
 from nextbest.twostage.store.definitions import (
     ENTITY_KEYS,
     FEATURES,
+    MAX_PAIR_ITEMS,
     SECONDS_PER_DAY,
     Feature,
     by_name,
@@ -63,6 +69,8 @@ def _type_column(feature: Feature) -> str:
 def daily_counts(events: pl.DataFrame, entity: str, features: Sequence[Feature]) -> pl.DataFrame:
     """Per (entity id, day): the events of each type set the entity's features count, and
     its first and last event's time that day."""
+    if entity == "pair":
+        return pair_daily_counts(events, features)
     key = ENTITY_KEYS[entity]
     type_sets = {_type_column(f): f.types for f in features if f.kind == "count"}
     # every event: pl.len(), not a summed literal (one value per group, not per row)
@@ -82,6 +90,46 @@ def daily_counts(events: pl.DataFrame, entity: str, features: Sequence[Feature])
     )
 
 
+def pair_daily_counts(events: pl.DataFrame, features: Sequence[Feature]) -> pl.DataFrame:
+    """Per (pair_id, day): the sessions of that day in which the anchor had an event and the
+    item an event of each type set the pair features count (`first`/`last`: the day's
+    latest event of the item, which no pair feature reads)."""
+    if "session_id" not in events.columns:
+        raise ValueError("pair features need the events' session_id column")
+    type_sets = {_type_column(f): f.types for f in features if f.kind == "count"}
+    seen = (
+        events.filter(pl.col("item_id").is_not_null() & pl.col("session_id").is_not_null())
+        .with_columns((pl.col("timestamp") // SECONDS_PER_DAY).cast(pl.Int64).alias("day"))
+        .group_by("session_id", "day", "item_id")
+        .agg(
+            pl.col("timestamp").max().alias("last"),
+            *(
+                (pl.col("type").is_in(list(types)).any() if types else pl.len() > 0).alias(name)
+                for name, types in type_sets.items()
+            ),
+        )
+        # a long session's day would make n^2 pairs: its latest items only
+        .filter(
+            pl.col("last").rank("ordinal", descending=True).over("session_id", "day")
+            <= MAX_PAIR_ITEMS
+        )
+    )
+    anchors = seen.select("session_id", "day", pl.col("item_id").alias("anchor"))
+    pairs = anchors.join(seen, on=["session_id", "day"]).filter(
+        pl.col("anchor") != pl.col("item_id")
+    )
+    pair_id = pl.format("{}:{}{}", pl.col("anchor").str.len_chars(), "anchor", "item_id")
+    return (
+        pairs.with_columns(pair_id.alias("pair_id"))
+        .group_by("pair_id", "day")
+        .agg(
+            *(pl.col(name).sum().alias(name) for name in type_sets),
+            pl.col("last").min().alias("first"),
+            pl.col("last").max().alias("last"),
+        )
+    )
+
+
 def day_values(
     daily: pl.DataFrame, entity: str, day: int, features: Sequence[Feature]
 ) -> pl.DataFrame:
@@ -90,20 +138,19 @@ def day_values(
     key = ENTITY_KEYS[entity]
     as_of = float(day * SECONDS_PER_DAY)
     before = daily.filter(pl.col("day") < day)  # the point-in-time cut: nothing of `day` on
-    rows = before.filter(pl.col("day") >= day - horizon(entity, features)).select(key).unique()
-    ever = before.group_by(key).agg(pl.col("first").min(), pl.col("last").max())
-    table = rows.join(ever, on=key, how="left")
-    for days in sorted({f.days for f in features if f.days is not None}):
-        window = before.filter(pl.col("day") >= day - days)
-        sums = [
-            pl.col(_type_column(f)).sum().alias(f.name)
-            for f in features
-            if f.days == days and f.kind == "count"
-        ]
-        sums += [
-            pl.len().alias(f.name) for f in features if f.days == days and f.kind == "active_days"
-        ]
-        table = table.join(window.group_by(key).agg(sums), on=key, how="left")
+    recent = before.filter(pl.col("day") >= day - horizon(entity, features))
+    # one pass over the horizon, each window's sum a filtered sum (not a group-by per window)
+    sums = []
+    for f in features:
+        inside = pl.col("day") >= day - (f.days or 0)
+        if f.kind == "count":
+            sums.append(pl.col(_type_column(f)).filter(inside).sum().alias(f.name))
+        elif f.kind == "active_days":
+            sums.append(inside.sum().alias(f.name))
+    table = recent.group_by(key).agg(sums) if sums else recent.select(key).unique()
+    if any(f.kind.startswith("days_since") for f in features):  # all days, not the horizon
+        ever = before.group_by(key).agg(pl.col("first").min(), pl.col("last").max())
+        table = table.join(ever, on=key, how="left")
     columns = []
     for f in features:
         if f.kind in ("count", "active_days"):
