@@ -186,10 +186,40 @@ def test_an_unknown_entity_reads_the_defaults(tmp_path: Path) -> None:
 
 
 def test_a_second_run_leaves_no_partition_of_the_first(tmp_path: Path) -> None:
-    materialize_offline(log(background()), tmp_path)
-    materialize_offline(log(background()), tmp_path, last_days=2)
-    written = sorted(p.parent.name for p in (tmp_path / "item").glob("*/data.parquet"))
-    assert written == [f"day={day_name(START + 9)}", f"day={day_name(START + 10)}"]
+    events = log(background())
+    materialize_offline(events, tmp_path)
+    shorter = events.filter(pl.col("timestamp") < (START + 5) * DAY)
+    materialize_offline(shorter, tmp_path)
+    written = sorted(p.parent.name for p in (tmp_path / "pair").glob("*/data.parquet"))
+    assert written == [f"day={day_name(START + d)}" for d in range(1, 6)]
+    assert OfflineFeatures(tmp_path).manifest["days"] == [day_name(START + d) for d in range(1, 6)]
+
+
+def test_an_incremental_run_writes_the_new_days_and_keeps_the_rest(tmp_path: Path) -> None:
+    events = log(background())
+    materialize_offline(events, tmp_path / "full")
+    # the log up to noon of day 5, then the whole log with --last-days 2: the last two days
+    # are written, the days between them and the store's end too, and the store's last day
+    # (day 6, of half of day 5's events) again; the rest is kept as it was
+    grown = tmp_path / "grown"
+    materialize_offline(events.filter(pl.col("timestamp") < (START + 5.5) * DAY), grown)
+    done = materialize_offline(events, grown, last_days=2)
+    assert done.kept == [START + d for d in range(1, 6)]
+    assert done.days == [START + d for d in range(6, 11)]  # 6..8 fill the gap, 9..10 the last
+    full, incremental = OfflineFeatures(tmp_path / "full"), OfflineFeatures(grown)
+    assert incremental.manifest == full.manifest
+    for entity in ("item", "user", "pair"):
+        for d in range(1, 11):
+            assert incremental.day(entity, START + d).equals(full.day(entity, START + d))
+    # a store of other features is not kept: only the latest days, of the new features
+    other = tmp_path / "other"
+    materialize_offline(events, other, features=features_of("item"))
+    redone = materialize_offline(events, other, last_days=2)
+    assert redone.kept == [] and redone.days == [START + 9, START + 10]
+    assert sorted(p.parent.name for p in (other / "item").glob("*/data.parquet")) == [
+        f"day={day_name(START + 9)}",
+        f"day={day_name(START + 10)}",
+    ]
 
 
 # -- online ----------------------------------------------------------------------------------
@@ -261,6 +291,10 @@ def test_materialize_command_writes_both_stores(
     latest = OfflineFeatures(out).latest("item")
     online = OnlineFeatures(connect(url), prefix).read_rows("item", ["a"], ["item.views_28d"])
     assert online.values[0, 0] == latest.filter(pl.col("item_id") == "a")["item.views_28d"][0]
+    again = runner.invoke(app, [*args, "--last-days", "2"])
+    assert again.exit_code == 0, again.output
+    assert "2 days" in again.output and "8 earlier days kept" in again.output
+    assert len(OfflineFeatures(out).manifest["days"]) == 10
 
 
 def test_materialize_command_names_what_is_wrong(tmp_path: Path) -> None:

@@ -24,7 +24,11 @@ def materialize(
     ] = None,
     prefix: Annotated[str, typer.Option(help="the online store's key prefix")] = "nextbest:",
     last_days: Annotated[
-        int | None, typer.Option(help="write only the latest this many days (default: all)")
+        int | None,
+        typer.Option(
+            help="write only the latest this many days, keeping the earlier days of the store "
+            "(default: every day)"
+        ),
     ] = None,
     events: Annotated[
         Path | None, typer.Option(help="the event log (.parquet or GRU4Rec .tsv)")
@@ -40,7 +44,8 @@ def materialize(
     the events before it), write them as Parquet partitions, and with --online serve the
     latest day from Redis (the server reads it there under its NEXTBEST_REDIS_PREFIX)."""
     from nextbest.events.io import read_events
-    from nextbest.twostage.store.offline import day_name, log_days, materialize_offline
+    from nextbest.twostage.store.definitions import FEATURES
+    from nextbest.twostage.store.offline import day_name, materialize_offline, plan_days
     from nextbest.twostage.store.online import connect, where, write_online
 
     if last_days is not None and last_days < 1:
@@ -57,18 +62,20 @@ def materialize(
 
         settings = ServingSettings()
         table = log_events(settings.database, settings.database_schema)
-    first, last = log_days(table) if table.height else (0, 0)
-    total = min(last - first + 1, last_days or last - first + 1)
+    if table.is_empty():
+        raise ValueError("the event log is empty: there is nothing to compute features of")
+    days, _ = plan_days(table, out, FEATURES, last_days)
     with progress_bar() as progress:
-        task = progress.add_task("days", total=total)
+        task = progress.add_task("days", total=len(days))
         done = materialize_offline(
             table, out, last_days=last_days, on_day=lambda _: progress.advance(task)
         )
     latest = day_name(done.days[-1])
     rows = [[entity, f"{n:,}"] for entity, n in done.rows.items()]
+    kept = f", {len(done.kept)} earlier days kept" if done.kept else ""
     console.print(
         f"{len(done.days)} days ({day_name(done.days[0])} to {latest}) of {table.height:,} "
-        f"events -> {out}"
+        f"events -> {out}{kept}"
     )
     console.print(results_table(["entity", f"rows on {latest}"], rows))
     if client is not None and online is not None:

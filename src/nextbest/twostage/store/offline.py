@@ -17,8 +17,9 @@ A partition holds the entities with an event in the longest window of their feat
 
 Each day is computed from the daily counts of all days before it (one group-by of the log,
 then a filter and a sum per day and window), so a log of N days costs about N times its
-number of (entity, day) pairs: seconds for months of a shop's log. Every run writes every
-day again; the days are independent, so an incremental run could write only the new ones.
+number of (entity, day) pairs: seconds for months of a shop's log. A run with `last_days`
+writes only the newest days and keeps the earlier ones; the daily counts are still of the
+whole log (a days-since feature reads an entity's first event ever).
 
 Pairs are the large entity: a session's day with n distinct items makes n(n-1) ordered
 pairs (n capped at `MAX_PAIR_ITEMS`, its latest), and a day's partition holds every pair
@@ -29,8 +30,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -185,6 +186,7 @@ class Materialized:
     days: list[int]  # the partitions written, in order
     rows: dict[str, int]  # entity -> rows of the latest partition
     latest: dict[str, pl.DataFrame]  # entity -> the latest partition (what goes online)
+    kept: list[int] = field(default_factory=list)  # earlier partitions left as they were
 
     @property
     def as_of(self) -> float:
@@ -210,18 +212,20 @@ def materialize_offline(
     on_day: Callable[[int], None] | None = None,
 ) -> Materialized:
     """Write a partition per day after the log's first, through the day after its last (the
-    values a server uses from then on). `last_days`: only the latest that many partitions."""
+    values a server uses from then on), and remove any other partition of `out`.
+
+    `last_days`: write the latest that many days (and any day between them and the store's
+    last), keeping the earlier partitions of a store written with the same features: a
+    day's values depend only on the events before it, so a log that grows at its end leaves
+    them as they were. The partitions of a store of other features (the definitions
+    changed) are all removed."""
     if events.is_empty():
         raise ValueError("the event log is empty: there is nothing to compute features of")
-    first, last = log_days(events)
-    days = list(range(first + 1, last + 2))
-    if last_days is not None:
-        days = days[-last_days:]
+    days, kept = plan_days(events, out, features, last_days)
     kinds = entities(features)
+    names = {e: [f.name for f in features_of(e, features)] for e in kinds}
+    _remove_partitions_except(out, set(kept))
     daily = {e: daily_counts(events, e, features_of(e, features)) for e in kinds}
-    for entity in kinds:
-        if (out / entity).exists():
-            shutil.rmtree(out / entity)  # a partition of an earlier run must not linger
     latest: dict[str, pl.DataFrame] = {}
     for day in days:
         for entity in kinds:
@@ -232,13 +236,61 @@ def materialize_offline(
             latest[entity] = table
         if on_day is not None:
             on_day(day)
+    written = sorted({*kept, *days})
     manifest = {
-        "days": [day_name(d) for d in days],
-        "as_of": float(days[-1] * SECONDS_PER_DAY),
-        "features": {e: [f.name for f in features_of(e, features)] for e in kinds},
+        "days": [day_name(d) for d in written],
+        "as_of": float(written[-1] * SECONDS_PER_DAY),
+        "features": names,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return Materialized(days, {e: t.height for e, t in latest.items()}, latest)
+    return Materialized(days, {e: t.height for e, t in latest.items()}, latest, kept)
+
+
+def plan_days(
+    events: pl.DataFrame, out: Path, features: Sequence[Feature], last_days: int | None
+) -> tuple[list[int], list[int]]:
+    """(the days `materialize_offline` writes, the days of the store at `out` it keeps)."""
+    first, last = log_days(events)
+    every_day = list(range(first + 1, last + 2))
+    if last_days is None:
+        return every_day, []
+    names = {e: [f.name for f in features_of(e, features)] for e in entities(features)}
+    start = every_day[-last_days:][0]
+    # a store's last day counted its log's last day up to its last event, which later
+    # events of that day change: written again, never kept
+    kept = [d for d in stored_days(out, names)[:-1] if d < start]
+    # the days after the last one kept are written too: no gap before `start`
+    return [d for d in every_day if d >= start or (kept and d > kept[-1])], kept
+
+
+def stored_days(out: Path, names: Mapping[str, list[str]]) -> list[int]:
+    """The days of the store at `out`, when it was written with the features `names` (none
+    when it has no manifest or other features)."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return []
+    manifest = json.loads(path.read_text())
+    if manifest.get("features") != dict(names):
+        return []
+    return sorted(_day_number(name) for name in manifest.get("days", []))
+
+
+def _day_number(name: str) -> int:
+    moment = datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int(moment.timestamp()) // SECONDS_PER_DAY
+
+
+def _remove_partitions_except(out: Path, keep: set[int]) -> None:
+    """Delete every partition of `out` but those of the days `keep` (a partition of an
+    earlier run must not linger beside the new ones)."""
+    keep_names = {f"day={day_name(d)}" for d in keep}
+    for entity in ENTITY_KEYS:
+        folder = out / entity
+        if not folder.exists():
+            continue
+        for day_folder in folder.iterdir():
+            if day_folder.name not in keep_names:
+                shutil.rmtree(day_folder) if day_folder.is_dir() else day_folder.unlink()
 
 
 class OfflineFeatures:
