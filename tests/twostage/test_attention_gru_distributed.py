@@ -76,3 +76,18 @@ def _two_processes(config: AttentionGRUConfig, tmp_path: Path) -> list[dict[str,
     spawn_group(_train_rank, (config, out))
     return [torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1)]
 
+
+def _fit_other_data(rank: int, out: str) -> None:
+    try:
+        AttentionGRURanker(SMALL).fit(synthetic(90, seed=4 + rank))
+    except ValueError as exc:
+        Path(f"{out}.{rank}").write_text(str(exc))
+
+
+def test_processes_that_hold_different_data_refuse_it_together(tmp_path: Path) -> None:
+    """Rank 1's cases are not rank 0's: both say so before a mini-batch (a process with
+    fewer mini-batches would leave the other waiting in an all-reduce)."""
+    out = str(tmp_path / "rank")
+    spawn_group(_fit_other_data, (out,))
+    for rank in (0, 1):
+        assert "different ranker training data" in Path(f"{out}.{rank}").read_text()
