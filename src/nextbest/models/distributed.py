@@ -8,6 +8,7 @@ model. The gloo backend: it runs on CPUs (and between hosts over TCP); a GPU hos
 NCCL.
 
     torchrun --nproc-per-node 2 -m nextbest train --train events.parquet --model gru4rec
+    torchrun --nproc-per-node 2 -m nextbest train --train events.parquet --pipeline p.toml
 
 `joined()` is what a fit asks: (rank, world size), (0, 1) when not started by torchrun.
 """
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # the models whose fit shares its work across a torchrun process group
 DISTRIBUTED_MODELS = ("gru4rec",)
+# the two-stage pipeline's rankers whose fit shares its work (`nextbest.twostage.rankers`)
+DISTRIBUTED_RANKERS = ("attention_gru",)
 
 
 def launched() -> bool:
