@@ -9,15 +9,11 @@ rsc15_100k); over these few steps they stay far below the tolerance.
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from session_builders import make_sessions
 
 from nextbest.models.gru4rec import GRU4Rec
@@ -25,6 +21,7 @@ from nextbest.models.gru4rec.batching import plan
 from nextbest.models.gru4rec.config import GRU4RecConfig
 from nextbest.models.gru4rec.distributed import own_rows
 from nextbest.models.gru4rec.network import GRU4RecNet
+from process_groups import spawn_group
 
 N_ITEMS = 40
 
@@ -51,22 +48,11 @@ CONFIGS = {
 }  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _train_rank(rank: int, world: int, port: int, kind: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        model = GRU4Rec(CONFIGS[kind]).fit(_sessions())
-        assert model.net is not None
-        state = {k: v.clone() for k, v in model.net.state_dict().items()}
-        torch.save({"state": state, "loss": [h.loss for h in model.history]}, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _train_rank(rank: int, kind: str, out: str) -> None:
+    model = GRU4Rec(CONFIGS[kind]).fit(_sessions())
+    assert model.net is not None
+    state = {k: v.clone() for k, v in model.net.state_dict().items()}
+    torch.save({"state": state, "loss": [h.loss for h in model.history]}, f"{out}.{rank}")
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
@@ -74,9 +60,7 @@ def test_two_processes_train_the_model_one_process_trains(kind: str, tmp_path: P
     single = GRU4Rec(CONFIGS[kind]).fit(_sessions())
     assert single.net is not None
     out = str(tmp_path / "rank")
-    mp.start_processes(
-        _train_rank, args=(2, _free_port(), kind, out), nprocs=2, start_method="spawn"
-    )
+    spawn_group(_train_rank, (kind, out))
     first, second = (torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1))
     for name, value in first["state"].items():
         assert torch.equal(value, second["state"][name]), f"replicas differ in {name}"

@@ -6,19 +6,16 @@ rounding, and the two replicas must be identical."""
 from __future__ import annotations
 
 import copy
-import os
-import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from test_attention_gru import synthetic
 
 from nextbest.twostage.rankers.attention_gru import AttentionGRUConfig, AttentionGRURanker
+from process_groups import spawn_group
 
 SMALL = AttentionGRUConfig(
     epochs=2, batch_size=16, learning_rate=5e-3, embedding_size=8, hidden_size=8,
@@ -26,23 +23,10 @@ SMALL = AttentionGRUConfig(
 )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _train_rank(rank: int, port: int, config: AttentionGRUConfig, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        ranker = AttentionGRURanker(config).fit(synthetic(90, seed=4))
-        assert ranker.network is not None
-        torch.save(
-            {"state": ranker.network.state_dict(), "log": ranker.history_log}, f"{out}.{rank}"
-        )
-    finally:
-        dist.destroy_process_group()
+def _train_rank(rank: int, config: AttentionGRUConfig, out: str) -> None:
+    ranker = AttentionGRURanker(config).fit(synthetic(90, seed=4))
+    assert ranker.network is not None
+    torch.save({"state": ranker.network.state_dict(), "log": ranker.history_log}, f"{out}.{rank}")
 
 
 def test_two_processes_train_the_ranker_one_process_trains(tmp_path: Path) -> None:
@@ -89,7 +73,21 @@ def _centred(scores: np.ndarray, case: np.ndarray) -> np.ndarray:
 
 def _two_processes(config: AttentionGRUConfig, tmp_path: Path) -> list[dict[str, Any]]:
     out = str(tmp_path / "rank")
-    mp.start_processes(
-        _train_rank, args=(_free_port(), config, out), nprocs=2, start_method="spawn"
-    )
+    spawn_group(_train_rank, (config, out))
     return [torch.load(f"{out}.{r}", weights_only=True) for r in (0, 1)]
+
+
+def _fit_other_data(rank: int, out: str) -> None:
+    try:
+        AttentionGRURanker(SMALL).fit(synthetic(90, seed=4 + rank))
+    except ValueError as exc:
+        Path(f"{out}.{rank}").write_text(str(exc))
+
+
+def test_processes_that_hold_different_data_refuse_it_together(tmp_path: Path) -> None:
+    """Rank 1's cases are not rank 0's: both say so before a mini-batch (a process with
+    fewer mini-batches would leave the other waiting in an all-reduce)."""
+    out = str(tmp_path / "rank")
+    spawn_group(_fit_other_data, (out,))
+    for rank in (0, 1):
+        assert "different ranker training data" in Path(f"{out}.{rank}").read_text()

@@ -100,11 +100,7 @@ def fit_model(
     started = time.perf_counter()
     with console.status(f"fitting {name} on {train.n_events:,} events"):
         model.fit(train)
-    if world > 1:
-        distributed.leave()
-        if rank > 0:  # a helper process's part ends with the fit: rank 0 saves and reports
-            raise typer.Exit(0)
-        console.print(f"trained by {world} processes (torchrun)")
+    leave_torchrun(rank, world)
     return model, time.perf_counter() - started
 
 
@@ -117,10 +113,27 @@ def join_torchrun(name: str) -> tuple[int, int]:
             f"{name} trains in one process; torchrun can share the training of "
             f"{', '.join(distributed.DISTRIBUTED_MODELS)} only"
         )
+    return join_group()
+
+
+def join_group() -> tuple[int, int]:
+    """(rank, world size) in torchrun's process group, joined; the processes after rank 0
+    log warnings only (one set of progress lines, rank 0's)."""
     rank, world = distributed.join()
-    if rank > 0:  # one set of progress lines, rank 0's
+    if rank > 0:
         logging.getLogger("nextbest").setLevel(logging.WARNING)
     return rank, world
+
+
+def leave_torchrun(rank: int, world: int) -> None:
+    """After a fit across `world` processes: every process leaves the group, and all but
+    rank 0 end here (exit code 0): rank 0 saves and reports. Nothing for one process."""
+    if world == 1:
+        return
+    distributed.leave()
+    if rank > 0:  # a helper process's part ends with the fit
+        raise typer.Exit(0)
+    console.print(f"trained by {world} processes (torchrun)")
 
 
 def run_evaluation(
@@ -254,6 +267,11 @@ def evaluate(
             raise ValueError(
                 "--pipeline runs the next-event protocol on its own file's generators: "
                 "leave out --protocol, --placement and --param"
+            )
+        if distributed.launched():
+            raise ValueError(
+                "evaluate --pipeline runs in one process: run it without torchrun "
+                "(train --pipeline trains the attention_gru ranker across processes)"
             )
         from nextbest.cli.pipeline_eval import evaluate_pipeline_cli
 
@@ -484,6 +502,9 @@ def train(
     source or the `learned` ranker).
     `--from-log` (instead of `--train`): the server's log and catalog, the recipe of the served
     version unless --model or --pipeline names one, and a gate before the version serves.
+    Under torchrun (`torchrun --nproc-per-node 2 -m nextbest train ...`), `--model gru4rec` and
+    a `--pipeline` with the attention_gru ranker (and its gru4rec generators) train across the
+    processes; rank 0 saves the version (see docs/operations.md).
     """
     setup_logging()
     if from_log and distributed.launched():

@@ -19,6 +19,7 @@ from nextbest.evaluation.next_event import EvalConfig, EvalResult
 from nextbest.evaluation.report import result_record, summary_rows, write_json
 from nextbest.events.io import read_events
 from nextbest.events.schema import items_of_table
+from nextbest.models import distributed
 from nextbest.twostage.protocol import (
     PipelineRun,
     PipelineSpec,
@@ -143,6 +144,17 @@ def pipeline_record(
     return record
 
 
+def check_torchrun_ranker(spec: PipelineSpec, pipeline_path: Path) -> None:
+    """Refuse, under torchrun, a pipeline whose ranker trains in one process only."""
+    if distributed.launched() and spec.ranker not in distributed.DISTRIBUTED_RANKERS:
+        shared = ", ".join(distributed.DISTRIBUTED_RANKERS)
+        raise ValueError(
+            f"the {spec.ranker} ranker of {pipeline_path} trains in one process; torchrun can "
+            f"share the training of pipelines with the {shared} ranker only (train this one "
+            "without torchrun)"
+        )
+
+
 def train_pipeline_cli(
     pipeline_path: Path,
     train_path: Path,
@@ -157,8 +169,10 @@ def train_pipeline_cli(
     `home`/models (default $NEXTBEST_HOME), with its recipe (how to train it again) in its
     meta."""
     from nextbest.cli.evaluate import (
+        join_group,
         last_event_time,
         learn_rules,
+        leave_torchrun,
         read_items,
         training_sessions,
     )
@@ -168,6 +182,7 @@ def train_pipeline_cli(
     from nextbest.twostage.model import spec_dict, train_pipeline
 
     spec = load_spec(pipeline_path)  # a bad file fails before any data is read
+    check_torchrun_ranker(spec, pipeline_path)  # and so does a ranker torchrun cannot share
     events = read_events(train_path, "skip" if skip_bad else "raise")
     rules, rules_note = learn_rules(events, train_path, items_path)
     item_table = read_items(items_path) if items_path is not None else None
@@ -179,10 +194,24 @@ def train_pipeline_cli(
     train = training_sessions(events, train_path)
     trained_until = last_event_time(events)
     del events
+    # Under torchrun every process reads the files and computes the generators, their
+    # candidates and the features itself, inside the group: these are deterministic (the kNN,
+    # co-visitation and popularity generators count; the neural ones draw from their
+    # config's seed; every process runs the same code with the same settings), so every
+    # process holds the ranker's same training data, which the attention-GRU checks before
+    # it trains on its share of each mini-batch. Rank 0 computing them alone would leave the
+    # others idle all the same, need a broadcast of the ranking data, and keep a GRU4Rec
+    # generator from training across the processes, which it does by itself here (its fit
+    # runs inside the group).
+    rank, world = join_group() if distributed.launched() else (0, 1)
     started = time.perf_counter()
     model, seconds = train_pipeline(
-        spec, train, catalog, say=lambda line: console.print(line, highlight=False)
+        spec,
+        train,
+        catalog,
+        say=None if rank > 0 else lambda line: console.print(line, highlight=False),
     )
+    leave_torchrun(rank, world)  # the processes after rank 0 end here: rank 0 saves
     took = time.perf_counter() - started
     meta = {
         "model": "pipeline",

@@ -8,16 +8,20 @@ model. The gloo backend: it runs on CPUs (and between hosts over TCP); a GPU hos
 NCCL.
 
     torchrun --nproc-per-node 2 -m nextbest train --train events.parquet --model gru4rec
+    torchrun --nproc-per-node 2 -m nextbest train --train events.parquet --pipeline p.toml
 
 `joined()` is what a fit asks: (rank, world size), (0, 1) when not started by torchrun.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # the models whose fit shares its work across a torchrun process group
 DISTRIBUTED_MODELS = ("gru4rec",)
+# the two-stage pipeline's rankers whose fit shares its work (`nextbest.twostage.rankers`)
+DISTRIBUTED_RANKERS = ("attention_gru",)
 
 
 def launched() -> bool:
@@ -73,3 +79,26 @@ def sum_across(tensors: list[torch.Tensor]) -> None:
         size = tensor.numel()
         tensor.copy_(flat[offset : offset + size].view_as(tensor))
         offset += size
+
+
+def check_same_everywhere(arrays: Sequence[np.ndarray], what: str) -> None:
+    """Refuse, in every process of the group at once, data that is not the same in all of
+    them: a fit that draws its mini-batches alike in every process needs the same data, and
+    a process with fewer mini-batches would leave the others waiting in an all-reduce. Compares
+    one 56-bit digest of the arrays (dtypes, shapes and bytes) with one all-reduce; nothing
+    outside a group."""
+    if joined()[1] == 1:
+        return
+    digest = hashlib.blake2b(digest_size=7)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)  # a C-contiguous buffer: no copy
+    value = int.from_bytes(digest.digest(), "little")
+    bounds = torch.tensor([value, -value], dtype=torch.int64)
+    dist.all_reduce(bounds, op=dist.ReduceOp.MAX)  # [max, -min]: equal everywhere iff max == min
+    if int(bounds[0]) != -int(bounds[1]):
+        raise ValueError(
+            f"the processes of the torchrun group hold different {what}: each process must "
+            "compute the same (the same input files, and deterministic models)"
+        )

@@ -374,6 +374,7 @@ class AttentionGRURanker:
             raise ValueError("attention_gru: the training data has no labels")
         if len(train) == 0:
             raise ValueError("attention_gru: no training rows")
+        _same_in_every_process(train, valid)
         config = self.config
         self.names = tuple(train.names)
         self.missing = tuple(
@@ -559,6 +560,23 @@ def _sample(
     return rows[keep], local[keep]
 
 
+def _same_in_every_process(train: RankingData, valid: RankingData | None) -> None:
+    """In a torchrun group, every process must fit on the same data (`_Share`): refused in
+    all of them at once when not, before any mini-batch."""
+    from nextbest.models.distributed import check_same_everywhere
+
+    arrays = []
+    for data in (train, valid):
+        if data is None:
+            continue
+        arrays += [data.case, data.item, data.features]
+        if data.label is not None:
+            arrays.append(data.label)
+        if data.history is not None:
+            arrays += [data.history.items, data.history.types, data.history.age]
+    check_same_everywhere(arrays, "ranker training data")
+
+
 def _has_positive(loss: Loss, target: Tensor) -> bool:
     """Whether a mini-batch has anything to learn: any row for bce, a positive for softmax."""
     if loss == "bce":
@@ -571,8 +589,9 @@ class _Share:
     it): the cases k with k % world == rank, and the weight that makes the processes' summed
     losses, averaged by DistributedDataParallel, the loss one process computes over the
     whole mini-batch (the mean over its rows for bce, over its cases with a positive for
-    softmax). Every process draws the same permutation and negatives (the same seed), so the
-    mini-batches agree and the model trained is the one process's, up to float rounding."""
+    softmax). Every process draws the same permutation and negatives (the same seed) from the
+    same data (`fit` checks it first), so the mini-batches agree and the model trained is the
+    one process's, up to float rounding."""
 
     def __init__(self, network: _Network, loss: Loss) -> None:
         from nextbest.models.distributed import joined
