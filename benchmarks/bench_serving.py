@@ -126,6 +126,17 @@ def train_model(home: Path, sample_sessions: int, name: str = "gru4rec") -> tupl
     return folder, [str(i) for i in vocabulary]
 
 
+def served_sample(
+    home: Path, sample_sessions: int, name: str = "gru4rec"
+) -> tuple[Path, list[str], list[Item]]:
+    """`train_model`, then the synthetic catalog of its items, whose purchase rules are saved
+    with the version: (the version's folder, its items, the catalog to upload)."""
+    folder, items = train_model(home, sample_sessions, name)
+    catalog = synthetic_catalog(items)
+    synthetic_rules(catalog).save(folder)
+    return folder, items, catalog
+
+
 def train_pipeline_version(
     home: Path, sample_sessions: int, spec_path: Path
 ) -> tuple[Path, list[str]]:
@@ -327,6 +338,25 @@ def start_server(
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("server did not come up in 120 s")
+
+
+@contextlib.contextmanager
+def running_server(
+    home: Path, redis_url: str, env: dict[str, str] | None = None, name: str = "nextbest-bench"
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`nextbest serve --workers 2` over `home` (`start_server`), its session state in Redis
+    under a prefix of its own: (the process, its port); stopped, and its Redis keys deleted,
+    on leaving."""
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}:"
+    port = free_port()
+    redis = {"NEXTBEST_REDIS_URL": redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
+    server = start_server(home, port, 2, redis | (env or {}))
+    try:
+        yield server, port
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        _clear_redis(redis_url, prefix)
 
 
 @contextlib.contextmanager
@@ -769,10 +799,10 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
     if args.pipeline:
         folder, items = train_pipeline_version(home, args.sample_sessions, args.pipeline)
+        catalog = synthetic_catalog(items)
+        synthetic_rules(catalog).save(folder)
     else:
-        folder, items = train_model(home, args.sample_sessions, args.model)
-    catalog = synthetic_catalog(items)
-    synthetic_rules(catalog).save(folder)
+        folder, items, catalog = served_sample(home, args.sample_sessions, args.model)
     result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
     result["label"] = args.label
     result["other_cpu"] = {}  # cores busy with processes other than the benchmark's
@@ -792,12 +822,8 @@ def main() -> None:
                 name: pipeline_alone(folder, catalog, name, 2000, fusion=True)
                 for name in placements
             }
-    prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
-    env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
-    port = free_port()
-    server = start_server(home, port, 2, env)
     result["placements"] = {}
-    try:
+    with running_server(home, args.redis_url) as (server, port):
         upload_catalog(port, catalog)
         if load_model(folder, default_classes()).embeddings is not None:  # else none is built
             wait_for_neighbours(home)
@@ -809,10 +835,6 @@ def main() -> None:
             )
         with others_cpu(result, "events", ours, server.pid), quiet_collector():
             result["events"] = uvloop.run(events_flat_out(port, items, args.seconds, 100))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        _clear_redis(args.redis_url, prefix)
     log = open_event_log(sqlite_url(home))
     logged, distinct = log.count(), len({e.event_id for e in log.iter_events()})
     with log.engine.connect() as connection:
@@ -847,9 +869,7 @@ def compute_of_models(args: argparse.Namespace, models: list[str]) -> None:
     rows = []
     for name in models:
         home = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
-        folder, items = train_model(home, args.sample_sessions, name)
-        catalog = synthetic_catalog(items)
-        synthetic_rules(catalog).save(folder)
+        folder, items, catalog = served_sample(home, args.sample_sessions, name)
         row: dict[str, Any] = {
             "model": name, "params": SERVED_MODELS[name], "items": len(items),
             "load": {}, "other_cpu": {},

@@ -20,14 +20,13 @@ side's events in batches of 100 flat out (anonymous sessions).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,13 @@ import uvloop
 
 from bench_serving import (
     KEY,
-    _clear_redis,
     events_flat_out,
-    free_port,
     others_cpu,
     quiet_collector,
     recommendations_at_rate,
+    running_server,
     save_result,
-    start_server,
-    synthetic_catalog,
-    synthetic_rules,
-    train_model,
+    served_sample,
     upload_catalog,
     wait_for_neighbours,
 )
@@ -103,22 +98,17 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     first = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
-    folder, items = train_model(first, args.sample_sessions, "gru4rec")
-    catalog = synthetic_catalog(items)
-    synthetic_rules(catalog).save(folder)
+    _, items, catalog = served_sample(first, args.sample_sessions)
     second = Path(tempfile.mkdtemp(prefix="nextbest-bench-"))
     shutil.copytree(first / "models", second / "models")
     result: dict[str, Any] = {"machine": machine(), "items": len(items), "load": {}}
     result["other_cpu"] = {}
     result["command"] = " ".join(["python benchmarks/bench_serving_keys.py", *sys.argv[1:]])
-    servers: dict[str, tuple[Any, int, str]] = {}
-    try:
+    servers: dict[str, tuple[Any, int]] = {}
+    with contextlib.ExitStack() as stack:
         for (name, side), home in zip(SIDES.items(), (first, second), strict=True):
-            prefix = f"nextbest-bench-{uuid.uuid4().hex[:8]}:"
-            env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
-            port = free_port()
-            servers[name] = (start_server(home, port, 2, env | side["env"]), port, prefix)
-            upload_catalog(port, catalog)
+            servers[name] = stack.enter_context(running_server(home, args.redis_url, side["env"]))
+            upload_catalog(servers[name][1], catalog)
             wait_for_neighbours(home)
         time.sleep(5)  # the workers' refreshers read the catalog
         result["workloads"] = {}
@@ -126,7 +116,7 @@ def main() -> None:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SIDES}
             for k in range(args.runs):
                 for name, side in SIDES.items():
-                    server, port, _ = servers[name]
+                    server, port = servers[name]
                     label = f"{workload} {name} #{k + 1}"
                     ours = {os.getpid(), server.pid}
                     users = side["users"] if workload == "logged-in" else None
@@ -143,17 +133,12 @@ def main() -> None:
             result["workloads"][workload] = {name: summary(runs[name]) for name in SIDES}
         result["events"] = {}
         for name, side in SIDES.items():
-            server, port, _ = servers[name]
+            server, port = servers[name]
             ours = {os.getpid(), server.pid}
             with others_cpu(result, f"events {name}", ours, server.pid), quiet_collector():
                 result["events"][name] = uvloop.run(
                     events_flat_out(port, items, 8.0, 100, side["key"])
                 )
-    finally:
-        for server, _, prefix in servers.values():
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
-            _clear_redis(args.redis_url, prefix)
     print(json.dumps(result, indent=2))
     save_result("serving-keys", result)
     text = markdown(result)

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +29,14 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import (
-    _clear_redis,
     cpu_seconds,
     events_flat_out,
-    free_port,
     load,
     machine,
     recommendations_at_rate,
+    running_server,
     save_result,
-    start_server,
-    synthetic_catalog,
-    synthetic_rules,
-    train_model,
+    served_sample,
     upload_catalog,
     wait_for_neighbours,
     write_docs,
@@ -176,17 +170,11 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="nextbest-profile-"))
-    folder, items = train_model(home, args.sample_sessions)
-    catalog = synthetic_catalog(items)
-    synthetic_rules(catalog).save(folder)
-    prefix = f"nextbest-profile-{uuid.uuid4().hex[:8]}:"
-    env = {"NEXTBEST_REDIS_URL": args.redis_url, "NEXTBEST_REDIS_PREFIX": prefix}
-    port = free_port()
-    server = start_server(home, port, 2, env)
-    result: dict[str, Any] = {"machine": machine(), "load_before": load(), "home": str(home)}
-    result |= {"rate": args.rate, "seconds": args.seconds, "placement": args.placement}
-    result["command"] = " ".join(["python benchmarks/profile_serving.py", *sys.argv[1:]])
-    try:
+    _, items, catalog = served_sample(home, args.sample_sessions)
+    with running_server(home, args.redis_url, name="nextbest-profile") as (server, port):
+        result: dict[str, Any] = {"machine": machine(), "load_before": load(), "home": str(home)}
+        result |= {"rate": args.rate, "seconds": args.seconds, "placement": args.placement}
+        result["command"] = " ".join(["python benchmarks/profile_serving.py", *sys.argv[1:]])
         upload_catalog(port, catalog)
         wait_for_neighbours(home)
         time.sleep(5)  # both workers' item tables
@@ -219,10 +207,6 @@ def main() -> None:
             "loop_idle_samples": idle,
             "background_samples": dict(background),
         }
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        _clear_redis(args.redis_url, prefix)
     text = markdown(result)
     print(text)
     save_result("serving_profile", result)

@@ -76,3 +76,47 @@ def test_a_running_server_takes_rotated_keys_and_secrets(
     services.keys._next_look = 0.0
     assert (ask(NEW_BROWSER, NEW_SECRET), ask(OLD_BROWSER, NEW_SECRET)) == (200, 401)
     assert ask(NEW_BROWSER, OLD_SECRET) == 403
+
+
+def test_key_owners_find_a_key_in_one_lookup_and_follow_revocations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which shop holds a key: one digest of the presented key and one lookup, in a table made
+    again only when a shop's keys change; a key removed from a shop's file stops working as
+    soon as that shop's ring reads the file again (within its interval), and a key two shops
+    hold is refused."""
+    from nextbest.serving import auth as auth_module
+    from nextbest.serving.auth import KeyOwners
+    from nextbest.serving.errors import ApiError
+
+    clock = Clock()
+    a_path, b_path = tmp_path / "a.json", tmp_path / "b.json"
+    write(a_path, read="shop-a-read-key-0001")
+    write(b_path, browser=OLD_BROWSER, read="shop-b-read-key-0001")
+    rings = [KeyRing(ApiKeys(), path, interval=1.0, clock=clock) for path in (a_path, b_path)]
+    owners = KeyOwners([("a", rings[0]), ("b", rings[1])])
+    digested: list[str] = []
+    digest = auth_module.key_digest
+    monkeypatch.setattr(auth_module, "key_digest", lambda key: digested.append(key) or digest(key))
+
+    found = owners.find(OLD_BROWSER)
+    assert (found.owner, found.granted, found.keys.read) == (
+        "b", {Scope.BROWSER}, ("shop-b-read-key-0001",)
+    )  # fmt: skip
+    table = owners._made[1]
+    assert owners.find("shop-a-read-key-0001").owner == "a" and owners._made[1] is table
+    assert digested == [OLD_BROWSER, "shop-a-read-key-0001"]  # one digest per lookup
+    unknown = owners.find("nobody-has-this-key-01")
+    assert (unknown.owner, unknown.granted) == ("a", frozenset())  # the default's: a 401
+    assert len(owners._made[1]) == 3  # configured keys only: an unknown key is not kept
+
+    write(b_path, browser=NEW_BROWSER, read="shop-b-read-key-0001")  # the old one revoked
+    clock.now += 1.0  # the ring's interval: it reads the file again
+    assert owners.find(OLD_BROWSER).granted == frozenset()
+    assert owners.find(NEW_BROWSER).owner == "b"
+    write(b_path, browser=NEW_BROWSER, read="shop-a-read-key-0001")  # a's key, given to b too
+    clock.now += 1.0
+    with pytest.raises(ApiError) as refused:
+        owners.find("shop-a-read-key-0001")
+    assert refused.value.status_code == 403
+    assert refused.value.detail["error"] == "ambiguous API key"

@@ -161,3 +161,29 @@ def test_a_served_tenant_and_its_own_commands(home: Path) -> None:
     assert trained.exit_code == 0, trained.output
     assert [v.name for v in list_versions(home)] == a_versions  # A's models untouched
     assert any(v.name.endswith("-covisit") for v in list_versions(b_home))
+
+
+def test_a_revoked_tenant_key_stops_working_without_a_restart(
+    make_client: MakeClient, home: Path
+) -> None:
+    """The server finds a key's shop in a table of every shop's keys; editing shop B's keys
+    file revokes B's old browser key as soon as B's ring reads the file again (within a
+    second), and a key B's file gives that A already holds is refused for both."""
+    b_home = shop_b_home(home)
+    client = make_client(tenants=("shop-b",))
+    b_keys = client.app.state.tenants["shop-b"].keys  # type: ignore[attr-defined]
+
+    def status(key: str) -> int:
+        reply = client.get("/v1/recommendations", params={"session_id": "s"}, headers=auth(key))
+        return reply.status_code
+
+    assert (status(B["browser"]), status(READ)) == (200, 200)
+    new_browser = "shop-b-browser-key-2"
+    (b_home / "api-keys.json").write_text(json.dumps(B | {"browser": new_browser}))
+    b_keys._next_look = 0.0  # as if a second had passed
+    assert (status(B["browser"]), status(new_browser)) == (401, 200)
+    (b_home / "api-keys.json").write_text(json.dumps(B | {"browser": [new_browser, READ]}))
+    b_keys._next_look = 0.0
+    reply = client.get("/v1/recommendations", params={"session_id": "s"}, headers=auth(READ))
+    assert reply.status_code == 403 and reply.json()["error"] == "ambiguous API key"
+    assert status(B["read"]) == 200  # B's other keys stay B's

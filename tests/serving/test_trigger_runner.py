@@ -88,3 +88,46 @@ def test_failed_deliveries_back_off_then_give_up(tmp_path: Path) -> None:
     with failing.engine.connect() as connection:
         row = connection.execute(select(failing.outbox)).one()
     assert row.failed and row.attempts == 3 and "500" in row.last_error
+
+
+def test_lists_follow_a_promotion_and_a_rollback_at_once(
+    home: Path, backwards_gru: Any, monkeypatch: Any
+) -> None:
+    """The triggers' lists come from the served version: each list looks at the served-version
+    pointer (a folder listing and served.json), so a promotion or a rollback counts from the
+    next message on, not after the live counts' minute; the recommender is opened again only
+    when the version changes."""
+    from serving_helpers import settings_for
+
+    from nextbest.models.served import promote, rollback
+    from nextbest.models.store import list_versions, save_version
+    from nextbest.serving.batch import BatchRecommender
+    from nextbest.serving.server import init_database
+    from nextbest.triggers.service import Lists
+
+    first = list_versions(home)[0].name
+    second = save_version(backwards_gru, home, {"model": "gru4rec"}).name
+    settings = settings_for(home)
+    init_database(settings)
+    opened: list[str | None] = []
+    open_batch = BatchRecommender.open.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[BatchRecommender], *args: Any, **kwargs: Any) -> BatchRecommender:
+        batch = open_batch(cls, *args, **kwargs)
+        opened.append(batch.model.version if batch.model else None)
+        return batch  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(BatchRecommender, "open", classmethod(counted))
+    lists = Lists(settings)
+    home_list = Trigger(**{**CART.__dict__, "placement": "home"})
+    try:
+        assert lists(home_list, "u", "s", None)[1] == second  # the newest serves
+        assert lists(home_list, "u", "s", None)[1] == second and opened == [second]
+        promote(home, first, "test")
+        assert lists(home_list, "u", "s", None)[1] == first  # the next list, no minute
+        rollback(home)
+        assert lists(home_list, "u", "s", None)[1] == second
+        assert opened == [second, first, second]
+    finally:
+        if lists._batch is not None:
+            lists._batch.close()

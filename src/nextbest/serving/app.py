@@ -11,6 +11,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from nextbest.serving.auth import KeyOwners
 from nextbest.serving.bus_consumer import BusConsumer, open_bus
 from nextbest.serving.errors import install_error_handlers
 from nextbest.serving.limits import BodySizeLimit
@@ -60,6 +61,8 @@ def create_app(
                 consumer = await open_bus(one)
                 if consumer is not None:
                     consumers.append(consumer)
+            shops = (services, *app.state.tenants.values())
+            app.state.key_owners = KeyOwners([(shop, shop.keys) for shop in shops])
             yield
         finally:
             for consumer in consumers:  # before the logs close: they write to them

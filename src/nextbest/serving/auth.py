@@ -18,16 +18,17 @@ itself: a server that quietly invents keys is one whose operator never chose the
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from nextbest.serving.errors import ApiError
 from nextbest.user_tokens import check_secret
@@ -45,6 +46,8 @@ class Scope(StrEnum):
 
 
 SERVER_SCOPES = (Scope.WRITE, Scope.READ, Scope.ADMIN)
+NO_SCOPES: frozenset[Scope] = frozenset()
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,55 @@ class Caller:
     user: str | None = None
 
 
+def key_digest(key: str) -> bytes:
+    """What a key is looked up by: its SHA-256. A presented key is never compared with the
+    configured ones, whose comparison time could tell how much of one it got right: its digest
+    is looked up in a dict of theirs, and that lookup's time tells only about digests, which
+    give nothing of the keys away."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def bearer_key(authorization: str | None) -> str:
+    """The key of an `Authorization: Bearer KEY` header; a missing or malformed header is 401."""
+    if not authorization:
+        raise ApiError(
+            401, "missing API key", "Authorization", "send Authorization: Bearer KEY", CHALLENGE
+        )
+    kind, _, key = authorization.partition(" ")
+    if kind.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "malformed Authorization header",
+            "Authorization",
+            "use Authorization: Bearer KEY",
+            CHALLENGE,
+        )
+    return key.strip()
+
+
+def caller_of(key: str, granted: frozenset[Scope], needed: Scope, browser: bool) -> Caller:
+    """The caller of `key`, which grants `granted`, if that holds `needed` (or, when `browser`,
+    the browser scope); else the 401/403 ApiError."""
+    if not granted:
+        raise ApiError(
+            401, "unknown API key", "Authorization", "this key is not configured", CHALLENGE
+        )
+    if needed in granted:
+        return Caller(key)
+    if browser and Scope.BROWSER in granted:
+        return Caller(key, browser=True)
+    if Scope.BROWSER in granted:
+        raise ApiError(
+            403,
+            "a browser key may not call this",
+            "Authorization",
+            f"needs a {needed.value} key, which belongs on the shop's server, not in a page",
+        )
+    raise ApiError(
+        403, f"this key may not {needed.value}", "Authorization", f"needs a {needed.value} key"
+    )
+
+
 @dataclass(frozen=True)
 class ApiKeys:
     write: tuple[str, ...] = ()
@@ -65,8 +117,13 @@ class ApiKeys:
     browser: tuple[str, ...] = ()
     # what the shop's backend signs user tokens with (the first signs, all verify)
     identity_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # each key's scopes by its digest (see `key_digest`)
+    grants: dict[bytes, frozenset[Scope]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
+        grants: dict[bytes, set[Scope]] = {}
         for scope in Scope:
             for key in getattr(self, scope.value):
                 if len(key) < 16 or any(c.isspace() for c in key):
@@ -74,8 +131,15 @@ class ApiKeys:
                         f"an API key of scope {scope.value!r} is too short or has spaces: keys "
                         "need 16 or more characters (make one with `openssl rand -hex 24`)"
                     )
+                grants.setdefault(key_digest(key), set()).add(scope)
         for secret in self.identity_secrets:
             check_secret(secret)
+        # an admin key has every server scope
+        granted = {
+            digest: frozenset(SERVER_SCOPES) if Scope.ADMIN in scopes else frozenset(scopes)
+            for digest, scopes in grants.items()
+        }
+        object.__setattr__(self, "grants", granted)
 
     @property
     def configured(self) -> bool:
@@ -86,51 +150,19 @@ class ApiKeys:
             **{name: getattr(self, name) + getattr(other, name) for name in KEY_FILE_FIELDS}
         )
 
-    def scopes(self, key: str) -> set[Scope]:
+    def scopes(self, key: str) -> frozenset[Scope]:
         """The scopes `key` grants (empty when it is no key of ours)."""
-        granted = set()
-        for scope in Scope:
-            # compare with every key of the scope, in constant time per key
-            if any(hmac.compare_digest(key.encode(), k.encode()) for k in getattr(self, scope)):
-                granted.add(scope)
-        return set(SERVER_SCOPES) if Scope.ADMIN in granted else granted
+        return self.granted(key_digest(key))
+
+    def granted(self, digest: bytes) -> frozenset[Scope]:
+        """The scopes of the key whose `key_digest` this is (empty when it is none of ours)."""
+        return self.grants.get(digest, NO_SCOPES)
 
     def check(self, authorization: str | None, needed: Scope, browser: bool = False) -> Caller:
         """The caller, if the header's key has `needed` (or, when `browser`, is a browser
         key); else the 401/403 ApiError. A browser caller's user is for `access` to prove."""
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if not authorization:
-            raise ApiError(
-                401, "missing API key", "Authorization", "send Authorization: Bearer KEY", challenge
-            )
-        kind, _, key = authorization.partition(" ")
-        if kind.lower() != "bearer" or not key.strip():
-            raise ApiError(
-                401,
-                "malformed Authorization header",
-                "Authorization",
-                "use Authorization: Bearer KEY",
-                challenge,
-            )
-        granted = self.scopes(key.strip())
-        if not granted:
-            raise ApiError(
-                401, "unknown API key", "Authorization", "this key is not configured", challenge
-            )
-        if needed in granted:
-            return Caller(key.strip())
-        if browser and Scope.BROWSER in granted:
-            return Caller(key.strip(), browser=True)
-        if Scope.BROWSER in granted:
-            raise ApiError(
-                403,
-                "a browser key may not call this",
-                "Authorization",
-                f"needs a {needed.value} key, which belongs on the shop's server, not in a page",
-            )
-        raise ApiError(
-            403, f"this key may not {needed.value}", "Authorization", f"needs a {needed.value} key"
-        )
+        key = bearer_key(authorization)
+        return caller_of(key, self.scopes(key), needed, browser)
 
     def as_json(self) -> dict[str, list[str]]:
         return {name: list(getattr(self, name)) for name in KEY_FILE_FIELDS}
@@ -219,6 +251,59 @@ class KeyRing:
         except OSError:
             return None
         return stat.st_mtime_ns, stat.st_size
+
+
+Owner = TypeVar("Owner")
+
+
+@dataclass(frozen=True)
+class Owned(Generic[Owner]):
+    """A key's owner, that owner's keys in force, and what the key grants there."""
+
+    owner: Owner
+    keys: ApiKeys
+    granted: frozenset[Scope]
+
+
+class KeyOwners(Generic[Owner]):
+    """Which of several owners (the shops of a deployment: the default first) holds a key,
+    and what it grants there: one digest lookup in a table of every owner's keys, not a look
+    through each owner's keys per request.
+
+    The table holds configured keys only (a presented key that is none of them is not kept),
+    so its size is the keys' whatever the requests. Every lookup asks each ring for its keys
+    in force and makes the table again when any of them is another object than the table was
+    made from: a ring reads its file again within its `interval` (a second) of a change, so a
+    key removed from a file stops working here when its ring drops it, as without the table."""
+
+    def __init__(self, owners: Sequence[tuple[Owner, KeyRing]]) -> None:
+        if not owners:
+            raise ValueError("KeyOwners needs an owner (the default shop)")
+        self.owners = tuple(owners)
+        self._made: tuple[tuple[ApiKeys, ...], dict[bytes, Owned[Owner] | None]] = ((), {})
+
+    def find(self, key: str) -> Owned[Owner]:
+        """The owner of `key` (the default's, granting nothing, when no owner holds it); a
+        key that two owners hold (a rotation gave it to both) is 403: refused, not guessed."""
+        current = tuple(ring.current for _, ring in self.owners)
+        made, table = self._made
+        if made != current:  # the same objects, as a rule: compared by identity first
+            table = self._table(current)
+            self._made = (current, table)
+        try:
+            found = table[key_digest(key)]
+        except KeyError:
+            return Owned(self.owners[0][0], current[0], NO_SCOPES)
+        if found is None:
+            raise ApiError(403, "ambiguous API key", "Authorization", "two tenants hold this key")
+        return found
+
+    def _table(self, current: tuple[ApiKeys, ...]) -> dict[bytes, Owned[Owner] | None]:
+        table: dict[bytes, Owned[Owner] | None] = {}
+        for (owner, _), keys in zip(self.owners, current, strict=True):
+            for digest, granted in keys.grants.items():
+                table[digest] = None if digest in table else Owned(owner, keys, granted)
+        return table
 
 
 def write_keys_file(keys: ApiKeys, path: Path, single: bool = False) -> None:

@@ -16,7 +16,7 @@ from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from nextbest.serving.auth import Caller, Scope
+from nextbest.serving.auth import Caller, KeyOwners, Scope, bearer_key, caller_of
 from nextbest.serving.errors import ApiError
 from nextbest.serving.services import Services
 from nextbest.user_tokens import BadUserToken, verify_user_token
@@ -30,38 +30,28 @@ async def get_services(request: Request) -> Services:
 
 
 def access(request: Request, scope: Scope, browser: bool = False) -> Services:
-    """The services, if the request's key has `scope` (or, when `browser`, is a browser key
-    with no token or a valid one) and its address and key are within their request rates;
-    else the 401/403/429 ApiError. The caller is left in `request.state.caller`, for the
-    route's own checks (`acting_user`, `check_sessions`) and limits (the events')."""
+    """The services of the shop whose key the request has, if the key has `scope` (or, when
+    `browser`, is a browser key with no token or a valid one) and its address and key are
+    within their request rates; else the 401/403/429 ApiError. The caller is left in
+    `request.state.caller`, for the route's own checks (`acting_user`, `check_sessions`) and
+    limits (the events')."""
     services: Services = request.app.state.services
     address = client_address(request)
     services.limiter.request_from(address)  # before the key: wrong keys count
-    authorization = request.headers.get("authorization")
-    services = tenant_of(request, services, authorization)
-    keys = services.keys.current
-    caller = keys.check(authorization, scope, browser)
+    key = bearer_key(request.headers.get("authorization"))
+    # the tenant whose key it is (the default shop's, granting nothing, when none holds it)
+    owners: KeyOwners[Services] = request.app.state.key_owners
+    found = owners.find(key)
+    services = found.owner
+    caller = caller_of(key, found.granted, scope, browser)
     services.limiter.request_with(caller.key)
     if caller.browser:
         services.limiter.browser_request_from(address)
-        caller = prove_user(caller, request.headers.get(USER_TOKEN_HEADER), keys.identity_secrets)
+        caller = prove_user(
+            caller, request.headers.get(USER_TOKEN_HEADER), found.keys.identity_secrets
+        )
     request.state.caller = caller
     return services
-
-
-def tenant_of(request: Request, default: Services, authorization: str | None) -> Services:
-    """The services of the tenant whose key this is (the default shop's when no tenant's
-    keys hold it: then the default's check answers 401 for an unknown key)."""
-    tenants: dict[str, Services] = getattr(request.app.state, "tenants", {})
-    if not tenants or not authorization:
-        return default
-    key = authorization.partition(" ")[2].strip()
-    owners = [s for s in tenants.values() if s.keys.current.scopes(key)]
-    if default.keys.current.scopes(key):
-        owners.append(default)
-    if len(owners) > 1:  # a rotation gave two tenants one key: refuse rather than guess
-        raise ApiError(403, "ambiguous API key", "Authorization", "two tenants hold this key")
-    return owners[0] if owners else default
 
 
 USER_TOKEN_HEADER = "x-user-token"
