@@ -13,7 +13,6 @@ import polars as pl
 import typer
 
 from nextbest.cli.common import console, friendly_errors, progress_bar, results_table, setup_logging
-from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
 from nextbest.cli.models import build_model, parse_params
 from nextbest.data.sessions import Sessions
 from nextbest.evaluation.metrics import TIE_POLICIES
@@ -32,7 +31,6 @@ from nextbest.events.io import read_events
 from nextbest.events.schema import items_of_table
 from nextbest.models import distributed
 from nextbest.models.base import SessionModel
-from nextbest.models.store import nextbest_home, save_version
 from nextbest.recommend.rules.purchase_rules import PurchaseRules, learn_purchase_rules
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="pop, spop, covisit, sknn, ...")]
@@ -571,25 +569,19 @@ def train_model_version(
     """Fit `model_name` on `train_path` and save it as a version under `home`/models (default
     $NEXTBEST_HOME), with its recipe (how to train it again) in its meta."""
     from nextbest.cli.retrain import Recipe
+    from nextbest.cli.version_inputs import read_version_inputs
 
     params = parse_params(param)
     unfitted = build_model(model_name, params)
     check_catalog_need(unfitted, items_path)
     embeds = bool(getattr(unfitted.config, "attributes", ()))
-    events = read_events(train_path, "skip" if skip_bad else "raise")
-    # Before fitting: a bad catalog fails in a second, not after minutes of training.
-    rules, rules_note = learn_rules(events, train_path, items_path)
-    catalog = read_items(items_path) if items_path is not None else None
-    graph, graph_note = learn_query_graph(events, train_path, catalog, scenarios)
-    ranker, ranker_note = learn_keyword_ranker(
-        keyword_cards, events, graph, catalog, keyword_ranker
+    inputs = read_version_inputs(
+        train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker
     )
     # A model that embeds attributes ranks the whole catalog (new items by their attributes);
     # the others keep the items they were trained on.
-    items = catalog if embeds else None
-    train_sessions = training_sessions(events, train_path, items)
-    trained_until = last_event_time(events)
-    del events  # the model trains on the coded sessions; the table need not stay in memory
+    items = inputs.item_table if embeds else None
+    train_sessions = training_sessions(inputs.release_events(), train_path, items)
     model, fit_seconds = fit_model(model_name, params, train_sessions, items)
     meta = {
         "model": model_name,
@@ -597,18 +589,9 @@ def train_model_version(
         "recipe": Recipe(model_name, tuple(param)).to_meta(),
         "train": str(train_path),
         "events": train_sessions.n_events,
-        "trained_until": trained_until,
         "fit_seconds": round(fit_seconds, 3),
-        "purchase_rules": None if rules is None else rules.counts(),
-        "query_graph": None if graph is None else graph.summary(),
+        **inputs.meta(),
         **fit_report(model),
     }
-    meta["keyword_ranker"] = None if ranker is None else {"kind": ranker.kind, **ranker.meta}
-    extra = version_extra(rules, graph, ranker)
-    folder = save_version(model, home or nextbest_home(), meta, extra=extra)
-    console.print(f"trained {model_name} in {fit_seconds:.1f} s -> {folder}")
-    console.print(rules_note, highlight=False)
-    console.print(graph_note, highlight=False)
-    if ranker_note:
-        console.print(ranker_note, highlight=False)
+    folder = inputs.save(model, home, meta, f"trained {model_name} in {fit_seconds:.1f} s")
     return folder

@@ -168,32 +168,19 @@ def train_pipeline_cli(
     """`nextbest train --pipeline FILE`: the generators and the ranker as one version, under
     `home`/models (default $NEXTBEST_HOME), with its recipe (how to train it again) in its
     meta."""
-    from nextbest.cli.evaluate import (
-        join_group,
-        last_event_time,
-        learn_rules,
-        leave_torchrun,
-        read_items,
-        training_sessions,
-    )
-    from nextbest.cli.keywords import learn_keyword_ranker, learn_query_graph, version_extra
+    from nextbest.cli.evaluate import join_group, leave_torchrun, training_sessions
     from nextbest.cli.retrain import Recipe
-    from nextbest.models.store import nextbest_home, save_version
+    from nextbest.cli.version_inputs import read_version_inputs
     from nextbest.twostage.model import spec_dict, train_pipeline
 
     spec = load_spec(pipeline_path)  # a bad file fails before any data is read
     check_torchrun_ranker(spec, pipeline_path)  # and so does a ranker torchrun cannot share
-    events = read_events(train_path, "skip" if skip_bad else "raise")
-    rules, rules_note = learn_rules(events, train_path, items_path)
-    item_table = read_items(items_path) if items_path is not None else None
-    graph, graph_note = learn_query_graph(events, train_path, item_table, scenarios)
-    ranker, ranker_note = learn_keyword_ranker(
-        keyword_cards, events, graph, item_table, keyword_ranker
+    inputs = read_version_inputs(
+        train_path, items_path, skip_bad, scenarios, keyword_cards, keyword_ranker
     )
+    item_table = inputs.item_table
     catalog = items_of_table(item_table) if item_table is not None else None
-    train = training_sessions(events, train_path)
-    trained_until = last_event_time(events)
-    del events
+    train = training_sessions(inputs.release_events(), train_path)
     # Under torchrun every process reads the files and computes the generators, their
     # candidates and the features itself, inside the group: these are deterministic (the kNN,
     # co-visitation and popularity generators count; the neural ones draw from their
@@ -220,18 +207,11 @@ def train_pipeline_cli(
         "recipe": Recipe(pipeline=str(pipeline_path.resolve())).to_meta(),
         "train": str(train_path),
         "events": train.n_events,
-        "trained_until": trained_until,
         "fit_seconds": round(took, 3),
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
-        "purchase_rules": None if rules is None else rules.counts(),
-        "query_graph": None if graph is None else graph.summary(),
+        **inputs.meta(),
     }
-    extra = version_extra(rules, graph, ranker)
-    folder = save_version(model, home or nextbest_home(), meta, extra=extra)
     over = ", ".join(model.labels)
-    console.print(f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s -> {folder}")
-    console.print(rules_note, highlight=False)
-    console.print(graph_note, highlight=False)
-    if ranker_note:
-        console.print(ranker_note, highlight=False)
+    done = f"trained the pipeline ({spec.ranker} over {over}) in {took:.1f} s"
+    folder = inputs.save(model, home, meta, done)
     return folder
