@@ -66,19 +66,21 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def sum_across(tensors: list[torch.Tensor]) -> None:
-    """Sum each tensor over every process, in place, with one all-reduce of a flat buffer
-    (one message per step instead of one per tensor: the per-message cost dominates on
-    small models)."""
+def sum_across(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor summed over every process, with one all-reduce of a flat buffer (one
+    message per step instead of one per tensor: the per-message cost dominates on small
+    models). Returns the sums as views of that buffer, shaped as the tensors (which keep
+    their own values): a caller that reads the views saves copying them back."""
     if not tensors:
-        return
+        return []
     flat = torch.cat([t.reshape(-1) for t in tensors])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    offset = 0
+    sums, offset = [], 0
     for tensor in tensors:
         size = tensor.numel()
-        tensor.copy_(flat[offset : offset + size].view_as(tensor))
+        sums.append(flat[offset : offset + size].view_as(tensor))
         offset += size
+    return sums
 
 
 def check_same_everywhere(arrays: Sequence[np.ndarray], what: str) -> None:

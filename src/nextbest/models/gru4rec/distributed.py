@@ -103,7 +103,7 @@ class DistributedTrainer(Trainer):
             loss, hidden = self.own_step(batch.inputs, batch.targets, hidden, share)
             total += loss
         self.net.eval()
-        sum_across([total])  # every process's share of the loss
+        (total,) = sum_across([total])  # every process's share of the loss
         events = plan.n_events
         return EpochStats(float(total) / max(events, 1), events, time.perf_counter() - started)
 
@@ -118,10 +118,12 @@ class DistributedTrainer(Trainer):
         scores, hidden, leaves = self.forward(inputs, cols, hidden, True, (share.rows, order))
         loss = self._loss(scores, cols, n_targets, order)
         batch_loss(loss, self.config).backward()  # type: ignore[no-untyped-call]
-        dense = [p.grad for p in self.optimizer.dense]
+        dense = [p for p in self.optimizer.dense if p.grad is not None]
         parts = [[_grad(p) for p in leaf_parts] for _, _, leaf_parts in leaves]
-        sum_across([g for g in dense if g is not None] + [g for ps in parts for g in ps])
+        sums = iter(sum_across([_grad(p) for p in dense] + [g for ps in parts for g in ps]))
+        for p in dense:  # the summed gradients are read where the all-reduce left them
+            p.grad = next(sums)
         self.optimizer.step_dense()
         for (table, index, _), grads in zip(leaves, parts, strict=True):
-            self.optimizer.step_rows(table, index, grads)
+            self.optimizer.step_rows(table, index, [next(sums) for _ in grads])
         return loss.item(), [h.detach() for h in hidden]

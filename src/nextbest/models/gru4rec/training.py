@@ -116,14 +116,16 @@ class Trainer:
         embed_mask, hidden_masks = self._dropout_masks(len(inputs), rows.shape[1], train)
         x, (w, b) = self.with_attributes(inputs, rows, (cols, weights, bias), train)
         if own is not None:
-            mine, order = own
-            x, w, b = x.index_select(0, mine), w.index_select(0, order), b.index_select(0, order)
+            mine = own[0]
+            x = x.index_select(0, mine)
             if embed_mask is not None:
                 embed_mask = embed_mask.index_select(0, mine)
             if hidden_masks is not None:
                 hidden_masks = [m.index_select(0, mine) for m in hidden_masks]
         hidden = net.encode(x, hidden, embed_mask, hidden_masks)
         scores = net.logits(hidden[-1], w, b)  # [B, C]
+        if own is not None:  # the scores' columns reordered, not the [C, H] weights: b << H
+            scores = scores.index_select(1, own[1])
         leaves: list[Leaves] = [(net.item_bias, cols, (bias,))]
         if net.mode == "shared":  # one table: a row used as input and column updates once
             leaves.append((net.item_weights, torch.cat([inputs, cols]), (rows, weights)))

@@ -632,8 +632,7 @@ class _Share:
             return value
         from nextbest.models.distributed import sum_across
 
-        total = torch.tensor([value], dtype=torch.float64)
-        sum_across([total])
+        (total,) = sum_across([torch.tensor([value], dtype=torch.float64)])
         return float(total)
 
 
