@@ -97,10 +97,12 @@ class BusConsumer:
                 await message.nak(delay=RETRY_SECONDS)
             return
         self._forget_redelivered(events, seqs, kept)
-        now = time.time()
         for message in kept:
             await message.ack()
-            metrics.BUS_LAG.observe(max(0.0, now - message.metadata.timestamp.timestamp()))
+        # once a batch, for its oldest event (the stream's order: the first): an observation
+        # per message cost a tenth of the consumer's time (a multiprocess histogram)
+        oldest = kept[0].metadata.timestamp.timestamp()
+        metrics.BUS_LAG.observe(max(0.0, time.time() - oldest))
         logged = sum(1 for seq in seqs if seq)
         metrics.BUS_EVENTS.labels("logged").inc(logged)
         metrics.BUS_EVENTS.labels("logged before").inc(len(events) - logged)

@@ -88,7 +88,8 @@ BUS_EVENTS = Counter(
 )
 BUS_LAG = Histogram(
     "nextbest_bus_lag_seconds",
-    "Time from an event stored in the bus to it logged and applied",
+    "Per batch a node logs: time from its oldest event stored in the bus to the batch logged "
+    "and applied",
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 120.0),
 )
 BUS_PENDING = Gauge(
