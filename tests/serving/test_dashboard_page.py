@@ -107,6 +107,14 @@ def test_the_dashboard_draws_live_data_and_shows_the_reports_numbers(
         )
         assert max(overflow) <= 1  # each chart fits its cell (none drawn past the next one)
         assert page.locator("#models tbody tr").count() == 1
+        operations = page.locator("#operations tbody tr").evaluate_all(
+            "rows => rows.map(r => Array.from(r.cells).map(c => c.textContent))"
+        )
+        assert [r[:2] for r in operations] == [
+            ["learned ranker", "no lists yet"],  # this server's model has no learned ranker
+            ["feature store", "not configured"],  # and it has no Redis
+            ["event bus", "off"],
+        ]
         formatted = page.evaluate(
             "[7.12e-10, 0.25, 100, 4.64e-104, 0.0343].map(v => nextbestDashboard.number(v, 3))"
         )

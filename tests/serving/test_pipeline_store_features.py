@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serving_helpers import (
+    ADMIN,
     CLASSES,
     READ,
     TestClient,
@@ -212,7 +213,7 @@ def test_the_server_reads_the_store_from_redis(
     client = start(redis_url=url, redis_prefix=prefix)
     events = typed_events([typed_sessions()])
     done = materialize_offline(events, tmp_path / "features")
-    write_online(connect(url), prefix, done.as_of, done.online_tables())
+    version = write_online(connect(url), prefix, done.as_of, done.online_tables())
     # what the server reads equals what training computes for a case on the store's day
     reader = client.app.state.services.recommender.feature_store  # type: ignore[attr-defined]
     items = [item(j) for j in range(20)]
@@ -239,6 +240,15 @@ def test_the_server_reads_the_store_from_redis(
     )
     assert reply.status_code == 200, reply.text
     assert ranked("learned") == learned + 1 and ranked("fallback") == fallback
+    # the operator's dashboard says which day the store serves, and how many of each kind
+    board = client.get("/v1/dashboard", headers=auth(ADMIN)).json()["operations"]
+    assert board["feature_store"] == {
+        "version": version,
+        "as_of": done.as_of,
+        "rows": done.rows,
+        "error": None,
+    }
+    assert board["ranked_lists"]["learned"] >= 1 and board["event_bus"] is None
 
 
 def test_without_the_store_the_list_keeps_the_generators_order(
@@ -255,3 +265,27 @@ def test_without_the_store_the_list_keeps_the_generators_order(
     assert reply.status_code == 200, reply.text
     assert len(reply.json()["items"]) == 5
     assert ranked("fallback") == fallback + 1
+    board = client.get("/v1/dashboard", headers=auth(ADMIN)).json()["operations"]
+    assert board["feature_store"] is None and board["ranked_lists"]["fallback"] >= 1
+
+
+def test_the_dashboard_names_a_store_with_nothing_materialized(
+    start: Callable[..., TestClient], redis_prefix: tuple[str, str]
+) -> None:
+    url, prefix = redis_prefix
+    client = start(redis_url=url, redis_prefix=prefix)
+    board = client.get("/v1/dashboard", headers=auth(ADMIN)).json()["operations"]
+    assert board["feature_store"]["version"] is None
+    assert "nothing materialized" in board["feature_store"]["error"]
+
+
+def test_the_dashboard_says_when_the_stores_redis_is_down() -> None:
+    import redis
+
+    from nextbest.serving.routes.dashboard import feature_store_status
+
+    down = OnlineFeatures(redis.Redis(port=1, socket_connect_timeout=1), "nextbest:")
+    found = feature_store_status(down)
+    assert found is not None and found.version is None
+    assert found.error is not None and found.error.startswith("Redis: ")
+    assert feature_store_status(None) is None  # no Redis configured: nothing to show

@@ -1,6 +1,7 @@
 /* The operator's dashboard: asks for an admin key, then draws what the admin endpoints say.
  *
- *   GET /v1/dashboard                    rates, latency percentiles, model versions, experiments
+ *   GET /v1/dashboard                    rates, latency percentiles, model versions, experiments,
+ *                                        operations (ranker fallbacks, feature store, event bus)
  *   GET /v1/experiments/NAME/report      per variant: totals, each metric against the control
  *                                        (interval, always-valid p, verdict) and its timeline
  *
@@ -94,6 +95,40 @@
       return row([cell(m.version), cell(m.model), cell(m.serves),
                   cell(new Date(m.loaded_at * 1000).toLocaleString(), m.loaded_at)]);
     }));
+  }
+
+  function drawOperations(ops) {
+    var lists = ops.ranked_lists || {};
+    var learned = lists.learned || 0, fallback = lists.fallback || 0;
+    var ranker = learned + fallback === 0 ? ["no lists yet", ""] :
+      [fallback > 0 ? "falling back" : "ranking",
+       learned.toLocaleString() + " lists ranked, " + fallback.toLocaleString() +
+       " in the generators' order"];
+    var store = ops.feature_store, storeRow;
+    if (!store) {
+      storeRow = ["not configured", "no Redis (NEXTBEST_REDIS_URL)"];
+    } else if (store.error) {
+      storeRow = ["unavailable", store.error];
+    } else {
+      var day = new Date(store.as_of * 1000).toISOString().slice(0, 10);
+      var rows = Object.keys(store.rows).map(function (k) { return store.rows[k].toLocaleString() + " " + k; });
+      storeRow = ["serving " + day, "version " + store.version + ": " + rows.join(", ")];
+    }
+    var bus = ops.event_bus, busRow;
+    if (!bus) {
+      busRow = ["off", "events go straight to the log"];
+    } else {
+      var waiting = bus.waiting || 0, handed = bus.unacknowledged || 0;
+      busRow = [waiting > 0 ? "behind" : "caught up",
+                waiting.toLocaleString() + " waiting, " + handed.toLocaleString() + " handed out"];
+    }
+    var body = $("operations").querySelector("tbody");
+    body.replaceChildren(
+      row([cell("learned ranker"), cell(ranker[0]), cell(ranker[1], fallback)]),
+      row([cell("feature store"), cell(storeRow[0]), cell(storeRow[1], store && store.version)]),
+      row([cell("event bus"), cell(busRow[0]), cell(busRow[1], bus && bus.waiting)])
+    );
+    body.dataset.state = JSON.stringify(ops);
   }
 
   function section(name) {
@@ -195,6 +230,7 @@
       $("key-form").hidden = true;
       $("board").hidden = false;
       drawServer(board);
+      drawOperations(board.operations);
       var running = board.experiments;
       Array.prototype.forEach.call(document.querySelectorAll("section.experiment"), function (el) {
         if (running.indexOf(el.dataset.experiment) < 0) { el.remove(); }

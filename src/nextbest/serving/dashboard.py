@@ -94,6 +94,22 @@ def read_counters(now: float) -> Sample:
     return Sample(now, events, lists, tuple(sorted(buckets.items())))
 
 
+def read_operations() -> dict[str, dict[str, float]]:
+    """The learned ranker's lists by outcome (learned, fallback) and the event bus's pending
+    messages by state (none when this server has no bus), as `/metrics` shows them now."""
+    ranked: dict[str, float] = {}
+    pending: dict[str, float] = {}
+    for family in _registry().collect():
+        for s in family.samples:
+            if s.name == "nextbest_ranked_lists_total":
+                outcome = s.labels.get("outcome", "")
+                ranked[outcome] = ranked.get(outcome, 0.0) + s.value
+            elif s.name == "nextbest_bus_pending_messages":
+                state = s.labels.get("state", "")
+                pending[state] = max(pending.get(state, 0.0), s.value)
+    return {"ranked_lists": ranked, "bus_pending": pending}
+
+
 def _is_list(labels: dict[str, str]) -> bool:
     return labels.get("route") in RECOMMENDATION_ROUTES and labels.get("status", "200") < "400"
 

@@ -161,6 +161,30 @@ class OnlineFeatures:
         return _Version(name, as_of, columns)
 
 
+@dataclass(frozen=True)
+class StoreStatus:
+    version: str
+    as_of: float  # the values are of the events before this moment (a day's start)
+    rows: Mapping[str, int]  # entity -> entities with a row in the served version
+
+
+def status(client: redis.Redis, prefix: str) -> StoreStatus | None:
+    """The served version, its day and its rows per entity (one pipelined round trip after
+    the pointer); None when nothing is materialized under `prefix`."""
+    current = client.get(f"{prefix}features:current")
+    if current is None:
+        return None
+    name = current.decode()  # type: ignore[union-attr]
+    meta = client.hgetall(f"{prefix}features:{name}:meta")
+    kinds = list(json.loads(meta.get(b"names", b"{}")))  # type: ignore[union-attr]
+    with client.pipeline(transaction=False) as pipe:
+        for entity in kinds:
+            pipe.hlen(_rows_key(prefix, name, entity))
+        counts = pipe.execute()
+    as_of = float(meta.get(b"as_of", b"nan"))  # type: ignore[union-attr]
+    return StoreStatus(name, as_of, dict(zip(kinds, map(int, counts), strict=True)))
+
+
 def _column(version: _Version, entity: str, name: str) -> int:
     columns = list(version.columns.get(entity, ()))
     if name not in columns:
