@@ -291,6 +291,12 @@ def test_materialize_command_writes_both_stores(
     latest = OfflineFeatures(out).latest("item")
     online = OnlineFeatures(connect(url), prefix).read_rows("item", ["a"], ["item.views_28d"])
     assert online.values[0, 0] == latest.filter(pl.col("item_id") == "a")["item.views_28d"][0]
+    items_only = runner.invoke(app, [*args, "--entity", "item", "--out", str(tmp_path / "i")])
+    assert items_only.exit_code == 0, items_only.output
+    assert OfflineFeatures(tmp_path / "i").manifest["features"].keys() == {"item"}
+    assert not (tmp_path / "i" / "pair").exists()
+    wrong = runner.invoke(app, [*args, "--entity", "shop"])
+    assert wrong.exit_code == 2 and "'shop' is not a kind of the store" in wrong.output
     again = runner.invoke(app, [*args, "--last-days", "2"])
     assert again.exit_code == 0, again.output
     assert "2 days" in again.output and "8 earlier days kept" in again.output

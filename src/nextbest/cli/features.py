@@ -33,6 +33,13 @@ def materialize(
     events: Annotated[
         Path | None, typer.Option(help="the event log (.parquet or GRU4Rec .tsv)")
     ] = None,
+    entity: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="compute only these kinds (repeat: --entity item --entity user); default "
+            "item, user and pair (pairs are the large kind: skip them when no ranker reads them)"
+        ),
+    ] = None,
     from_log: Annotated[
         bool,
         typer.Option(
@@ -44,12 +51,17 @@ def materialize(
     the events before it), write them as Parquet partitions, and with --online serve the
     latest day from Redis (the server reads it there under its NEXTBEST_REDIS_PREFIX)."""
     from nextbest.events.io import read_events
-    from nextbest.twostage.store.definitions import FEATURES
+    from nextbest.twostage.store.definitions import ENTITY_KEYS, FEATURES
     from nextbest.twostage.store.offline import day_name, materialize_offline, plan_days
     from nextbest.twostage.store.online import connect, where, write_online
 
     if last_days is not None and last_days < 1:
         raise ValueError(f"--last-days must be at least 1, not {last_days}")
+    kinds = entity or list(ENTITY_KEYS)
+    unknown = sorted(set(kinds) - set(ENTITY_KEYS))
+    if unknown:
+        raise ValueError(f"--entity {unknown[0]!r} is not a kind of the store: {list(ENTITY_KEYS)}")
+    features = [f for f in FEATURES if f.entity in kinds]
     if (events is None) == (not from_log):
         raise ValueError("give either --events FILE or --from-log (one of them)")
     client = connect(online) if online else None  # unreachable: say so before any work
@@ -64,11 +76,11 @@ def materialize(
         table = log_events(settings.database, settings.database_schema)
     if table.is_empty():
         raise ValueError("the event log is empty: there is nothing to compute features of")
-    days, _ = plan_days(table, out, FEATURES, last_days)
+    days, _ = plan_days(table, out, features, last_days)
     with progress_bar() as progress:
         task = progress.add_task("days", total=len(days))
         done = materialize_offline(
-            table, out, last_days=last_days, on_day=lambda _: progress.advance(task)
+            table, out, features, last_days, on_day=lambda _: progress.advance(task)
         )
     latest = day_name(done.days[-1])
     rows = [[entity, f"{n:,}"] for entity, n in done.rows.items()]
