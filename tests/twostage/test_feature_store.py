@@ -297,6 +297,12 @@ def test_materialize_command_writes_both_stores(
     assert not (tmp_path / "i" / "pair").exists()
     wrong = runner.invoke(app, [*args, "--entity", "shop"])
     assert wrong.exit_code == 2 and "'shop' is not a kind of the store" in wrong.output
+    shown = runner.invoke(app, ["features", "status", "--online", url, "--prefix", prefix])
+    assert shown.exit_code == 0, shown.output
+    assert f"values of the events before {day_name(START + 10)}" in shown.output
+    assert "pair" in shown.output and "user" in shown.output
+    empty = runner.invoke(app, ["features", "status", "--online", url, "--prefix", "nope:"])
+    assert empty.exit_code == 2 and "no features under 'nope:'" in empty.output
     again = runner.invoke(app, [*args, "--last-days", "2"])
     assert again.exit_code == 0, again.output
     assert "2 days" in again.output and "8 earlier days kept" in again.output

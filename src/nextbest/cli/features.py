@@ -1,4 +1,5 @@
-"""`nextbest features materialize`: the feature store's offline days and its online copy."""
+"""`nextbest features materialize`: the feature store's offline days and its online copy;
+`nextbest features status`: what the online store serves."""
 
 from __future__ import annotations
 
@@ -94,3 +95,39 @@ def materialize(
         with console.status(f"writing {latest} to {where(online)}"):
             version = write_online(client, prefix, done.as_of, done.online_tables())
         console.print(f"online: version {version} ({latest}) served from {where(online)}")
+
+
+@features_app.command("status")
+@friendly_errors
+def status_command(
+    online: Annotated[
+        str | None,
+        typer.Option(help="the Redis to ask (default: NEXTBEST_REDIS_URL, the server's)"),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="the online store's key prefix (default: NEXTBEST_REDIS_PREFIX)"),
+    ] = None,
+) -> None:
+    """What the online store serves the rankers: its version, the day its values are of, and
+    its rows per kind (what the dashboard's Operations card shows)."""
+    from nextbest.serving.settings import ServingSettings
+    from nextbest.twostage.store.definitions import SECONDS_PER_DAY
+    from nextbest.twostage.store.offline import day_name
+    from nextbest.twostage.store.online import connect, status, where
+
+    settings = ServingSettings()
+    url = online or settings.redis_url
+    if not url:
+        raise ValueError("no Redis to ask: give --online URL or set NEXTBEST_REDIS_URL")
+    key_prefix = settings.redis_prefix if prefix is None else prefix
+    found = status(connect(url), key_prefix)
+    if found is None:
+        raise ValueError(
+            f"no features under {key_prefix!r} at {where(url)}: run `nextbest features "
+            "materialize --online` first"
+        )
+    day = day_name(int(found.as_of // SECONDS_PER_DAY))
+    console.print(f"version {found.version}: values of the events before {day} (UTC)")
+    rows = [[kind, f"{n:,}"] for kind, n in found.rows.items()]
+    console.print(results_table(["kind", "rows"], rows))
