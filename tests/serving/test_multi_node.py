@@ -128,7 +128,14 @@ def nodes_under_load(
 
         assert not failures, failures[:3]
         assert all(answered_by[k] > 0 for k in range(NODES)), answered_by
-        settle()
+        try:
+            settle()
+        except AssertionError as exc:  # what the nodes said is the lead (a flake seen once)
+            tails = {
+                f"node-{k}": (home / f"node-{k}.log").read_text(errors="replace").splitlines()[-30:]
+                for k in range(NODES)
+            }
+            raise AssertionError(f"{exc}; the nodes' logs end with {tails}") from exc
         assert_logged_exactly_once(open_event_log(database, schema), acknowledged)
 
         time.sleep(1.0)  # every node's live counts read the same log
