@@ -223,7 +223,7 @@ def materialize_offline(
         raise ValueError("the event log is empty: there is nothing to compute features of")
     days, kept = plan_days(events, out, features, last_days)
     kinds = entities(features)
-    names = {e: [f.name for f in features_of(e, features)] for e in kinds}
+    names = names_by_entity(features)
     _remove_partitions_except(out, set(kept))
     daily = {e: daily_counts(events, e, features_of(e, features)) for e in kinds}
     latest: dict[str, pl.DataFrame] = {}
@@ -254,13 +254,17 @@ def plan_days(
     every_day = list(range(first + 1, last + 2))
     if last_days is None:
         return every_day, []
-    names = {e: [f.name for f in features_of(e, features)] for e in entities(features)}
     start = every_day[-last_days:][0]
     # a store's last day counted its log's last day up to its last event, which later
     # events of that day change: written again, never kept
-    kept = [d for d in stored_days(out, names)[:-1] if d < start]
+    kept = [d for d in stored_days(out, names_by_entity(features))[:-1] if d < start]
     # the days after the last one kept are written too: no gap before `start`
     return [d for d in every_day if d >= start or (kept and d > kept[-1])], kept
+
+
+def names_by_entity(features: Sequence[Feature]) -> dict[str, list[str]]:
+    """Each entity's feature names, in order: what a manifest records and compares."""
+    return {e: [f.name for f in features_of(e, features)] for e in entities(features)}
 
 
 def stored_days(out: Path, names: Mapping[str, list[str]]) -> list[int]:
